@@ -1,0 +1,1 @@
+"""greenroom's benchmarks: plain commands that print figures (timings never go in tests)."""

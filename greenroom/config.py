@@ -1,0 +1,82 @@
+"""greenroom's configuration: one frozen value, built once and handed to the runtime."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import platformdirs
+
+APP_NAME = "greenroom"
+
+ResumePolicy = Literal["auto", "manual"]
+
+
+def default_data_dir() -> Path:
+    """Where snapshots (and, by default, project folders) live: the user's data folder."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def default_config_dir() -> Path:
+    """Where the token and the configuration file live: the user's config folder."""
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """Bounds that protect the server; reaching one is a clear ``limit_reached`` or
+    ``too_large`` error, never a crash."""
+
+    max_sessions: int = 10_000
+    max_queued_messages: int = 32
+    max_message_chars: int = 256_000
+
+
+@attrs.frozen(kw_only=True)
+class SupervisionConfig:
+    """How sessions are restarted: at most ``max_restarts`` within ``period`` seconds each,
+    with jittered exponential backoff between ``backoff_initial`` and ``backoff_max``."""
+
+    max_restarts: int = 3
+    period: float = 30.0
+    backoff_initial: float = 0.05
+    backoff_max: float = 5.0
+    shutdown_timeout: float = 5.0
+
+
+@attrs.frozen(kw_only=True)
+class SimulatedConfig:
+    """The simulated provider: deterministic for a seed, streaming on trio's clock."""
+
+    seed: int = 0
+    tokens_per_second: float = 50.0
+    reply_tokens: int = 40
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """Everything the runtime needs. ``now`` gives the wall-clock time that is stored or
+    shown (``lastActivity``, history file names); injected so tests control it."""
+
+    data_dir: Path = attrs.field(factory=default_data_dir)
+    projects_dir: Path | None = None
+    provider: str = "simulated"
+    model: str | None = None
+    system_prompt: str | None = None
+    simulated: SimulatedConfig = SimulatedConfig()
+    max_steps: int = 50
+    flush_interval: float = 1.0
+    resume: ResumePolicy = "auto"
+    limits: Limits = Limits()
+    supervision: SupervisionConfig = SupervisionConfig()
+    ask_timeout: float = 10.0
+    seed: int | None = None
+    now: Callable[[], float] = time.time
+
+    @property
+    def projects_root(self) -> Path:
+        """The folder that holds one folder per project."""
+        return self.projects_dir if self.projects_dir is not None else self.data_dir / "projects"
