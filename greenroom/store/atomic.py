@@ -1,0 +1,244 @@
+"""Crash-safe file writes: atomic replacement and durable appends, in batches.
+
+Synchronous on purpose: the persistence actor calls these through ``trio.to_thread.run_sync``
+with a whole flush at once, so that the folder fsyncs, the expensive part, are paid once per
+folder per flush rather than once per file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from greenroom.errors import GreenroomError
+
+_TEMP_MARK = ".tmp-"
+_TEMP_NAME = re.compile(r".+\.tmp-[0-9a-f]{16}")
+_CHUNK = 64 * 1024
+
+
+class StoreWriteError(GreenroomError):
+    """A file could not be written (disk full, read-only folder, ...).
+
+    ``path`` is the file, ``reason`` the operating system's words for why. Nothing that was on
+    disk before the failed write is damaged.
+    """
+
+    def __init__(self, path: Path, reason: str, *, errno: int | None = None) -> None:
+        super().__init__(f"cannot write {path.name}: {reason}")
+        self.path = path
+        self.reason = reason
+        self.errno = errno
+
+
+def _error(path: Path, exc: OSError) -> StoreWriteError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return StoreWriteError(path, reason, errno=exc.errno)
+
+
+def write_files_atomically(files: Mapping[Path, bytes]) -> None:
+    """Replace each file with its new bytes so that a crash leaves it either old or new.
+
+    Each file goes to a temp file beside it, is fsynced and renamed over the target; then each
+    distinct folder is fsynced once, which is what makes the renames durable and a flush of a
+    thousand files affordable. Missing folders are created. On failure the temp file is
+    removed and :class:`StoreWriteError` is raised; files replaced before the failure stay
+    replaced (each one is whole), the failed one and those after it keep their old content.
+    """
+    folders: dict[Path, None] = {}  # insertion-ordered set
+    try:
+        for path, data in files.items():
+            folder = path.parent
+            if folder not in folders:
+                _ensure_folder(folder, path)
+            _replace(path, data)
+            folders[folder] = None
+    except BaseException:
+        # The renames that did happen should be durable too; the first error is the news.
+        with contextlib.suppress(GreenroomError):
+            _fsync_folders(folders)
+        raise
+    _fsync_folders(folders)
+
+
+def append_lines(
+    appends: Mapping[Path, bytes],
+    *,
+    keep_tail: Callable[[bytes], bool] | None = None,
+) -> None:
+    """Append each blob of whole lines to its file and fsync it; create missing files and folders.
+
+    Bytes already in a file are never changed, with one exception that keeps line files
+    readable after a crash: a file whose last line has no newline (an append cut short by a
+    crash) first gets that tail either cut off or, when ``keep_tail(tail)`` says it is a whole
+    line that merely lacks its newline (files written by other tools), completed with a
+    newline. A folder is fsynced once when a file was created in it.
+    """
+    created_in: dict[Path, None] = {}
+    try:
+        for path, data in appends.items():
+            if _append(path, data, keep_tail):
+                created_in[path.parent] = None
+    except BaseException:
+        with contextlib.suppress(GreenroomError):
+            _fsync_folders(created_in)
+        raise
+    _fsync_folders(created_in)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Remove the temp files that a crash in :func:`write_files_atomically` left in ``folder``.
+
+    Call it only while nothing is writing into ``folder`` (at startup): a temp file being
+    written looks the same as a stale one. Returns how many were removed.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise _error(folder, exc) from exc
+    for entry in entries:
+        if is_temp_name(entry.name):
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise _error(Path(entry.path), exc) from exc
+            removed += 1
+    return removed
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of the temp file names :func:`write_files_atomically` uses."""
+    return _TEMP_MARK in name and _TEMP_NAME.fullmatch(name) is not None
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the creation, renaming and removal of entries in ``folder`` durable."""
+    _fsync_folders([folder])
+
+
+def _replace(path: Path, data: bytes) -> None:
+    temp = path.with_name(f"{path.name}{_TEMP_MARK}{os.urandom(8).hex()}")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise _error(path, exc) from exc
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException as exc:
+        _unlink_quietly(temp)
+        if isinstance(exc, OSError):
+            raise _error(path, exc) from exc
+        raise
+
+
+def _append(path: Path, data: bytes, keep_tail: Callable[[bytes], bool] | None) -> bool:
+    """Append to one file; return whether the file was created."""
+    flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC  # read: to look at the last line
+    created = False
+    try:
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            _ensure_folder(path.parent, path)
+            fd = os.open(path, flags | os.O_CREAT, 0o644)
+            created = True
+    except OSError as exc:
+        raise _error(path, exc) from exc
+    try:
+        try:
+            if not created:
+                data = _mend_tail(fd, data, keep_tail)
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _error(path, exc) from exc
+    return created
+
+
+def _mend_tail(fd: int, data: bytes, keep_tail: Callable[[bytes], bool] | None) -> bytes:
+    """Deal with an unterminated last line before appending (see :func:`append_lines`)."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return data
+    # Find the start of the unterminated tail, reading backwards.
+    end = size
+    start = 0
+    while end > 0:
+        begin = max(0, end - _CHUNK)
+        newline = os.pread(fd, end - begin, begin).rfind(b"\n")
+        if newline >= 0:
+            start = begin + newline + 1
+            break
+        end = begin
+    tail = os.pread(fd, size - start, start) if keep_tail is not None else b""
+    if keep_tail is not None and keep_tail(tail):
+        return b"\n" + data
+    os.ftruncate(fd, start)
+    return data
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _ensure_folder(folder: Path, for_file: Path) -> None:
+    """Create ``folder`` (and its parents) if missing, durably."""
+    if folder.is_dir():
+        return
+    missing: list[Path] = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    try:
+        for item in reversed(missing):
+            try:
+                os.mkdir(item)
+            except FileExistsError:
+                if not item.is_dir():
+                    raise
+            _fsync_folders([item.parent])
+    except OSError as exc:
+        raise _error(for_file, exc) from exc
+
+
+def _fsync_folders(folders: Iterable[Path]) -> None:
+    for folder in folders:
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _error(folder, exc) from exc
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            # Some filesystems cannot fsync a folder and say so with EINVAL; their renames
+            # are as durable as they will ever be.
+            if exc.errno != errno.EINVAL:
+                raise _error(folder, exc) from exc
+        finally:
+            os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    # Cleanup after a failure: the original error is the one to report.
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -1,0 +1,301 @@
+"""Session snapshots: one small msgpack file per session, ``<data_dir>/sessions/<id>.msgpack``.
+
+A file holds the envelope ``{"format": 1, "session": <id>, "payload": <map>}``; the payload is
+whatever the persistence actor unstructured (plain maps, lists, strings, numbers, booleans,
+None, bytes). A file that cannot be read back is moved to ``sessions/corrupt/`` and reported,
+never deleted and never allowed to stop the server from starting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import msgpack  # type: ignore[import-untyped]
+
+from greenroom.errors import GreenroomError, InvalidArgument
+from greenroom.store import atomic
+
+FORMAT_VERSION = 1
+MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
+"""A snapshot file larger than this is refused as corrupt (a session's state is far smaller)."""
+
+_SESSION_ID = re.compile(r"s-[0-9a-f]{1,64}")
+_SUFFIX = ".msgpack"
+_FILE_NAME = re.compile(r"(s-[0-9a-f]{1,64})\.msgpack")
+_FIRST_READ = 64 * 1024
+
+
+class CorruptSnapshot(GreenroomError):
+    """Snapshot bytes that are not a valid snapshot; ``reason`` says what is wrong."""
+
+    def __init__(self, reason: str, *, name: str | None = None) -> None:
+        where = f" {name}" if name else ""
+        super().__init__(f"corrupt snapshot{where}: {reason}")
+        self.reason = reason
+        self.name = name
+
+
+class SnapshotEncodeError(GreenroomError):
+    """Some payloads could not be encoded (a value msgpack cannot hold); ``errors`` by session."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        listed = "; ".join(f"{session}: {reason}" for session, reason in errors.items())
+        super().__init__(f"cannot encode snapshots: {listed}")
+        self.errors = dict(errors)
+
+
+@attrs.frozen(kw_only=True)
+class QuarantinedFile:
+    """A snapshot file that was moved aside: its name, why, and where it went (None if it
+    could not be moved)."""
+
+    name: str
+    reason: str
+    moved_to: Path | None
+
+
+@attrs.frozen(kw_only=True)
+class ScanResult:
+    """What :meth:`SnapshotStore.scan` found: the good snapshots and the files moved aside."""
+
+    snapshots: list[tuple[str, dict[str, Any]]]
+    quarantined: list[QuarantinedFile]
+    removed_temps: int = 0
+
+
+def is_session_id(value: object) -> bool:
+    """Whether ``value`` is a session id (``s-`` and 1 to 64 lowercase hex digits)."""
+    return isinstance(value, str) and _SESSION_ID.fullmatch(value) is not None
+
+
+def encode_snapshot(session: str, payload: dict[str, Any]) -> bytes:
+    """The file bytes of one session's snapshot."""
+    if not is_session_id(session):
+        raise InvalidArgument(f"invalid session id {session!r}")
+    if not isinstance(payload, dict):
+        raise TypeError(f"a snapshot payload must be a dict, not {type(payload).__name__}")
+    envelope = {"format": FORMAT_VERSION, "session": session, "payload": payload}
+    return msgpack.packb(envelope, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_snapshot(data: bytes) -> tuple[str, dict[str, Any]]:
+    """Read snapshot bytes back into ``(session, payload)``; raise CorruptSnapshot if they are
+    not one (not msgpack, truncated, trailing bytes, wrong types, unknown format version)."""
+    if len(data) > MAX_SNAPSHOT_BYTES:
+        raise CorruptSnapshot(f"too large ({len(data)} bytes, at most {MAX_SNAPSHOT_BYTES})")
+    if not data:
+        raise CorruptSnapshot("empty file")
+    try:
+        # msgpack bounds every length by len(data), so a few hostile bytes cannot claim a
+        # huge allocation, and its C unpacker bounds the nesting depth. Timestamps decode to
+        # floats and other extension types are refused, so only plain values come out.
+        envelope = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=False,
+            timestamp=1,
+            ext_hook=_refuse_ext,
+            max_str_len=len(data),
+            max_bin_len=len(data),
+            max_array_len=len(data),
+            max_map_len=len(data),
+            max_ext_len=len(data),
+        )
+    except msgpack.ExtraData:
+        raise CorruptSnapshot("trailing bytes after the snapshot") from None
+    except Exception as exc:  # untrusted bytes: any failure to unpack means corrupt
+        reason = str(exc) or type(exc).__name__
+        if "incomplete" in reason.lower() or isinstance(exc, msgpack.OutOfData):
+            reason = "truncated"
+        raise CorruptSnapshot(f"not msgpack: {reason}") from None
+    if not isinstance(envelope, dict):
+        raise CorruptSnapshot(f"envelope must be a map, not {_kind(envelope)}")
+    version = envelope.get("format")
+    if type(version) is not int:
+        raise CorruptSnapshot(f"format version must be an integer, not {_kind(version)}")
+    if version != FORMAT_VERSION:
+        raise CorruptSnapshot(
+            f"unknown format version {version} (this greenroom reads {FORMAT_VERSION})"
+        )
+    session = envelope.get("session")
+    if not is_session_id(session):
+        raise CorruptSnapshot(f"invalid session id {session!r}")
+    assert isinstance(session, str)
+    payload = envelope.get("payload")
+    if not isinstance(payload, dict):
+        raise CorruptSnapshot(f"payload must be a map, not {_kind(payload)}")
+    return session, payload
+
+
+class SnapshotStore:
+    """The snapshot files under ``<data_dir>/sessions``. Synchronous: call it from a thread.
+
+    Not safe for concurrent use: the persistence actor owns it and calls one method at a time.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.folder = data_dir / "sessions"
+        self.corrupt_folder = self.folder / "corrupt"
+
+    def path(self, session: str) -> Path:
+        """The file of ``session`` (the id is validated: it is never a way out of the folder)."""
+        if not is_session_id(session):
+            raise InvalidArgument(f"invalid session id {session!r}")
+        return self.folder / f"{session}{_SUFFIX}"
+
+    def write(self, batch: Mapping[str, dict[str, Any]]) -> None:
+        """Write the snapshots of a batch of sessions, each atomically, one folder fsync.
+
+        A payload that cannot be encoded does not stop the others: they are written, then
+        :class:`SnapshotEncodeError` names the ones that were not. A disk failure raises
+        atomic.StoreWriteError.
+        """
+        files: dict[Path, bytes] = {}
+        errors: dict[str, str] = {}
+        for session, payload in batch.items():
+            path = self.path(session)
+            try:
+                files[path] = encode_snapshot(session, payload)
+            except (TypeError, ValueError, OverflowError) as exc:
+                errors[session] = str(exc) or type(exc).__name__
+        atomic.write_files_atomically(files)
+        if errors:
+            raise SnapshotEncodeError(errors)
+
+    def delete(self, session: str) -> None:
+        """Remove the snapshot of ``session``, durably; a missing one is fine."""
+        path = self.path(session)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise atomic.StoreWriteError(path, exc.strerror or str(exc), errno=exc.errno) from exc
+        atomic.fsync_folder(self.folder)
+
+    def load(self, session: str) -> dict[str, Any] | None:
+        """The payload of ``session``, or None if it has no snapshot.
+
+        A corrupt snapshot is moved aside and CorruptSnapshot raised (its message says where).
+        """
+        path = self.path(session)
+        try:
+            data = _read(str(path))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            reason = f"unreadable: {exc.strerror or exc}"
+        else:
+            try:
+                found, payload = decode_snapshot(data)
+            except CorruptSnapshot as exc:
+                reason = exc.reason
+            else:
+                if found == session:
+                    return payload
+                reason = f"holds session {found}, not {session}"
+        quarantined = self._quarantine(path.name, reason)
+        self._sync_after_quarantine()
+        where = f", moved to {quarantined.moved_to}" if quarantined.moved_to else ""
+        raise CorruptSnapshot(f"{reason}{where}", name=path.name)
+
+    def scan(self) -> ScanResult:
+        """Load every snapshot; move each corrupt or unreadable file aside and report it.
+
+        Files whose names are not ``<session id>.msgpack`` are left alone, except the temp
+        files a crash left behind, which are removed: call this at startup, before writing.
+        """
+        snapshots: list[tuple[str, dict[str, Any]]] = []
+        quarantined: list[QuarantinedFile] = []
+        removed_temps = 0
+        folder = str(self.folder)
+        try:
+            with os.scandir(folder) as entries:
+                names = [entry.name for entry in entries]
+        except FileNotFoundError:
+            return ScanResult(snapshots=[], quarantined=[])
+        for name in names:
+            match = _FILE_NAME.fullmatch(name)
+            if match is None:
+                if atomic.is_temp_name(name):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(folder, name))
+                    removed_temps += 1
+                continue
+            try:
+                data = _read(os.path.join(folder, name))
+            except FileNotFoundError:
+                continue  # gone since the listing
+            except OSError as exc:
+                quarantined.append(self._quarantine(name, f"unreadable: {exc.strerror or exc}"))
+                continue
+            try:
+                session, payload = decode_snapshot(data)
+            except CorruptSnapshot as exc:
+                quarantined.append(self._quarantine(name, exc.reason))
+                continue
+            if session != match[1]:
+                quarantined.append(self._quarantine(name, f"holds session {session}"))
+                continue
+            snapshots.append((session, payload))
+        if quarantined or removed_temps:
+            self._sync_after_quarantine()
+        return ScanResult(snapshots=snapshots, quarantined=quarantined, removed_temps=removed_temps)
+
+    def _quarantine(self, name: str, reason: str) -> QuarantinedFile:
+        """Move ``sessions/<name>`` to ``sessions/corrupt/<name>.<unix time>``."""
+        try:
+            os.makedirs(self.corrupt_folder, exist_ok=True)
+            stamp = int(time.time())
+            target = self.corrupt_folder / f"{name}.{stamp}"
+            counter = 0
+            while target.exists():
+                counter += 1
+                target = self.corrupt_folder / f"{name}.{stamp}-{counter}"
+            os.rename(self.folder / name, target)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            return QuarantinedFile(name=name, reason=f"{reason} (not moved: {why})", moved_to=None)
+        return QuarantinedFile(name=name, reason=reason, moved_to=target)
+
+    def _sync_after_quarantine(self) -> None:
+        # Best effort: a failure to make the move durable is no reason to refuse to start.
+        for folder in (self.corrupt_folder, self.folder):
+            with contextlib.suppress(GreenroomError):
+                atomic.fsync_folder(folder)
+
+
+def _read(path: str) -> bytes:
+    """A file's bytes, read with as few system calls as a small file allows, up to one byte
+    past the size limit (so that an oversized file is seen as such without reading it all)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        first = os.read(fd, _FIRST_READ)
+        if len(first) < _FIRST_READ:
+            return first
+        chunks = [first]
+        total = len(first)
+        while total <= MAX_SNAPSHOT_BYTES:
+            chunk = os.read(fd, min(1024 * 1024, MAX_SNAPSHOT_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _refuse_ext(code: int, data: bytes) -> object:
+    raise ValueError(f"unexpected msgpack extension type {code}")
+
+
+def _kind(value: object) -> str:
+    return "nil" if value is None else type(value).__name__
