@@ -1,0 +1,130 @@
+"""The event bus: every event goes to the lossless actors first, then to bounded subscriptions.
+
+There are two kinds of receivers, with two overflow decisions:
+
+- **Attached actors** (the persistence actor, the notifier) get every event by ``tell``, in
+  publication order; ``publish`` waits while one of their mailboxes is full. They are in-memory
+  consumers that keep up, and they must never miss an event: the mirror is what a restarted
+  session is rebuilt from. Because the persistence actor's events and its ``ask``s share one
+  mailbox, a session restarted after publishing an event always reads a state that includes it.
+- **Subscriptions** (one per client connection) are bounded queues that ``publish`` never waits
+  on. A subscription that is full is closed and marked overflowed, and no event is dropped
+  silently: its owner reconnects and resumes from its last ``seq``.
+
+The bus is a passive object rather than a task of its own: publishing is the sending session's
+own work, which keeps the order above without a hop through another mailbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from greenroom.actors.events import Event
+from greenroom.actors.mailbox import ActorRef
+
+
+@attrs.frozen(kw_only=True)
+class BusStatistics:
+    published: int
+    subscriptions: int
+    attached: int
+    overflowed: int
+
+
+@attrs.define(eq=False)
+class Subscription:
+    """A bounded queue of events for one receiver. ``overflowed`` says why it closed."""
+
+    name: str
+    capacity: int
+    accepts: Callable[[Event], bool]
+    overflowed: bool = attrs.field(default=False, init=False)
+    closed: bool = attrs.field(default=False, init=False)
+    _send: trio.MemorySendChannel[Event] = attrs.field(init=False)
+    _receive: trio.MemoryReceiveChannel[Event] = attrs.field(init=False)
+    _bus: EventBus | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._send, self._receive = trio.open_memory_channel[Event](self.capacity)
+
+    def offer(self, event: Event) -> bool:
+        """Queue ``event`` if this subscription wants it; close on overflow. Never waits."""
+        if self.closed or not self.accepts(event):
+            return False
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            self.overflowed = True
+            self.close()
+            return False
+        return True
+
+    async def receive(self) -> Event:
+        """The next event; raises trio.EndOfChannel once closed and drained."""
+        return await self._receive.receive()
+
+    def receive_nowait(self) -> Event:
+        return self._receive.receive_nowait()
+
+    def queued(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._send.close()
+            if self._bus is not None:
+                self._bus._drop(self)
+
+
+@attrs.define(eq=False)
+class EventBus:
+    """Delivers each published event to attached actors, then to subscriptions, in order."""
+
+    _attached: list[tuple[ActorRef[Any], Callable[[Event], bool]]] = attrs.Factory(list)
+    _subscriptions: list[Subscription] = attrs.Factory(list)
+    _published: int = 0
+    _overflowed: int = 0
+
+    def attach(self, ref: ActorRef[Any], accepts: Callable[[Event], bool] | None = None) -> None:
+        """Deliver every event ``accepts`` allows to ``ref`` by tell, losslessly."""
+        self._attached.append((ref, accepts or _everything))
+
+    def subscribe(
+        self, name: str, *, capacity: int, accepts: Callable[[Event], bool] | None = None
+    ) -> Subscription:
+        """A new bounded subscription; close it when done."""
+        subscription = Subscription(name=name, capacity=capacity, accepts=accepts or _everything)
+        subscription._bus = self
+        self._subscriptions.append(subscription)
+        return subscription
+
+    async def publish(self, event: Event) -> None:
+        """Deliver ``event``. Waits only for attached actors' mailboxes."""
+        for ref, accepts in self._attached:
+            if accepts(event):
+                await ref.tell(event)
+        self._published += 1
+        for subscription in tuple(self._subscriptions):
+            subscription.offer(event)
+
+    def statistics(self) -> BusStatistics:
+        return BusStatistics(
+            published=self._published,
+            subscriptions=len(self._subscriptions),
+            attached=len(self._attached),
+            overflowed=self._overflowed,
+        )
+
+    def _drop(self, subscription: Subscription) -> None:
+        self._subscriptions.remove(subscription)
+        if subscription.overflowed:
+            self._overflowed += 1
+
+
+def _everything(event: Event) -> bool:
+    return True

@@ -1,0 +1,161 @@
+"""Events: every change to a session, as frozen values published on the event bus.
+
+An :class:`Event` is an envelope (session, project, seq) around one payload class. The payload
+classes are named after the wire events of docs/protocol.md; their field names are snake_case
+here and camelCase on the wire (the codec renames them).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import attrs
+
+from greenroom.agent.chat import Message
+
+Status = Literal["idle", "running", "stopping", "interrupted", "failed"]
+EndReason = Literal["completed", "stopped", "failed", "interrupted"]
+NotificationKind = Literal["completed", "stopped", "failed"]
+
+PREVIEW_CHARS = 50
+
+
+@attrs.frozen(kw_only=True)
+class Summary:
+    """What a session list shows of one session (the protocol's ``summary``).
+
+    ``queued`` (the texts waiting) and ``error`` (why the last turn failed) are greenroom's
+    additions to the protocol's summary.
+    """
+
+    session: str
+    project: str
+    name: str
+    status: Status
+    loading: bool
+    message_count: int
+    last_activity: float
+    preview: str | None
+    queued: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PartialToolCall:
+    """A tool call as streamed so far."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@attrs.frozen(kw_only=True)
+class SessionCreated:
+    name: ClassVar[str] = "sessionCreated"
+    summary: Summary
+
+
+@attrs.frozen(kw_only=True)
+class SessionUpdated:
+    name: ClassVar[str] = "sessionUpdated"
+    summary: Summary
+
+
+@attrs.frozen(kw_only=True)
+class SessionDeleted:
+    name: ClassVar[str] = "sessionDeleted"
+
+
+@attrs.frozen(kw_only=True)
+class MessageAdded:
+    name: ClassVar[str] = "messageAdded"
+    index: int
+    message: Message
+
+
+@attrs.frozen(kw_only=True)
+class StreamingUpdate:
+    """New text at ``offset`` of the partial assistant message, and its tool calls so far."""
+
+    name: ClassVar[str] = "streamingUpdate"
+    offset: int
+    delta: str
+    tool_calls: tuple[PartialToolCall, ...] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class LoadingChanged:
+    """A turn started (``loading``) or ended, and why; ``error`` says what failed."""
+
+    name: ClassVar[str] = "loadingChanged"
+    loading: bool
+    reason: EndReason | None = None
+    error: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SessionRestarted:
+    name: ClassVar[str] = "sessionRestarted"
+    reason: str
+    restarts: int
+
+
+@attrs.frozen(kw_only=True)
+class SessionFailed:
+    """The supervisor gave up on the session after too many crashes."""
+
+    name: ClassVar[str] = "sessionFailed"
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class Notification:
+    """Told to clients that are not viewing the project whose turn just ended."""
+
+    name: ClassVar[str] = "notification"
+    kind: NotificationKind
+    title: str
+    body: str
+    session: str
+    project: str
+
+
+EventData = (
+    SessionCreated
+    | SessionUpdated
+    | SessionDeleted
+    | MessageAdded
+    | StreamingUpdate
+    | LoadingChanged
+    | SessionRestarted
+    | SessionFailed
+    | Notification
+)
+
+# Events every connection receives, subscribed or not (docs/protocol.md, "Events").
+LIFECYCLE_EVENTS = frozenset(
+    cls.name
+    for cls in (
+        SessionCreated,
+        SessionUpdated,
+        SessionDeleted,
+        LoadingChanged,
+        SessionRestarted,
+        SessionFailed,
+    )
+)
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """One event: ``seq`` is the session's own counter (None for events of no session)."""
+
+    session: str | None
+    project: str | None
+    seq: int | None
+    data: EventData
+
+    @property
+    def name(self) -> str:
+        return self.data.name

@@ -1,0 +1,341 @@
+"""The session manager: the registry of sessions, one per project.
+
+It opens or creates a project's session, starts its actor under the session supervisor, routes
+commands to it (by handing out its ``ActorRef``), deletes sessions and projects, and enforces the
+session limit. Everything that changes the registry goes through its mailbox, one message at a
+time, so two clients opening the same project get the same session.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import trio
+
+from greenroom.actors.bus import EventBus
+from greenroom.actors.events import (
+    Event,
+    LoadingChanged,
+    MessageAdded,
+    SessionCreated,
+    SessionDeleted,
+    SessionFailed,
+    Summary,
+)
+from greenroom.actors.mailbox import ActorRef, Inbox, Mailbox, Reply
+from greenroom.actors.persistence import ListSummaries, LoadState, PersistenceMessage
+from greenroom.actors.session import DeleteSession, SessionActor, SessionMessage, StopGeneration
+from greenroom.agent.provider import Provider
+from greenroom.config import Config
+from greenroom.errors import ActorError, Conflict, GreenroomError, LimitReached, NotFound
+from greenroom.store.history import history_name
+from greenroom.store.projects import project_path, validate_project_name
+from greenroom.supervisor import ChildSpec, DynamicSupervisor, Restart, RestartInfo
+
+
+@attrs.frozen(kw_only=True)
+class OpenSession:
+    """The project's session id, creating (and starting) the session if needed."""
+
+    project: str
+    reply: Reply[str] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class Lookup:
+    """The actor of a session, started again if the supervisor had given it up."""
+
+    session: str
+    reply: Reply[ActorRef[SessionMessage]] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class RemoveSession:
+    session: str
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class StopAll:
+    reply: Reply[int] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class ProjectInfo:
+    project: str
+    session: str | None
+    status: str | None
+
+
+@attrs.frozen(kw_only=True)
+class ListProjects:
+    reply: Reply[tuple[ProjectInfo, ...]] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class CreateProject:
+    project: str
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class DeleteProject:
+    project: str
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class GivenUp:
+    """The session supervisor gave up on a session (sent by its callback)."""
+
+    session: str
+    reason: str
+
+
+ManagerMessage = (
+    OpenSession
+    | Lookup
+    | RemoveSession
+    | StopAll
+    | ListProjects
+    | CreateProject
+    | DeleteProject
+    | GivenUp
+)
+
+
+@attrs.define(eq=False)
+class _Entry:
+    project: str
+    mailbox: Mailbox[SessionMessage]
+
+
+@attrs.define(eq=False)
+class SessionManager:
+    """Owns the registry; its state outlives its own restarts (it is held by the runtime)."""
+
+    config: Config
+    bus: EventBus
+    provider: Provider
+    persistence: ActorRef[PersistenceMessage]
+    sessions: DynamicSupervisor
+    rng: random.Random
+    make_session_id: Callable[[], str] = attrs.field(default=lambda: f"s-{secrets.token_hex(4)}")
+    _entries: dict[str, _Entry] = attrs.Factory(dict)
+    _by_project: dict[str, str] = attrs.Factory(dict)
+
+    async def run(
+        self,
+        inbox: Inbox[ManagerMessage],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()
+        async for message in inbox:
+            try:
+                await self._handle(message)
+            except GreenroomError as error:
+                if not isinstance(message, GivenUp):
+                    message.reply.fail(error)
+
+    async def _handle(self, message: ManagerMessage) -> None:
+        match message:
+            case OpenSession(project=project, reply=reply):
+                reply.send(await self._open(project))
+            case Lookup(session=session, reply=reply):
+                reply.send(await self._lookup(session))
+            case RemoveSession(session=session, reply=reply):
+                await self._remove(session)
+                reply.send(None)
+            case StopAll(reply=reply):
+                reply.send(await self._stop_all())
+            case ListProjects(reply=reply):
+                reply.send(await self._list_projects())
+            case CreateProject(project=project, reply=reply):
+                await self._create_project(project)
+                reply.send(None)
+            case DeleteProject(project=project, reply=reply):
+                validate_project_name(project)
+                if project in self._by_project:
+                    await self._remove(self._by_project[project])
+                folder = self.config.projects_root / project
+                await trio.to_thread.run_sync(shutil.rmtree, folder, True)
+                reply.send(None)
+            case GivenUp(session=session, reason=reason):
+                await self._announce_failed(session, reason)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def _open(self, project: str) -> str:
+        validate_project_name(project)
+        existing = self._by_project.get(project)
+        if existing is not None:
+            await self._lookup(existing)
+            return existing
+        if len(self._entries) >= self.config.limits.max_sessions:
+            raise LimitReached(f"the server holds {len(self._entries)} sessions, its limit")
+        folder = project_path(self.config.projects_root, project)
+        await trio.to_thread.run_sync(lambda: folder.mkdir(parents=True, exist_ok=True))
+        session = self.make_session_id()
+        summary = Summary(
+            session=session,
+            project=project,
+            name=history_name(self.config.now(), self.rng),
+            status="idle",
+            loading=False,
+            message_count=0,
+            last_activity=self.config.now(),
+            preview=None,
+        )
+        await self.bus.publish(
+            Event(session=session, project=project, seq=1, data=SessionCreated(summary=summary))
+        )
+        self._register(session, project)
+        await self._start(session)
+        return session
+
+    def _register(self, session: str, project: str) -> _Entry:
+        mailbox = Mailbox[SessionMessage](f"session {session}", ask_timeout=self.config.ask_timeout)
+        entry = self._entries[session] = _Entry(project=project, mailbox=mailbox)
+        self._by_project[project] = session
+        return entry
+
+    async def _start(self, session: str) -> None:
+        entry = self._entries[session]
+        mailbox = entry.mailbox
+        folder = self.config.projects_root / entry.project
+        persistence, bus, provider, config = self.persistence, self.bus, self.provider, self.config
+
+        async def start(
+            restart: RestartInfo | None,
+            *,
+            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        ) -> None:
+            state = await persistence.ask(LoadState(session=session))
+            if state is None:
+                raise NotFound(f"no session {session}")
+            actor = SessionActor(
+                state=state,
+                bus=bus,
+                provider=provider,
+                config=config,
+                project_dir=folder,
+                restart=restart,
+            )
+            with mailbox.serve() as inbox:
+                await actor.run(inbox, task_status=task_status)
+
+        await self.sessions.start_child(
+            ChildSpec(
+                id=session,
+                start=start,
+                restart=Restart.TRANSIENT,
+                shutdown=self.config.supervision.shutdown_timeout,
+                stop=mailbox.request_stop,
+            )
+        )
+
+    async def _lookup(self, session: str) -> ActorRef[SessionMessage]:
+        entry = self._entries.get(session)
+        if entry is None:
+            raise NotFound(f"no session {session}")
+        if session not in self.sessions.which_children():
+            await self._start(session)  # given up earlier: a new command gives it a new chance
+        return entry.mailbox.ref
+
+    async def _remove(self, session: str) -> None:
+        entry = self._entries.get(session)
+        if entry is None:
+            raise NotFound(f"no session {session}")
+        if entry.mailbox.serving:
+            await entry.mailbox.ref.ask(DeleteSession())
+        else:
+            await self._publish_for(session, SessionDeleted())
+        if session in self.sessions.which_children():
+            await self.sessions.terminate_child(session)
+        entry.mailbox.close()
+        del self._entries[session]
+        self._by_project.pop(entry.project, None)
+
+    async def _stop_all(self) -> int:
+        stopped = 0
+        for entry in list(self._entries.values()):
+            if entry.mailbox.serving:
+                try:
+                    await entry.mailbox.ref.ask(StopGeneration())
+                except ActorError:
+                    continue  # it crashed meanwhile; its supervisor deals with it
+                stopped += 1
+        return stopped
+
+    async def _announce_failed(self, session: str, reason: str) -> None:
+        """The supervisor gave up: end the turn it was running, then say why."""
+        state = await self.persistence.ask(LoadState(session=session))
+        partial = state.partial_message() if state is not None else None
+        if state is not None and partial is not None and partial.content:
+            added = MessageAdded(index=len(state.messages), message=partial)
+            await self._publish_for(session, added)
+        if state is not None and state.loading:
+            error = f"the session crashed too often: {reason}"
+            await self._publish_for(
+                session, LoadingChanged(loading=False, reason="failed", error=error)
+            )
+        await self._publish_for(session, SessionFailed(reason=reason))
+
+    async def _publish_for(
+        self, session: str, data: MessageAdded | LoadingChanged | SessionFailed | SessionDeleted
+    ) -> None:
+        """Publish an event of a session whose actor is not running, with its next seq."""
+        state = await self.persistence.ask(LoadState(session=session))
+        if state is not None:
+            await self.bus.publish(
+                Event(session=session, project=state.project, seq=state.seq + 1, data=data)
+            )
+
+    # -- projects ---------------------------------------------------------------------------
+
+    async def _list_projects(self) -> tuple[ProjectInfo, ...]:
+        root = self.config.projects_root
+
+        def folders() -> list[str]:
+            if not root.is_dir():
+                return []
+            return sorted(p.name for p in root.iterdir() if p.is_dir() and _is_project(p))
+
+        names = set(await trio.to_thread.run_sync(folders)) | set(self._by_project)
+        summaries = {s.project: s for s in await self.persistence.ask(ListSummaries())}
+        return tuple(
+            ProjectInfo(
+                project=name,
+                session=self._by_project.get(name),
+                status=summaries[name].status if name in summaries else None,
+            )
+            for name in sorted(names)
+        )
+
+    async def _create_project(self, project: str) -> None:
+        folder = project_path(self.config.projects_root, project)
+
+        def create() -> bool:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                return False
+            return True
+
+        if not await trio.to_thread.run_sync(create):
+            raise Conflict(f"project {project} already exists")
+
+
+def _is_project(path: Path) -> bool:
+    try:
+        validate_project_name(path.name)
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,147 @@
+"""The notifier: tells clients when a session finishes a turn in a project they are not viewing.
+
+Clients say what they view with ``focusProject``. When a session's ``loadingChanged`` turns false
+(completed, stopped or failed; not interrupted, which is the server going down), every connected
+client whose focus is another project gets a ``notification``. When no client is connected the
+notification is kept (the newest :data:`MAX_PENDING`), and the next client to connect receives
+them all in its ``welcome``; they are then cleared, as a toast is once shown.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import attrs
+import trio
+
+from greenroom.actors.bus import Subscription
+from greenroom.actors.events import (
+    Event,
+    LoadingChanged,
+    MessageAdded,
+    Notification,
+    NotificationKind,
+    SessionDeleted,
+)
+from greenroom.actors.mailbox import Inbox, Reply
+
+MAX_PENDING = 100
+BODY_CHARS = 120
+
+
+@attrs.frozen(kw_only=True)
+class Connect:
+    """Register a client; replies with the notifications that were waiting for one."""
+
+    client: str
+    subscription: Subscription
+    reply: Reply[tuple[Event, ...]] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class Disconnect:
+    client: str
+
+
+@attrs.frozen(kw_only=True)
+class Focus:
+    """What ``client`` views now (None: nothing)."""
+
+    client: str
+    project: str | None
+
+
+NotifierMessage = Event | Connect | Disconnect | Focus
+
+
+def wants(event: Event) -> bool:
+    """The events the notifier is attached to the bus for."""
+    return isinstance(event.data, LoadingChanged | SessionDeleted) or (
+        isinstance(event.data, MessageAdded) and event.data.message.role == "assistant"
+    )
+
+
+@attrs.define(eq=False)
+class _Client:
+    subscription: Subscription
+    focus: str | None = None
+
+
+@attrs.define(eq=False)
+class NotifierActor:
+    """Turns the end of a turn into notifications for the clients not viewing it."""
+
+    _clients: dict[str, _Client] = attrs.Factory(dict)
+    _pending: deque[Event] = attrs.Factory(lambda: deque(maxlen=MAX_PENDING))
+    _last_reply: dict[str, str] = attrs.Factory(dict)
+    sent: int = 0
+
+    async def run(
+        self,
+        inbox: Inbox[NotifierMessage],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()
+        async for message in inbox:
+            match message:
+                case Event():
+                    self._on_event(message)
+                case Connect(client=client, subscription=subscription, reply=reply):
+                    self._clients[client] = _Client(subscription)
+                    reply.send(tuple(self._pending))
+                    self._pending.clear()
+                case Disconnect(client=client):
+                    self._clients.pop(client, None)
+                case Focus(client=client, project=project):
+                    if client in self._clients:
+                        self._clients[client].focus = project
+
+    def _on_event(self, event: Event) -> None:
+        session, project = event.session, event.project
+        if session is None or project is None:
+            return
+        match event.data:
+            case MessageAdded(message=message):
+                if message.content:
+                    self._last_reply[session] = message.content
+            case SessionDeleted():
+                self._last_reply.pop(session, None)
+            case LoadingChanged(loading=False, reason=reason, error=error) if reason in (
+                "completed",
+                "stopped",
+                "failed",
+            ):
+                kind: NotificationKind = reason
+                body = error if kind == "failed" and error else self._last_reply.get(session, "")
+                self._notify(
+                    Event(
+                        session=None,
+                        project=project,
+                        seq=None,
+                        data=Notification(
+                            kind=kind,
+                            title=_TITLES[kind].format(project=project),
+                            body=body[:BODY_CHARS],
+                            session=session,
+                            project=project,
+                        ),
+                    )
+                )
+
+    def _notify(self, notification: Event) -> None:
+        live = {name: c for name, c in self._clients.items() if not c.subscription.closed}
+        self._clients = live
+        if not live:
+            self._pending.append(notification)
+            return
+        for client in live.values():
+            if client.focus != notification.project and client.subscription.offer(notification):
+                self.sent += 1
+
+
+_TITLES: dict[NotificationKind, str] = {
+    "completed": "{project}: session complete",
+    "stopped": "{project}: session stopped",
+    "failed": "{project}: session failed",
+}

@@ -1,0 +1,412 @@
+"""The session actor: one chat session of one project, and the turns it runs.
+
+A turn is the generation loop: stream a step from the provider (``streamingUpdate`` deltas),
+commit the assistant message (``messageAdded``), run its tool calls one by one inside the
+project folder, commit each result, and repeat until the model stops or ``max_steps``.
+
+State machine (``status``)::
+
+    idle --sendMessage--> running --turn ends--> idle | failed
+    running --stopGeneration--> stopping --> idle          (partial text committed, stopped)
+    running --shutdown or crash--> interrupted --resume--> running
+    any --supervisor gives up--> failed --sendMessage or resumeSession--> running
+
+Every change is an event applied to the actor's own state and published on the bus with the
+session's next ``seq``; nothing else changes the state, so the persistence mirror, which applies
+the same events, can rebuild this actor exactly after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from greenroom.actors.bus import EventBus
+from greenroom.actors.events import (
+    EndReason,
+    Event,
+    EventData,
+    LoadingChanged,
+    MessageAdded,
+    PartialToolCall,
+    SessionDeleted,
+    SessionRestarted,
+    SessionUpdated,
+    StreamingUpdate,
+)
+from greenroom.actors.mailbox import Inbox, Reply
+from greenroom.actors.state import SessionState, SessionView
+from greenroom.agent.chat import Message, ToolCall
+from greenroom.agent.provider import (
+    CompletionRequest,
+    Finish,
+    Provider,
+    TextDelta,
+    ToolCallDelta,
+)
+from greenroom.agent.tools import TOOLS, run_tool
+from greenroom.config import Config
+from greenroom.errors import Conflict, GreenroomError, LimitReached, ProviderError, TooLarge
+from greenroom.supervisor import RestartInfo
+
+
+@attrs.frozen(kw_only=True)
+class SendMessage:
+    """Start a turn with ``content``, or queue it behind the running one. Replies ``queued``."""
+
+    content: str
+    reply: Reply[bool] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class StopGeneration:
+    """Cancel the running turn and drop the queue. Replies with the dropped texts."""
+
+    reply: Reply[tuple[str, ...]] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class ResumeSession:
+    """Continue an interrupted or failed turn."""
+
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class NewChat:
+    """Stop, and start an empty chat under a new history name."""
+
+    name: str
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class DeleteSession:
+    """Stop and announce ``sessionDeleted``; the manager then terminates the actor."""
+
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class GetState:
+    reply: Reply[SessionView] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+SessionMessage = SendMessage | StopGeneration | ResumeSession | NewChat | DeleteSession | GetState
+
+
+def describe_provider_error(error: ProviderError) -> str:
+    """The message a user sees when a turn fails."""
+    return f"{error.kind}: {error.message}"
+
+
+@attrs.define(eq=False)
+class _ToolCallBuilder:
+    """Assembles one streamed tool call: pieces of ``arguments`` are concatenated in order."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: list[str] = attrs.Factory(list)
+
+    def add(self, delta: ToolCallDelta) -> None:
+        self.id = self.id or delta.id
+        self.name = self.name or delta.name
+        if delta.arguments:
+            self.arguments.append(delta.arguments)
+
+    def partial(self) -> PartialToolCall:
+        return PartialToolCall(
+            index=self.index, id=self.id, name=self.name, arguments="".join(self.arguments)
+        )
+
+    def build(self, turn_step: str) -> ToolCall:
+        if not self.name:
+            raise ProviderError("bad_response", f"tool call {self.index} arrived with no name")
+        call_id = self.id or f"call_{turn_step}_{self.index}"
+        return ToolCall(id=call_id, name=self.name, arguments="".join(self.arguments))
+
+
+@attrs.define(eq=False)
+class SessionActor:
+    """Runs one session. Built fresh on every (re)start from the state the mirror holds."""
+
+    state: SessionState
+    bus: EventBus
+    provider: Provider
+    config: Config
+    project_dir: Path
+    restart: RestartInfo | None = None
+    _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
+    _turn_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
+    _turn_done: trio.Event | None = attrs.field(default=None, init=False)
+    _cancel_reason: EndReason = attrs.field(default="stopped", init=False)
+    _emit_lock: trio.StrictFIFOLock = attrs.field(factory=trio.StrictFIFOLock, init=False)
+    _deleted: bool = attrs.field(default=False, init=False)
+
+    async def run(
+        self,
+        inbox: Inbox[SessionMessage],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve ``inbox`` until asked to stop; then interrupt the running turn, keeping its
+        partial output, so that the session resumes where it was."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await self._recover()
+            async for message in inbox:
+                await self._handle(message)
+            if self._turn_scope is not None:
+                await self._cancel_turn("interrupted")
+
+    # -- commands ---------------------------------------------------------------------------
+
+    async def _handle(self, message: SessionMessage) -> None:
+        try:
+            match message:
+                case SendMessage(content=content, reply=reply):
+                    reply.send(await self._send_message(content))
+                case StopGeneration(reply=reply):
+                    reply.send(await self._stop())
+                case ResumeSession(reply=reply):
+                    self._resume()
+                    reply.send(None)
+                case NewChat(name=name, reply=reply):
+                    await self._new_chat(name)
+                    reply.send(None)
+                case DeleteSession(reply=reply):
+                    await self._stop()
+                    await self._emit(SessionDeleted())
+                    self._deleted = True
+                    reply.send(None)
+                case GetState(reply=reply):
+                    reply.send(self.state.view())
+        except GreenroomError as error:
+            message.reply.fail(error)
+
+    async def _send_message(self, content: str) -> bool:
+        limits = self.config.limits
+        if self._deleted:
+            raise Conflict(f"session {self.state.session} was deleted")
+        if len(content) > limits.max_message_chars:
+            raise TooLarge(
+                f"message is {len(content)} characters; the limit is {limits.max_message_chars}"
+            )
+        if self._turn_scope is None:
+            self._start_turn(content)
+            return False
+        if len(self.state.queued) >= limits.max_queued_messages:
+            raise LimitReached(
+                f"session {self.state.session} already has "
+                f"{limits.max_queued_messages} queued messages"
+            )
+        await self._update(queued=(*self.state.queued, content))
+        return True
+
+    async def _stop(self) -> tuple[str, ...]:
+        discarded = tuple(self.state.queued)
+        if discarded:
+            await self._update(queued=())
+        if self._turn_scope is not None:
+            await self._cancel_turn("stopped")
+        return discarded
+
+    def _resume(self) -> None:
+        if self._turn_scope is not None:
+            raise Conflict(f"session {self.state.session} is running")
+        if self.state.status not in ("interrupted", "failed"):
+            raise Conflict(
+                f"session {self.state.session} is {self.state.status}: nothing to resume"
+            )
+        self._start_turn(None)
+
+    async def _new_chat(self, name: str) -> None:
+        await self._stop()
+        await self._update(name=name, message_count=0, status="idle", error=None)
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Pick up after a crash or a restore: a turn that was running is interrupted,
+        keeps its partial text as a stopped message, and resumes once under policy auto."""
+        if self.restart is not None:
+            await self._emit(
+                SessionRestarted(reason=self.restart.reason, restarts=self.restart.restarts)
+            )
+        # A partial left by a crash is kept even when the session was given up meanwhile.
+        await self._commit_partial()
+        if self.state.status in ("running", "stopping"):
+            reason: EndReason = "stopped" if self.state.status == "stopping" else "interrupted"
+            await self._emit(LoadingChanged(loading=False, reason=reason))
+        if self.state.status == "interrupted" and self.config.resume == "auto":
+            self._start_turn(None)
+
+    # -- turns ------------------------------------------------------------------------------
+
+    def _start_turn(self, content: str | None) -> None:
+        assert self._nursery is not None
+        # Set synchronously, so that a message handled before the turn task runs sees it.
+        self._turn_scope = trio.CancelScope()
+        self._turn_done = trio.Event()
+        self._nursery.start_soon(self._run_turn, content, self._turn_scope)
+
+    async def _cancel_turn(self, reason: EndReason) -> None:
+        assert self._turn_scope is not None and self._turn_done is not None
+        self._cancel_reason = reason
+        self._turn_scope.cancel()
+        await self._turn_done.wait()
+
+    async def _run_turn(self, content: str | None, scope: trio.CancelScope) -> None:
+        reason: EndReason = "completed"
+        error: str | None = None
+        try:
+            if content is not None:
+                await self._commit(Message(role="user", content=content))
+            await self._emit(LoadingChanged(loading=True))
+            await self._update()
+            with scope:
+                try:
+                    await self._steps()
+                except ProviderError as failure:
+                    reason, error = "failed", describe_provider_error(failure)
+            if scope.cancelled_caught:
+                reason = self._cancel_reason
+                if reason == "stopped":
+                    await self._update(status="stopping")
+            await self._commit_partial()
+            await self._emit(LoadingChanged(loading=False, reason=reason, error=error))
+            await self._update()
+        finally:
+            done = self._turn_done
+            self._turn_scope = self._turn_done = None
+            if done is not None:
+                done.set()
+        if reason in ("completed", "failed") and self.state.queued and not self._deleted:
+            following, *rest = self.state.queued
+            await self._update(queued=tuple(rest))
+            self._start_turn(following)
+
+    async def _steps(self) -> None:
+        steps = self._steps_taken()
+        while True:
+            for call in self._unanswered_tool_calls():
+                await self._answer(call)
+            if steps >= self.config.max_steps or self._turn_finished():
+                return
+            steps += 1
+            message = await self._stream_step(steps)
+            await self._commit(message)
+            if not message.tool_calls:
+                return
+
+    async def _stream_step(self, step: int) -> Message:
+        request = CompletionRequest(
+            messages=tuple(self.state.messages),
+            tools=TOOLS,
+            model=self.config.model,
+            system_prompt=self.config.system_prompt,
+        )
+        calls: dict[int, _ToolCallBuilder] = {}
+        offset = 0
+        finish: str | None = None
+        async with aclosing(self.provider.stream(request)) as chunks:
+            async for chunk in chunks:
+                match chunk:
+                    case TextDelta(text=text) if text:
+                        await self._emit(StreamingUpdate(offset=offset, delta=text))
+                        offset += len(text)
+                    case ToolCallDelta(index=index):
+                        calls.setdefault(index, _ToolCallBuilder(index)).add(chunk)
+                        partial = tuple(calls[i].partial() for i in sorted(calls))
+                        await self._emit(
+                            StreamingUpdate(offset=offset, delta="", tool_calls=partial)
+                        )
+                    case Finish(reason=reason):
+                        finish = reason
+                    case _:
+                        pass  # usage and reasoning are not part of the message
+        if finish is None:
+            raise ProviderError("bad_response", "the model's stream ended without finishing")
+        streaming = self.state.streaming
+        text = streaming.text if streaming is not None else ""
+        tool_calls = tuple(calls[i].build(f"{self.state.seq}_{step}") for i in sorted(calls))
+        return Message(role="assistant", content=text or None, tool_calls=tool_calls or None)
+
+    async def _answer(self, call: ToolCall) -> None:
+        # Shielded: a tool that ran has its result committed, so a resumed turn never runs
+        # it twice. File tools are short; a stop waits for the one in progress.
+        with trio.CancelScope(shield=True):
+            try:
+                result = await run_tool(self.project_dir, call.name, call.arguments)
+            except GreenroomError as failure:
+                result = f"error: {failure.message}"
+            await self._commit(Message(role="tool", content=result, tool_call_id=call.id))
+
+    def _steps_taken(self) -> int:
+        steps = 0
+        for message in reversed(self.state.messages):
+            if message.role == "user":
+                break
+            if message.role == "assistant" and not message.stopped:
+                steps += 1
+        return steps
+
+    def _turn_finished(self) -> bool:
+        last = self.state.messages[-1] if self.state.messages else None
+        return last is not None and last.role == "assistant" and not last.stopped and (
+            not last.tool_calls
+        )
+
+    def _unanswered_tool_calls(self) -> Iterator[ToolCall]:
+        answered: set[str] = set()
+        for message in reversed(self.state.messages):
+            if message.role == "tool" and message.tool_call_id is not None:
+                answered.add(message.tool_call_id)
+                continue
+            if message.role == "assistant" and message.tool_calls:
+                yield from (call for call in message.tool_calls if call.id not in answered)
+            return
+
+    # -- events -----------------------------------------------------------------------------
+
+    async def _commit(self, message: Message) -> None:
+        await self._emit(MessageAdded(index=len(self.state.messages), message=message))
+
+    async def _commit_partial(self) -> None:
+        partial = self.state.partial_message()
+        if partial is not None and partial.content:
+            await self._commit(partial)
+
+    async def _update(self, **changes: Any) -> None:
+        """Publish the summary with ``changes`` applied and a fresh ``lastActivity``."""
+
+        def updated() -> SessionUpdated:
+            summary = self.state.summary()
+            return SessionUpdated(
+                summary=attrs.evolve(summary, last_activity=self.config.now(), **changes)
+            )
+
+        await self._emit(updated)
+
+    async def _emit(self, data: EventData | Callable[[], EventData]) -> None:
+        """Apply and publish one event. ``data`` may be a function, called under the emit
+        lock, for an event computed from the state (so concurrent updates never go stale)."""
+        async with self._emit_lock:
+            event = Event(
+                session=self.state.session,
+                project=self.state.project,
+                seq=self.state.seq + 1,
+                data=data() if callable(data) else data,
+            )
+            self.state.apply(event)
+            # Shielded: once applied here, the event must reach the mirror and the clients,
+            # or a stop arriving mid-publish would leave them behind this actor.
+            with trio.CancelScope(shield=True):
+                await self.bus.publish(event)

@@ -1,0 +1,256 @@
+"""The whole supervision tree, as one in-process API.
+
+``async with open_runtime(config) as runtime:`` starts, in order, the persistence actor, the
+notifier, the session supervisor and the session manager under the root supervisor
+(one_for_one), and stops them in reverse order on exit. The websocket transport, the tests and
+the bench suite all drive this same object, so they exercise exactly what ``greenroom serve``
+runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from greenroom.actors.actor import actor_child
+from greenroom.actors.bus import EventBus, Subscription
+from greenroom.actors.events import LIFECYCLE_EVENTS, Event, Notification, Summary
+from greenroom.actors.mailbox import ActorRef, Mailbox
+from greenroom.actors.manager import (
+    CreateProject,
+    DeleteProject,
+    GivenUp,
+    ListProjects,
+    Lookup,
+    ManagerMessage,
+    OpenSession,
+    ProjectInfo,
+    RemoveSession,
+    SessionManager,
+    StopAll,
+)
+from greenroom.actors.notifier import Connect, Disconnect, Focus, NotifierActor, NotifierMessage
+from greenroom.actors.notifier import wants as notifier_wants
+from greenroom.actors.persistence import ListSummaries, Mirror, PersistenceActor, PersistenceMessage
+from greenroom.actors.session import (
+    GetState,
+    NewChat,
+    ResumeSession,
+    SendMessage,
+    SessionMessage,
+    StopGeneration,
+)
+from greenroom.actors.state import SessionView
+from greenroom.agent.provider import Provider
+from greenroom.agent.simulated import SimulatedProvider
+from greenroom.config import Config
+from greenroom.errors import ActorError, InvalidArgument
+from greenroom.store.history import history_name
+from greenroom.supervisor import (
+    Backoff,
+    ChildSpec,
+    DynamicSupervisor,
+    Intensity,
+    RestartInfo,
+    open_supervisor,
+)
+
+DEFAULT_CLIENT_QUEUE = 65_536
+
+
+def make_provider(config: Config) -> Provider:
+    """The provider named in the configuration."""
+    if config.provider == "simulated":
+        sim = config.simulated
+        return SimulatedProvider(
+            seed=sim.seed, tokens_per_second=sim.tokens_per_second, reply_tokens=sim.reply_tokens
+        )
+    raise InvalidArgument(f"unknown provider {config.provider!r}")
+
+
+@attrs.define(eq=False)
+class Client:
+    """One connected client: what it subscribed to, what it views, and its event queue.
+
+    ``events`` receives every lifecycle event, the ``messageAdded`` and ``streamingUpdate``
+    events of the sessions in ``subscribed``, and the client's notifications.
+    """
+
+    name: str
+    events: Subscription
+    pending_notifications: tuple[Event, ...]
+    subscribed: set[str]
+    _runtime: Runtime
+
+    def subscribe(self, session: str) -> None:
+        self.subscribed.add(session)
+
+    def unsubscribe(self, session: str) -> None:
+        self.subscribed.discard(session)
+
+    async def focus(self, project: str | None) -> None:
+        await self._runtime._notifier.ref.tell(Focus(client=self.name, project=project))
+
+
+@attrs.define(eq=False)
+class Runtime:
+    """The running tree. Every method is safe to call from any task."""
+
+    config: Config
+    bus: EventBus
+    mirror: Mirror
+    _manager: Mailbox[ManagerMessage]
+    _notifier: Mailbox[NotifierMessage]
+    _persistence: Mailbox[PersistenceMessage]
+    _sessions: DynamicSupervisor
+    _rng: random.Random
+    _client_ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
+
+    # -- projects and sessions --------------------------------------------------------------
+
+    async def list_projects(self) -> tuple[ProjectInfo, ...]:
+        return await self._manager.ref.ask(ListProjects())
+
+    async def create_project(self, project: str) -> None:
+        await self._manager.ref.ask(CreateProject(project=project))
+
+    async def delete_project(self, project: str) -> None:
+        await self._manager.ref.ask(DeleteProject(project=project))
+
+    async def list_sessions(self) -> tuple[Summary, ...]:
+        return await self._persistence.ref.ask(ListSummaries())
+
+    async def open_session(self, project: str) -> SessionView:
+        """The project's session (reused if it exists, else new), and its whole state."""
+        session = await self._manager.ref.ask(OpenSession(project=project))
+        return await self.get_state(session)
+
+    async def get_state(self, session: str) -> SessionView:
+        return await (await self._session(session)).ask(GetState())
+
+    async def send_message(self, session: str, content: str) -> bool:
+        """Start a turn, or queue the message behind the running one (returns True)."""
+        return await (await self._session(session)).ask(SendMessage(content=content))
+
+    async def stop_generation(self, session: str) -> tuple[str, ...]:
+        """Stop the running turn; returns the queued texts that were discarded."""
+        return await (await self._session(session)).ask(StopGeneration())
+
+    async def resume_session(self, session: str) -> None:
+        await (await self._session(session)).ask(ResumeSession())
+
+    async def new_chat(self, session: str) -> None:
+        name = history_name(self.config.now(), self._rng)
+        await (await self._session(session)).ask(NewChat(name=name))
+
+    async def delete_session(self, session: str) -> None:
+        await self._manager.ref.ask(RemoveSession(session=session))
+
+    async def stop_all(self) -> int:
+        return await self._manager.ref.ask(StopAll())
+
+    async def _session(self, session: str) -> ActorRef[SessionMessage]:
+        return await self._manager.ref.ask(Lookup(session=session))
+
+    # -- clients ----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def connect(
+        self, name: str | None = None, *, capacity: int = DEFAULT_CLIENT_QUEUE
+    ) -> AsyncIterator[Client]:
+        """A client of the runtime, registered with the notifier for as long as it lasts."""
+        client_name = name or f"c-{next(self._client_ids)}"
+        subscribed: set[str] = set()
+
+        def accepts(event: Event) -> bool:
+            return (
+                event.name in LIFECYCLE_EVENTS
+                or isinstance(event.data, Notification)
+                or event.session in subscribed
+            )
+
+        events = self.bus.subscribe(client_name, capacity=capacity, accepts=accepts)
+        try:
+            pending = await self._notifier.ref.ask(
+                Connect(client=client_name, subscription=events)
+            )
+            yield Client(
+                name=client_name,
+                events=events,
+                pending_notifications=pending,
+                subscribed=subscribed,
+                runtime=self,
+            )
+        finally:
+            events.close()
+            # If the notifier is gone or full, it drops closed subscriptions by itself.
+            with contextlib.suppress(ActorError):
+                self._notifier.ref.tell_nowait(Disconnect(client=client_name))
+
+
+@asynccontextmanager
+async def open_runtime(
+    config: Config, *, provider: Provider | None = None
+) -> AsyncIterator[Runtime]:
+    """Start the supervision tree; stop it in reverse order on exit."""
+    rng = random.Random(config.seed)
+    bus = EventBus()
+    mirror = Mirror()
+    persistence_box = Mailbox[PersistenceMessage]("persistence", capacity=65_536)
+    notifier_box = Mailbox[NotifierMessage]("notifier", capacity=4096)
+    manager_box = Mailbox[ManagerMessage]("manager", capacity=4096, ask_timeout=config.ask_timeout)
+    # The mirror must see every event before any client does (see greenroom.actors.bus).
+    bus.attach(persistence_box.ref)
+    bus.attach(notifier_box.ref, notifier_wants)
+
+    sup = config.supervision
+
+    async def given_up(session: str, reason: str) -> None:
+        await manager_box.ref.tell(GivenUp(session=session, reason=reason))
+
+    sessions = DynamicSupervisor(
+        intensity=Intensity(max_restarts=sup.max_restarts, period=sup.period),
+        backoff=Backoff(initial=sup.backoff_initial, maximum=sup.backoff_max),
+        rng=rng,
+        on_give_up=given_up,
+    )
+    manager = SessionManager(
+        config=config,
+        bus=bus,
+        provider=provider or make_provider(config),
+        persistence=persistence_box.ref,
+        sessions=sessions,
+        rng=rng,
+    )
+    notifier = NotifierActor()
+
+    async def run_sessions(
+        restart: RestartInfo | None,
+        *,
+        task_status: trio.TaskStatus[DynamicSupervisor] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        await sessions.run(task_status=task_status)
+
+    children = [
+        actor_child(persistence_box, PersistenceActor(mirror)),
+        actor_child(notifier_box, notifier),
+        ChildSpec(id="sessions", start=run_sessions, shutdown=sup.shutdown_timeout * 2),
+        actor_child(manager_box, manager),
+    ]
+    async with open_supervisor(children, rng=rng):
+        yield Runtime(
+            config=config,
+            bus=bus,
+            mirror=mirror,
+            manager=manager_box,
+            notifier=notifier_box,
+            persistence=persistence_box,
+            sessions=sessions,
+            rng=rng,
+        )

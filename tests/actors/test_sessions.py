@@ -1,0 +1,452 @@
+"""The session actor and manager, driven through the in-process runtime on MockClock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from greenroom.actors.events import Event, LoadingChanged, MessageAdded, StreamingUpdate
+from greenroom.agent.chat import Message
+from greenroom.agent.provider import Chunk, CompletionRequest, TextDelta
+from greenroom.agent.simulated import SimulatedProvider
+from greenroom.config import Config, Limits
+from greenroom.errors import InvalidArgument, LimitReached, NotFound, TooLarge
+from greenroom.runtime import Client, Runtime
+from tests.conftest import make_config, next_event, open_test_runtime, turn_ended
+
+
+async def collect_turn(client: Client, session: str) -> list[Event]:
+    """Every event of ``session`` up to and including the end of its turn."""
+    seen: list[Event] = []
+    with trio.fail_after(120):
+        while True:
+            event = await client.events.receive()
+            if event.session != session:
+                continue
+            seen.append(event)
+            if isinstance(event.data, LoadingChanged) and not event.data.loading:
+                return seen
+
+
+async def test_a_turn_streams_deltas_then_commits_the_reply(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    async with runtime.connect() as client:
+        view = await runtime.open_session("blog")
+        session = view.summary.session
+        client.subscribe(session)
+        assert await runtime.send_message(session, "hello there") is False
+        events = await collect_turn(client, session)
+
+    seqs = [e.seq for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # gapless, in order
+    deltas = [e.data for e in events if isinstance(e.data, StreamingUpdate)]
+    assert len(deltas) == 10  # reply_tokens in the test config
+    offset = 0
+    for delta in deltas:
+        assert delta.offset == offset
+        offset += len(delta.delta)
+    added = [e.data.message for e in events if isinstance(e.data, MessageAdded)]
+    assert [m.role for m in added] == ["user", "assistant"]
+    assert added[1].content == "".join(d.delta for d in deltas)
+    assert events[-1].data == LoadingChanged(loading=False, reason="completed")
+
+    state = await runtime.get_state(session)
+    assert state.summary.status == "idle" and state.summary.message_count == 2
+    # The turn's last event is the sessionUpdated (lastActivity) after loadingChanged.
+    assert state.streaming is None and state.seq == events[-1].seq + 1
+
+
+async def test_the_reply_is_what_the_simulated_provider_says(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    view = await runtime.open_session("p")
+    session = view.summary.session
+    async with runtime.connect() as client:
+        await runtime.send_message(session, "tell me")
+        await next_event(client, turn_ended(session))
+    sim = runtime.config.simulated
+    provider = SimulatedProvider(
+        seed=sim.seed, tokens_per_second=1e9, reply_tokens=sim.reply_tokens
+    )
+    expected = ""
+    async for chunk in provider.stream(
+        CompletionRequest(messages=(Message(role="user", content="tell me"),))
+    ):
+        if isinstance(chunk, TextDelta):
+            expected += chunk.text
+    state = await runtime.get_state(session)
+    assert state.messages[-1].content == expected
+
+
+async def test_open_session_reuses_the_projects_session(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    first = await runtime.open_session("one")
+    again = await runtime.open_session("one")
+    other = await runtime.open_session("two")
+    assert first.summary.session == again.summary.session != other.summary.session
+    assert {s.project for s in await runtime.list_sessions()} == {"one", "two"}
+    assert (runtime.config.projects_root / "one").is_dir()
+
+
+async def test_messages_sent_while_running_are_queued_in_order(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    session = (await runtime.open_session("q")).summary.session
+    async with runtime.connect() as client:
+        assert await runtime.send_message(session, "first") is False
+        assert await runtime.send_message(session, "second") is True
+        assert await runtime.send_message(session, "third") is True
+        assert (await runtime.get_state(session)).summary.queued == ("second", "third")
+        for _ in range(3):
+            await next_event(client, turn_ended(session))
+    state = await runtime.get_state(session)
+    users = [m.content for m in state.messages if m.role == "user"]
+    assert users == ["first", "second", "third"]
+    assert [m.role for m in state.messages] == ["user", "assistant"] * 3
+    assert state.summary.queued == ()
+
+
+async def test_stop_mid_stream_commits_the_partial_text_and_returns_the_queue(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    session = (await runtime.open_session("s")).summary.session
+    async with runtime.connect() as client:
+        client.subscribe(session)
+        await runtime.send_message(session, "a long one [[tokens:400]]")
+        await runtime.send_message(session, "queued one")
+        for _ in range(5):
+            await next_event(client, lambda e: isinstance(e.data, StreamingUpdate))
+        discarded = await runtime.stop_generation(session)
+        ended = await next_event(client, turn_ended(session))
+    assert discarded == ("queued one",)
+    assert ended.data == LoadingChanged(loading=False, reason="stopped")
+    state = await runtime.get_state(session)
+    last = state.messages[-1]
+    assert last.role == "assistant" and last.stopped and last.content
+    assert len(last.content.split()) < 400
+    assert state.summary.status == "idle" and state.summary.queued == ()
+    # Stopping an idle session is harmless.
+    assert await runtime.stop_generation(session) == ()
+
+
+async def test_a_tool_call_writes_inside_the_project(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    session = (await runtime.open_session("tools")).summary.session
+    async with runtime.connect() as client:
+        await runtime.send_message(session, "create file notes/todo.txt with buy milk")
+        await next_event(client, turn_ended(session))
+    written = runtime.config.projects_root / "tools" / "notes" / "todo.txt"
+    assert written.read_text() == "buy milk"
+    state = await runtime.get_state(session)
+    roles = [m.role for m in state.messages]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+    call = state.messages[1].tool_calls
+    assert call is not None and call[0].name == "write_file"
+    assert state.messages[2].tool_call_id == call[0].id
+
+
+async def test_a_tool_path_escape_is_refused_and_the_turn_goes_on(
+    runtime: Runtime, tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    session = (await runtime.open_session("jail")).summary.session
+    async with runtime.connect() as client:
+        await runtime.send_message(session, "create file ../escaped.txt with gotcha")
+        await next_event(client, turn_ended(session))
+    assert not (runtime.config.projects_root / "escaped.txt").exists()
+    assert not list(tmp_path.rglob("escaped.txt"))
+    state = await runtime.get_state(session)
+    tool_result = state.messages[2]
+    assert tool_result.role == "tool" and tool_result.content
+    assert tool_result.content.startswith("error:")
+    assert state.summary.status == "idle"
+
+
+async def test_a_provider_error_fails_the_turn_and_resume_continues_it(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    session = (await runtime.open_session("flaky")).summary.session
+    async with runtime.connect() as client:
+        await runtime.send_message(session, "talk [[fail:rate_limit]]")
+        ended = await next_event(client, turn_ended(session))
+        assert isinstance(ended.data, LoadingChanged)
+        assert ended.data.reason == "failed"
+        assert ended.data.error is not None and "rate_limit" in ended.data.error
+        state = await runtime.get_state(session)
+        assert state.summary.status == "failed"
+        assert state.summary.error == ended.data.error
+        partial = state.messages[-1]
+        assert partial.role == "assistant" and partial.stopped
+
+        await runtime.resume_session(session)
+        ended = await next_event(client, turn_ended(session))
+    assert isinstance(ended.data, LoadingChanged) and ended.data.reason == "completed"
+    state = await runtime.get_state(session)
+    assert state.summary.status == "idle"
+    full = "".join(m.content or "" for m in state.messages[1:])
+    assert len(full.split()) == 10  # the partial and its continuation make the whole reply
+
+
+async def test_resume_refuses_a_session_with_nothing_to_resume(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    from greenroom.errors import Conflict
+
+    session = (await runtime.open_session("idle")).summary.session
+    with pytest.raises(Conflict, match="nothing to resume"):
+        await runtime.resume_session(session)
+
+
+async def test_new_chat_starts_empty_under_a_new_name(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    session = (await runtime.open_session("chat")).summary.session
+    async with runtime.connect() as client:
+        await runtime.send_message(session, "hi")
+        await next_event(client, turn_ended(session))
+    before = await runtime.get_state(session)
+    await runtime.new_chat(session)
+    after = await runtime.get_state(session)
+    assert before.summary.message_count == 2
+    assert after.summary.message_count == 0 and after.messages == ()
+    assert after.summary.name != before.summary.name
+    assert runtime.mirror.sessions[session].messages == []
+
+
+async def test_delete_session_announces_it_and_forgets_it(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    session = (await runtime.open_session("gone")).summary.session
+    async with runtime.connect() as client:
+        await runtime.send_message(session, "a long one [[tokens:400]]")
+        await runtime.delete_session(session)
+        deleted = await next_event(client, lambda e: e.name == "sessionDeleted")
+    assert deleted.session == session
+    with pytest.raises(NotFound):
+        await runtime.get_state(session)
+    assert session not in runtime.mirror.sessions
+    # The project can get a new session.
+    fresh = await runtime.open_session("gone")
+    assert fresh.summary.session != session
+
+
+async def test_unknown_sessions_and_bad_projects_are_clear_errors(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    with pytest.raises(NotFound, match="no session s-nope"):
+        await runtime.send_message("s-nope", "hi")
+    for bad in ("", ".hidden", "UPPER", "a/b", "..", "x" * 65, "nul\x00"):
+        with pytest.raises(InvalidArgument, match="invalid project name"):
+            await runtime.open_session(bad)
+
+
+async def test_limits_on_sessions_queue_and_message_size(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = make_config(
+        tmp_path, limits=Limits(max_sessions=2, max_queued_messages=1, max_message_chars=100)
+    )
+    async with open_test_runtime(config) as runtime:
+        session = (await runtime.open_session("a")).summary.session
+        await runtime.open_session("b")
+        with pytest.raises(LimitReached, match="limit"):
+            await runtime.open_session("c")
+        with pytest.raises(TooLarge, match="100"):
+            await runtime.send_message(session, "x" * 101)
+        await runtime.send_message(session, "one")
+        await runtime.send_message(session, "two")
+        with pytest.raises(LimitReached, match="queued"):
+            await runtime.send_message(session, "three")
+
+
+async def test_stop_all_stops_every_running_turn(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    sessions = [(await runtime.open_session(f"p{i}")).summary.session for i in range(3)]
+    for session in sessions:
+        await runtime.send_message(session, "[[tokens:400]] go")
+    await trio.sleep(1)
+    assert await runtime.stop_all() == 3
+    for session in sessions:
+        state = await runtime.get_state(session)
+        assert state.summary.status == "idle" and state.messages[-1].stopped
+
+
+async def test_two_hundred_sessions_run_at_once_without_interfering(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    sessions = {}
+    for i in range(200):
+        sessions[f"p{i:03}"] = (await runtime.open_session(f"p{i:03}")).summary.session
+    async with runtime.connect() as client:
+        for project, session in sessions.items():
+            client.subscribe(session)
+            await runtime.send_message(session, f"hello from {project}")
+        seqs: dict[str, list[int]] = {s: [] for s in sessions.values()}
+        remaining = set(sessions.values())
+        with trio.fail_after(60):
+            while remaining:
+                event = await client.events.receive()
+                if event.session in seqs and event.seq is not None:
+                    seqs[event.session].append(event.seq)
+                if turn_ended(event.session or "")(event):
+                    remaining.discard(event.session or "")
+    for project, session in sessions.items():
+        state = await runtime.get_state(session)
+        assert next(m.content for m in state.messages) == f"hello from {project}"
+        assert state.summary.message_count == 2 and state.summary.status == "idle"
+        got = seqs[session]
+        assert got == list(range(got[0], got[0] + len(got)))
+
+
+async def test_notifications_go_only_to_clients_viewing_another_project(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    session = (await runtime.open_session("alpha")).summary.session
+    await runtime.open_session("beta")
+    async with runtime.connect() as viewer, runtime.connect() as elsewhere:
+        await viewer.focus("alpha")
+        await elsewhere.focus("beta")
+        await runtime.send_message(session, "hello")
+        note = await next_event(elsewhere, lambda e: e.name == "notification")
+        await next_event(viewer, turn_ended(session))
+        await trio.testing.wait_all_tasks_blocked()
+        viewer_events = [viewer.events.receive_nowait() for _ in range(viewer.events.queued())]
+    assert note.project == "alpha" and note.session is None and note.seq is None
+    assert note.data.kind == "completed"  # type: ignore[union-attr]
+    assert note.data.session == session  # type: ignore[union-attr]
+    assert "alpha" in note.data.title  # type: ignore[union-attr]
+    assert not [e for e in viewer_events if e.name == "notification"]
+
+
+async def test_notifications_wait_for_the_next_client(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    session = (await runtime.open_session("lonely")).summary.session
+    async with runtime.connect() as watcher:
+        await runtime.send_message(session, "hello [[fail:auth]]")
+        await runtime.send_message(session, "again")
+        # Disconnect mid-turn: the notifications of both turns have nobody to go to.
+    await trio.sleep(30)
+    async with runtime.connect() as late:
+        kinds = [e.data.kind for e in late.pending_notifications]  # type: ignore[union-attr]
+    async with runtime.connect() as later:
+        assert later.pending_notifications == ()
+    assert kinds == ["failed", "completed"]
+    assert watcher.events.closed
+
+
+# -- crashes ---------------------------------------------------------------------------------
+
+
+@attrs.define
+class CrashingProvider:
+    """The simulated provider, except that its stream raises a bug (not a ProviderError)
+    after ``after`` chunks, for the first ``crashes`` streams: a session actor crash."""
+
+    inner: SimulatedProvider
+    crashes: int
+    after: int = 3
+    streams: int = 0
+
+    @property
+    def name(self) -> str:
+        return "crashing"
+
+    async def stream(self, request: CompletionRequest) -> AsyncGenerator[Chunk, None]:
+        self.streams += 1
+        crash = self.streams <= self.crashes
+        sent = 0
+        async with aclosing(self.inner.stream(request)) as chunks:
+            async for chunk in chunks:
+                if crash and sent == self.after:
+                    raise RuntimeError(f"bug in stream {self.streams}")
+                sent += 1
+                yield chunk
+
+
+def crashing(config: Config, crashes: int) -> CrashingProvider:
+    sim = config.simulated
+    inner = SimulatedProvider(
+        seed=sim.seed, tokens_per_second=sim.tokens_per_second, reply_tokens=sim.reply_tokens
+    )
+    return CrashingProvider(inner=inner, crashes=crashes)
+
+
+async def test_a_session_that_crashes_mid_turn_is_restarted_and_resumes(
+    config: Config, autojump_clock: trio.abc.Clock
+) -> None:
+    provider = crashing(config, crashes=1)
+    async with open_test_runtime(config, provider=provider) as runtime, runtime.connect() as client:
+        session = (await runtime.open_session("crash")).summary.session
+        client.subscribe(session)
+        await runtime.send_message(session, "hello")
+        restarted = await next_event(client, lambda e: e.name == "sessionRestarted")
+        interrupted = await next_event(client, turn_ended(session))
+        ended = await next_event(client, turn_ended(session))
+        state = await runtime.get_state(session)
+    assert interrupted.data == LoadingChanged(loading=False, reason="interrupted")
+    assert restarted.data.restarts == 1  # type: ignore[union-attr]
+    assert "bug in stream 1" in restarted.data.reason  # type: ignore[union-attr]
+    assert ended.data == LoadingChanged(loading=False, reason="completed")
+    assert state.messages[0] == Message(role="user", content="hello")
+    partial, rest = state.messages[1], state.messages[2]
+    assert partial.stopped and not rest.stopped
+    assert len(((partial.content or "") + (rest.content or "")).split()) == 10
+
+
+async def test_a_session_past_its_restart_intensity_is_given_up_alone(
+    config: Config, autojump_clock: trio.abc.Clock
+) -> None:
+    provider = crashing(config, crashes=1000)
+    healthy = SimulatedProvider(seed=1, tokens_per_second=20, reply_tokens=10)
+    async with open_test_runtime(config, provider=provider) as runtime, runtime.connect() as client:
+        doomed = (await runtime.open_session("doomed")).summary.session
+        # Long enough that every resumed step crashes again (each keeps 3 more tokens).
+        await runtime.send_message(doomed, "hello [[tokens:400]]")
+        ended = await next_event(
+            client,
+            lambda e: turn_ended(doomed)(e) and e.data.reason == "failed",  # type: ignore[union-attr]
+        )
+        failed = await next_event(client, lambda e: e.name == "sessionFailed")
+        assert isinstance(ended.data, LoadingChanged) and ended.data.reason == "failed"
+        assert ended.data.error and "crashed too often" in ended.data.error
+        state = runtime.mirror.sessions[doomed]
+        assert failed.session == doomed and state.status == "failed"
+        assert state.messages[0].content == "hello [[tokens:400]]"
+        # Every crash's partial is committed, the last one's by the give-up.
+        assert [m.stopped for m in state.messages[1:]] == [True] * 4
+        # The other sessions go on.
+        provider.inner, provider.crashes = healthy, 0
+        other = (await runtime.open_session("fine")).summary.session
+        await runtime.send_message(other, "hi")
+        await next_event(client, turn_ended(other))
+        # A new command gives the failed session a new chance.
+        await runtime.resume_session(doomed)
+        await next_event(client, turn_ended(doomed))
+        revived = await runtime.get_state(doomed)
+        assert revived.summary.status == "idle"
+        # The reply is whole: four partials and the rest.
+        assert [m.stopped for m in revived.messages[1:]] == [True] * 4 + [False]
+        assert len("".join(m.content or "" for m in revived.messages[1:]).split()) == 400
+
+
+async def test_shutdown_interrupts_turns_and_keeps_their_partial_text(
+    config: Config, autojump_clock: trio.abc.Clock
+) -> None:
+    async with open_test_runtime(config) as runtime:
+        session = (await runtime.open_session("bye")).summary.session
+        await runtime.send_message(session, "[[tokens:400]] long")
+        await trio.sleep(2)
+        mirror = runtime.mirror
+    state = mirror.sessions[session]
+    assert state.status == "interrupted"
+    assert state.messages[-1].role == "assistant" and state.messages[-1].stopped

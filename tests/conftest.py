@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from greenroom.actors.events import Event
+from greenroom.agent.provider import Provider
+from greenroom.config import Config, SimulatedConfig, SupervisionConfig
+from greenroom.runtime import Client, Runtime, open_runtime
+
+
+class ThreadsHoldTheClock(trio.abc.Instrument):
+    """Keeps an autojump MockClock still while a worker thread runs.
+
+    With a plain autojump clock, a task waiting on ``trio.to_thread`` (a real disk write that
+    takes a millisecond) looks idle, so the clock leaps to the next deadline and an ask times
+    out. After every task step this instrument turns autojumping off while threads are busy,
+    so the run loop waits for them in real time, and back on when they are done.
+    """
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        clock = trio.lowlevel.current_clock()
+        if not isinstance(clock, trio.testing.MockClock) or clock.rate != 0:
+            return
+        busy = trio.to_thread.current_default_thread_limiter().statistics().borrowed_tokens
+        wanted = math.inf if busy else 0.0
+        if clock.autojump_threshold != wanted:
+            clock.autojump_threshold = wanted
+
+
+_HOLD = ThreadsHoldTheClock()
+
+
+@asynccontextmanager
+async def open_test_runtime(
+    config: Config, *, provider: Provider | None = None
+) -> AsyncIterator[Runtime]:
+    """open_runtime, with the clock held while disk threads run (see ThreadsHoldTheClock)."""
+    trio.lowlevel.add_instrument(_HOLD)
+    async with open_runtime(config, provider=provider) as runtime:
+        yield runtime
+
+
+def make_config(tmp_path: Path, **changes: object) -> Config:
+    """A configuration for tests: files under tmp_path, a fixed clock and seed."""
+    defaults: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "projects_dir": tmp_path / "projects",
+        "simulated": SimulatedConfig(seed=1, tokens_per_second=20.0, reply_tokens=10),
+        "supervision": SupervisionConfig(max_restarts=3, period=10.0, backoff_initial=0.1),
+        "seed": 7,
+        "now": lambda: 1_700_000_000.0,
+    }
+    defaults.update(changes)
+    return Config(**defaults)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+async def runtime(config: Config) -> AsyncIterator[Runtime]:
+    """The whole tree on ``config``. Tests that want virtual time request ``autojump_clock``
+    themselves: pytest-trio only takes a clock from the test's own arguments."""
+    async with open_test_runtime(config) as rt:
+        yield rt
+
+
+async def next_event(client: Client, match: Callable[[Event], bool], limit: float = 60) -> Event:
+    """The next event on ``client`` for which ``match`` holds (virtual time bounded)."""
+    with trio.fail_after(limit):
+        while True:
+            event = await client.events.receive()
+            if match(event):
+                return event
+
+
+def turn_ended(session: str) -> Callable[[Event], bool]:
+    return lambda e: e.session == session and e.name == "loadingChanged" and not e.data.loading  # type: ignore[union-attr]
