@@ -1,0 +1,514 @@
+"""The sans-IO wire codec: client frames -> commands, replies and events -> server frames.
+
+It knows nothing of sockets, tasks or clocks (and never imports trio): the connection hands it
+one frame at a time and sends what it returns. :meth:`Codec.decode` is the single point where
+peer bytes enter; it never raises for bad input, it returns the exact :class:`ErrorReply` that
+docs/protocol.md names instead. (One file of some 500 lines: both directions share the frame
+types and the wire rules, and splitting them would scatter the contract.)
+
+Decisions the protocol leaves open, made here:
+
+- Unknown extra fields of a command are ignored, so that a newer client can talk to an older
+  server. Optional fields (``since``, ``focusProject``'s ``project``) may be absent or ``null``.
+- ``id`` must be an integer in the 64-bit range (so that it fits msgpack too) or a string;
+  ``true``/``false`` are not integers. Without a usable ``id`` the reply has ``"re": null``.
+- Every string a command carries must be valid Unicode (no lone surrogates from ``\\ud800``
+  escapes), so that whatever the server echoes can always be encoded again.
+- Nesting deeper than :data:`MAX_DEPTH` anywhere in a frame is ``bad_frame``, checked before
+  (JSON) or right after (msgpack, whose unpacker has its own fixed stack) parsing, so that no
+  parser ever recurses deeply.
+- A session id must be 1 to 128 characters (``invalid_argument`` otherwise); ``since`` must be
+  0 or more.
+- The first frame is the ``welcome`` event, which belongs to no session (:class:`Welcome`).
+- Outgoing text with lone surrogates (a provider can send ``\\ud800``) has them replaced by
+  U+FFFD rather than failing the whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Literal, Protocol
+
+import attrs
+import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
+
+from greenroom.actors.events import Event, Summary
+from greenroom.actors.state import SessionView
+from greenroom.convert import converter, event_to_wire, summary_to_wire
+from greenroom.errors import BadRequest, GreenroomError, InvalidArgument
+from greenroom.store.projects import validate_project_name
+from greenroom.transport.commands import COMMANDS, Command, command_to_wire
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FRAME_BYTES",
+    "PROTOCOL_VERSION",
+    "SUBPROTOCOLS",
+    "SUBPROTOCOL_JSON",
+    "SUBPROTOCOL_MSGPACK",
+    "Codec",
+    "ErrorReply",
+    "Incoming",
+    "Outgoing",
+    "Reply",
+    "Subprotocol",
+    "Welcome",
+    "choose_subprotocol",
+    "empty_result",
+    "project_result",
+    "projects_result",
+    "send_message_result",
+    "session_result",
+    "sessions_result",
+    "state_to_wire",
+    "stats_result",
+    "stop_all_result",
+    "stop_generation_result",
+    "subscribe_result",
+]
+
+Subprotocol = Literal["greenroom.v1.json", "greenroom.v1.msgpack"]
+SUBPROTOCOL_JSON: Final = "greenroom.v1.json"
+SUBPROTOCOL_MSGPACK: Final = "greenroom.v1.msgpack"
+SUBPROTOCOLS: Final[tuple[Subprotocol, ...]] = (SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK)
+
+PROTOCOL_VERSION: Final = 1
+MAX_FRAME_BYTES: Final = 1 << 20
+"""Default frame size limit; the server closes with 1009 above it, decode says too_large."""
+MAX_DEPTH: Final = 32
+"""Deepest nesting of arrays and objects a client frame may have."""
+MAX_SESSION_CHARS: Final = 128
+
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what msgpack can carry
+_SHOWN_CHARS = 40  # how much of a bad value an error message quotes
+
+
+def choose_subprotocol(offered: Sequence[str]) -> Subprotocol | None:
+    """The subprotocol to accept: the client's first one that greenroom speaks.
+
+    JSON when the client offers none. None when it offers only unknown ones: the server then
+    refuses the handshake, since a client that asked for a subprotocol would fail the
+    connection anyway when none is selected (RFC 6455, 4.1).
+    """
+    if not offered:
+        return SUBPROTOCOL_JSON
+    for name in offered:
+        if name == SUBPROTOCOL_JSON:
+            return SUBPROTOCOL_JSON
+        if name == SUBPROTOCOL_MSGPACK:
+            return SUBPROTOCOL_MSGPACK
+    return None
+
+
+# -- what crosses the wire ------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Incoming:
+    """A decoded command and the client's ``id``, to be echoed as ``re`` in its reply."""
+
+    id: int | str
+    command: Command
+
+
+@attrs.frozen(kw_only=True)
+class Reply:
+    """A successful reply; build ``result`` with the ``*_result`` helpers below."""
+
+    re: int | str
+    result: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class ErrorReply:
+    """A failed command, or a frame that was no command at all (``re`` None)."""
+
+    re: int | str | None
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, re: int | str | None, error: GreenroomError) -> ErrorReply:
+        """The reply that tells the client about ``error``."""
+        return cls(re=re, code=error.code, message=error.message)
+
+
+@attrs.frozen(kw_only=True)
+class Welcome:
+    """The first frame of every connection (an event of no session).
+
+    ``sessions`` are the summaries of every session; ``notifications`` the ``notification``
+    events kept for this client while nobody was connected.
+    """
+
+    name: ClassVar[str] = "welcome"
+    version: str
+    connection: str
+    sessions: tuple[Summary, ...] = ()
+    notifications: tuple[Event, ...] = ()
+    server: str = "greenroom"
+    protocol: int = PROTOCOL_VERSION
+
+
+Outgoing = Reply | ErrorReply | Event | Welcome
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+class ProjectLike(Protocol):
+    """What ``listProjects`` shows of a project (the manager's ``ProjectInfo``)."""
+
+    @property
+    def project(self) -> str: ...
+    @property
+    def session(self) -> str | None: ...
+    @property
+    def status(self) -> str | None: ...
+
+
+def state_to_wire(view: SessionView) -> dict[str, Any]:
+    """The protocol's ``state``: summary fields, ``messages``, ``streaming``, ``seq``."""
+    result: dict[str, Any] = converter.unstructure(view, SessionView)
+    return result
+
+
+def projects_result(projects: Iterable[ProjectLike]) -> dict[str, Any]:
+    """``listProjects``."""
+    return {
+        "projects": [
+            {"project": p.project, "session": p.session, "status": p.status} for p in projects
+        ]
+    }
+
+
+def project_result(project: str) -> dict[str, Any]:
+    """``createProject``."""
+    return {"project": project}
+
+
+def sessions_result(summaries: Iterable[Summary]) -> dict[str, Any]:
+    """``listSessions``."""
+    return {"sessions": [summary_to_wire(s) for s in summaries]}
+
+
+def session_result(view: SessionView) -> dict[str, Any]:
+    """``openSession``."""
+    return {"session": state_to_wire(view)}
+
+
+def subscribe_result(seq: int) -> dict[str, Any]:
+    """``subscribe``: the session's current seq."""
+    return {"seq": seq}
+
+
+def send_message_result(queued: bool) -> dict[str, Any]:
+    """``sendMessage``: whether the message waits behind a running turn."""
+    return {"queued": queued}
+
+
+def stop_generation_result(discarded: Iterable[str]) -> dict[str, Any]:
+    """``stopGeneration``: the queued texts that were dropped."""
+    return {"discarded": list(discarded)}
+
+
+def stop_all_result(stopped: int) -> dict[str, Any]:
+    """``stopAll``: how many sessions were stopped."""
+    return {"stopped": stopped}
+
+
+def stats_result(counters: Mapping[str, Any]) -> dict[str, Any]:
+    """``stats``: the counters as given (plain values only)."""
+    return dict(counters)
+
+
+def empty_result() -> dict[str, Any]:
+    """The ``{}`` of every command that returns nothing."""
+    return {}
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+# A JSON string, or an unterminated one up to the end: it always matches, so scanning is
+# linear even on hostile input (no backtracking on a string that never closes).
+_JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_nesting_error(text: str) -> str | None:
+    """Why ``text`` is refused before parsing (too deep, or brackets that cannot balance)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return None
+    # Only the brackets outside strings, all of one kind: valid JSON balances them.
+    outside = _JSON_STRING.sub("", text).encode("utf-8", "surrogatepass")
+    brackets = outside.translate(_SQUARE, _NOT_BRACKETS)
+    for _ in range(MAX_DEPTH):
+        if not brackets:
+            return None
+        shorter = brackets.replace(b"[]", b"")  # one level of innermost pairs per pass
+        if len(shorter) == len(brackets):
+            return "frame is not valid JSON"  # "]]..[[": no valid JSON looks like that
+        brackets = shorter
+    return f"frame nested deeper than {MAX_DEPTH} levels" if brackets else None
+
+
+def _children(level: list[Any]) -> list[Any]:
+    return [
+        child
+        for value in level
+        for child in (value.values() if type(value) is dict else value)
+        if type(child) is list or type(child) is dict
+    ]
+
+
+def _too_deep(obj: object) -> bool:
+    """Whether a parsed value nests deeper than MAX_DEPTH (level by level, no recursion)."""
+    level: list[Any] = [obj]
+    for _ in range(MAX_DEPTH - 1):
+        # Empty containers end their branch: only non-empty ones can hold a deeper level.
+        level = [child for child in _children(level) if child]
+        if not level:
+            return False
+    return bool(_children(level))  # containers at level MAX_DEPTH + 1
+
+
+def _is_text(value: str) -> bool:
+    return value.isascii() or _SURROGATE.search(value) is None
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def _bad_frame(message: str) -> ErrorReply:
+    return ErrorReply(re=None, code="bad_frame", message=message)
+
+
+def _string(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"field {name!r} must be a string")
+    if not _is_text(value):
+        raise BadRequest(f"field {name!r} is not valid Unicode text")
+    return value
+
+
+def _session(name: str, value: object) -> str:
+    session = _string(name, value)
+    if not 0 < len(session) <= MAX_SESSION_CHARS:
+        raise InvalidArgument(f"invalid session id: use 1 to {MAX_SESSION_CHARS} characters")
+    return session
+
+
+def _project(name: str, value: object) -> str:
+    project = _string(name, value)
+    if len(project) > 64:  # checked first so that the message does not quote it all
+        raise InvalidArgument("invalid project name: longer than 64 characters")
+    return validate_project_name(project)
+
+
+def _seq(name: str, value: object) -> int:
+    if type(value) is not int:
+        raise BadRequest(f"field {name!r} must be an integer")
+    if not 0 <= value < 2**63:
+        raise InvalidArgument(f"field {name!r} must be from 0 to 2**63 - 1")
+    return value
+
+
+# Commands are checked by hand rather than structured with cattrs: the protocol wants one short
+# error per field ("field 'session' must be a string"), and bools must not pass for ints.
+_CHECKS = {"session": _session, "project": _project, "content": _string, "since": _seq}
+_FIELDS: dict[type[Any], tuple[tuple[str, bool], ...]] = {
+    cls: tuple((f.name, f.default is attrs.NOTHING) for f in attrs.fields(cls))
+    for cls in COMMANDS.values()
+}
+"""Per command class: (field, required) pairs; an optional field defaults to None."""
+
+
+def _command(obj: dict[Any, Any]) -> Incoming | ErrorReply:
+    if "id" not in obj:
+        return ErrorReply(re=None, code="bad_request", message="missing field 'id'")
+    id_ = obj["id"]
+    if not (
+        (type(id_) is int and _INT_MIN <= id_ <= _INT_MAX) or (type(id_) is str and _is_text(id_))
+    ):
+        return ErrorReply(
+            re=None, code="bad_request", message="'id' must be a 64-bit integer or a string"
+        )
+    if "op" not in obj:
+        return ErrorReply(re=id_, code="bad_request", message="missing field 'op'")
+    op = obj["op"]
+    if not isinstance(op, str):
+        return ErrorReply(re=id_, code="bad_request", message="field 'op' must be a string")
+    cls = COMMANDS.get(op)
+    if cls is None:
+        return ErrorReply(re=id_, code="unknown_op", message=f"unknown op {_show(op)}")
+    try:
+        kwargs: dict[str, Any] = {}
+        for name, required in _FIELDS[cls]:
+            value = obj.get(name)
+            if value is None:
+                if required:
+                    raise BadRequest(f"missing field {name!r}")
+                continue
+            kwargs[name] = _CHECKS[name](name, value)
+    except GreenroomError as error:
+        return ErrorReply.of(id_, error)
+    return Incoming(id=id_, command=cls(**kwargs))
+
+
+# -- encoding -------------------------------------------------------------------------------
+
+
+def _reply_to_wire(reply: Reply) -> dict[str, Any]:
+    return {"re": reply.re, "ok": True, "result": reply.result}
+
+
+def _error_to_wire(reply: ErrorReply) -> dict[str, Any]:
+    return {"re": reply.re, "ok": False, "error": {"code": reply.code, "message": reply.message}}
+
+
+def _welcome_to_wire(welcome: Welcome) -> dict[str, Any]:
+    return {
+        "event": Welcome.name,
+        "session": None,
+        "project": None,
+        "seq": None,
+        "data": {
+            "server": welcome.server,
+            "version": welcome.version,
+            "protocol": welcome.protocol,
+            "connection": welcome.connection,
+            "sessions": [summary_to_wire(s) for s in welcome.sessions],
+            "notifications": [event_to_wire(e) for e in welcome.notifications],
+        },
+    }
+
+
+_TO_WIRE: dict[type[Any], Any] = {
+    Event: event_to_wire,
+    Reply: _reply_to_wire,
+    ErrorReply: _error_to_wire,
+    Welcome: _welcome_to_wire,
+}
+
+
+def to_wire(item: Outgoing) -> dict[str, Any]:
+    """One reply or event as the plain object that goes into a frame."""
+    obj: dict[str, Any] = _TO_WIRE[type(item)](item)
+    return obj
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with lone surrogates replaced by U+FFFD (the rare, slow path)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+# -- the codec ------------------------------------------------------------------------------
+
+
+class Codec:
+    """Frames of one connection, in the subprotocol chosen at the handshake."""
+
+    def __init__(self, subprotocol: Subprotocol, *, max_frame_bytes: int = MAX_FRAME_BYTES):
+        if subprotocol not in SUBPROTOCOLS:
+            raise ValueError(f"unknown subprotocol {subprotocol!r}")
+        self.subprotocol: Final = subprotocol
+        self.binary: Final = subprotocol == SUBPROTOCOL_MSGPACK
+        self.max_frame_bytes: Final = max_frame_bytes
+        self._packer = msgpack.Packer(autoreset=True, use_bin_type=True)
+
+    # server side
+
+    def decode(self, frame: str | bytes) -> Incoming | ErrorReply:
+        """One client frame as a command, or as the error reply it deserves. Never raises."""
+        parsed = self._parse(frame)
+        if isinstance(parsed, ErrorReply):
+            return parsed
+        return _command(parsed)
+
+    def encode(self, items: Sequence[Outgoing]) -> str | bytes:
+        """One frame: an object for one item, an array (a batch, in order) for several."""
+        if len(items) == 1:
+            payload: Any = to_wire(items[0])
+        elif items:
+            payload = [_TO_WIRE[type(item)](item) for item in items]
+        else:
+            raise ValueError("nothing to encode")
+        return self._serialize(payload)
+
+    # client side (the Python client and the tests)
+
+    def encode_command(self, id: int | str, command: Command) -> str | bytes:
+        """The frame a client sends for ``command``."""
+        return self._serialize(command_to_wire(id, command))
+
+    def decode_server(self, frame: str | bytes) -> list[dict[str, Any]]:
+        """The replies and events of one server frame, in order (trusts the server)."""
+        obj = json.loads(frame) if isinstance(frame, str) else msgpack.unpackb(frame, raw=False)
+        return obj if isinstance(obj, list) else [obj]
+
+    # internals
+
+    def _serialize(self, payload: Any) -> str | bytes:
+        if self.binary:
+            try:
+                packed: bytes = self._packer.pack(payload)
+            except UnicodeEncodeError:
+                self._packer.reset()
+                packed = self._packer.pack(_scrub(payload))
+            return packed
+        text = _dumps(payload)
+        if not text.isascii() and _SURROGATE.search(text) is not None:
+            text = _dumps(_scrub(payload))
+        return text
+
+    def _parse(self, frame: str | bytes) -> dict[Any, Any] | ErrorReply:
+        if isinstance(frame, str):
+            if self.binary:
+                return _bad_frame("expected a binary frame (greenroom.v1.msgpack)")
+            size = len(frame)
+            if size <= self.max_frame_bytes < 4 * size:
+                size = len(frame.encode("utf-8", "surrogatepass"))
+        else:
+            if not self.binary:
+                return _bad_frame("expected a text frame (greenroom.v1.json)")
+            size = len(frame)
+        if size > self.max_frame_bytes:
+            return ErrorReply(
+                re=None, code="too_large", message=f"frame over {self.max_frame_bytes} bytes"
+            )
+        obj: object
+        if isinstance(frame, str):
+            error = _json_nesting_error(frame)
+            if error is not None:
+                return _bad_frame(error)
+            try:
+                obj = json.loads(frame)
+            except (ValueError, RecursionError):
+                return _bad_frame("frame is not valid JSON")
+        else:
+            try:
+                obj = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+            except Exception:  # msgpack reports bad input with many exception types
+                return _bad_frame("frame is not valid msgpack")
+            if isinstance(obj, dict) and _too_deep(obj):
+                return _bad_frame(f"frame nested deeper than {MAX_DEPTH} levels")
+        if not isinstance(obj, dict):
+            kind = "a msgpack map" if self.binary else "a JSON object"
+            return _bad_frame(f"a frame must be {kind}")
+        return obj

@@ -1,0 +1,195 @@
+"""The client's commands: one frozen class per ``op`` of docs/protocol.md.
+
+A command holds only its arguments; the client's ``id`` travels beside it, in the codec's
+:class:`~greenroom.transport.codec.Incoming` envelope. Field names are the wire names (all of
+them are single words, so no renaming is needed). A field with a default is optional on the
+wire, and ``null`` there means the default.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "CreateProject",
+    "DeleteProject",
+    "DeleteSession",
+    "FocusProject",
+    "ListProjects",
+    "ListSessions",
+    "NewChat",
+    "OpenSession",
+    "Ping",
+    "ResumeSession",
+    "SendMessage",
+    "Stats",
+    "StopAll",
+    "StopGeneration",
+    "Subscribe",
+    "Unsubscribe",
+    "command_to_wire",
+]
+
+
+@attrs.frozen(kw_only=True)
+class ListProjects:
+    op: ClassVar[str] = "listProjects"
+
+
+@attrs.frozen(kw_only=True)
+class CreateProject:
+    op: ClassVar[str] = "createProject"
+    project: str
+
+
+@attrs.frozen(kw_only=True)
+class DeleteProject:
+    """Stop and delete the project's session, and remove its folder."""
+
+    op: ClassVar[str] = "deleteProject"
+    project: str
+
+
+@attrs.frozen(kw_only=True)
+class ListSessions:
+    op: ClassVar[str] = "listSessions"
+
+
+@attrs.frozen(kw_only=True)
+class OpenSession:
+    """The project's session: reused, else restored from its newest history, else new."""
+
+    op: ClassVar[str] = "openSession"
+    project: str
+
+
+@attrs.frozen(kw_only=True)
+class Subscribe:
+    """Every event of ``session`` with seq > ``since`` (all retained ones if None), then live."""
+
+    op: ClassVar[str] = "subscribe"
+    session: str
+    since: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Unsubscribe:
+    op: ClassVar[str] = "unsubscribe"
+    session: str
+
+
+@attrs.frozen(kw_only=True)
+class SendMessage:
+    """Start a turn with ``content``, or queue it behind the running one."""
+
+    op: ClassVar[str] = "sendMessage"
+    session: str
+    content: str
+
+
+@attrs.frozen(kw_only=True)
+class StopGeneration:
+    op: ClassVar[str] = "stopGeneration"
+    session: str
+
+
+@attrs.frozen(kw_only=True)
+class ResumeSession:
+    """Continue an interrupted or failed turn."""
+
+    op: ClassVar[str] = "resumeSession"
+    session: str
+
+
+@attrs.frozen(kw_only=True)
+class NewChat:
+    """Stop, keep the old history file, start an empty chat."""
+
+    op: ClassVar[str] = "newChat"
+    session: str
+
+
+@attrs.frozen(kw_only=True)
+class DeleteSession:
+    op: ClassVar[str] = "deleteSession"
+    session: str
+
+
+@attrs.frozen(kw_only=True)
+class FocusProject:
+    """What this client is viewing (None: nothing), so that it is not notified about it."""
+
+    op: ClassVar[str] = "focusProject"
+    project: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class StopAll:
+    op: ClassVar[str] = "stopAll"
+
+
+@attrs.frozen(kw_only=True)
+class Stats:
+    op: ClassVar[str] = "stats"
+
+
+@attrs.frozen(kw_only=True)
+class Ping:
+    op: ClassVar[str] = "ping"
+
+
+Command = (
+    ListProjects
+    | CreateProject
+    | DeleteProject
+    | ListSessions
+    | OpenSession
+    | Subscribe
+    | Unsubscribe
+    | SendMessage
+    | StopGeneration
+    | ResumeSession
+    | NewChat
+    | DeleteSession
+    | FocusProject
+    | StopAll
+    | Stats
+    | Ping
+)
+
+COMMANDS: dict[str, type[Command]] = {
+    cls.op: cls
+    for cls in (
+        ListProjects,
+        CreateProject,
+        DeleteProject,
+        ListSessions,
+        OpenSession,
+        Subscribe,
+        Unsubscribe,
+        SendMessage,
+        StopGeneration,
+        ResumeSession,
+        NewChat,
+        DeleteSession,
+        FocusProject,
+        StopAll,
+        Stats,
+        Ping,
+    )
+}
+"""Command classes by their ``op``."""
+
+
+def command_to_wire(id: int | str, command: Command) -> dict[str, Any]:
+    """The client-side frame object of ``command`` (optional fields left out when None)."""
+    out: dict[str, Any] = {"id": id, "op": command.op}
+    for field in attrs.fields(type(command)):
+        value = getattr(command, field.name)
+        if value is not None:
+            out[field.name] = value
+    return out
