@@ -50,7 +50,7 @@ from greenroom.actors.state import SessionView
 from greenroom.agent.provider import Provider
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import Config
-from greenroom.errors import ActorError, InvalidArgument
+from greenroom.errors import ActorError, InvalidArgument, NotFound
 from greenroom.store.history import history_name
 from greenroom.supervisor import (
     Backoff,
@@ -74,6 +74,27 @@ def make_provider(config: Config) -> Provider:
     raise InvalidArgument(f"unknown provider {config.provider!r}")
 
 
+@attrs.frozen(kw_only=True)
+class Subscribed:
+    """The session's current ``seq``, and the retained events after ``since`` (None when some
+    are no longer retained: reload the state with ``open_session``)."""
+
+    seq: int
+    replay: tuple[Event, ...] | None
+
+
+@attrs.frozen(kw_only=True)
+class RuntimeStatistics:
+    """Counters for ``stats``."""
+
+    sessions: dict[str, int]
+    events_published: int
+    restarts: int
+    given_up: int
+    clients: int
+    notifications_sent: int
+
+
 @attrs.define(eq=False)
 class Client:
     """One connected client: what it subscribed to, what it views, and its event queue.
@@ -88,8 +109,17 @@ class Client:
     subscribed: set[str]
     _runtime: Runtime
 
-    def subscribe(self, session: str) -> None:
+    def subscribe(self, session: str, since: int | None = None) -> Subscribed:
+        """Receive every event of ``session`` from now on, and get the retained ones after
+        ``since``. Registering and reading the retained events happen in one step, so the
+        replay and the live events meet with no gap."""
+        state = self._runtime.mirror.sessions.get(session)
+        if state is None:
+            raise NotFound(f"no session {session}")
         self.subscribed.add(session)
+        if since is None:
+            return Subscribed(seq=state.seq, replay=())
+        return Subscribed(seq=state.seq, replay=self._runtime.bus.replay(session, since))
 
     def unsubscribe(self, session: str) -> None:
         self.subscribed.discard(session)
@@ -110,6 +140,8 @@ class Runtime:
     _persistence: Mailbox[PersistenceMessage]
     _sessions: DynamicSupervisor
     _rng: random.Random
+    _provider: Provider
+    _notifier_actor: NotifierActor
     _client_ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
 
     # -- projects and sessions --------------------------------------------------------------
@@ -157,6 +189,25 @@ class Runtime:
 
     async def _session(self, session: str) -> ActorRef[SessionMessage]:
         return await self._manager.ref.ask(Lookup(session=session))
+
+    @property
+    def provider_name(self) -> str:
+        return self._provider.name
+
+    def statistics(self) -> RuntimeStatistics:
+        by_status: dict[str, int] = {}
+        for state in self.mirror.sessions.values():
+            by_status[state.status] = by_status.get(state.status, 0) + 1
+        supervision = self._sessions.statistics()
+        bus = self.bus.statistics()
+        return RuntimeStatistics(
+            sessions=by_status,
+            events_published=bus.published,
+            restarts=supervision.restarts,
+            given_up=supervision.given_up,
+            clients=bus.subscriptions,
+            notifications_sent=self._notifier_actor.sent,
+        )
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -253,4 +304,6 @@ async def open_runtime(
             persistence=persistence_box,
             sessions=sessions,
             rng=rng,
+            provider=manager.provider,
+            notifier_actor=notifier,
         )

@@ -13,17 +13,23 @@ There are two kinds of receivers, with two overflow decisions:
 
 The bus is a passive object rather than a task of its own: publishing is the sending session's
 own work, which keeps the order above without a hop through another mailbox.
+
+The bus also retains the newest events of each session (``retain`` per session), so that a
+client that reconnects can ``replay`` what it missed after the last ``seq`` it saw. When what
+it missed is older than what is retained, ``replay`` says so (None) and the client reloads the
+session's state instead.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 import trio
 
-from greenroom.actors.events import Event
+from greenroom.actors.events import Event, SessionDeleted
 from greenroom.actors.mailbox import ActorRef
 
 
@@ -81,10 +87,15 @@ class Subscription:
                 self._bus._drop(self)
 
 
+DEFAULT_RETAIN = 2048
+
+
 @attrs.define(eq=False)
 class EventBus:
     """Delivers each published event to attached actors, then to subscriptions, in order."""
 
+    retain: int = DEFAULT_RETAIN
+    _logs: dict[str, deque[Event]] = attrs.Factory(dict)
     _attached: list[tuple[ActorRef[Any], Callable[[Event], bool]]] = attrs.Factory(list)
     _subscriptions: list[Subscription] = attrs.Factory(list)
     _published: int = 0
@@ -109,8 +120,36 @@ class EventBus:
             if accepts(event):
                 await ref.tell(event)
         self._published += 1
+        self._keep(event)
         for subscription in tuple(self._subscriptions):
             subscription.offer(event)
+
+    def replay(self, session: str, since: int) -> tuple[Event, ...] | None:
+        """The retained events of ``session`` with ``seq > since``, in order; None when some
+        of them are no longer retained (the caller must reload the whole state)."""
+        log = self._logs.get(session)
+        if not log:
+            return ()
+        first = log[0].seq or 0
+        if since + 1 < first:
+            return None
+        return tuple(e for e in log if (e.seq or 0) > since)
+
+    def forget(self, session: str) -> None:
+        """Drop the retained events of ``session`` (deleted, or unloaded from memory)."""
+        self._logs.pop(session, None)
+
+    def _keep(self, event: Event) -> None:
+        session = event.session
+        if session is None or event.seq is None:
+            return
+        if isinstance(event.data, SessionDeleted):
+            self._logs.pop(session, None)
+            return
+        log = self._logs.get(session)
+        if log is None:
+            log = self._logs[session] = deque(maxlen=self.retain)
+        log.append(event)
 
     def statistics(self) -> BusStatistics:
         return BusStatistics(

@@ -55,3 +55,17 @@ async def test_subscription_filters() -> None:
     await bus.publish(Event(session="s-1", project="p", seq=2, data=SessionDeleted()))
     assert only_deletes.queued() == 1
     assert only_deletes.receive_nowait().seq == 2
+
+
+async def test_replay_gives_what_came_after_since_or_none_when_it_is_gone() -> None:
+    bus = EventBus(retain=3)
+    for seq in range(1, 6):
+        await bus.publish(event(seq))
+    assert bus.replay("s-1", 3) is not None
+    assert [e.seq for e in bus.replay("s-1", 3) or ()] == [4, 5]
+    assert [e.seq for e in bus.replay("s-1", 2) or ()] == [3, 4, 5]
+    assert bus.replay("s-1", 1) is None  # seq 2 is no longer retained
+    assert bus.replay("s-1", 5) == ()
+    assert bus.replay("s-other", 0) == ()
+    await bus.publish(Event(session="s-1", project="p", seq=6, data=SessionDeleted()))
+    assert bus.replay("s-1", 0) == ()

@@ -450,3 +450,29 @@ async def test_shutdown_interrupts_turns_and_keeps_their_partial_text(
     state = mirror.sessions[session]
     assert state.status == "interrupted"
     assert state.messages[-1].role == "assistant" and state.messages[-1].stopped
+
+
+async def test_subscribe_since_replays_what_was_missed_then_goes_live(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    session = (await runtime.open_session("replay")).summary.session
+    async with runtime.connect() as first:
+        first.subscribe(session)
+        await runtime.send_message(session, "one")
+        await next_event(first, turn_ended(session))
+        seen = runtime.mirror.sessions[session].seq
+    await runtime.send_message(session, "two [[tokens:40]]")
+    await trio.sleep(1)  # mid-stream of the second turn
+    async with runtime.connect() as second:
+        got = second.subscribe(session, since=seen)
+        assert got.replay is not None
+        replayed = [e.seq for e in got.replay]
+        assert replayed == list(range(seen + 1, got.seq + 1))
+        live = await next_event(
+            second, lambda e: e.session == session and e.seq is not None and e.seq > got.seq
+        )
+        assert live.seq == got.seq + 1  # no gap between the replay and the live events
+    with pytest.raises(NotFound):
+        second.subscribe("s-missing")
+    stats = runtime.statistics()
+    assert stats.sessions == {"running": 1} and stats.events_published > 20
