@@ -117,9 +117,12 @@ class Client:
         if state is None:
             raise NotFound(f"no session {session}")
         self.subscribed.add(session)
+        bus = self._runtime.bus
+        # The bus knows the newest published seq; the mirror may not have applied it yet.
+        seq = max(state.seq, bus.latest_seq(session) or 0)
         if since is None:
-            return Subscribed(seq=state.seq, replay=())
-        return Subscribed(seq=state.seq, replay=self._runtime.bus.replay(session, since))
+            return Subscribed(seq=seq, replay=())
+        return Subscribed(seq=seq, replay=bus.replay(session, since))
 
     def unsubscribe(self, session: str) -> None:
         self.subscribed.discard(session)

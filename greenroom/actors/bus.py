@@ -135,6 +135,11 @@ class EventBus:
             return None
         return tuple(e for e in log if (e.seq or 0) > since)
 
+    def latest_seq(self, session: str) -> int | None:
+        """The ``seq`` of the newest retained event of ``session``."""
+        log = self._logs.get(session)
+        return log[-1].seq if log else None
+
     def forget(self, session: str) -> None:
         """Drop the retained events of ``session`` (deleted, or unloaded from memory)."""
         self._logs.pop(session, None)
