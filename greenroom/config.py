@@ -58,8 +58,13 @@ class SimulatedConfig:
 
 @attrs.frozen(kw_only=True)
 class Config:
-    """Everything the runtime needs. ``now`` gives the wall-clock time that is stored or
-    shown (``lastActivity``, history file names); injected so tests control it."""
+    """Everything the runtime needs.
+
+    ``flush_interval``: each changed session is written to disk at most once per interval
+    (a throttle: a session streaming for minutes is still written every interval).
+    ``idle_unload_after``: a session not running and with no subscriber for this long is
+    dropped from memory and reloaded on demand. ``now`` gives the wall-clock time that is
+    stored or shown (``lastActivity``, history file names); injected so tests control it."""
 
     data_dir: Path = attrs.field(factory=default_data_dir)
     projects_dir: Path | None = None
@@ -69,6 +74,7 @@ class Config:
     simulated: SimulatedConfig = SimulatedConfig()
     max_steps: int = 50
     flush_interval: float = 1.0
+    idle_unload_after: float = 600.0
     resume: ResumePolicy = "auto"
     limits: Limits = Limits()
     supervision: SupervisionConfig = SupervisionConfig()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,10 +35,18 @@ from greenroom.actors.manager import (
     RemoveSession,
     SessionManager,
     StopAll,
+    Sweep,
 )
 from greenroom.actors.notifier import Connect, Disconnect, Focus, NotifierActor, NotifierMessage
 from greenroom.actors.notifier import wants as notifier_wants
-from greenroom.actors.persistence import ListSummaries, Mirror, PersistenceActor, PersistenceMessage
+from greenroom.actors.persistence import (
+    ListSummaries,
+    Mirror,
+    PersistenceActor,
+    PersistenceMessage,
+    PersistenceStatistics,
+    dormant_from_payload,
+)
 from greenroom.actors.session import (
     GetState,
     NewChat,
@@ -50,8 +59,9 @@ from greenroom.actors.state import SessionView
 from greenroom.agent.provider import Provider
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import Config
-from greenroom.errors import ActorError, InvalidArgument, NotFound
+from greenroom.errors import ActorError, GreenroomError, InvalidArgument, NotFound
 from greenroom.store.history import history_name
+from greenroom.store.snapshots import QuarantinedFile, SnapshotStore
 from greenroom.supervisor import (
     Backoff,
     ChildSpec,
@@ -62,6 +72,8 @@ from greenroom.supervisor import (
 )
 
 DEFAULT_CLIENT_QUEUE = 65_536
+
+logger = logging.getLogger("greenroom.runtime")
 
 
 def make_provider(config: Config) -> Provider:
@@ -88,11 +100,13 @@ class RuntimeStatistics:
     """Counters for ``stats``."""
 
     sessions: dict[str, int]
+    sessions_in_memory: int
     events_published: int
     restarts: int
     given_up: int
     clients: int
     notifications_sent: int
+    persistence: PersistenceStatistics
 
 
 @attrs.define(eq=False)
@@ -113,10 +127,14 @@ class Client:
         """Receive every event of ``session`` from now on, and get the retained ones after
         ``since``. Registering and reading the retained events happen in one step, so the
         replay and the live events meet with no gap."""
-        state = self._runtime.mirror.sessions.get(session)
+        mirror = self._runtime.mirror
+        state = mirror.sessions.get(session) or mirror.dormant.get(session)
         if state is None:
             raise NotFound(f"no session {session}")
-        self.subscribed.add(session)
+        if session not in self.subscribed:
+            self.subscribed.add(session)
+            counts = self._runtime._subscribers
+            counts[session] = counts.get(session, 0) + 1
         bus = self._runtime.bus
         # The bus knows the newest published seq; the mirror may not have applied it yet.
         seq = max(state.seq, bus.latest_seq(session) or 0)
@@ -125,7 +143,12 @@ class Client:
         return Subscribed(seq=seq, replay=bus.replay(session, since))
 
     def unsubscribe(self, session: str) -> None:
-        self.subscribed.discard(session)
+        if session in self.subscribed:
+            self.subscribed.discard(session)
+            counts = self._runtime._subscribers
+            counts[session] -= 1
+            if not counts[session]:
+                del counts[session]
 
     async def focus(self, project: str | None) -> None:
         await self._runtime._notifier.ref.tell(Focus(client=self.name, project=project))
@@ -145,6 +168,9 @@ class Runtime:
     _rng: random.Random
     _provider: Provider
     _notifier_actor: NotifierActor
+    _persistence_actor: PersistenceActor
+    # How many clients subscribe to each session: a subscribed session is never unloaded.
+    _subscribers: dict[str, int]
     _client_ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
 
     # -- projects and sessions --------------------------------------------------------------
@@ -199,8 +225,8 @@ class Runtime:
 
     def statistics(self) -> RuntimeStatistics:
         by_status: dict[str, int] = {}
-        for state in self.mirror.sessions.values():
-            by_status[state.status] = by_status.get(state.status, 0) + 1
+        for summary in self.mirror.summaries():
+            by_status[summary.status] = by_status.get(summary.status, 0) + 1
         supervision = self._sessions.statistics()
         bus = self.bus.statistics()
         return RuntimeStatistics(
@@ -210,6 +236,8 @@ class Runtime:
             given_up=supervision.given_up,
             clients=bus.subscriptions,
             notifications_sent=self._notifier_actor.sent,
+            sessions_in_memory=len(self.mirror.sessions),
+            persistence=self._persistence_actor.stats,
         )
 
     # -- clients ----------------------------------------------------------------------------
@@ -234,18 +262,41 @@ class Runtime:
             pending = await self._notifier.ref.ask(
                 Connect(client=client_name, subscription=events)
             )
-            yield Client(
+            client = Client(
                 name=client_name,
                 events=events,
                 pending_notifications=pending,
                 subscribed=subscribed,
                 runtime=self,
             )
+            yield client
         finally:
+            for session in list(subscribed):
+                client.unsubscribe(session)
             events.close()
             # If the notifier is gone or full, it drops closed subscriptions by itself.
             with contextlib.suppress(ActorError):
                 self._notifier.ref.tell_nowait(Disconnect(client=client_name))
+
+
+async def restore_mirror(config: Config) -> tuple[Mirror, tuple[QuarantinedFile, ...]]:
+    """The mirror as the data folder left it: every snapshotted session, dormant (its
+    messages stay on disk until needed). Corrupt snapshots are moved aside and reported."""
+    store = SnapshotStore(config.data_dir)
+    scan = await trio.to_thread.run_sync(store.scan)
+    mirror = Mirror()
+    quarantined = list(scan.quarantined)
+    for session, payload in scan.snapshots:
+        try:
+            mirror.restore(session, dormant_from_payload(session, payload))
+        except GreenroomError as error:
+            moved = await trio.to_thread.run_sync(store.quarantine, session, str(error))
+            quarantined.append(moved)
+    for bad in quarantined:
+        logger.error("corrupt snapshot %s moved aside: %s", bad.name, bad.reason)
+    if scan.snapshots:
+        logger.info("restored %d sessions", len(mirror.dormant))
+    return mirror, tuple(quarantined)
 
 
 @asynccontextmanager
@@ -255,7 +306,7 @@ async def open_runtime(
     """Start the supervision tree; stop it in reverse order on exit."""
     rng = random.Random(config.seed)
     bus = EventBus()
-    mirror = Mirror()
+    mirror, quarantined = await restore_mirror(config)
     persistence_box = Mailbox[PersistenceMessage]("persistence", capacity=65_536)
     notifier_box = Mailbox[NotifierMessage]("notifier", capacity=4096)
     manager_box = Mailbox[ManagerMessage]("manager", capacity=4096, ask_timeout=config.ask_timeout)
@@ -264,6 +315,7 @@ async def open_runtime(
     bus.attach(notifier_box.ref, notifier_wants)
 
     sup = config.supervision
+    subscribers: dict[str, int] = {}
 
     async def given_up(session: str, reason: str) -> None:
         await manager_box.ref.tell(GivenUp(session=session, reason=reason))
@@ -281,6 +333,15 @@ async def open_runtime(
         persistence=persistence_box.ref,
         sessions=sessions,
         rng=rng,
+        subscribers=subscribers,
+    )
+    manager.adopt(mirror.summaries())
+    persistence = PersistenceActor(
+        mirror=mirror,
+        store=SnapshotStore(config.data_dir),
+        projects_root=config.projects_root,
+        flush_interval=config.flush_interval,
+        stats=PersistenceStatistics(quarantined=quarantined),
     )
     notifier = NotifierActor()
 
@@ -292,11 +353,23 @@ async def open_runtime(
         await sessions.run(task_status=task_status)
 
     children = [
-        actor_child(persistence_box, PersistenceActor(mirror)),
+        actor_child(persistence_box, persistence),
         actor_child(notifier_box, notifier),
         ChildSpec(id="sessions", start=run_sessions, shutdown=sup.shutdown_timeout * 2),
         actor_child(manager_box, manager),
     ]
+    async def tick_sweeps(
+        restart: RestartInfo | None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()
+        period = max(config.idle_unload_after / 4, 0.01)
+        while True:
+            await trio.sleep(period)
+            await manager_box.ref.tell(Sweep())
+
+    children.append(ChildSpec(id="idle-sweeper", start=tick_sweeps, shutdown=0))
     async with open_supervisor(children, rng=rng):
         yield Runtime(
             config=config,
@@ -309,4 +382,6 @@ async def open_runtime(
             rng=rng,
             provider=manager.provider,
             notifier_actor=notifier,
+            persistence_actor=persistence,
+            subscribers=subscribers,
         )

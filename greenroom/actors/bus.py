@@ -116,11 +116,13 @@ class EventBus:
 
     async def publish(self, event: Event) -> None:
         """Deliver ``event``. Waits only for attached actors' mailboxes."""
+        # Retained first: the mirror may apply the event as soon as it is told, and what a
+        # replay offers must never be behind it.
+        self._keep(event)
         for ref, accepts in self._attached:
             if accepts(event):
                 await ref.tell(event)
         self._published += 1
-        self._keep(event)
         for subscription in tuple(self._subscriptions):
             subscription.offer(event)
 

@@ -8,10 +8,11 @@ time, so two clients opening the same project get the same session.
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import attrs
@@ -28,14 +29,16 @@ from greenroom.actors.events import (
     Summary,
 )
 from greenroom.actors.mailbox import ActorRef, Inbox, Mailbox, Reply
-from greenroom.actors.persistence import ListSummaries, LoadState, PersistenceMessage
+from greenroom.actors.persistence import ListSummaries, LoadState, PersistenceMessage, Unload
 from greenroom.actors.session import DeleteSession, SessionActor, SessionMessage, StopGeneration
 from greenroom.agent.provider import Provider
 from greenroom.config import Config
 from greenroom.errors import ActorError, Conflict, GreenroomError, LimitReached, NotFound
-from greenroom.store.history import history_name
+from greenroom.store.history import history_name, history_path, newest_history, read_history
 from greenroom.store.projects import project_path, validate_project_name
 from greenroom.supervisor import ChildSpec, DynamicSupervisor, Restart, RestartInfo
+
+logger = logging.getLogger("greenroom.manager")
 
 
 @attrs.frozen(kw_only=True)
@@ -97,8 +100,14 @@ class GivenUp:
     reason: str
 
 
+@attrs.frozen(kw_only=True)
+class Sweep:
+    """Unload the sessions idle for longer than ``idle_unload_after`` (sent periodically)."""
+
+
 ManagerMessage = (
-    OpenSession
+    Sweep
+    | OpenSession
     | Lookup
     | RemoveSession
     | StopAll
@@ -113,6 +122,7 @@ ManagerMessage = (
 class _Entry:
     project: str
     mailbox: Mailbox[SessionMessage]
+    last_used: float = attrs.Factory(trio.current_time)
 
 
 @attrs.define(eq=False)
@@ -125,9 +135,24 @@ class SessionManager:
     persistence: ActorRef[PersistenceMessage]
     sessions: DynamicSupervisor
     rng: random.Random
+    # How many clients subscribe to each session (kept by the runtime's clients).
+    subscribers: Mapping[str, int] = attrs.Factory(dict)
     make_session_id: Callable[[], str] = attrs.field(default=lambda: f"s-{secrets.token_hex(4)}")
     _entries: dict[str, _Entry] = attrs.Factory(dict)
     _by_project: dict[str, str] = attrs.Factory(dict)
+    _to_recover: list[str] = attrs.Factory(list)
+    unloaded: int = 0
+
+    def adopt(self, summaries: Iterable[Summary]) -> None:
+        """Register the sessions restored from disk, before the manager runs. Those that were
+        running when the server went down are started again at once (to be marked interrupted,
+        and resumed under policy auto); the others wait until they are used."""
+        for summary in summaries:
+            self._register(summary.session, summary.project)
+            if summary.status in ("running", "stopping") or (
+                summary.status == "interrupted" and self.config.resume == "auto"
+            ):
+                self._to_recover.append(summary.session)
 
     async def run(
         self,
@@ -136,15 +161,25 @@ class SessionManager:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
+        for session in self._to_recover:
+            try:
+                await self._start(session)
+            except GreenroomError as error:
+                logger.error("session %s could not be recovered: %s", session, error)
+        self._to_recover.clear()
         async for message in inbox:
             try:
                 await self._handle(message)
             except GreenroomError as error:
-                if not isinstance(message, GivenUp):
+                if isinstance(message, GivenUp | Sweep):
+                    logger.error("%s failed: %s", type(message).__name__, error)
+                else:
                     message.reply.fail(error)
 
     async def _handle(self, message: ManagerMessage) -> None:
         match message:
+            case Sweep():
+                await self._sweep()
             case OpenSession(project=project, reply=reply):
                 reply.send(await self._open(project))
             case Lookup(session=session, reply=reply):
@@ -180,15 +215,24 @@ class SessionManager:
         if len(self._entries) >= self.config.limits.max_sessions:
             raise LimitReached(f"the server holds {len(self._entries)} sessions, its limit")
         folder = project_path(self.config.projects_root, project)
-        await trio.to_thread.run_sync(lambda: folder.mkdir(parents=True, exist_ok=True))
+
+        def prepare() -> tuple[str | None, int]:
+            """Make the folder; find its newest history file and count its messages."""
+            folder.mkdir(parents=True, exist_ok=True)
+            newest = newest_history(folder)
+            if newest is None:
+                return None, 0
+            return newest, len(read_history(history_path(folder, newest)))
+
+        newest, count = await trio.to_thread.run_sync(prepare)
         session = self.make_session_id()
         summary = Summary(
             session=session,
             project=project,
-            name=history_name(self.config.now(), self.rng),
+            name=newest or history_name(self.config.now(), self.rng),
             status="idle",
             loading=False,
-            message_count=0,
+            message_count=count,
             last_activity=self.config.now(),
             preview=None,
         )
@@ -244,6 +288,7 @@ class SessionManager:
         entry = self._entries.get(session)
         if entry is None:
             raise NotFound(f"no session {session}")
+        entry.last_used = trio.current_time()
         if session not in self.sessions.which_children():
             await self._start(session)  # given up earlier: a new command gives it a new chance
         return entry.mailbox.ref
@@ -261,6 +306,24 @@ class SessionManager:
         entry.mailbox.close()
         del self._entries[session]
         self._by_project.pop(entry.project, None)
+
+    async def _sweep(self) -> None:
+        now = trio.current_time()
+        limit = self.config.idle_unload_after
+        running = set(self.sessions.which_children())
+        summaries = {s.session: s for s in await self.persistence.ask(ListSummaries())}
+        for session, entry in list(self._entries.items()):
+            summary = summaries.get(session)
+            if session not in running or summary is None:
+                continue
+            if summary.loading or self.subscribers.get(session, 0):
+                entry.last_used = now
+                continue
+            if now - entry.last_used >= limit:
+                await self.sessions.terminate_child(session)
+                await self.persistence.ask(Unload(session=session))
+                self.bus.forget(session)
+                self.unloaded += 1
 
     async def _stop_all(self) -> int:
         stopped = 0

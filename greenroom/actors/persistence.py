@@ -1,23 +1,56 @@
-"""The persistence actor and its mirror: the up-to-date copy of every session.
+"""The persistence actor and its mirror: the up-to-date copy of every session, kept on disk.
 
 Every event is applied to the mirror as it arrives, so a restarted session actor is rebuilt from
 it with nothing lost that was published. Events and requests share this actor's one mailbox, in
 order: a ``LoadState`` asked after an event was published sees that event.
+
+Disk: every ``flush_interval`` the sessions that changed are written in one batch, off the event
+loop (a throttle, not a debounce: a session streaming for ten minutes is written every interval,
+its partial text included). A batch first appends the newly committed messages to each project's
+history file (``.ai/history/<name>.jsonl``, never rewritten), then writes each changed session's
+small snapshot (summary, seq, partial text; no messages) atomically. So the bytes written per
+committed message do not grow with the length of the history, and a snapshot never counts a
+message that is not on disk. A failed write is logged, counted and retried at the next interval;
+the mirror keeps everything meanwhile.
+
+A session is *dormant* when only its snapshot is in memory: every session at startup, and a
+session unloaded for idleness. Its messages are read from its history file when it is next
+needed, so startup time and memory do not grow with the total history size.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
 import attrs
 import trio
 
-from greenroom.actors.events import Event, SessionCreated, SessionDeleted, Summary
+from greenroom.actors.events import (
+    Event,
+    MessageAdded,
+    PartialToolCall,
+    SessionCreated,
+    SessionDeleted,
+    Summary,
+)
 from greenroom.actors.mailbox import Inbox, Reply
 from greenroom.actors.state import SessionState, Streaming
+from greenroom.agent.chat import Message
+from greenroom.convert import structure, unstructure
+from greenroom.errors import GreenroomError
+from greenroom.store.history import append_histories, history_path, read_history
+from greenroom.store.snapshots import QuarantinedFile, SnapshotStore
+
+logger = logging.getLogger("greenroom.persistence")
 
 
 @attrs.frozen(kw_only=True)
 class LoadState:
-    """A private copy of one session's state, or None when the mirror has no such session."""
+    """A private copy of one session's state (its messages read from disk if it was dormant),
+    or None when there is no such session."""
 
     session: str
     reply: Reply[SessionState | None] = attrs.field(factory=Reply, eq=False, repr=False)
@@ -28,7 +61,25 @@ class ListSummaries:
     reply: Reply[tuple[Summary, ...]] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
-PersistenceMessage = Event | LoadState | ListSummaries
+@attrs.frozen(kw_only=True)
+class Unload:
+    """Write the session if it changed, then keep only its snapshot in memory."""
+
+    session: str
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+PersistenceMessage = Event | LoadState | ListSummaries | Unload
+
+
+@attrs.frozen(kw_only=True)
+class Dormant:
+    """A session whose messages are on disk only."""
+
+    summary: Summary
+    seq: int
+    partial: str | None = None
+    tool_calls: tuple[PartialToolCall, ...] | None = None
 
 
 def copy_state(state: SessionState) -> SessionState:
@@ -44,13 +95,75 @@ def copy_state(state: SessionState) -> SessionState:
     )
 
 
+# -- snapshot payloads ------------------------------------------------------------------------
+
+
+def snapshot_payload(state: SessionState | Dormant) -> dict[str, Any]:
+    """What is written for a session: everything but its messages."""
+    if isinstance(state, Dormant):
+        summary, seq, partial, calls = state.summary, state.seq, state.partial, state.tool_calls
+    else:
+        summary, seq = state.summary(), state.seq
+        partial = state.streaming.text if state.streaming is not None else None
+        calls = state.streaming.tool_calls if state.streaming is not None else None
+    return {
+        "summary": unstructure(attrs.evolve(summary, preview=None)),
+        "seq": seq,
+        "partial": partial,
+        "toolCalls": unstructure(calls),
+    }
+
+
+def dormant_from_payload(session: str, payload: Mapping[str, Any]) -> Dormant:
+    """The inverse of :func:`snapshot_payload`; raises GreenroomError on a bad payload."""
+    try:
+        summary = structure(payload["summary"], Summary)
+        seq = payload["seq"]
+        partial = payload.get("partial")
+        raw_calls = payload.get("toolCalls")
+        calls = (
+            None if raw_calls is None else structure(raw_calls, tuple[PartialToolCall, ...])
+        )
+    except Exception as exc:  # cattrs raises several kinds; all mean "not a snapshot"
+        raise GreenroomError(f"snapshot of {session} is malformed: {exc}") from exc
+    if summary.session != session or not isinstance(seq, int):
+        raise GreenroomError(f"snapshot of {session} is malformed")
+    if partial is not None and not isinstance(partial, str):
+        raise GreenroomError(f"snapshot of {session} has a bad partial text")
+    preview = partial[:50] if partial else None
+    return Dormant(
+        summary=attrs.evolve(summary, preview=preview), seq=seq, partial=partial, tool_calls=calls
+    )
+
+
+def wake(dormant: Dormant, messages: Sequence[Message]) -> SessionState:
+    """A full session state from a dormant one and its messages read from disk."""
+    state = SessionState.from_summary(attrs.evolve(dormant.summary, message_count=0))
+    state.messages = list(messages)
+    state.seq = dormant.seq
+    if dormant.partial or dormant.tool_calls:
+        text = dormant.partial or ""
+        state.streaming = Streaming(
+            parts=[text] if text else [], length=len(text), tool_calls=dormant.tool_calls
+        )
+    return state
+
+
+# -- the mirror -------------------------------------------------------------------------------
+
+
 @attrs.define(eq=False)
 class Mirror:
-    """Every session's state, kept by applying events. Owned by the runtime, so that it
-    survives a restart of the persistence actor."""
+    """Every session's state, kept by applying events, and what is still to be written.
+    Owned by the runtime, so that it survives a restart of the persistence actor."""
 
     sessions: dict[str, SessionState] = attrs.Factory(dict)
+    dormant: dict[str, Dormant] = attrs.Factory(dict)
     applied: int = 0
+    _dirty: set[str] = attrs.Factory(set)
+    _deleted: set[str] = attrs.Factory(set)
+    # Committed messages not yet appended, by (project, history name), in commit order.
+    _history: dict[tuple[str, str], list[Message]] = attrs.Factory(dict)
 
     def apply(self, event: Event) -> None:
         self.applied += 1
@@ -58,29 +171,116 @@ class Mirror:
         if session is None:
             return
         match event.data:
+            case SessionCreated(summary=summary) if summary.message_count > 0:
+                # Opened from an existing history file: its messages are on disk already.
+                self.dormant[session] = Dormant(summary=summary, seq=event.seq or 0)
+                self._dirty.add(session)
             case SessionCreated(summary=summary):
-                self.sessions[session] = SessionState.from_summary(summary)
-                self.sessions[session].apply(event)
+                state = self.sessions[session] = SessionState.from_summary(summary)
+                state.apply(event)
+                self._dirty.add(session)
             case SessionDeleted():
                 self.sessions.pop(session, None)
+                self.dormant.pop(session, None)
+                self._dirty.discard(session)
+                self._deleted.add(session)
             case _:
-                state = self.sessions.get(session)
-                if state is not None:
-                    state.apply(event)
-
-    def load(self, session: str) -> SessionState | None:
-        state = self.sessions.get(session)
-        return copy_state(state) if state is not None else None
+                current = self.sessions.get(session)
+                if current is None:
+                    return
+                current.apply(event)
+                self._dirty.add(session)
+                if isinstance(event.data, MessageAdded):
+                    key = (current.project, current.name)
+                    self._history.setdefault(key, []).append(event.data.message)
 
     def summaries(self) -> tuple[Summary, ...]:
-        return tuple(state.summary() for state in self.sessions.values())
+        loaded = tuple(state.summary() for state in self.sessions.values())
+        return loaded + tuple(d.summary for d in self.dormant.values())
+
+    def restore(self, session: str, dormant: Dormant) -> None:
+        self.dormant[session] = dormant
+
+    def make_dormant(self, session: str) -> None:
+        state = self.sessions.pop(session, None)
+        if state is not None:
+            self.dormant[session] = Dormant(
+                summary=state.summary(),
+                seq=state.seq,
+                partial=state.streaming.text if state.streaming is not None else None,
+                tool_calls=state.streaming.tool_calls if state.streaming is not None else None,
+            )
+
+    def has_pending(self, session: str | None = None) -> bool:
+        if session is None:
+            return bool(self._dirty or self._deleted or self._history)
+        state = self.sessions.get(session)
+        return session in self._dirty or (
+            state is not None and (state.project, state.name) in self._history
+        )
+
+    def take_batch(self) -> Batch:
+        """Everything to write now; the mirror forgets it until ``give_back``."""
+        snapshots = {}
+        for session in self._dirty:
+            state: SessionState | Dormant | None = self.sessions.get(session)
+            if state is None:
+                state = self.dormant.get(session)
+            if state is not None:
+                snapshots[session] = snapshot_payload(state)
+        batch = Batch(snapshots=snapshots, history=self._history, deleted=self._deleted)
+        self._dirty, self._history, self._deleted = set(), {}, set()
+        return batch
+
+    def give_back(self, batch: Batch, *, history_from: tuple[str, str] | None) -> None:
+        """Requeue what a failed write did not write: the snapshots, the deletions, and the
+        history appends from ``history_from`` on (those before it were appended)."""
+        self._dirty |= {s for s in batch.snapshots if s in self.sessions or s in self.dormant}
+        self._deleted |= batch.deleted
+        keys = list(batch.history)
+        start = keys.index(history_from) if history_from in batch.history else len(keys)
+        merged: dict[tuple[str, str], list[Message]] = {}
+        for key in keys[start:]:
+            merged[key] = batch.history[key]
+        for key, messages in self._history.items():
+            merged.setdefault(key, []).extend(messages)
+        self._history = merged
+
+
+@attrs.frozen(kw_only=True)
+class Batch:
+    snapshots: dict[str, dict[str, Any]]
+    history: dict[tuple[str, str], list[Message]]
+    deleted: set[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.snapshots or self.history or self.deleted)
+
+
+@attrs.define(eq=False)
+class PersistenceStatistics:
+    flushes: int = 0
+    snapshot_writes: int = 0
+    history_appends: int = 0
+    write_failures: int = 0
+    last_failure: str | None = None
+    loads: int = 0
+    quarantined: tuple[QuarantinedFile, ...] = ()
+
+
+# -- the actor --------------------------------------------------------------------------------
 
 
 @attrs.define(eq=False)
 class PersistenceActor:
-    """Applies events to the mirror and answers state requests."""
+    """Applies events to the mirror, answers state requests, and writes to disk."""
 
     mirror: Mirror
+    store: SnapshotStore
+    projects_root: Path
+    flush_interval: float
+    stats: PersistenceStatistics = attrs.Factory(PersistenceStatistics)
+    _flush_lock: trio.Lock = attrs.Factory(trio.Lock)
 
     async def run(
         self,
@@ -88,12 +288,102 @@ class PersistenceActor:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        task_status.started()
-        async for message in inbox:
-            match message:
-                case Event():
-                    self.mirror.apply(message)
-                case LoadState(session=session, reply=reply):
-                    reply.send(self.mirror.load(session))
-                case ListSummaries(reply=reply):
-                    reply.send(self.mirror.summaries())
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._flush_every_interval)
+                task_status.started()
+                async for message in inbox:
+                    await self._handle(message)
+                nursery.cancel_scope.cancel()
+        finally:
+            # Whatever ended the loop (a stop, a crash, a cancellation), write what is left.
+            with trio.CancelScope(shield=True), trio.move_on_after(60):
+                await self.flush()
+
+    async def _handle(self, message: PersistenceMessage) -> None:
+        match message:
+            case Event():
+                self.mirror.apply(message)
+            case LoadState(session=session, reply=reply):
+                try:
+                    reply.send(await self._load(session))
+                except GreenroomError as error:
+                    reply.fail(error)
+            case ListSummaries(reply=reply):
+                reply.send(self.mirror.summaries())
+            case Unload(session=session, reply=reply):
+                if self.mirror.has_pending(session):
+                    await self.flush()
+                self.mirror.make_dormant(session)
+                reply.send(None)
+
+    async def _load(self, session: str) -> SessionState | None:
+        state = self.mirror.sessions.get(session)
+        if state is not None:
+            return copy_state(state)
+        dormant = self.mirror.dormant.get(session)
+        if dormant is None:
+            return None
+        summary = dormant.summary
+        path = history_path(self.projects_root / summary.project, summary.name)
+        count = summary.message_count
+
+        def read() -> list[Message]:
+            return read_history(path, limit=count) if count and path.exists() else []
+
+        messages = await trio.to_thread.run_sync(read)
+        if len(messages) < count:
+            logger.warning(
+                "session %s: its history has %d of %d messages; continuing with those",
+                session,
+                len(messages),
+                count,
+            )
+        # The session may have been deleted while its history was read.
+        if self.mirror.dormant.get(session) is not dormant:
+            return copy_state(self.mirror.sessions[session]) if (
+                session in self.mirror.sessions
+            ) else None
+        del self.mirror.dormant[session]
+        awake = self.mirror.sessions[session] = wake(dormant, messages)
+        self.stats.loads += 1
+        return copy_state(awake)
+
+    async def _flush_every_interval(self) -> None:
+        while True:
+            await trio.sleep(self.flush_interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write every change now, in one batch, in a worker thread."""
+        async with self._flush_lock:
+            batch = self.mirror.take_batch()
+            if not batch:
+                return
+            appends = {
+                history_path(self.projects_root / project, name): messages
+                for (project, name), messages in batch.history.items()
+            }
+            keys = dict(zip(appends, batch.history, strict=True))
+            store = self.store
+
+            def write() -> None:
+                # History first: a snapshot must never count a message that is not on disk.
+                append_histories(appends)
+                store.write(batch.snapshots)
+                for session in batch.deleted:
+                    store.delete(session)
+
+            try:
+                await trio.to_thread.run_sync(write)
+            except (GreenroomError, OSError) as failure:
+                failed_path = getattr(failure, "path", None)
+                failed_key = keys.get(failed_path) if isinstance(failed_path, Path) else None
+                self.mirror.give_back(batch, history_from=failed_key)
+                self.stats.write_failures += 1
+                self.stats.last_failure = str(failure)
+                logger.error("writing sessions failed (will retry): %s", failure)
+                return
+            self.stats.flushes += 1
+            self.stats.snapshot_writes += len(batch.snapshots)
+            self.stats.history_appends += sum(len(m) for m in batch.history.values())

@@ -249,6 +249,12 @@ class SnapshotStore:
             self._sync_after_quarantine()
         return ScanResult(snapshots=snapshots, quarantined=quarantined, removed_temps=removed_temps)
 
+    def quarantine(self, session: str, reason: str) -> QuarantinedFile:
+        """Move the snapshot of ``session`` aside: it decoded, but its content is unusable."""
+        moved = self._quarantine(self.path(session).name, reason)
+        self._sync_after_quarantine()
+        return moved
+
     def _quarantine(self, name: str, reason: str) -> QuarantinedFile:
         """Move ``sessions/<name>`` to ``sessions/corrupt/<name>.<unix time>``."""
         try:

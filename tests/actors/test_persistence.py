@@ -1,0 +1,212 @@
+"""Persistence: throttled snapshots, history files, restore, resume, unloading, disk faults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import trio
+
+from greenroom.actors.events import LoadingChanged
+from greenroom.config import Config, SimulatedConfig
+from greenroom.runtime import Runtime
+from greenroom.store.history import history_path, read_history
+from tests.conftest import make_config, next_event, open_test_runtime, turn_ended
+
+
+def history_of(runtime: Runtime, project: str, name: str) -> Path:
+    return history_path(runtime.config.projects_root / project, name)
+
+
+async def run_turn(runtime: Runtime, session: str, text: str) -> LoadingChanged:
+    async with runtime.connect() as client:
+        await runtime.send_message(session, text)
+        ended = await next_event(client, turn_ended(session), limit=600)
+    assert isinstance(ended.data, LoadingChanged)
+    return ended.data
+
+
+@pytest.mark.parametrize("rate", [20.0, 400.0])
+async def test_writes_per_session_follow_the_interval_not_the_event_rate(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, rate: float
+) -> None:
+    config = make_config(
+        tmp_path, flush_interval=1.0, simulated=SimulatedConfig(seed=1, tokens_per_second=rate)
+    )
+    seconds = 30
+    tokens = int(rate * seconds)
+    async with open_test_runtime(config) as runtime:
+        session = (await runtime.open_session("long")).summary.session
+        await trio.sleep(1.5)  # let the creation be written
+        before = runtime.statistics().persistence.snapshot_writes
+        started = trio.current_time()
+        await run_turn(runtime, session, f"talk [[tokens:{tokens}]]")
+        took = trio.current_time() - started
+        await trio.sleep(1.5)
+        writes = runtime.statistics().persistence.snapshot_writes - before
+    assert took == pytest.approx(seconds, abs=0.5)
+    # One write per interval while streaming (plus the last one), whatever the token rate.
+    assert seconds - 1 <= writes <= seconds + 2
+
+
+async def test_history_is_appended_never_rewritten_and_round_trips(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    view = await runtime.open_session("hist")
+    session, name = view.summary.session, view.summary.name
+    await run_turn(runtime, session, "create file a.txt with alpha")
+    await trio.sleep(2)
+    path = history_of(runtime, "hist", name)
+    first = path.read_bytes()
+    await run_turn(runtime, session, "second question")
+    await trio.sleep(2)
+    second = path.read_bytes()
+    assert second.startswith(first) and len(second) > len(first)
+    state = await runtime.get_state(session)
+    assert read_history(path) == list(state.messages)
+    lines = second.decode().splitlines()
+    assert len(lines) == len(state.messages) == 6
+    assert json.loads(lines[1])["tool_calls"][0]["function"]["name"] == "write_file"
+
+
+async def test_a_restart_lists_sessions_at_once_and_loads_messages_on_demand(
+    config: Config, autojump_clock: trio.abc.Clock
+) -> None:
+    async with open_test_runtime(config) as runtime:
+        session = (await runtime.open_session("keep")).summary.session
+        await run_turn(runtime, session, "remember this")
+        before = await runtime.get_state(session)
+    async with open_test_runtime(config) as runtime:
+        summaries = await runtime.list_sessions()
+        assert [s.session for s in summaries] == [session]
+        assert summaries[0].message_count == 2 and summaries[0].status == "idle"
+        assert runtime.statistics().sessions_in_memory == 0  # nothing loaded yet
+        after = await runtime.get_state(session)
+        assert runtime.statistics().sessions_in_memory == 1
+    assert after.messages == before.messages
+    assert after.seq == before.seq
+
+
+async def test_a_turn_cut_by_shutdown_resumes_after_restart_under_policy_auto(
+    config: Config, autojump_clock: trio.abc.Clock
+) -> None:
+    async with open_test_runtime(config) as runtime:
+        session = (await runtime.open_session("cut")).summary.session
+        await runtime.send_message(session, "[[tokens:200]] long answer")
+        await trio.sleep(3)
+    async with open_test_runtime(config) as runtime, runtime.connect() as client:
+        ended = await next_event(client, turn_ended(session))
+        assert isinstance(ended.data, LoadingChanged) and ended.data.reason == "completed"
+        state = await runtime.get_state(session)
+    partial, rest = state.messages[1], state.messages[2]
+    assert partial.stopped and not rest.stopped
+    assert len(((partial.content or "") + (rest.content or "")).split()) == 200
+
+
+async def test_under_policy_manual_an_interrupted_session_waits_for_resume(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = make_config(tmp_path, resume="manual")
+    async with open_test_runtime(config) as runtime:
+        session = (await runtime.open_session("wait")).summary.session
+        await runtime.send_message(session, "[[tokens:200]] long answer")
+        await trio.sleep(3)
+    async with open_test_runtime(config) as runtime, runtime.connect() as client:
+        await trio.sleep(30)
+        state = await runtime.get_state(session)
+        assert state.summary.status == "interrupted" and state.messages[-1].stopped
+        await runtime.resume_session(session)
+        ended = await next_event(client, turn_ended(session))
+    assert isinstance(ended.data, LoadingChanged) and ended.data.reason == "completed"
+
+
+async def test_a_corrupt_snapshot_is_moved_aside_and_the_server_starts(
+    config: Config, autojump_clock: trio.abc.Clock
+) -> None:
+    async with open_test_runtime(config) as runtime:
+        good = (await runtime.open_session("good")).summary.session
+    folder = config.data_dir / "sessions"
+    (folder / "s-0badc0de.msgpack").write_bytes(b"\x00garbage")
+    async with open_test_runtime(config) as runtime:
+        assert [s.session for s in await runtime.list_sessions()] == [good]
+        quarantined = runtime.statistics().persistence.quarantined
+    assert [q.name for q in quarantined] == ["s-0badc0de.msgpack"]
+    assert not (folder / "s-0badc0de.msgpack").exists()
+    assert len(list((folder / "corrupt").iterdir())) == 1
+
+
+async def test_a_project_folder_with_history_opens_with_it(
+    config: Config, autojump_clock: trio.abc.Clock
+) -> None:
+    history = config.projects_root / "copied" / ".ai" / "history"
+    history.mkdir(parents=True)
+    older = history / "2020-01-01T00-00-00Z-aaa.jsonl"
+    older.write_text('{"role":"user","content":"old chat"}\n')
+    newest = history / "2024-05-01T10-00-00Z-b7x.jsonl"
+    newest.write_text(
+        '{"role":"user","content":"build a blog"}\n'
+        '{"role":"assistant","content":"Sure, here is a plan."}\n'
+    )
+    async with open_test_runtime(config) as runtime:
+        view = await runtime.open_session("copied")
+        assert view.summary.name == newest.stem
+        assert [m.content for m in view.messages] == ["build a blog", "Sure, here is a plan."]
+        await run_turn(runtime, view.summary.session, "go on")
+        await trio.sleep(2)
+        assert len(read_history(newest)) == 4  # appended to the same file
+        await runtime.new_chat(view.summary.session)
+        fresh = await runtime.get_state(view.summary.session)
+        await run_turn(runtime, view.summary.session, "new topic")
+        await trio.sleep(2)
+    assert fresh.summary.name != newest.stem
+    assert len(read_history(history / f"{fresh.summary.name}.jsonl")) == 2
+    assert len(read_history(newest)) == 4  # the old chat's file is kept as it was
+
+
+async def test_an_idle_session_is_unloaded_and_reloaded_transparently(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = make_config(tmp_path, idle_unload_after=60.0)
+    async with open_test_runtime(config) as runtime:
+        idle = (await runtime.open_session("idle")).summary.session
+        watched = (await runtime.open_session("watched")).summary.session
+        await run_turn(runtime, idle, "hello")
+        async with runtime.connect() as client:
+            client.subscribe(watched)
+            await run_turn(runtime, watched, "hello")
+            await trio.sleep(200)
+            stats = runtime.statistics()
+            assert stats.sessions_in_memory == 1  # the subscribed one stays
+            assert set(runtime.mirror.dormant) == {idle}
+        state = await runtime.get_state(idle)
+        assert [m.role for m in state.messages] == ["user", "assistant"]
+        await run_turn(runtime, idle, "again")
+        assert (await runtime.get_state(idle)).summary.message_count == 4
+
+
+async def test_a_failing_disk_is_reported_and_retried_with_nothing_lost(
+    config: Config, autojump_clock: trio.abc.Clock
+) -> None:
+    async with open_test_runtime(config) as runtime:
+        session = (await runtime.open_session("disk")).summary.session
+        await trio.sleep(2)
+        folder = config.data_dir / "sessions"
+        moved = folder.with_name("sessions-away")
+        folder.rename(moved)
+        folder.write_text("not a folder")  # every snapshot write now fails for real
+        await run_turn(runtime, session, "hello")
+        await trio.sleep(3)
+        stats = runtime.statistics().persistence
+        assert stats.write_failures >= 1 and stats.last_failure
+        assert (await runtime.get_state(session)).summary.message_count == 2
+        folder.unlink()
+        moved.rename(folder)
+        await trio.sleep(3)
+    async with open_test_runtime(config) as runtime:
+        summary = (await runtime.list_sessions())[0]
+        assert summary.message_count == 2
+        assert [m.role for m in (await runtime.get_state(session)).messages] == [
+            "user",
+            "assistant",
+        ]
