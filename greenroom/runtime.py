@@ -138,9 +138,20 @@ class Client:
         bus = self._runtime.bus
         # The bus knows the newest published seq; the mirror may not have applied it yet.
         seq = max(state.seq, bus.latest_seq(session) or 0)
-        if since is None:
-            return Subscribed(seq=seq, replay=())
-        return Subscribed(seq=seq, replay=bus.replay(session, since))
+        return Subscribed(seq=seq, replay=self._replay(session, since, seq))
+
+    def _replay(self, session: str, since: int | None, seq: int) -> tuple[Event, ...] | None:
+        """What the client missed, or None when it cannot be given whole: the client is
+        ahead of the session (its seq went back after a kill), or what it missed is no longer
+        retained (an old since, or a server restart since)."""
+        if since is None or since == seq:
+            return ()
+        if since > seq:
+            return None
+        missed = self._runtime.bus.replay(session, since)
+        if not missed or missed[0].seq != since + 1 or missed[-1].seq != seq:
+            return None
+        return missed
 
     def unsubscribe(self, session: str) -> None:
         if session in self.subscribed:

@@ -210,3 +210,20 @@ async def test_a_failing_disk_is_reported_and_retried_with_nothing_lost(
             "user",
             "assistant",
         ]
+
+
+async def test_after_a_restart_a_subscriber_behind_or_ahead_is_told_to_reload(
+    config: Config, autojump_clock: trio.abc.Clock
+) -> None:
+    async with open_test_runtime(config) as runtime:
+        session = (await runtime.open_session("seq")).summary.session
+        await run_turn(runtime, session, "hello")
+        seq = (await runtime.get_state(session)).seq
+    async with open_test_runtime(config) as runtime, runtime.connect() as client:
+        assert client.subscribe(session, since=seq).replay == ()
+        assert client.subscribe(session, since=seq - 3).replay is None  # not retained
+        assert client.subscribe(session, since=seq + 5).replay is None  # client ahead
+        await run_turn(runtime, session, "more")
+        again = client.subscribe(session, since=seq)
+        assert again.replay is not None and again.replay[0].seq == seq + 1
+        assert again.replay[-1].seq == again.seq
