@@ -248,7 +248,7 @@ class Runtime:
             clients=bus.subscriptions,
             notifications_sent=self._notifier_actor.sent,
             sessions_in_memory=len(self.mirror.sessions),
-            persistence=self._persistence_actor.stats,
+            persistence=attrs.evolve(self._persistence_actor.stats),  # a snapshot, not live
         )
 
     # -- clients ----------------------------------------------------------------------------

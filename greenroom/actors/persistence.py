@@ -41,8 +41,9 @@ from greenroom.actors.state import SessionState, Streaming
 from greenroom.agent.chat import Message
 from greenroom.convert import structure, unstructure
 from greenroom.errors import GreenroomError
-from greenroom.store.history import append_histories, history_path, read_history
-from greenroom.store.snapshots import QuarantinedFile, SnapshotStore
+from greenroom.store.atomic import write_batch
+from greenroom.store.history import encode_appends, history_path, is_message_line, read_history
+from greenroom.store.snapshots import QuarantinedFile, SnapshotEncodeError, SnapshotStore
 
 logger = logging.getLogger("greenroom.persistence")
 
@@ -368,11 +369,14 @@ class PersistenceActor:
             store = self.store
 
             def write() -> None:
-                # History first: a snapshot must never count a message that is not on disk.
-                append_histories(appends)
-                store.write(batch.snapshots)
+                # History is appended before the snapshots are renamed into place, and both are
+                # made durable together: a snapshot never counts a message not on disk.
+                files, errors = store.encode(batch.snapshots)
+                write_batch(encode_appends(appends), files, keep_tail=is_message_line)
                 for session in batch.deleted:
                     store.delete(session)
+                if errors:
+                    raise SnapshotEncodeError(errors)
 
             try:
                 await trio.to_thread.run_sync(write)

@@ -138,6 +138,17 @@ def append_histories(appends: Mapping[Path, Sequence[Message]]) -> None:
     )
 
 
+def encode_appends(appends: Mapping[Path, Sequence[Message]]) -> dict[Path, bytes]:
+    """The bytes to append to each history file (for atomic.write_batch, with
+    ``keep_tail=is_message_line``)."""
+    return {path: encode_lines(messages) for path, messages in appends.items() if messages}
+
+
+def is_message_line(tail: bytes) -> bool:
+    """Whether an unterminated last line is a whole message (kept) or a torn one (cut)."""
+    return _is_message_line(tail)
+
+
 def read_history(path: Path, *, limit: int | None = None) -> list[Message]:
     """Read a history file (at most its first ``limit`` messages when given).
 

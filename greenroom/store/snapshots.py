@@ -157,6 +157,16 @@ class SnapshotStore:
         :class:`SnapshotEncodeError` names the ones that were not. A disk failure raises
         atomic.StoreWriteError.
         """
+        files, errors = self.encode(batch)
+        atomic.write_files_atomically(files)
+        if errors:
+            raise SnapshotEncodeError(errors)
+
+    def encode(
+        self, batch: Mapping[str, dict[str, Any]]
+    ) -> tuple[dict[Path, bytes], dict[str, str]]:
+        """The file contents of a batch, and the sessions whose payload could not be encoded
+        (for writing through atomic.write_batch)."""
         files: dict[Path, bytes] = {}
         errors: dict[str, str] = {}
         for session, payload in batch.items():
@@ -165,9 +175,7 @@ class SnapshotStore:
                 files[path] = encode_snapshot(session, payload)
             except (TypeError, ValueError, OverflowError) as exc:
                 errors[session] = str(exc) or type(exc).__name__
-        atomic.write_files_atomically(files)
-        if errors:
-            raise SnapshotEncodeError(errors)
+        return files, errors
 
     def delete(self, session: str) -> None:
         """Remove the snapshot of ``session``, durably; a missing one is fine."""

@@ -264,3 +264,65 @@ def test_append_failure_names_file(read_only_folder: Path) -> None:
     with pytest.raises(StoreWriteError) as caught:
         append_lines({read_only_folder / "sub" / "log": b"x\n"})
     assert "log" in str(caught.value)
+
+
+class TestWriteBatch:
+    """One flush: appends and atomic replacements, made durable with grouped syncs."""
+
+    def files(self, folder: Path, count: int) -> dict[Path, bytes]:
+        return {folder / f"f{i}.bin": f"new {i}".encode() for i in range(count)}
+
+    def test_appends_and_replaces_with_one_syncfs_per_filesystem(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: FsyncCounter
+    ) -> None:
+        syncs: list[int] = []
+        real = atomic._syncfs  # the grouping is what is tested; the kernel call is real on Linux
+
+        def counting(fd: int) -> int:
+            syncs.append(fd)
+            return real(fd) if real is not None else 0
+
+        monkeypatch.setattr(atomic, "_syncfs", counting)
+        log = tmp_path / "logs" / "a.jsonl"
+        log.parent.mkdir()
+        log.write_bytes(b"old\n")
+        (tmp_path / "snap").mkdir()
+        files = self.files(tmp_path / "snap", 100)
+        atomic.write_batch({log: b"more\n"}, files)
+        assert log.read_bytes() == b"old\nmore\n"
+        assert all(path.read_bytes() == data for path, data in files.items())
+        assert len(syncs) == 1  # one filesystem
+        # No file fsync at all; the snapshot folder once; the log's folder gained no entry.
+        assert (fsyncs.files, fsyncs.folders) == (0, 1)
+        assert not [p for p in (tmp_path / "snap").iterdir() if atomic.is_temp_name(p.name)]
+
+    def test_without_syncfs_every_file_is_fsynced(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: FsyncCounter
+    ) -> None:
+        monkeypatch.setattr(atomic, "_syncfs", None)
+        atomic.write_batch({}, self.files(tmp_path, 10))
+        assert (fsyncs.files, fsyncs.folders) == (10, 1)
+
+    def test_a_failure_leaves_old_files_and_no_temps(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        files = self.files(tmp_path, 5)
+        for path in files:
+            path.write_bytes(b"old")
+        real_replace = os.replace
+        calls = 0
+
+        def failing(src: object, dst: object) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_replace(src, dst)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(atomic.os, "replace", failing)
+        with pytest.raises(atomic.StoreWriteError, match="No space left") as caught:
+            atomic.write_batch({}, files)
+        paths = list(files)
+        assert caught.value.path == paths[2]
+        assert [p.read_bytes() for p in paths] == [b"new 0", b"new 1", b"old", b"old", b"old"]
+        assert not [p for p in tmp_path.iterdir() if atomic.is_temp_name(p.name)]
