@@ -110,6 +110,8 @@ async def stream(sessions: int, rate: float, seconds: float, flush: float) -> di
         "bytes_written_per_committed_message": round(written / max(messages, 1)),
         "snapshot_bytes": round(snapshot_size),
         "write_failures": stats.write_failures,
+        "max_flush_seconds": round(stats.max_flush_seconds, 3),
+        "flushes": stats.flushes - stats0.flushes,
     }
 
 

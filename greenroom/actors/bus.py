@@ -31,6 +31,7 @@ import trio
 
 from greenroom.actors.events import Event, SessionDeleted
 from greenroom.actors.mailbox import ActorRef
+from greenroom.errors import MailboxFull
 
 
 @attrs.frozen(kw_only=True)
@@ -116,12 +117,34 @@ class EventBus:
 
     async def publish(self, event: Event) -> None:
         """Deliver ``event``. Waits only for attached actors' mailboxes."""
+        stopped_at = self.publish_nowait(event)
+        if stopped_at is not None:
+            await self.publish_rest(event, stopped_at)
+
+    def publish_nowait(self, event: Event) -> int | None:
+        """Deliver ``event`` if no attached mailbox is full, without a checkpoint (the common
+        case, and the cheap one). Otherwise stop at the first full one and return its index:
+        the caller must then ``await publish_rest(event, index)`` before publishing again."""
         # Retained first: the mirror may apply the event as soon as it is told, and what a
         # replay offers must never be behind it.
         self._keep(event)
-        for ref, accepts in self._attached:
+        for index, (ref, accepts) in enumerate(self._attached):
+            if accepts(event):
+                try:
+                    ref.tell_nowait(event)
+                except MailboxFull:
+                    return index
+        self._offer(event)
+        return None
+
+    async def publish_rest(self, event: Event, start: int) -> None:
+        """Finish a publication that ``publish_nowait`` stopped at attached actor ``start``."""
+        for ref, accepts in self._attached[start:]:
             if accepts(event):
                 await ref.tell(event)
+        self._offer(event)
+
+    def _offer(self, event: Event) -> None:
         self._published += 1
         for subscription in tuple(self._subscriptions):
             subscription.offer(event)

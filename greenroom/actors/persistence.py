@@ -266,6 +266,8 @@ class PersistenceStatistics:
     write_failures: int = 0
     last_failure: str | None = None
     loads: int = 0
+    last_flush_seconds: float = 0.0
+    max_flush_seconds: float = 0.0
     quarantined: tuple[QuarantinedFile, ...] = ()
 
 
@@ -378,6 +380,7 @@ class PersistenceActor:
                 if errors:
                     raise SnapshotEncodeError(errors)
 
+            started = trio.current_time()
             try:
                 await trio.to_thread.run_sync(write)
             except (GreenroomError, OSError) as failure:
@@ -388,6 +391,9 @@ class PersistenceActor:
                 self.stats.last_failure = str(failure)
                 logger.error("writing sessions failed (will retry): %s", failure)
                 return
+            took = trio.current_time() - started
+            self.stats.last_flush_seconds = took
+            self.stats.max_flush_seconds = max(self.stats.max_flush_seconds, took)
             self.stats.flushes += 1
             self.stats.snapshot_writes += len(batch.snapshots)
             self.stats.history_appends += sum(len(m) for m in batch.history.values())

@@ -18,7 +18,7 @@ the same events, can rebuild this actor exactly after a crash.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -398,15 +398,38 @@ class SessionActor:
     async def _emit(self, data: EventData | Callable[[], EventData]) -> None:
         """Apply and publish one event. ``data`` may be a function, called under the emit
         lock, for an event computed from the state (so concurrent updates never go stale)."""
-        async with self._emit_lock:
-            event = Event(
-                session=self.state.session,
-                project=self.state.project,
-                seq=self.state.seq + 1,
-                data=data() if callable(data) else data,
-            )
-            self.state.apply(event)
-            # Shielded: once applied here, the event must reach the mirror and the clients,
-            # or a stop arriving mid-publish would leave them behind this actor.
-            with trio.CancelScope(shield=True):
-                await self.bus.publish(event)
+        lock = self._emit_lock
+        if not lock.locked():
+            # The common case, with no checkpoint at all: nothing else is mid-publication, and
+            # every attached mailbox has room.
+            event = self._next_event(data)
+            stopped_at = self.bus.publish_nowait(event)
+            if stopped_at is None:
+                return
+            lock.acquire_nowait()
+            try:
+                await self._publish_shielded(self.bus.publish_rest(event, stopped_at))
+            finally:
+                lock.release()
+            return
+        async with lock:
+            event = self._next_event(data)
+            await self._publish_shielded(self.bus.publish(event))
+
+    def _next_event(self, data: EventData | Callable[[], EventData]) -> Event:
+        event = Event(
+            session=self.state.session,
+            project=self.state.project,
+            seq=self.state.seq + 1,
+            data=data() if callable(data) else data,
+        )
+        self.state.apply(event)
+        return event
+
+    @staticmethod
+    async def _publish_shielded(publication: Awaitable[None]) -> None:
+        # Shielded: once applied here, an event must reach the mirror and the clients, or a
+        # stop arriving mid-publish would leave them behind this actor. The lock keeps the
+        # order of events while one waits for a full mailbox.
+        with trio.CancelScope(shield=True):
+            await publication
