@@ -83,19 +83,23 @@ class NotifierActor:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
-        async for message in inbox:
-            match message:
-                case Event():
-                    self._on_event(message)
-                case Connect(client=client, subscription=subscription, reply=reply):
-                    self._clients[client] = _Client(subscription)
-                    reply.send(tuple(self._pending))
-                    self._pending.clear()
-                case Disconnect(client=client):
-                    self._clients.pop(client, None)
-                case Focus(client=client, project=project):
-                    if client in self._clients:
-                        self._clients[client].focus = project
+        while batch := await inbox.receive_batch():
+            for message in batch:
+                self._handle(message)
+
+    def _handle(self, message: NotifierMessage) -> None:
+        match message:
+            case Event():
+                self._on_event(message)
+            case Connect(client=client, subscription=subscription, reply=reply):
+                self._clients[client] = _Client(subscription)
+                reply.send(tuple(self._pending))
+                self._pending.clear()
+            case Disconnect(client=client):
+                self._clients.pop(client, None)
+            case Focus(client=client, project=project):
+                if client in self._clients:
+                    self._clients[client].focus = project
 
     def _on_event(self, event: Event) -> None:
         session, project = event.session, event.project

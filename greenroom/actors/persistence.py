@@ -295,8 +295,12 @@ class PersistenceActor:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._flush_every_interval)
                 task_status.started()
-                async for message in inbox:
-                    await self._handle(message)
+                while batch := await inbox.receive_batch():
+                    for message in batch:
+                        if isinstance(message, Event):
+                            self.mirror.apply(message)  # the hot path: no await
+                        else:
+                            await self._handle(message)
                 nursery.cancel_scope.cancel()
         finally:
             # Whatever ended the loop (a stop, a crash, a cancellation), write what is left.

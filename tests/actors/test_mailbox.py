@@ -152,3 +152,20 @@ async def test_request_stop_ends_the_loop_and_close_refuses_messages(
     box.close()
     with pytest.raises(ActorDied, match="closed"):
         await box.ref.tell(Note(text="late"))
+
+
+async def test_receive_batch_takes_what_is_queued_and_skips_abandoned_asks() -> None:
+    box = Mailbox[Message]("batched")
+    for i in range(5):
+        box.ref.tell_nowait(Note(text=str(i)))
+    abandoned = Echo(text="late")
+    abandoned.reply.fail(RuntimeError("asker gave up"))
+    box.ref.tell_nowait(abandoned)
+    box.ref.tell_nowait(Note(text="5"))
+    with box.serve() as inbox:
+        first = await inbox.receive_batch(limit=3)
+        rest = await inbox.receive_batch()
+        box.request_stop()
+        assert await inbox.receive_batch() == []
+    assert [m.text for m in first] == ["0", "1", "2"]  # type: ignore[union-attr]
+    assert [m.text for m in rest] == ["3", "4", "5"]  # type: ignore[union-attr]
