@@ -135,9 +135,10 @@ class Client:
             self.subscribed.add(session)
             counts = self._runtime._subscribers
             counts[session] = counts.get(session, 0) + 1
-        bus = self._runtime.bus
-        # The bus knows the newest published seq; the mirror may not have applied it yet.
-        seq = max(state.seq, bus.latest_seq(session) or 0)
+        # The bus retains an event before anyone else sees it, so its newest seq is the one
+        # the live stream continues from; with nothing retained (after a restart), the mirror's.
+        latest = self._runtime.bus.latest_seq(session)
+        seq = latest if latest is not None else state.seq
         return Subscribed(seq=seq, replay=self._replay(session, since, seq))
 
     def _replay(self, session: str, since: int | None, seq: int) -> tuple[Event, ...] | None:

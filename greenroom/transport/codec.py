@@ -140,7 +140,8 @@ class Welcome:
     """The first frame of every connection (an event of no session).
 
     ``sessions`` are the summaries of every session; ``notifications`` the ``notification``
-    events kept for this client while nobody was connected.
+    events kept for this client while nobody was connected; ``provider`` (greenroom's addition)
+    names the model provider, so that a UI can label simulated replies as such.
     """
 
     name: ClassVar[str] = "welcome"
@@ -150,6 +151,7 @@ class Welcome:
     notifications: tuple[Event, ...] = ()
     server: str = "greenroom"
     protocol: int = PROTOCOL_VERSION
+    provider: str | None = None
 
 
 Outgoing = Reply | ErrorReply | Event | Welcome
@@ -383,6 +385,7 @@ def _welcome_to_wire(welcome: Welcome) -> dict[str, Any]:
             "version": welcome.version,
             "protocol": welcome.protocol,
             "connection": welcome.connection,
+            "provider": welcome.provider,
             "sessions": [summary_to_wire(s) for s in welcome.sessions],
             "notifications": [event_to_wire(e) for e in welcome.notifications],
         },

@@ -69,7 +69,7 @@ class OpenSession:
 
 @attrs.frozen(kw_only=True)
 class Subscribe:
-    """Every event of ``session`` with seq > ``since`` (all retained ones if None), then live."""
+    """Every event of ``session`` with seq > ``since`` (no replay when None), then live."""
 
     op: ClassVar[str] = "subscribe"
     session: str

@@ -601,7 +601,11 @@ def test_error_reply_of_a_greenroom_error() -> None:
 def test_welcome_shape(codec: Codec) -> None:
     pending = Event(session=None, project=None, seq=None, data=NOTIFICATION)
     welcome = Welcome(
-        version="0.1.0", connection="c-1", sessions=(SUMMARY,), notifications=(pending,)
+        version="0.1.0",
+        connection="c-1",
+        sessions=(SUMMARY,),
+        notifications=(pending,),
+        provider="simulated",
     )
     assert parse(codec.encode([welcome])) == {
         "event": "welcome",
@@ -613,6 +617,7 @@ def test_welcome_shape(codec: Codec) -> None:
             "version": "0.1.0",
             "protocol": 1,
             "connection": "c-1",
+            "provider": "simulated",
             "sessions": [SUMMARY_WIRE],
             "notifications": [
                 {

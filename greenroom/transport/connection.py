@@ -1,0 +1,431 @@
+"""One websocket connection: its tasks, its outbox, and how it ends.
+
+:func:`handle_connection` serves an already accepted :class:`trio_websocket.WebSocketConnection`
+(from the listener, or from ``wrap_server_stream`` over a memory stream in tests) until the
+peer leaves, the server goes away, or the client falls too far behind. Its tasks, all in one
+nursery that the connection owns:
+
+- the **reader** takes frames off the websocket and decodes them; it hands commands on through
+  a bounded channel (:data:`COMMAND_QUEUE`; when full, the reader waits and TCP pushes back);
+- the **command loop** runs commands one at a time, so that replies come in the order the
+  commands were sent. A slow command (``deleteProject``) delays the commands behind it on this
+  connection only; the reader keeps reading meanwhile, and events keep flowing;
+- the **pump** moves events from the runtime subscription into the outbox as they come, so that
+  the outbox's byte bound and merging apply even while the writer is blocked on a slow peer;
+- the **writer** takes everything waiting in the outbox and sends it as one frame;
+- the **keepalive** pings every ``ping_interval`` and drops a peer that does not answer.
+
+Subscribing: the reply ``{"seq": N}`` (with ``"reset": true`` when the missed events are no
+longer retained: reload with ``openSession``) is followed by the replayed events, then the live
+ones; the outbox drops a live event whose seq was already queued, so they meet with no gap and
+no duplicate. A lifecycle event sent before the ``subscribe`` may come again in the replay,
+with the same seq.
+
+Ending: the peer's close (and trio-websocket's own 1009 for an over-size frame) ends the
+connection as it stands. A client too slow for its live events (past ``send_queue_bytes`` in
+the outbox after merging, or its runtime subscription overflowing) is closed with 4008 once
+the frame being sent is out. Cancellation from outside (the server stopping) closes with 1001.
+A frame being sent is never cut by our own cancellation: it gets ``close_timeout`` to finish,
+and if it does not, the stream is dropped without a closing handshake. The closing handshake
+itself runs shielded, under ``close_timeout``; a peer that does not answer pings within
+``ping_timeout`` is dropped the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import PurePath
+from typing import Any, Final
+
+import attrs
+import trio
+import trio_websocket
+
+from greenroom import __version__
+from greenroom.convert import camel
+from greenroom.errors import GreenroomError
+from greenroom.runtime import Client, Runtime
+from greenroom.transport import commands as c
+from greenroom.transport.codec import (
+    SUBPROTOCOL_JSON,
+    SUBPROTOCOL_MSGPACK,
+    Codec,
+    ErrorReply,
+    Incoming,
+    Reply,
+    Subprotocol,
+    Welcome,
+    empty_result,
+    project_result,
+    projects_result,
+    send_message_result,
+    session_result,
+    sessions_result,
+    stats_result,
+    stop_all_result,
+    stop_generation_result,
+    subscribe_result,
+)
+from greenroom.transport.outbox import Outbox, TransportCounters
+
+__all__ = [
+    "COMMAND_QUEUE",
+    "Closing",
+    "ConnectionSettings",
+    "Disconnected",
+    "handle_connection",
+    "websocket_io",
+]
+
+log = logging.getLogger("greenroom.transport")
+
+COMMAND_QUEUE: Final = 64
+"""Decoded commands a connection holds while its command loop is busy."""
+BATCH_BYTES: Final = 256 * 1024
+"""About how much one frame carries at most (estimated), so that a batch stays well under the
+1 MiB that websocket clients accept by default."""
+SLOW_REASON: Final = "client too slow: reconnect and subscribe with since"
+
+
+class Disconnected(GreenroomError):
+    """The websocket is closed (by the peer, or by us); ``close_code`` is the code if known."""
+
+    def __init__(self, code: int | None, reason: str | None) -> None:
+        super().__init__(f"websocket closed ({code}: {reason or 'no reason'})")
+        self.close_code = code
+        self.reason = reason
+
+
+@contextmanager
+def websocket_io() -> Iterator[None]:
+    """Translate trio-websocket's closed error into ours, at the one place I/O happens."""
+    try:
+        yield
+    except trio_websocket.ConnectionClosed as exc:
+        reason = exc.reason
+        raise Disconnected(
+            reason.code if reason else None, reason.reason if reason else None
+        ) from None
+
+
+@attrs.frozen(kw_only=True)
+class Closing:
+    """How the connection ends: a close frame with ``code``, or ``abort`` (no handshake)."""
+
+    code: int = 1000
+    reason: str | None = None
+    abort: bool = False
+
+
+GOING_AWAY: Final = Closing(code=1001, reason="server going away")
+
+
+@attrs.frozen(kw_only=True)
+class ConnectionSettings:
+    """What one connection needs of the server's settings (see ServerSettings)."""
+
+    max_frame_bytes: int = 1 << 20
+    send_queue_bytes: int = 8 << 20
+    subscription_capacity: int = 65_536
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    close_timeout: float = 5.0
+
+
+async def handle_connection(
+    runtime: Runtime,
+    ws: trio_websocket.WebSocketConnection,
+    settings: ConnectionSettings,
+    *,
+    counters: TransportCounters | None = None,
+) -> Closing:
+    """Serve the accepted ``ws`` until it closes; returns how it ended.
+
+    Peer behaviour never makes it raise; the caller still owns (and closes) the stream below.
+    """
+    counters = counters if counters is not None else TransportCounters()
+    subprotocol: Subprotocol = (
+        SUBPROTOCOL_MSGPACK if ws.subprotocol == SUBPROTOCOL_MSGPACK else SUBPROTOCOL_JSON
+    )
+    async with runtime.connect(capacity=settings.subscription_capacity) as client:
+        connection = _Connection(
+            runtime=runtime,
+            ws=ws,
+            settings=settings,
+            client=client,
+            codec=Codec(subprotocol, max_frame_bytes=settings.max_frame_bytes),
+            outbox=Outbox(limit=settings.send_queue_bytes, counters=counters),
+            counters=counters,
+        )
+        return await connection.run()
+
+
+@attrs.define(eq=False)
+class _Connection:
+    runtime: Runtime
+    ws: trio_websocket.WebSocketConnection
+    settings: ConnectionSettings
+    client: Client
+    codec: Codec
+    outbox: Outbox
+    counters: TransportCounters
+    _closing: Closing | None = None
+    _slow: bool = False
+    _scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    # The writer's current send, shielded so that ending the connection never cuts a frame in
+    # half; once the connection is ending, it gets close_timeout to finish (_bound_last_send).
+    _send_scope: trio.CancelScope | None = None
+    _send_deadline: float = math.inf
+    _frame_cut: bool = False  # a send hit that deadline: the stream may hold half a frame
+
+    async def run(self) -> Closing:
+        name = self.client.name
+        log.info("connection %s opened from %s (%s)", name, _peer(self.ws), self.codec.subprotocol)
+        try:
+            with self._scope:
+                welcome = Welcome(
+                    version=__version__,
+                    connection=name,
+                    sessions=await self.runtime.list_sessions(),
+                    notifications=self.client.pending_notifications,
+                    provider=self.runtime.provider_name,
+                )
+                self.outbox.put(welcome)  # first, before the pump starts
+                send, receive = trio.open_memory_channel[Incoming | ErrorReply](COMMAND_QUEUE)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read, send)
+                    nursery.start_soon(self._serve_commands, receive)
+                    nursery.start_soon(self._pump)
+                    nursery.start_soon(self._write)
+                    nursery.start_soon(self._keepalive)
+                    nursery.start_soon(self._bound_last_send)
+        except Exception:
+            self._closing = self._closing or Closing(code=1011, reason="internal error")
+            raise
+        finally:
+            closing = self._closing or GOING_AWAY
+            await self._close(closing)
+            log.info("connection %s closed: %s %s", name, closing.code, closing.reason or "")
+        return closing
+
+    def _finish(self, closing: Closing) -> None:
+        """End the connection (the first reason given wins)."""
+        if self._closing is None:
+            self._closing = closing
+        self._scope.cancel()
+
+    async def _close(self, closing: Closing) -> None:
+        with trio.CancelScope(shield=True):
+            if closing.abort or self._frame_cut:
+                # A frame may be half sent (or nobody answers): no closing handshake.
+                await trio.aclose_forcefully(self.ws)
+                return
+            with trio.move_on_after(self.settings.close_timeout):
+                # Closes the stream too, even when the deadline cuts the handshake short.
+                await self.ws.aclose(closing.code, closing.reason)
+
+    # -- reading and commands -----------------------------------------------------------------
+
+    async def _read(self, send: trio.MemorySendChannel[Incoming | ErrorReply]) -> None:
+        async with send:
+            while True:
+                try:
+                    with websocket_io():
+                        frame = await self.ws.get_message()
+                except Disconnected as exc:
+                    self._finish(_closed_by_peer(exc))
+                    return
+                decoded = self.codec.decode(frame)
+                if isinstance(decoded, ErrorReply) and decoded.code == "too_large":
+                    # trio-websocket counts characters; the limit is in bytes, checked here.
+                    self._finish(Closing(code=1009, reason=decoded.message))
+                    return
+                await send.send(decoded)
+
+    async def _serve_commands(
+        self, receive: trio.MemoryReceiveChannel[Incoming | ErrorReply]
+    ) -> None:
+        async with receive:
+            async for incoming in receive:
+                await self.outbox.wait_room()  # a client that does not read stalls here
+                if isinstance(incoming, ErrorReply):
+                    self.outbox.put(incoming)
+                elif isinstance(incoming.command, c.Subscribe):
+                    self._subscribe(incoming.id, incoming.command)
+                    self._check_outbox()  # the events moved in before the replay
+                else:
+                    self.outbox.put(await self._execute(incoming))
+
+    async def _execute(self, incoming: Incoming) -> Reply | ErrorReply:
+        try:
+            return Reply(re=incoming.id, result=await self._dispatch(incoming.command))
+        except GreenroomError as error:
+            return ErrorReply.of(incoming.id, error)
+        except Exception:
+            log.exception("command %s failed on %s", incoming.command.op, self.client.name)
+            return ErrorReply(re=incoming.id, code="internal", message="internal error")
+
+    async def _dispatch(self, command: c.Command) -> dict[str, Any]:
+        rt = self.runtime
+        match command:
+            case c.ListProjects():
+                return projects_result(await rt.list_projects())
+            case c.CreateProject(project=project):
+                await rt.create_project(project)
+                return project_result(project)
+            case c.DeleteProject(project=project):
+                await rt.delete_project(project)
+            case c.ListSessions():
+                return sessions_result(await rt.list_sessions())
+            case c.OpenSession(project=project):
+                return session_result(await rt.open_session(project))
+            case c.Unsubscribe(session=session):
+                self.client.unsubscribe(session)
+            case c.SendMessage(session=session, content=content):
+                return send_message_result(await rt.send_message(session, content))
+            case c.StopGeneration(session=session):
+                return stop_generation_result(await rt.stop_generation(session))
+            case c.ResumeSession(session=session):
+                await rt.resume_session(session)
+            case c.NewChat(session=session):
+                await rt.new_chat(session)
+            case c.DeleteSession(session=session):
+                await rt.delete_session(session)
+            case c.FocusProject(project=project):
+                await self.client.focus(project)
+            case c.StopAll():
+                return stop_all_result(await rt.stop_all())
+            case c.Stats():
+                return stats_result(self._statistics())
+            case c.Ping():
+                pass
+            case c.Subscribe():  # pragma: no cover - handled before dispatch
+                raise AssertionError("subscribe is not dispatched")
+        return empty_result()
+
+    def _subscribe(self, id: int | str, command: c.Subscribe) -> None:
+        """Reply ``{"seq"}``, then the replay, then (through the pump) the live events.
+
+        Everything already in the runtime subscription is moved to the outbox first: those
+        events are older than the replay, and would otherwise be dropped as repeats after it.
+        All of this is synchronous, so no event is published in between.
+        """
+        self._drain()
+        try:
+            subscribed = self.client.subscribe(command.session, command.since)
+        except GreenroomError as error:
+            self.outbox.put(ErrorReply.of(id, error))
+            return
+        result = subscribe_result(subscribed.seq)
+        if subscribed.replay is None:
+            result["reset"] = True  # what was missed is gone: reload with openSession
+        self.outbox.put(Reply(re=id, result=result))
+        self.outbox.put_replay(command.session, subscribed.replay or ())
+
+    def _statistics(self) -> dict[str, Any]:
+        counters: dict[str, Any] = _plain(attrs.asdict(self.runtime.statistics()))
+        counters.update(self.counters.as_wire())
+        return counters
+
+    # -- events and writing ---------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Move every event waiting in the runtime subscription into the outbox."""
+        events = self.client.events
+        while True:
+            try:
+                event = events.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            self.outbox.put_event(event)
+
+    async def _pump(self) -> None:
+        events = self.client.events
+        while True:
+            try:
+                event = await events.receive()
+            except trio.EndOfChannel:
+                break
+            self.outbox.put_event(event)
+            self._drain()
+            self._check_outbox()
+        if events.overflowed or self._slow:
+            self._too_slow()
+
+    def _check_outbox(self) -> None:
+        """Start closing for slowness if the outbox is past its bound."""
+        if self.outbox.overflowed and not self._slow:
+            self._slow = True
+            self.client.events.close()  # the pump drains what is left, then closes
+
+    def _too_slow(self) -> None:
+        """Close with 4008, once the frame being sent (if any) is out."""
+        self.counters.closed_slow += 1
+        self.outbox.close()
+        self._finish(Closing(code=4008, reason=SLOW_REASON))
+
+    async def _write(self) -> None:
+        try:
+            while await self.outbox.wait():
+                items = self.outbox.take(BATCH_BYTES)
+                frame = self.codec.encode(items)
+                with trio.CancelScope(shield=True, deadline=self._send_deadline) as scope:
+                    self._send_scope = scope
+                    with websocket_io():
+                        await self.ws.send_message(frame)
+                self._send_scope = None
+                if scope.cancelled_caught:
+                    self._frame_cut = True
+                    self._finish(Closing(code=1006, reason="send timed out", abort=True))
+                    return
+                self.counters.sent(items)
+        except Disconnected as exc:
+            self._finish(_closed_by_peer(exc))
+
+    async def _bound_last_send(self) -> None:
+        """When the connection starts ending (we are cancelled), give the send in flight
+        close_timeout to finish."""
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._send_deadline = trio.current_time() + self.settings.close_timeout
+            if self._send_scope is not None:
+                self._send_scope.deadline = self._send_deadline
+
+    async def _keepalive(self) -> None:
+        while True:
+            await trio.sleep(self.settings.ping_interval)
+            with trio.move_on_after(self.settings.ping_timeout) as waited:
+                try:
+                    with websocket_io():
+                        await self.ws.ping()
+                except Disconnected:
+                    return  # the reader sees the close too, and ends the connection
+            if waited.cancelled_caught:
+                self._finish(Closing(code=1006, reason="no pong", abort=True))
+                return
+
+
+def _closed_by_peer(exc: Disconnected) -> Closing:
+    return Closing(code=exc.close_code or 1006, reason=exc.reason or "closed by the peer")
+
+
+def _peer(ws: trio_websocket.WebSocketConnection) -> str:
+    remote = ws.remote
+    if isinstance(remote, trio_websocket.Endpoint):
+        return f"{remote.address}:{remote.port}"
+    return remote
+
+
+def _plain(value: Any) -> Any:
+    """Counters as wire values: camelCase keys at every level, paths as strings."""
+    if isinstance(value, dict):
+        return {camel(str(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    return value

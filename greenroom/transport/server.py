@@ -1,0 +1,253 @@
+"""The websocket server: listens, checks each handshake, and serves each connection.
+
+``await nursery.start(serve, runtime, settings)`` listens on ``settings.host:port`` and hands
+back the :class:`ServerAddress` it really bound (``port=0`` picks a free one). It runs until
+cancelled; then every connection is closed with 1001 (server going away), each within
+``close_timeout``.
+
+Per accepted TCP stream: the websocket handshake (under ``handshake_timeout``), the checks of
+:mod:`greenroom.transport.auth` and the connection limit (refused with an HTTP status, the
+websocket never opens), then :func:`~greenroom.transport.connection.handle_connection`. The
+stream is closed when the connection ends, whatever the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import attrs
+import trio
+import trio_websocket
+
+from greenroom.runtime import Runtime
+from greenroom.transport.auth import (
+    WS_PATH,
+    Accepted,
+    HandshakeRequest,
+    Refused,
+    check_handshake,
+)
+from greenroom.transport.connection import (
+    ConnectionSettings,
+    Disconnected,
+    handle_connection,
+    websocket_io,
+)
+from greenroom.transport.outbox import TransportCounters
+
+__all__ = ["Server", "ServerAddress", "ServerSettings", "ServerStatistics", "serve"]
+
+log = logging.getLogger("greenroom.transport")
+
+
+@attrs.frozen(kw_only=True)
+class ServerSettings:
+    """How the server listens and what it allows (see docs/protocol.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str
+    allowed_origins: tuple[str, ...] = ()
+    """Origins allowed besides the server's own and http://localhost, http://127.0.0.1."""
+    max_frame_bytes: int = 1 << 20
+    max_connections: int = 1000
+    send_queue_bytes: int = 8 << 20
+    """Per connection, after merging; a client further behind is closed with 4008."""
+    subscription_capacity: int = 65_536
+    """Events a connection's runtime subscription holds before it overflows (then 4008)."""
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    handshake_timeout: float = 10.0
+    close_timeout: float = 5.0
+
+    def connection_settings(self) -> ConnectionSettings:
+        return ConnectionSettings(
+            max_frame_bytes=self.max_frame_bytes,
+            send_queue_bytes=self.send_queue_bytes,
+            subscription_capacity=self.subscription_capacity,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            close_timeout=self.close_timeout,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ServerAddress:
+    """Where the server listens."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """The websocket URL, without the token."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}{WS_PATH}"
+
+
+@attrs.frozen(kw_only=True)
+class ServerStatistics:
+    """A snapshot of the transport's counters."""
+
+    connections: int
+    connections_total: int
+    frames_sent: int
+    events_sent: int
+    replies_sent: int
+    merged_deltas: int
+    closed_slow: int
+    rejected_handshakes: int
+
+
+@attrs.define(eq=False)
+class Server:
+    """One listening server and its connections. Use :func:`serve` unless you need
+    :meth:`statistics` from outside."""
+
+    runtime: Runtime
+    settings: ServerSettings
+    counters: TransportCounters = attrs.Factory(TransportCounters)
+    address: ServerAddress | None = None
+
+    def statistics(self) -> ServerStatistics:
+        return ServerStatistics(**attrs.asdict(self.counters))
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[ServerAddress] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen and serve until cancelled."""
+        listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
+        port = listeners[0].socket.getsockname()[1]
+        self.address = ServerAddress(host=self.settings.host, port=port)
+        log.info("listening on %s", self.address.url)
+        # Connection handlers run in serve_listeners' own nursery, inside this task: they
+        # are cancelled with it, and each closes its websocket with 1001 on the way out.
+        started = cast(trio.TaskStatus[Any], _Started(task_status, self.address))
+        await trio.serve_listeners(self._handle_stream, listeners, task_status=started)
+
+    async def _handle_stream(self, stream: trio.SocketStream) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                # trio-websocket's reader task must outlive our cancellation, so that the
+                # closing handshake (1001) completes: it runs shielded, stopped below.
+                reader = _ShieldedStarter(nursery)
+                try:
+                    await self._serve_stream(stream, reader)
+                finally:
+                    reader.cancel()
+        except Exception:
+            log.exception("connection handler failed")
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    async def _serve_stream(self, stream: trio.SocketStream, reader: _ShieldedStarter) -> None:
+        settings = self.settings
+        request: trio_websocket.WebSocketRequest | None = None
+        with trio.move_on_after(settings.handshake_timeout):
+            request = await trio_websocket.wrap_server_stream(
+                cast(trio.Nursery, reader),  # it only calls start_soon
+                stream,
+                max_message_size=settings.max_frame_bytes,
+            )
+        if request is None:  # no complete handshake in time
+            return
+        verdict = check_handshake(
+            _handshake_request(request),
+            token=settings.token,
+            listen_host=settings.host,
+            listen_port=self.address.port if self.address else settings.port,
+            allowed_origins=settings.allowed_origins,
+        )
+        if isinstance(verdict, Accepted) and self.counters.connections >= settings.max_connections:
+            verdict = Refused(
+                status=503,
+                body=f"server busy: {settings.max_connections} connections already open",
+            )
+        if isinstance(verdict, Refused):
+            self.counters.rejected_handshakes += 1
+            log.info("handshake refused: %s %s", verdict.status, verdict.body)
+            with (
+                trio.move_on_after(settings.close_timeout),
+                contextlib.suppress(Disconnected),  # the client left already
+                websocket_io(),
+            ):
+                await request.reject(
+                    verdict.status,
+                    extra_headers=[(b"Content-Type", b"text/plain; charset=utf-8")],
+                    body=verdict.body.encode("utf-8"),
+                )
+            return
+        # A client that offered no subprotocol gets JSON without the header (RFC 6455 4.2.2).
+        offered = request.proposed_subprotocols
+        try:
+            with websocket_io():
+                ws = await request.accept(subprotocol=verdict.subprotocol if offered else None)
+        except Disconnected:
+            return  # the client left during the handshake
+        self.counters.connections += 1
+        self.counters.connections_total += 1
+        try:
+            await handle_connection(
+                self.runtime, ws, settings.connection_settings(), counters=self.counters
+            )
+        finally:
+            self.counters.connections -= 1
+
+
+async def serve(
+    runtime: Runtime,
+    settings: ServerSettings,
+    *,
+    task_status: trio.TaskStatus[ServerAddress] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``runtime`` over websockets until cancelled (see the module docstring)."""
+    await Server(runtime=runtime, settings=settings).run(task_status=task_status)
+
+
+def _handshake_request(request: trio_websocket.WebSocketRequest) -> HandshakeRequest:
+    # wsproto keeps the Host header out of the headers it hands on; it is on the request
+    # event, which trio-websocket does not expose publicly.
+    host: str | None = getattr(getattr(request, "_event", None), "host", None)
+    return HandshakeRequest(
+        target=request.path,
+        host=host,
+        headers=tuple(request.headers),
+        subprotocols=request.proposed_subprotocols,
+    )
+
+
+@attrs.define(eq=False)
+class _ShieldedStarter:
+    """Stands in for a nursery: runs what is started in it shielded, until :meth:`cancel`."""
+
+    nursery: trio.Nursery
+    scopes: list[trio.CancelScope] = attrs.Factory(list)
+
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        scope = trio.CancelScope(shield=True)
+        self.scopes.append(scope)
+
+        async def shielded() -> None:
+            with scope:
+                await fn(*args)
+
+        self.nursery.start_soon(shielded)
+
+    def cancel(self) -> None:
+        for scope in self.scopes:
+            scope.cancel()
+
+
+@attrs.define(eq=False)
+class _Started:
+    """Reports our address, rather than serve_listeners' listeners, to whoever started us."""
+
+    task_status: trio.TaskStatus[ServerAddress]
+    address: ServerAddress
+
+    def started(self, value: object = None) -> None:
+        self.task_status.started(self.address)

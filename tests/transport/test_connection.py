@@ -1,0 +1,199 @@
+"""One connection over trio's memory streams, on virtual time: no listener, no sockets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+import trio_websocket
+
+from greenroom.runtime import Runtime
+from greenroom.transport.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Codec, Subprotocol
+from greenroom.transport.connection import Closing, ConnectionSettings, handle_connection
+from greenroom.transport.outbox import TransportCounters
+from tests.conftest import make_config, open_test_runtime
+from tests.transport.test_server_support import WireClient, turn_ended
+
+
+@attrs.define(eq=False)
+class Pair:
+    """The client end of a connection, and what the server end did."""
+
+    counters: TransportCounters
+    server_scope: trio.CancelScope  # cancel it as the server does when it stops
+    client_scope: trio.CancelScope  # cancel it to make the client a dead peer
+    client: WireClient = attrs.field(init=False)
+    closing: Closing | None = None
+    ended: trio.Event = attrs.Factory(trio.Event)
+
+
+@asynccontextmanager
+async def connected(
+    runtime: Runtime, subprotocol: Subprotocol = SUBPROTOCOL_JSON, **settings: Any
+) -> AsyncIterator[Pair]:
+    server_stream, client_stream = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery, trio.open_nursery() as client_nursery:
+        pair = Pair(
+            counters=TransportCounters(),
+            server_scope=trio.CancelScope(),
+            client_scope=client_nursery.cancel_scope,
+        )
+
+        async def serve() -> None:
+            request = await trio_websocket.wrap_server_stream(nursery, server_stream)
+            ws = await request.accept(subprotocol=subprotocol)
+            try:
+                with pair.server_scope:  # cancelled, handle_connection raises: no return
+                    pair.closing = await handle_connection(
+                        runtime, ws, ConnectionSettings(**settings), counters=pair.counters
+                    )
+            finally:
+                pair.ended.set()
+
+        nursery.start_soon(serve)
+        ws = await trio_websocket.wrap_client_stream(
+            client_nursery,
+            client_stream,  # type: ignore[arg-type]  # any trio stream does
+            "localhost",
+            "/ws",
+            subprotocols=[subprotocol],
+        )
+        pair.client = WireClient(ws=ws, codec=Codec(subprotocol))
+        yield pair
+        client_nursery.cancel_scope.cancel()
+        pair.server_scope.cancel()
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+    async with open_test_runtime(make_config(tmp_path)) as rt:
+        yield rt
+
+
+@pytest.mark.parametrize("subprotocol", [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK])
+async def test_welcome_then_commands_and_a_streamed_turn(
+    runtime: Runtime, autojump_clock: trio.abc.Clock, subprotocol: Subprotocol
+) -> None:
+    with trio.fail_after(60):
+        async with connected(runtime, subprotocol) as pair:
+            client = pair.client
+            welcome = await client.next_item()
+            assert welcome["event"] == "welcome" and welcome["data"]["protocol"] == 1
+            state = (await client.call("openSession", project="blog"))["session"]
+            session = state["session"]
+            assert await client.call("subscribe", session=session, since=state["seq"]) == {
+                "seq": state["seq"]
+            }
+            await client.call("sendMessage", session=session, content="hello")
+            await client.event(turn_ended(session))
+            assert await client.call("ping") == {}
+    assert pair.counters.events_sent > 10 and pair.counters.replies_sent == 4
+
+
+async def test_a_dead_peer_is_dropped_after_the_ping_timeout(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(60):
+        async with connected(runtime, ping_interval=5.0, ping_timeout=3.0) as pair:
+            assert (await pair.client.next_item())["event"] == "welcome"
+            pair.client_scope.cancel()  # the client stops reading, so it never answers a ping
+            began = trio.current_time()
+            await pair.ended.wait()
+            assert trio.current_time() - began == pytest.approx(8.0)
+    assert pair.closing == Closing(code=1006, reason="no pong", abort=True)
+
+
+async def test_a_live_peer_answers_pings_and_stays(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(60):
+        async with connected(runtime, ping_interval=1.0, ping_timeout=1.0) as pair:
+            await pair.client.next_item()
+            await trio.sleep(30)  # thirty pings, each answered by trio-websocket's reader
+            assert not pair.ended.is_set()
+            assert await pair.client.call("ping") == {}
+
+
+async def test_cancelling_the_connection_closes_it_with_1001(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(60):
+        async with connected(runtime) as pair:
+            await pair.client.next_item()
+            pair.server_scope.cancel()
+            with pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                await pair.client.items()
+            await pair.ended.wait()
+    assert closed.value.reason.code == 1001
+    assert closed.value.reason.reason == "server going away"
+
+
+async def test_the_peer_closing_ends_the_connection(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(60):
+        async with connected(runtime) as pair:
+            await pair.client.next_item()
+            await pair.client.ws.aclose(1000, "bye")
+            await pair.ended.wait()
+    assert pair.closing == Closing(code=1000, reason="bye")
+
+
+async def test_events_flow_while_a_command_is_slow(
+    runtime: Runtime, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def slow_list_projects(self: Runtime) -> tuple[()]:
+        await trio.sleep(100)
+        return ()
+
+    monkeypatch.setattr(Runtime, "list_projects", slow_list_projects)
+    with trio.fail_after(200):
+        async with connected(runtime) as pair:
+            client = pair.client
+            await client.next_item()
+            slow = await client.send("listProjects")
+            then = await client.send("ping")
+            began = trio.current_time()
+            await runtime.open_session("blog")  # published while listProjects runs
+            created = await client.next_item()
+            assert created["event"] == "sessionCreated"
+            assert trio.current_time() - began < 100
+            # Replies keep the order of the commands.
+            assert (await client.next_item())["re"] == slow
+            assert (await client.next_item())["re"] == then
+
+
+async def test_an_unexpected_error_is_internal_and_the_connection_stays(
+    runtime: Runtime, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: Runtime) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Runtime, "list_projects", broken)
+    with trio.fail_after(60):
+        async with connected(runtime) as pair:
+            await pair.client.next_item()
+            assert await pair.client.error("listProjects") == "internal"
+            assert await pair.client.call("ping") == {}
+
+
+async def test_one_log_line_when_a_connection_opens_and_one_when_it_closes(
+    runtime: Runtime, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="greenroom.transport")
+    with trio.fail_after(60):
+        async with connected(runtime) as pair:
+            await pair.client.next_item()
+            await pair.client.ws.aclose(1000, "bye")
+            await pair.ended.wait()
+    lines = [r.getMessage() for r in caplog.records if r.name == "greenroom.transport"]
+    assert len(lines) == 2
+    assert lines[0].startswith("connection c-1 opened") and "greenroom.v1.json" in lines[0]
+    assert lines[1] == "connection c-1 closed: 1000 bye"
