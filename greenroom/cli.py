@@ -1,0 +1,695 @@
+"""The ``greenroom`` command: run the server, and talk to it from a terminal.
+
+``greenroom serve`` runs the supervision tree and the websocket server, prints the URL with the
+token, and writes ``<config dir>/server.json`` (the URL without the token, the pid, the port)
+so that ``chat``, ``sessions``, ``watch`` and ``stop`` find the local server by themselves;
+they read the token from ``<config dir>/token``. Settings come from defaults, then environment
+variables (``GREENROOM_DATA_DIR``, ``GREENROOM_PROJECTS_DIR``, ``GREENROOM_HOST``,
+``GREENROOM_PORT``, ``GREENROOM_PROVIDER``, ``GREENROOM_CONFIG_DIR``, and ``GREENROOM_URL``,
+``GREENROOM_TOKEN`` for the client commands), then flags.
+
+Exit codes: 0 success, 1 a turn or command failed, 2 usage errors and no server, 130 Ctrl-C
+(``watch`` exits 0 on Ctrl-C: that is how one leaves it).
+
+One file of some 700 lines: each subcommand is small, and they share the settings, the
+discovery of the local server and the output helpers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+import trio
+
+from greenroom import __version__
+from greenroom.config import Config, default_config_dir, default_data_dir
+from greenroom.errors import GreenroomError
+from greenroom.transport.auth import TOKEN_FILE, load_or_create_token
+from greenroom.transport.client import (
+    ClientError,
+    CommandError,
+    ConnectFailed,
+    GreenroomClient,
+    HandshakeRefused,
+    connect,
+)
+
+logger = logging.getLogger("greenroom")
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8765
+DISCOVERY_FILE: Final = "server.json"
+NO_SERVER: Final = "no greenroom server found; start one with `greenroom serve`"
+SHUTDOWN_GRACE: Final = 15.0
+"""Seconds a stopping server gets to commit and flush before it is cut short."""
+LIFECYCLE_LOGGED: Final = frozenset(
+    {"sessionCreated", "loadingChanged", "sessionRestarted", "sessionFailed", "sessionDeleted"}
+)
+
+
+class UsageError(Exception):
+    """A problem the user fixes (a bad setting, no server): one line on stderr, exit 2."""
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def _setting(flag: Any, env: Mapping[str, str], name: str, default: Any = None) -> Any:
+    """Flag, else environment variable, else default."""
+    if flag is not None:
+        return flag
+    value = env.get(name)
+    return value if value not in (None, "") else default
+
+
+def config_dir(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Path:
+    """Where the token and server.json live."""
+    return Path(_setting(args.config_dir, env, "GREENROOM_CONFIG_DIR", default_config_dir()))
+
+
+def build_config(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Config:
+    """The server's Config: defaults < environment < flags."""
+    data_dir = Path(_setting(args.data_dir, env, "GREENROOM_DATA_DIR", default_data_dir()))
+    projects = _setting(args.projects_dir, env, "GREENROOM_PROJECTS_DIR")
+    provider = _setting(args.provider, env, "GREENROOM_PROVIDER", "simulated")
+    return Config(
+        data_dir=data_dir,
+        projects_dir=None if projects is None else Path(projects),
+        provider=provider,
+        resume=args.resume or "auto",
+    )
+
+
+def server_address(
+    args: argparse.Namespace, env: Mapping[str, str] = os.environ
+) -> tuple[str, int]:
+    host = str(_setting(args.host, env, "GREENROOM_HOST", DEFAULT_HOST))
+    raw = _setting(args.port, env, "GREENROOM_PORT", DEFAULT_PORT)
+    try:
+        port = int(raw)
+    except ValueError:
+        raise UsageError(f"bad port {raw!r}: give a number from 0 to 65535") from None
+    if not 0 <= port <= 65535:
+        raise UsageError(f"bad port {port}: give a number from 0 to 65535")
+    return host, port
+
+
+def _url_host(host: str) -> str:
+    """The host a local client dials: a wildcard address means this machine."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.replace(temp, path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    except OSError:
+        return False
+    return True
+
+
+def discover(directory: Path) -> str | None:
+    """The URL of the local server, from server.json, if its process still runs."""
+    try:
+        info = json.loads((directory / DISCOVERY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        return None
+    pid = info.get("pid")
+    if isinstance(pid, int) and not _pid_alive(pid):
+        return None
+    return str(info["url"])
+
+
+def read_token(directory: Path) -> str | None:
+    try:
+        return (directory / TOKEN_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+def _describe(event: Mapping[str, Any]) -> str | None:
+    """The log line of a lifecycle event, or None for events not logged."""
+    name, data = event.get("event"), event.get("data") or {}
+    if name not in LIFECYCLE_LOGGED:
+        return None
+    what: str
+    if name == "sessionCreated":
+        what = "created"
+    elif name == "sessionDeleted":
+        what = "deleted"
+    elif name == "loadingChanged":
+        if data.get("loading"):
+            what = "turn started"
+        else:
+            what = f"turn {data.get('reason')}"
+            if data.get("error"):
+                what += f" ({data['error']})"
+    elif name == "sessionRestarted":
+        what = f"restarted ({data.get('reason')}, restart {data.get('restarts')})"
+    else:
+        what = f"failed: supervisor gave up ({data.get('reason')})"
+    return f"session {event.get('session')} {event.get('project')}: {what}"
+
+
+async def _log_lifecycle(runtime: Any) -> None:
+    """Log one line per session lifecycle change, for as long as the server runs."""
+    from greenroom.convert import event_to_wire
+
+    while True:
+        async with runtime.connect("cli-log") as watcher:
+            while True:
+                try:
+                    event = await watcher.events.receive()
+                except trio.EndOfChannel:
+                    break  # overflowed (a burst of thousands): connect again
+                line = _describe(event_to_wire(event))
+                if line is not None:
+                    logger.info("%s", line)
+        logger.warning("lifecycle log fell behind; some lines were skipped")
+
+
+async def run_server(
+    config: Config,
+    host: str,
+    port: int,
+    directory: Path,
+    *,
+    out: TextIO = sys.stdout,
+) -> None:
+    """``greenroom serve``: run until SIGINT or SIGTERM, then shut down gracefully."""
+    from greenroom.runtime import open_runtime
+    from greenroom.transport.server import ServerSettings, serve
+
+    token = load_or_create_token(directory)
+    settings = ServerSettings(host=host, port=port, token=token)
+    discovery = directory / DISCOVERY_FILE
+    stop = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as outer:
+
+            async def on_signals() -> None:
+                async for signum in signals:
+                    if stop.is_set():  # a second signal: stop at once
+                        outer.cancel_scope.cancel()
+                        return
+                    logger.info("%s received: shutting down", signal.Signals(signum).name)
+                    stop.set()
+                    # The graceful part (commit, flush) is bounded too.
+                    outer.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
+
+            outer.start_soon(on_signals)
+            try:
+                async with open_runtime(config) as runtime, trio.open_nursery() as nursery:
+                    address = await nursery.start(serve, runtime, settings)
+                    url = f"ws://{_url_host(address.host)}:{address.port}/ws"
+                    info = {"url": url, "pid": os.getpid(), "port": address.port}
+                    _write_private(discovery, json.dumps(info))
+                    provider: str = runtime.provider_name
+                    label = " (offline replies, no model is called)"
+                    label = label if provider == "simulated" else ""
+                    print(f"greenroom serving at {url}?token={token}", file=out)
+                    print(f"provider: {provider}{label}", file=out)
+                    out.flush()
+                    nursery.start_soon(_log_lifecycle, runtime)
+                    await stop.wait()
+                    nursery.cancel_scope.cancel()  # stop serving (clients get 1001)
+                # Leaving open_runtime stops the sessions, which commit their partial text, and
+                # flushes every snapshot.
+            finally:
+                _remove_discovery(discovery)
+                outer.cancel_scope.cancel()
+
+
+def _remove_discovery(path: Path) -> None:
+    """Remove server.json if it is still this process's."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if info.get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# -- client commands --------------------------------------------------------------------------
+
+
+def _client_target(args: argparse.Namespace) -> tuple[str, str | None]:
+    directory = config_dir(args)
+    url = _setting(args.url, os.environ, "GREENROOM_URL") or discover(directory)
+    if url is None:
+        raise UsageError(NO_SERVER)
+    token = _setting(args.token, os.environ, "GREENROOM_TOKEN") or read_token(directory)
+    return url, token
+
+
+def _print_err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class _Output:
+    """Streams a session's reply text to ``out``: appends deltas at their offsets."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.printed = 0  # characters of the current partial message already written
+        self.at_line_start = True
+
+    def write(self, text: str) -> None:
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self.at_line_start = text.endswith("\n")
+
+    def newline(self) -> None:
+        if not self.at_line_start:
+            self.write("\n")
+
+    def streaming(self, data: Mapping[str, Any]) -> None:
+        offset, delta = int(data.get("offset", 0)), str(data.get("delta", ""))
+        if offset + len(delta) <= self.printed:
+            return  # already shown (a merged or repeated update)
+        self.write(delta[max(0, self.printed - offset) :])
+        self.printed = offset + len(delta)
+
+    def message(self, message: Mapping[str, Any]) -> None:
+        """A committed message: finish the streamed text, show tool calls and results."""
+        role = message.get("role")
+        if role == "assistant":
+            content = message.get("content") or ""
+            if len(content) > self.printed:
+                self.write(content[self.printed :])
+            self.printed = 0
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") or {}
+                self.newline()
+                self.write(f"-> {function.get('name')}({_short(function.get('arguments'), 80)})\n")
+        elif role == "tool":
+            self.newline()
+            first = str(message.get("content") or "").splitlines() or [""]
+            self.write(f"<- {_short(first[0], 100)}\n")
+
+
+def _short(value: object, limit: int) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+async def chat(client: GreenroomClient, project: str, content: str, out: TextIO) -> int:
+    """Send ``content`` to the project's session and stream the turn it starts."""
+    opened = await client.open_session(project)
+    session = opened["session"]["session"]
+    await client.subscribe(session)
+    reply = await client.send_message(session, content)
+    if reply.get("queued"):
+        _print_err("(queued behind the running turn)")
+    output = _Output(out)
+    ours = False  # whether our message was committed: what follows is our turn
+    async for event in client.events():
+        if event.get("session") != session:
+            continue
+        name, data = event.get("event"), event.get("data") or {}
+        if name == "messageAdded":
+            message = data.get("message") or {}
+            if not ours:
+                ours = message.get("role") == "user" and message.get("content") == content
+                continue
+            output.message(message)
+        elif name == "streamingUpdate" and ours:
+            output.streaming(data)
+        elif name == "resync":
+            _print_err("(missed part of the stream; some text may be lost)")
+        elif name == "sessionDeleted":
+            output.newline()
+            _print_err("the session was deleted")
+            return 1
+        elif name == "loadingChanged" and not data.get("loading"):
+            if not ours:
+                if data.get("reason") in ("stopped", "interrupted"):
+                    _print_err("the running turn was stopped and the message discarded")
+                    return 1
+                continue  # the turn we were queued behind ended
+            output.newline()
+            reason = data.get("reason")
+            if reason == "completed":
+                return 0
+            error = data.get("error")
+            _print_err(f"turn {reason}" + (f": {error}" if error else ""))
+            return 1
+    _print_err("connection closed before the turn ended")
+    return 1
+
+
+def _ago(when: object, now: float) -> str:
+    if not isinstance(when, int | float):
+        return "-"
+    seconds = max(0, int(now - when))
+    if seconds < 60:
+        return f"{seconds}s ago"
+    if seconds < 3600:
+        return f"{seconds // 60}m ago"
+    if seconds < 86400:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell (the last one is not padded)."""
+    if not rows:
+        return ""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def sessions_table(summaries: Sequence[Mapping[str, Any]], now: float) -> str:
+    """The ``greenroom sessions`` table."""
+    rows = [["SESSION", "PROJECT", "STATUS", "MESSAGES", "LAST ACTIVITY", "PREVIEW"]]
+    for s in sorted(summaries, key=lambda s: str(s.get("project"))):
+        status = str(s.get("status"))
+        if s.get("queued"):
+            status += f" (+{len(s['queued'])} queued)"
+        rows.append(
+            [
+                str(s.get("session")),
+                str(s.get("project")),
+                status,
+                str(s.get("messageCount", 0)),
+                _ago(s.get("lastActivity"), now),
+                _short((s.get("preview") or "").replace("\n", " "), 50),
+            ]
+        )
+    return format_table(rows)
+
+
+async def watch(client: GreenroomClient, out: TextIO, *, redraw_every: float = 0.25) -> None:
+    """A live view of every session until cancelled: a redrawn block on a terminal, one
+    line per lifecycle change otherwise."""
+    tty = out.isatty()
+    sessions: dict[str, dict[str, Any]] = {s["session"]: dict(s) for s in client.welcome.get(
+        "sessions", ())}  # fmt: skip
+    text: dict[str, str] = {}
+
+    async def subscribe(session: str) -> None:
+        with contextlib.suppress(CommandError):  # deleted meanwhile
+            await client.subscribe(session)
+
+    def draw() -> None:
+        now = time.time()
+        rows = [["SESSION", "PROJECT", "STATUS", "MESSAGES", "LAST ACTIVITY", "STREAMING"]]
+        for s in sorted(sessions.values(), key=lambda s: str(s.get("project"))):
+            streaming = text.get(s["session"], "")[-60:].replace("\n", " ")
+            rows.append(
+                [
+                    str(s["session"]),
+                    str(s.get("project")),
+                    str(s.get("status")),
+                    str(s.get("messageCount", 0)),
+                    _ago(s.get("lastActivity"), now),
+                    streaming,
+                ]
+            )
+        out.write("\x1b[H\x1b[2J" + format_table(rows) + "\n")
+        out.write(f"\n{len(sessions)} sessions; Ctrl-C to quit\n")
+        out.flush()
+
+    async with trio.open_nursery() as nursery:
+        for sid in sessions:
+            nursery.start_soon(subscribe, sid)
+        dirty = True
+        next_draw = trio.current_time()
+        if not tty:
+            out.write(sessions_table(list(sessions.values()), time.time()) + "\n")
+            out.flush()
+        events = client.events()
+        while True:
+            with trio.move_on_at(next_draw if dirty and tty else float("inf")):
+                try:
+                    event = await events.__anext__()
+                except StopAsyncIteration:
+                    return
+                name, data = event.get("event"), event.get("data") or {}
+                session = event.get("session")
+                if name in ("sessionCreated", "sessionUpdated"):
+                    sessions[data["session"]] = dict(data)
+                    if name == "sessionCreated":
+                        nursery.start_soon(subscribe, data["session"])
+                elif name == "sessionDeleted" and isinstance(session, str):
+                    sessions.pop(session, None)
+                    text.pop(session, None)
+                elif name == "streamingUpdate" and isinstance(session, str):
+                    current = text.get(session, "")
+                    offset = int(data.get("offset", 0))
+                    text[session] = current[:offset] + str(data.get("delta", ""))
+                elif name == "loadingChanged" and data.get("loading") and isinstance(session, str):
+                    text[session] = ""
+                elif name == "reconnected":
+                    sessions = {s["session"]: dict(s) for s in data.get("sessions", ())}
+                if not tty:
+                    line = _describe(event)
+                    if line is not None:
+                        out.write(line + "\n")
+                        out.flush()
+                dirty = True
+                continue
+            if tty and dirty:
+                draw()
+                dirty = False
+                next_draw = trio.current_time() + redraw_every
+
+
+async def _with_client(
+    args: argparse.Namespace, body: Callable[[GreenroomClient], Coroutine[Any, Any, int]]
+) -> int:
+    url, token = _client_target(args)
+    try:
+        async with connect(url, token, reconnect_timeout=10.0) as client:
+            return await body(client)
+    except HandshakeRefused as refused:
+        if refused.status == 401:
+            raise UsageError(
+                "the server refused the token; check `greenroom token` or pass --token"
+            ) from None
+        raise UsageError(refused.message) from None
+    except ConnectFailed:
+        raise UsageError(NO_SERVER) from None
+
+
+async def _cmd_chat(args: argparse.Namespace) -> int:
+    return await _with_client(
+        args, lambda client: chat(client, args.project, args.message, sys.stdout)
+    )
+
+
+async def _cmd_sessions(args: argparse.Namespace) -> int:
+    async def body(client: GreenroomClient) -> int:
+        result = await client.list_sessions()
+        if args.json:
+            print(json.dumps(result["sessions"], indent=2))
+        elif not result["sessions"]:
+            print("no sessions")
+        else:
+            print(sessions_table(result["sessions"], time.time()))
+        return 0
+
+    return await _with_client(args, body)
+
+
+async def _cmd_watch(args: argparse.Namespace) -> int:
+    async def body(client: GreenroomClient) -> int:
+        await watch(client, sys.stdout)
+        return 0
+
+    return await _with_client(args, body)
+
+
+async def _cmd_stop(args: argparse.Namespace) -> int:
+    async def body(client: GreenroomClient) -> int:
+        target = args.session
+        sessions = (await client.list_sessions())["sessions"]
+        if not any(s["session"] == target for s in sessions):
+            # A project name works too.
+            named = [s["session"] for s in sessions if s["project"] == target]
+            if named:
+                target = named[0]
+        result = await client.stop_generation(target)
+        discarded = result.get("discarded") or []
+        print(f"stopped {target}" + (f"; discarded {len(discarded)} queued" if discarded else ""))
+        return 0
+
+    return await _with_client(args, body)
+
+
+# -- the parser and main ----------------------------------------------------------------------
+
+
+def _client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="server URL (default: from server.json)")
+    parser.add_argument("--token", help="access token (default: from the token file)")
+    parser.add_argument("--config-dir", help="where the token and server.json live")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="greenroom", description="Run and watch many supervised AI chat sessions."
+    )
+    parser.add_argument("--version", action="version", version=f"greenroom {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT}; 0: any free)")
+    serve.add_argument("--data-dir", help="where snapshots (and projects) live")
+    serve.add_argument("--projects-dir", help="where project folders live")
+    serve.add_argument("--provider", help="model provider (default: simulated)")
+    serve.add_argument("--resume", choices=("auto", "manual"), help="resume interrupted turns")
+    serve.add_argument("--config-dir", help="where the token and server.json live")
+
+    token = sub.add_parser("token", help="print the access token")
+    token.add_argument("--config-dir", help="where the token lives")
+
+    chat_ = sub.add_parser("chat", help="send a message to a project and stream the reply")
+    chat_.add_argument("project")
+    chat_.add_argument("message")
+    _client_flags(chat_)
+
+    sessions = sub.add_parser("sessions", help="list the sessions")
+    sessions.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    _client_flags(sessions)
+
+    watch_ = sub.add_parser("watch", help="a live view of every session")
+    _client_flags(watch_)
+
+    stop = sub.add_parser("stop", help="stop a session's running turn")
+    stop.add_argument("session", help="session id (or project name)")
+    _client_flags(stop)
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        # trio-websocket logs every handshake and close at INFO.
+        logging.getLogger("trio-websocket").setLevel(logging.WARNING)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "token":
+        print(load_or_create_token(config_dir(args)))
+        return 0
+    if args.command == "serve":
+        config = build_config(args)
+        host, port = server_address(args)
+        try:
+            trio.run(run_server, config, host, port, config_dir(args))
+        except BaseExceptionGroup as group:
+            # Starting failed inside the task tree: report the one cause plainly.
+            cause = _only_leaf(group)
+            if isinstance(cause, OSError):
+                raise UsageError(f"cannot listen on {host}:{port}: {cause.strerror}") from None
+            if isinstance(cause, GreenroomError | KeyboardInterrupt):
+                raise cause from None
+            raise
+        return 0
+    commands = {
+        "chat": _cmd_chat,
+        "sessions": _cmd_sessions,
+        "watch": _cmd_watch,
+        "stop": _cmd_stop,
+    }
+    try:
+        result: int = trio.run(commands[args.command], args)
+    except BaseException as error:
+        if isinstance(error, BaseExceptionGroup):
+            error = _only_leaf(error) or error
+        if isinstance(error, KeyboardInterrupt) and args.command == "watch":
+            return 0  # Ctrl-C is how one leaves watch
+        raise
+    return result
+
+
+def _only_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The single exception inside (nested) groups, or None when there are several."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    return leaves[0] if len(leaves) == 1 else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``greenroom`` entry point; returns the exit code."""
+    args = make_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return _run(args)
+    except BaseExceptionGroup as group:
+        cause = _only_leaf(group)
+        if not isinstance(cause, KeyboardInterrupt | UsageError | GreenroomError):
+            raise
+        return _report(cause)
+    except (KeyboardInterrupt, UsageError, GreenroomError) as error:
+        return _report(error)
+
+
+def _report(error: BaseException) -> int:
+    """One line on stderr, and the exit code for ``error``."""
+    if isinstance(error, KeyboardInterrupt):
+        _print_err("interrupted")
+        return 130
+    if isinstance(error, UsageError):
+        _print_err(f"greenroom: {error}")
+        return 2
+    if isinstance(error, CommandError):
+        _print_err(f"greenroom: {error}")
+        return 1
+    if isinstance(error, ClientError):
+        _print_err(f"greenroom: {error.message}")
+        return 1
+    assert isinstance(error, GreenroomError)
+    _print_err(f"greenroom: {error.message}")  # a bad setting found at start (the provider)
+    return 2

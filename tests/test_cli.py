@@ -1,0 +1,169 @@
+"""The ``greenroom`` command line, without a server: arguments, settings, token, output."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from greenroom import cli
+from greenroom.config import default_data_dir
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main([])
+    assert exited.value.code == 2
+    assert "usage: greenroom" in capsys.readouterr().err
+
+
+def test_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["serve", "--resume", "sometimes"], ["serve", "--port", "x"], ["chat", "demo"]):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(argv)
+        assert exited.value.code == 2
+
+
+def test_bad_port_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GREENROOM_PORT", "eighty")
+    code = cli.main(["serve", "--config-dir", str(tmp_path), "--data-dir", str(tmp_path)])
+    assert code == 2
+    assert "bad port 'eighty'" in capsys.readouterr().err
+
+
+def test_token_is_created_once_and_private(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["token", "--config-dir", str(tmp_path)]) == 0
+    token = capsys.readouterr().out.strip()
+    assert len(token) >= 32
+    mode = stat.S_IMODE((tmp_path / "token").stat().st_mode)
+    assert mode == 0o600
+    assert cli.main(["token", "--config-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == token
+
+
+def test_token_from_the_environment_config_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GREENROOM_CONFIG_DIR", str(tmp_path / "env"))
+    assert cli.main(["token"]) == 0
+    assert (tmp_path / "env" / "token").read_text().strip() == capsys.readouterr().out.strip()
+
+
+def test_settings_precedence(tmp_path: Path) -> None:
+    parser = cli.make_parser()
+    env = {
+        "GREENROOM_DATA_DIR": str(tmp_path / "env-data"),
+        "GREENROOM_PROJECTS_DIR": str(tmp_path / "env-projects"),
+        "GREENROOM_PORT": "9000",
+        "GREENROOM_HOST": "0.0.0.0",
+        "GREENROOM_PROVIDER": "simulated",
+    }
+    bare = parser.parse_args(["serve"])
+    assert cli.build_config(bare, {}).data_dir == default_data_dir()
+    assert cli.server_address(bare, {}) == ("127.0.0.1", 8765)
+
+    config = cli.build_config(bare, env)
+    assert config.data_dir == tmp_path / "env-data"
+    assert config.projects_root == tmp_path / "env-projects"
+    assert cli.server_address(bare, env) == ("0.0.0.0", 9000)
+
+    flags = parser.parse_args(
+        ["serve", "--data-dir", str(tmp_path / "flag"), "--port", "0", "--resume", "manual"]
+    )
+    config = cli.build_config(flags, env)
+    assert config.data_dir == tmp_path / "flag"
+    assert config.resume == "manual"
+    assert cli.server_address(flags, env) == ("0.0.0.0", 0)
+
+
+def test_no_server_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["sessions"], ["chat", "demo", "hi"], ["stop", "s-1"], ["watch"]):
+        assert cli.main([*argv, "--config-dir", str(tmp_path)]) == 2
+        assert capsys.readouterr().err.strip() == f"greenroom: {cli.NO_SERVER}"
+
+
+def test_stale_discovery_file_and_dead_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A server.json left by a process that is gone is ignored.
+    info = {"url": "ws://127.0.0.1:9/ws", "pid": 2**22 + 12345, "port": 9}
+    (tmp_path / "server.json").write_text(json.dumps(info))
+    assert cli.discover(tmp_path) is None
+    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == 2
+    # A live pid whose URL does not answer: the same message.
+    info["pid"] = os.getpid()
+    (tmp_path / "server.json").write_text(json.dumps(info))
+    assert cli.discover(tmp_path) == "ws://127.0.0.1:9/ws"
+    capsys.readouterr()
+    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == 2
+    assert cli.NO_SERVER in capsys.readouterr().err
+
+
+def test_output_appends_deltas_at_offsets() -> None:
+    out = io.StringIO()
+    shown = cli._Output(out)
+    shown.streaming({"offset": 0, "delta": "Hel"})
+    shown.streaming({"offset": 0, "delta": "Hello"})  # merged, overlapping what we have
+    shown.streaming({"offset": 2, "delta": "l"})  # ends before what we have: ignored
+    shown.streaming({"offset": 5, "delta": " world"})
+    shown.message({"role": "assistant", "content": "Hello world.", "tool_calls": None})
+    shown.message(
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "read_file", "arguments": "{}"},
+                }
+            ],
+        }
+    )
+    shown.message({"role": "tool", "content": "line one\nline two", "tool_call_id": "c1"})
+    assert out.getvalue() == "Hello world.\n-> read_file({})\n<- line one\n"
+
+
+def test_sessions_table_and_lifecycle_lines() -> None:
+    summary = {
+        "session": "s-1",
+        "project": "blog",
+        "name": "n",
+        "status": "running",
+        "loading": True,
+        "messageCount": 3,
+        "lastActivity": 1000.0,
+        "preview": "Once upon\na time",
+        "queued": ["next"],
+        "error": None,
+    }
+    table = cli.sessions_table([summary], now=1090.0).splitlines()
+    assert table[0].split() == ["SESSION", "PROJECT", "STATUS", "MESSAGES", "LAST", "ACTIVITY",
+                                "PREVIEW"]  # fmt: skip
+    assert "s-1" in table[1] and "running (+1 queued)" in table[1] and "1m ago" in table[1]
+    assert "Once upon a time" in table[1]
+
+    def line(name: str, **data: object) -> str | None:
+        event = {"event": name, "session": "s-1", "project": "blog", "seq": 4, "data": data}
+        return cli._describe(event)
+
+    assert line("sessionCreated") == "session s-1 blog: created"
+    assert line("loadingChanged", loading=True) == "session s-1 blog: turn started"
+    assert (
+        line("loadingChanged", loading=False, reason="failed", error="quota: no credit")
+        == "session s-1 blog: turn failed (quota: no credit)"
+    )
+    assert line("sessionRestarted", reason="crash", restarts=2) == (
+        "session s-1 blog: restarted (crash, restart 2)"
+    )
+    assert line("sessionFailed", reason="too many crashes") is not None
+    assert line("sessionDeleted") == "session s-1 blog: deleted"
+    assert line("streamingUpdate", offset=0, delta="x") is None
