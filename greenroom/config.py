@@ -33,6 +33,9 @@ class Limits:
     max_sessions: int = 10_000
     max_queued_messages: int = 32
     max_message_chars: int = 256_000
+    # Turns that may stream at once across all sessions (None: no limit). A turn beyond it
+    # waits for a slot, and its session's summary says so (``waiting``).
+    max_concurrent_turns: int | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -64,11 +67,16 @@ class Config:
     (a throttle: a session streaming for minutes is still written every interval).
     ``idle_unload_after``: a session not running and with no subscriber for this long is
     dropped from memory and reloaded on demand. ``now`` gives the wall-clock time that is
-    stored or shown (``lastActivity``, history file names); injected so tests control it."""
+    stored or shown (``lastActivity``, history file names); injected so tests control it.
+    ``base_url``, ``api_key`` and ``model`` configure the ``openai`` provider (see
+    :mod:`greenroom.settings` for where each setting may come from)."""
 
     data_dir: Path = attrs.field(factory=default_data_dir)
     projects_dir: Path | None = None
     provider: str = "simulated"
+    base_url: str | None = None
+    # Never shown: not in reprs, logs, snapshots or `greenroom config` (which masks it).
+    api_key: str | None = attrs.field(default=None, repr=False)
     model: str | None = None
     system_prompt: str | None = None
     simulated: SimulatedConfig = SimulatedConfig()

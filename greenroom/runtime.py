@@ -346,6 +346,11 @@ async def open_runtime(
         sessions=sessions,
         rng=rng,
         subscribers=subscribers,
+        turn_slots=(
+            trio.CapacityLimiter(config.limits.max_concurrent_turns)
+            if config.limits.max_concurrent_turns is not None
+            else None
+        ),
     )
     manager.adopt(mirror.summaries())
     persistence = PersistenceActor(

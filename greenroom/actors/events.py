@@ -24,8 +24,9 @@ PREVIEW_CHARS = 50
 class Summary:
     """What a session list shows of one session (the protocol's ``summary``).
 
-    ``queued`` (the texts waiting) and ``error`` (why the last turn failed) are greenroom's
-    additions to the protocol's summary.
+    ``queued`` (the texts waiting), ``error`` (why the last turn failed) and ``waiting`` (the
+    turn waits for a slot under ``max_concurrent_turns``) are greenroom's additions to the
+    protocol's summary.
     """
 
     session: str
@@ -38,6 +39,7 @@ class Summary:
     preview: str | None
     queued: tuple[str, ...] = ()
     error: str | None = None
+    waiting: bool = False
 
 
 @attrs.frozen(kw_only=True)

@@ -137,6 +137,7 @@ class SessionManager:
     rng: random.Random
     # How many clients subscribe to each session (kept by the runtime's clients).
     subscribers: Mapping[str, int] = attrs.Factory(dict)
+    turn_slots: trio.CapacityLimiter | None = None
     make_session_id: Callable[[], str] = attrs.field(default=lambda: f"s-{secrets.token_hex(4)}")
     _entries: dict[str, _Entry] = attrs.Factory(dict)
     _by_project: dict[str, str] = attrs.Factory(dict)
@@ -254,6 +255,7 @@ class SessionManager:
         mailbox = entry.mailbox
         folder = self.config.projects_root / entry.project
         persistence, bus, provider, config = self.persistence, self.bus, self.provider, self.config
+        turn_slots = self.turn_slots
 
         async def start(
             restart: RestartInfo | None,
@@ -270,6 +272,7 @@ class SessionManager:
                 config=config,
                 project_dir=folder,
                 restart=restart,
+                turn_slots=turn_slots,
             )
             with mailbox.serve() as inbox:
                 await actor.run(inbox, task_status=task_status)

@@ -18,8 +18,8 @@ the same events, can rebuild this actor exactly after a crash.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,8 @@ class SessionActor:
     config: Config
     project_dir: Path
     restart: RestartInfo | None = None
+    # Shared by every session when ``max_concurrent_turns`` is set.
+    turn_slots: trio.CapacityLimiter | None = None
     _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
     _turn_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _turn_done: trio.Event | None = attrs.field(default=None, init=False)
@@ -273,7 +275,8 @@ class SessionActor:
             await self._update()
             with scope:
                 try:
-                    await self._steps()
+                    async with self._turn_slot():
+                        await self._steps()
                 except ProviderError as failure:
                     reason, error = "failed", describe_provider_error(failure)
             if scope.cancelled_caught:
@@ -292,6 +295,23 @@ class SessionActor:
             following, *rest = self.state.queued
             await self._update(queued=tuple(rest))
             self._start_turn(following)
+
+    @asynccontextmanager
+    async def _turn_slot(self) -> AsyncIterator[None]:
+        """Hold one of the shared turn slots while the turn streams; while none is free, the
+        session is still loading and its summary says it is ``waiting``."""
+        slots = self.turn_slots
+        if slots is None:
+            yield
+            return
+        if slots.available_tokens == 0:
+            await self._update(waiting=True)
+            async with slots:
+                await self._update(waiting=False)
+                yield
+        else:
+            async with slots:
+                yield
 
     async def _steps(self) -> None:
         steps = self._steps_taken()

@@ -87,6 +87,7 @@ class SessionState:
     seq: int = 0
     last_activity: float = 0.0
     error: str | None = None
+    waiting: bool = False
 
     @property
     def loading(self) -> bool:
@@ -104,6 +105,7 @@ class SessionState:
             preview=self.streaming.preview() if self.streaming is not None else None,
             queued=tuple(self.queued),
             error=self.error,
+            waiting=self.waiting,
         )
 
     def view(self) -> SessionView:
@@ -146,6 +148,7 @@ class SessionState:
                 self.error = None
             case LoadingChanged(loading=False, reason=reason, error=error):
                 self.streaming = None
+                self.waiting = False
                 self.status = _STATUS_AFTER.get(reason or "completed", "idle")
                 self.error = error
             case SessionCreated(summary=summary) | SessionUpdated(summary=summary):
@@ -162,5 +165,6 @@ class SessionState:
         self.last_activity = summary.last_activity
         self.queued = list(summary.queued)
         self.error = summary.error
+        self.waiting = summary.waiting
         # The summary is authoritative on the message count: after newChat it is 0.
         del self.messages[summary.message_count :]

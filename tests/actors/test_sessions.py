@@ -11,7 +11,13 @@ import pytest
 import trio
 import trio.testing
 
-from greenroom.actors.events import Event, LoadingChanged, MessageAdded, StreamingUpdate
+from greenroom.actors.events import (
+    Event,
+    LoadingChanged,
+    MessageAdded,
+    SessionUpdated,
+    StreamingUpdate,
+)
 from greenroom.agent.chat import Message
 from greenroom.agent.provider import Chunk, CompletionRequest, TextDelta
 from greenroom.agent.simulated import SimulatedProvider
@@ -476,3 +482,41 @@ async def test_subscribe_since_replays_what_was_missed_then_goes_live(
         second.subscribe("s-missing")
     stats = runtime.statistics()
     assert stats.sessions == {"running": 1} and stats.events_published > 20
+
+
+async def test_turns_beyond_the_concurrency_limit_wait_and_say_so(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = make_config(tmp_path, limits=Limits(max_concurrent_turns=2))
+    async with open_test_runtime(config) as runtime, runtime.connect() as client:
+        sessions = [(await runtime.open_session(f"c{i}")).summary.session for i in range(4)]
+        for session in sessions:
+            client.subscribe(session)
+            await runtime.send_message(session, "[[tokens:20]] hello")
+        streaming: set[str] = set()
+        most = 0
+        waited: set[str] = set()
+        ended: set[str] = set()
+        with trio.fail_after(60):
+            while len(ended) < 4:
+                event = await client.events.receive()
+                session = event.session or ""
+                match event.data:
+                    case StreamingUpdate():
+                        streaming.add(session)
+                        most = max(most, len(streaming))
+                    case SessionUpdated(summary=summary) if summary.waiting:
+                        waited.add(session)
+                        if len(waited) == 2:
+                            # Stopping a turn that waits for a slot ends it at once.
+                            assert await runtime.stop_generation(session) == ()
+                    case LoadingChanged(loading=False):
+                        streaming.discard(session)
+                        ended.add(session)
+        states = [await runtime.get_state(s) for s in sessions]
+    assert most == 2
+    assert len(waited) == 2
+    stopped = [s for s in states if s.summary.session in waited][-1]
+    assert [m.role for m in stopped.messages] == ["user"]  # it never streamed
+    assert sorted(s.summary.message_count for s in states) == [1, 2, 2, 2]
+    assert not any(s.summary.waiting for s in states)

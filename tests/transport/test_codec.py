@@ -473,6 +473,7 @@ SUMMARY_WIRE = {
     "preview": "Here is the foo",
     "queued": ["and a header"],
     "error": None,
+    "waiting": False,
 }
 CALLING = Message(
     role="assistant",

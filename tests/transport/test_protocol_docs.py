@@ -53,6 +53,7 @@ SUMMARY_KEYS = {
     "preview",
     "queued",
     "error",
+    "waiting",
 }
 
 
