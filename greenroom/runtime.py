@@ -199,9 +199,10 @@ class Runtime:
     async def list_sessions(self) -> tuple[Summary, ...]:
         return await self._persistence.ref.ask(ListSummaries())
 
-    async def open_session(self, project: str) -> SessionView:
-        """The project's session (reused if it exists, else new), and its whole state."""
-        session = await self._manager.ref.ask(OpenSession(project=project))
+    async def open_session(self, project: str, model: str | None = None) -> SessionView:
+        """The project's session (reused if it exists, else new), and its whole state;
+        ``model`` names the model its turns use (None keeps what it had)."""
+        session = await self._manager.ref.ask(OpenSession(project=project, model=model))
         return await self.get_state(session)
 
     async def get_state(self, session: str) -> SessionView:

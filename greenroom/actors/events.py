@@ -25,8 +25,8 @@ class Summary:
     """What a session list shows of one session (the protocol's ``summary``).
 
     ``queued`` (the texts waiting), ``error`` (why the last turn failed) and ``waiting`` (the
-    turn waits for a slot under ``max_concurrent_turns``) are greenroom's additions to the
-    protocol's summary.
+    turn waits for a slot under ``max_concurrent_turns``) and ``model`` (the model this session
+    asked for, None for the server's) are greenroom's additions to the protocol's summary.
     """
 
     session: str
@@ -40,6 +40,7 @@ class Summary:
     queued: tuple[str, ...] = ()
     error: str | None = None
     waiting: bool = False
+    model: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -30,7 +30,13 @@ from greenroom.actors.events import (
 )
 from greenroom.actors.mailbox import ActorRef, Inbox, Mailbox, Reply
 from greenroom.actors.persistence import ListSummaries, LoadState, PersistenceMessage, Unload
-from greenroom.actors.session import DeleteSession, SessionActor, SessionMessage, StopGeneration
+from greenroom.actors.session import (
+    DeleteSession,
+    SessionActor,
+    SessionMessage,
+    SetModel,
+    StopGeneration,
+)
 from greenroom.agent.provider import Provider
 from greenroom.config import Config
 from greenroom.errors import ActorError, Conflict, GreenroomError, LimitReached, NotFound
@@ -46,6 +52,7 @@ class OpenSession:
     """The project's session id, creating (and starting) the session if needed."""
 
     project: str
+    model: str | None = None
     reply: Reply[str] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
@@ -181,8 +188,8 @@ class SessionManager:
         match message:
             case Sweep():
                 await self._sweep()
-            case OpenSession(project=project, reply=reply):
-                reply.send(await self._open(project))
+            case OpenSession(project=project, model=model, reply=reply):
+                reply.send(await self._open(project, model))
             case Lookup(session=session, reply=reply):
                 reply.send(await self._lookup(session))
             case RemoveSession(session=session, reply=reply):
@@ -207,11 +214,13 @@ class SessionManager:
 
     # -- sessions ---------------------------------------------------------------------------
 
-    async def _open(self, project: str) -> str:
+    async def _open(self, project: str, model: str | None) -> str:
         validate_project_name(project)
         existing = self._by_project.get(project)
         if existing is not None:
-            await self._lookup(existing)
+            ref = await self._lookup(existing)
+            if model is not None:
+                await ref.ask(SetModel(model=model))
             return existing
         if len(self._entries) >= self.config.limits.max_sessions:
             raise LimitReached(f"the server holds {len(self._entries)} sessions, its limit")
@@ -236,6 +245,7 @@ class SessionManager:
             message_count=count,
             last_activity=self.config.now(),
             preview=None,
+            model=model,
         )
         await self.bus.publish(
             Event(session=session, project=project, seq=1, data=SessionCreated(summary=summary))

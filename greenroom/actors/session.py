@@ -93,11 +93,21 @@ class DeleteSession:
 
 
 @attrs.frozen(kw_only=True)
+class SetModel:
+    """Use ``model`` for this session's next turns (None: the server's)."""
+
+    model: str | None
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
 class GetState:
     reply: Reply[SessionView] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
-SessionMessage = SendMessage | StopGeneration | ResumeSession | NewChat | DeleteSession | GetState
+SessionMessage = (
+    SendMessage | StopGeneration | ResumeSession | NewChat | DeleteSession | SetModel | GetState
+)
 
 
 def describe_provider_error(error: ProviderError) -> str:
@@ -187,6 +197,10 @@ class SessionActor:
                     await self._stop()
                     await self._emit(SessionDeleted())
                     self._deleted = True
+                    reply.send(None)
+                case SetModel(model=model, reply=reply):
+                    if model != self.state.model:
+                        await self._update(model=model)
                     reply.send(None)
                 case GetState(reply=reply):
                     reply.send(self.state.view())
@@ -330,7 +344,7 @@ class SessionActor:
         request = CompletionRequest(
             messages=tuple(self.state.messages),
             tools=TOOLS,
-            model=self.config.model,
+            model=self.state.model or self.config.model,
             system_prompt=self.config.system_prompt,
         )
         calls: dict[int, _ToolCallBuilder] = {}

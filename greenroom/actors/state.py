@@ -88,6 +88,7 @@ class SessionState:
     last_activity: float = 0.0
     error: str | None = None
     waiting: bool = False
+    model: str | None = None
 
     @property
     def loading(self) -> bool:
@@ -106,6 +107,7 @@ class SessionState:
             queued=tuple(self.queued),
             error=self.error,
             waiting=self.waiting,
+            model=self.model,
         )
 
     def view(self) -> SessionView:
@@ -166,5 +168,6 @@ class SessionState:
         self.queued = list(summary.queued)
         self.error = summary.error
         self.waiting = summary.waiting
+        self.model = summary.model
         # The summary is authoritative on the message count: after newChat it is 0.
         del self.messages[summary.message_count :]

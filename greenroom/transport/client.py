@@ -226,9 +226,10 @@ class GreenroomClient:
     async def list_sessions(self) -> JSON:
         return await self._call(cmd.ListSessions())
 
-    async def open_session(self, project: str) -> JSON:
-        """``{"session": state}``: the project's session, opened or created."""
-        return await self._call(cmd.OpenSession(project=project))
+    async def open_session(self, project: str, model: str | None = None) -> JSON:
+        """``{"session": state}``: the project's session, opened or created; ``model`` names
+        the model its turns use."""
+        return await self._call(cmd.OpenSession(project=project, model=model))
 
     async def subscribe(self, session: str, since: int | None = None) -> JSON:
         """Receive the session's events from now on (and the retained ones after ``since``).

@@ -80,6 +80,7 @@ MAX_FRAME_BYTES: Final = 1 << 20
 MAX_DEPTH: Final = 32
 """Deepest nesting of arrays and objects a client frame may have."""
 MAX_SESSION_CHARS: Final = 128
+MAX_MODEL_CHARS: Final = 200
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what msgpack can carry
 _SHOWN_CHARS = 40  # how much of a bad value an error message quotes
@@ -313,6 +314,15 @@ def _project(name: str, value: object) -> str:
     return validate_project_name(project)
 
 
+def _model(name: str, value: object) -> str:
+    model = _string(name, value)
+    if not 0 < len(model) <= MAX_MODEL_CHARS or not model.isprintable():
+        raise InvalidArgument(
+            f"invalid model name: use 1 to {MAX_MODEL_CHARS} printable characters"
+        )
+    return model
+
+
 def _seq(name: str, value: object) -> int:
     if type(value) is not int:
         raise BadRequest(f"field {name!r} must be an integer")
@@ -323,7 +333,13 @@ def _seq(name: str, value: object) -> int:
 
 # Commands are checked by hand rather than structured with cattrs: the protocol wants one short
 # error per field ("field 'session' must be a string"), and bools must not pass for ints.
-_CHECKS = {"session": _session, "project": _project, "content": _string, "since": _seq}
+_CHECKS = {
+    "session": _session,
+    "project": _project,
+    "content": _string,
+    "since": _seq,
+    "model": _model,
+}
 _FIELDS: dict[type[Any], tuple[tuple[str, bool], ...]] = {
     cls: tuple((f.name, f.default is attrs.NOTHING) for f in attrs.fields(cls))
     for cls in COMMANDS.values()

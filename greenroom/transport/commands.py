@@ -61,10 +61,14 @@ class ListSessions:
 
 @attrs.frozen(kw_only=True)
 class OpenSession:
-    """The project's session: reused, else restored from its newest history, else new."""
+    """The project's session: reused, else restored from its newest history, else new.
+
+    ``model`` (optional) names the model this session's turns use, instead of the server's.
+    """
 
     op: ClassVar[str] = "openSession"
     project: str
+    model: str | None = None
 
 
 @attrs.frozen(kw_only=True)

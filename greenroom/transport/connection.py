@@ -280,8 +280,8 @@ class _Connection:
                 await rt.delete_project(project)
             case c.ListSessions():
                 return sessions_result(await rt.list_sessions())
-            case c.OpenSession(project=project):
-                return session_result(await rt.open_session(project))
+            case c.OpenSession(project=project, model=model):
+                return session_result(await rt.open_session(project, model=model))
             case c.Unsubscribe(session=session):
                 self.client.unsubscribe(session)
             case c.SendMessage(session=session, content=content):

@@ -520,3 +520,40 @@ async def test_turns_beyond_the_concurrency_limit_wait_and_say_so(
     assert [m.role for m in stopped.messages] == ["user"]  # it never streamed
     assert sorted(s.summary.message_count for s in states) == [1, 2, 2, 2]
     assert not any(s.summary.waiting for s in states)
+
+
+@attrs.define
+class RecordingProvider:
+    """The simulated provider, recording the model each request names."""
+
+    inner: SimulatedProvider
+    models: list[str | None] = attrs.Factory(list)
+
+    @property
+    def name(self) -> str:
+        return "recording"
+
+    async def stream(self, request: CompletionRequest) -> AsyncGenerator[Chunk, None]:
+        self.models.append(request.model)
+        async with aclosing(self.inner.stream(request)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+
+async def test_a_session_may_name_its_own_model(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = make_config(tmp_path, model="server-default")
+    provider = RecordingProvider(SimulatedProvider(seed=1, tokens_per_second=20, reply_tokens=3))
+    async with open_test_runtime(config, provider=provider) as runtime, runtime.connect() as c:
+        own = (await runtime.open_session("own", model="small")).summary
+        plain = (await runtime.open_session("plain")).summary
+        assert (own.model, plain.model) == ("small", None)
+        for session in (own.session, plain.session):
+            await runtime.send_message(session, "hi")
+            await next_event(c, turn_ended(session))
+        again = await runtime.open_session("own", model="big")
+        await runtime.send_message(own.session, "hi again")
+        await next_event(c, turn_ended(own.session))
+    assert again.summary.model == "big"
+    assert provider.models == ["small", "server-default", "big"]

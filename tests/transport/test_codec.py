@@ -363,6 +363,9 @@ def command_strategy(cls: type[Command]) -> st.SearchStrategy[Command]:
         fields["project"] = st.none() | project_names
     if cls is Subscribe:
         fields["since"] = st.none() | seqs
+    fields["model"] = st.none() | st.text(
+        st.characters(codec="utf-8").filter(str.isprintable), min_size=1, max_size=200
+    )
     return st.builds(cls, **{a.name: fields[a.name] for a in attrs.fields(cls)})
 
 
@@ -474,6 +477,7 @@ SUMMARY_WIRE = {
     "queued": ["and a header"],
     "error": None,
     "waiting": False,
+    "model": None,
 }
 CALLING = Message(
     role="assistant",
@@ -883,3 +887,15 @@ def test_command_frames_are_what_a_client_sends() -> None:
     assert json.loads(frame) == command_to_wire(
         7, SendMessage(session="s-1f3a", content="add a footer")
     )
+
+
+def test_open_session_takes_an_optional_model() -> None:
+    codec = Codec("greenroom.v1.json")
+    incoming = codec.decode('{"id": 1, "op": "openSession", "project": "p", "model": "gpt-x"}')
+    assert isinstance(incoming, Incoming)
+    assert incoming.command == OpenSession(project="p", model="gpt-x")
+    for bad in ('""', '"a\\nb"', '"' + "m" * 201 + '"'):
+        reply = codec.decode('{"id": 2, "op": "openSession", "project": "p", "model": ' + bad + "}")
+        assert isinstance(reply, ErrorReply) and reply.code == "invalid_argument"
+    reply = codec.decode('{"id": 3, "op": "openSession", "project": "p", "model": 5}')
+    assert isinstance(reply, ErrorReply) and reply.code == "bad_request"

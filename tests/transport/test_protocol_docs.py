@@ -54,6 +54,7 @@ SUMMARY_KEYS = {
     "queued",
     "error",
     "waiting",
+    "model",
 }
 
 
