@@ -3,10 +3,11 @@
 ``greenroom serve`` runs the supervision tree and the websocket server, prints the URL with the
 token, and writes ``<config dir>/server.json`` (the URL without the token, the pid, the port)
 so that ``chat``, ``sessions``, ``watch`` and ``stop`` find the local server by themselves;
-they read the token from ``<config dir>/token``. Settings come from defaults, then environment
-variables (``GREENROOM_DATA_DIR``, ``GREENROOM_PROJECTS_DIR``, ``GREENROOM_HOST``,
-``GREENROOM_PORT``, ``GREENROOM_PROVIDER``, ``GREENROOM_CONFIG_DIR``, and ``GREENROOM_URL``,
-``GREENROOM_TOKEN`` for the client commands), then flags.
+they read the token from ``<config dir>/token``. The server's settings come from defaults, then
+``<config dir>/config.toml``, then environment variables, then flags (see
+:mod:`greenroom.settings`; ``greenroom config`` shows the result and where each value came
+from). ``GREENROOM_CONFIG_DIR``, and ``GREENROOM_URL``, ``GREENROOM_TOKEN`` for the client
+commands, are read here.
 
 Exit codes: 0 success, 1 a turn or command failed, 2 usage errors and no server, 130 Ctrl-C
 (``watch`` exits 0 on Ctrl-C: that is how one leaves it).
@@ -32,8 +33,17 @@ from typing import Any, Final, TextIO
 import trio
 
 from greenroom import __version__
-from greenroom.config import Config, default_config_dir, default_data_dir
+from greenroom.config import Config, default_config_dir
 from greenroom.errors import GreenroomError
+from greenroom.settings import (
+    CONFIG_FILE,
+    SETTINGS,
+    Settings,
+    argparse_type,
+    render,
+    render_json,
+    resolve,
+)
 from greenroom.transport.auth import TOKEN_FILE, load_or_create_token
 from greenroom.transport.client import (
     ClientError,
@@ -46,8 +56,6 @@ from greenroom.transport.client import (
 
 logger = logging.getLogger("greenroom")
 
-DEFAULT_HOST: Final = "127.0.0.1"
-DEFAULT_PORT: Final = 8765
 DISCOVERY_FILE: Final = "server.json"
 NO_SERVER: Final = "no greenroom server found; start one with `greenroom serve`"
 SHUTDOWN_GRACE: Final = 15.0
@@ -77,31 +85,21 @@ def config_dir(args: argparse.Namespace, env: Mapping[str, str] = os.environ) ->
     return Path(_setting(args.config_dir, env, "GREENROOM_CONFIG_DIR", default_config_dir()))
 
 
+def load_settings(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Settings:
+    """The server's settings: defaults < config.toml < environment < flags."""
+    return resolve(file=config_dir(args, env) / CONFIG_FILE, env=env, flags=vars(args))
+
+
 def build_config(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Config:
-    """The server's Config: defaults < environment < flags."""
-    data_dir = Path(_setting(args.data_dir, env, "GREENROOM_DATA_DIR", default_data_dir()))
-    projects = _setting(args.projects_dir, env, "GREENROOM_PROJECTS_DIR")
-    provider = _setting(args.provider, env, "GREENROOM_PROVIDER", "simulated")
-    return Config(
-        data_dir=data_dir,
-        projects_dir=None if projects is None else Path(projects),
-        provider=provider,
-        resume=args.resume or "auto",
-    )
+    """The server's Config (see :func:`load_settings`)."""
+    return load_settings(args, env).config()
 
 
 def server_address(
     args: argparse.Namespace, env: Mapping[str, str] = os.environ
 ) -> tuple[str, int]:
-    host = str(_setting(args.host, env, "GREENROOM_HOST", DEFAULT_HOST))
-    raw = _setting(args.port, env, "GREENROOM_PORT", DEFAULT_PORT)
-    try:
-        port = int(raw)
-    except ValueError:
-        raise UsageError(f"bad port {raw!r}: give a number from 0 to 65535") from None
-    if not 0 <= port <= 65535:
-        raise UsageError(f"bad port {port}: give a number from 0 to 65535")
-    return host, port
+    """Where the server listens (see :func:`load_settings`)."""
+    return load_settings(args, env).address
 
 
 def _url_host(host: str) -> str:
@@ -237,8 +235,10 @@ async def run_server(
                     info = {"url": url, "pid": os.getpid(), "port": address.port}
                     _write_private(discovery, json.dumps(info))
                     provider: str = runtime.provider_name
-                    label = " (offline replies, no model is called)"
-                    label = label if provider == "simulated" else ""
+                    if provider == "simulated":
+                        label = " (offline replies, no model is called)"
+                    else:
+                        label = f" (model {config.model} at {config.base_url or 'the default URL'})"
                     print(f"greenroom serving at {url}?token={token}", file=out)
                     print(f"provider: {provider}{label}", file=out)
                     out.flush()
@@ -557,6 +557,18 @@ async def _cmd_stop(args: argparse.Namespace) -> int:
 # -- the parser and main ----------------------------------------------------------------------
 
 
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    """The server's settings as flags, from the one table in greenroom.settings."""
+    for setting in SETTINGS:
+        if setting.flag is not None:
+            default = setting.default if not callable(setting.default) else None
+            shown = "" if default is None else f" (default {default})"
+            parser.add_argument(
+                setting.flag, type=argparse_type(setting), help=setting.help + shown
+            )
+    parser.add_argument("--config-dir", help="where config.toml, the token and server.json live")
+
+
 def _client_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="server URL (default: from server.json)")
     parser.add_argument("--token", help="access token (default: from the token file)")
@@ -573,13 +585,11 @@ def make_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     serve = sub.add_parser("serve", help="run the server")
-    serve.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
-    serve.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT}; 0: any free)")
-    serve.add_argument("--data-dir", help="where snapshots (and projects) live")
-    serve.add_argument("--projects-dir", help="where project folders live")
-    serve.add_argument("--provider", help="model provider (default: simulated)")
-    serve.add_argument("--resume", choices=("auto", "manual"), help="resume interrupted turns")
-    serve.add_argument("--config-dir", help="where the token and server.json live")
+    _settings_flags(serve)
+
+    config = sub.add_parser("config", help="print the effective settings and where each came from")
+    config.add_argument("--json", action="store_true", help="print them as JSON")
+    _settings_flags(config)
 
     token = sub.add_parser("token", help="print the access token")
     token.add_argument("--config-dir", help="where the token lives")
@@ -609,17 +619,23 @@ def _setup_logging(verbose: bool) -> None:
         stream=sys.stderr,
     )
     if not verbose:
-        # trio-websocket logs every handshake and close at INFO.
+        # trio-websocket logs every handshake and close at INFO, httpx every model request.
         logging.getLogger("trio-websocket").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "token":
         print(load_or_create_token(config_dir(args)))
         return 0
+    if args.command == "config":
+        settings = load_settings(args)
+        print(render_json(settings) if args.json else render(settings))
+        return 0
     if args.command == "serve":
-        config = build_config(args)
-        host, port = server_address(args)
+        settings = load_settings(args)
+        config = settings.config()
+        host, port = settings.address
         try:
             trio.run(run_server, config, host, port, config_dir(args))
         except BaseExceptionGroup as group:

@@ -83,7 +83,22 @@ def make_provider(config: Config) -> Provider:
         return SimulatedProvider(
             seed=sim.seed, tokens_per_second=sim.tokens_per_second, reply_tokens=sim.reply_tokens
         )
-    raise InvalidArgument(f"unknown provider {config.provider!r}")
+    if config.provider == "openai":
+        # Imported here: the offline default never loads httpx.
+        from greenroom.agent.openai import DEFAULT_BASE_URL, OpenAIProvider
+
+        if not config.model:
+            raise InvalidArgument(
+                "the openai provider needs a model: set model in config.toml, GREENROOM_MODEL "
+                "or --model"
+            )
+        return OpenAIProvider(
+            base_url=config.base_url or DEFAULT_BASE_URL,
+            api_key=config.api_key,
+            model=config.model,
+            rng=random.Random(config.seed) if config.seed is not None else None,
+        )
+    raise InvalidArgument(f"unknown provider {config.provider!r}: use simulated or openai")
 
 
 @attrs.frozen(kw_only=True)

@@ -34,7 +34,9 @@ async def _read_line(stream: trio.abc.ReceiveStream, buffer: bytearray) -> str:
     return line.decode()
 
 
-async def start_server(tmp_path: Path, *extra: str) -> Server:
+async def start_server(tmp_path: Path, *extra: str, provider: str = "simulated") -> Server:
+    """``greenroom serve`` on a free port, with ``extra`` arguments; ``provider`` is the one
+    its banner must name."""
     config_dir, data_dir = tmp_path / "config", tmp_path / "data"
     stderr = tmp_path / f"serve-{len(list(tmp_path.glob('serve-*')))}.log"
     with stderr.open("wb") as err:
@@ -55,7 +57,8 @@ async def start_server(tmp_path: Path, *extra: str) -> Server:
     prefix = "greenroom serving at "
     assert first.startswith(prefix), first
     url, _, token = first.removeprefix(prefix).partition("?token=")
-    assert second.startswith("provider: simulated") and "no model" in second
+    assert second.startswith(f"provider: {provider}"), second
+    assert provider != "simulated" or "no model" in second
     return Server(
         process=process,
         url=url,

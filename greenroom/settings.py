@@ -1,0 +1,347 @@
+"""Where each setting comes from: defaults < ``<config dir>/config.toml`` < environment < flags.
+
+One table (:data:`SETTINGS`) names every setting once: its key in the file (dotted for the
+``[limits]`` and ``[simulated]`` tables), its environment variables, its flag and how its value
+is checked. :func:`resolve` applies the layers and remembers each value's source, so that
+``greenroom config`` can show what is in effect and why. Bad input is a :class:`SettingsError`
+that names the key and where it came from; the CLI turns it into exit code 2.
+
+The API key is best left in the environment (``GREENROOM_API_KEY``, else ``OPENAI_API_KEY``).
+The file may hold one, but there is deliberately no flag: a command line is visible to every
+user of the machine. The key is masked wherever settings are shown.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from greenroom.config import Config, Limits, SimulatedConfig, default_data_dir
+from greenroom.errors import InvalidArgument
+
+CONFIG_FILE: Final = "config.toml"
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8765
+_TABLES: Final = ("limits", "simulated")
+
+
+class SettingsError(InvalidArgument):
+    """A setting in the file, the environment or a flag has a bad key or value."""
+
+
+@attrs.frozen(kw_only=True)
+class Kind:
+    """How a setting's value is read: ``convert`` takes text (environment, flags) when
+    ``text`` is true, else a TOML value, and raises ValueError; ``expect`` says what is wanted."""
+
+    expect: str
+    convert: Callable[[object, bool], Any]
+
+
+def _string(raw: object, text: bool) -> str:
+    if not isinstance(raw, str):
+        raise ValueError
+    return raw
+
+
+def _integer(low: int, high: int | None) -> Kind:
+    def convert(raw: object, text: bool) -> int:
+        if text and isinstance(raw, str):
+            value = int(raw.strip())
+        elif isinstance(raw, int) and not isinstance(raw, bool):
+            value = raw
+        else:
+            raise ValueError
+        if value < low or (high is not None and value > high):
+            raise ValueError
+        return value
+
+    upper = "up" if high is None else f"to {high}"
+    return Kind(expect=f"a whole number from {low} {upper}", convert=convert)
+
+
+def _positive(raw: object, text: bool) -> float:
+    if text and isinstance(raw, str):
+        value = float(raw.strip())
+    elif isinstance(raw, int | float) and not isinstance(raw, bool):
+        value = float(raw)
+    else:
+        raise ValueError
+    if not value > 0:  # NaN is refused too
+        raise ValueError
+    return value
+
+
+def _choice(*options: str) -> Kind:
+    def convert(raw: object, text: bool) -> str:
+        if raw not in options:
+            raise ValueError
+        return str(raw)
+
+    return Kind(expect="one of " + ", ".join(options), convert=convert)
+
+
+STRING = Kind(expect="a string", convert=_string)
+PATH = Kind(expect="a path", convert=lambda raw, text: Path(_string(raw, text)).expanduser())
+POSITIVE = Kind(expect="a number above 0 (inf for no limit)", convert=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class Setting:
+    """One setting. ``default`` is a value, or a function for one computed when needed."""
+
+    key: str
+    kind: Kind
+    default: Any
+    help: str
+    env: tuple[str, ...] = ()
+    flag: str | None = None
+    secret: bool = False
+
+    @property
+    def dest(self) -> str:
+        """The attribute that argparse gives the flag's value."""
+        return (self.flag or "").removeprefix("--").replace("-", "_")
+
+    def parse(self, raw: object, *, text: bool, source: str) -> Any:
+        try:
+            return self.kind.convert(raw, text)
+        except ValueError:
+            shown = "***" if self.secret else repr(raw)
+            name = self.key.rpartition(".")[2]
+            raise SettingsError(f"{source}: bad {name} {shown}: give {self.kind.expect}") from None
+
+
+def _default(cls: type[Any], name: str) -> Any:
+    return attrs.fields_dict(cls)[name].default
+
+
+SETTINGS: Final[tuple[Setting, ...]] = (
+    Setting(key="provider", kind=_choice("simulated", "openai"), default="simulated",
+            env=("GREENROOM_PROVIDER",), flag="--provider",
+            help="model provider: simulated (offline) or openai (any compatible server)"),
+    Setting(key="base_url", kind=STRING, default=None, env=("GREENROOM_BASE_URL",),
+            flag="--base-url", help="the openai provider's server (default: api.openai.com/v1)"),
+    Setting(key="api_key", kind=STRING, default=None, secret=True,
+            env=("GREENROOM_API_KEY", "OPENAI_API_KEY"),
+            help="the openai provider's key (environment only: no flag)"),
+    Setting(key="model", kind=STRING, default=None, env=("GREENROOM_MODEL",), flag="--model",
+            help="the model the openai provider asks for"),
+    Setting(key="system_prompt", kind=STRING, default=None, env=("GREENROOM_SYSTEM_PROMPT",),
+            flag="--system-prompt", help="a system prompt sent first in every request"),
+    Setting(key="max_steps", kind=_integer(1, None), default=_default(Config, "max_steps"),
+            env=("GREENROOM_MAX_STEPS",), flag="--max-steps",
+            help="model steps per turn at most"),
+    Setting(key="flush_interval", kind=POSITIVE, default=_default(Config, "flush_interval"),
+            env=("GREENROOM_FLUSH_INTERVAL",), flag="--flush-interval",
+            help="seconds between snapshot writes of a changing session"),
+    Setting(key="resume", kind=_choice("auto", "manual"), default=_default(Config, "resume"),
+            env=("GREENROOM_RESUME",), flag="--resume", help="resume interrupted turns"),
+    Setting(key="data_dir", kind=PATH, default=default_data_dir, env=("GREENROOM_DATA_DIR",),
+            flag="--data-dir", help="where snapshots (and projects) live"),
+    Setting(key="projects_dir", kind=PATH, default=None, env=("GREENROOM_PROJECTS_DIR",),
+            flag="--projects-dir", help="where project folders live"),
+    Setting(key="host", kind=STRING, default=DEFAULT_HOST, env=("GREENROOM_HOST",),
+            flag="--host", help="address to listen on"),
+    Setting(key="port", kind=_integer(0, 65535), default=DEFAULT_PORT, env=("GREENROOM_PORT",),
+            flag="--port", help="port to listen on (0: any free port)"),
+    Setting(key="limits.max_sessions", kind=_integer(1, None),
+            default=_default(Limits, "max_sessions"), env=("GREENROOM_MAX_SESSIONS",),
+            flag="--max-sessions", help="sessions at most"),
+    Setting(key="limits.max_queued_messages", kind=_integer(0, None),
+            default=_default(Limits, "max_queued_messages"),
+            env=("GREENROOM_MAX_QUEUED_MESSAGES",), flag="--max-queued-messages",
+            help="messages queued behind a running turn, per session"),
+    Setting(key="limits.max_message_chars", kind=_integer(1, None),
+            default=_default(Limits, "max_message_chars"), env=("GREENROOM_MAX_MESSAGE_CHARS",),
+            flag="--max-message-chars", help="characters in one message at most"),
+    Setting(key="limits.max_concurrent_turns", kind=_integer(1, None),
+            default=_default(Limits, "max_concurrent_turns"),
+            env=("GREENROOM_MAX_CONCURRENT_TURNS",), flag="--max-concurrent-turns",
+            help="turns streaming at once across all sessions (default: no limit)"),
+    Setting(key="simulated.seed", kind=_integer(-(2**63), 2**63 - 1),
+            default=_default(SimulatedConfig, "seed"), env=("GREENROOM_SIMULATED_SEED",),
+            flag="--seed", help="the simulated provider's seed"),
+    Setting(key="simulated.tokens_per_second", kind=POSITIVE,
+            default=_default(SimulatedConfig, "tokens_per_second"),
+            env=("GREENROOM_TOKENS_PER_SECOND",), flag="--tokens-per-second",
+            help="the simulated provider's streaming rate"),
+    Setting(key="simulated.reply_tokens", kind=_integer(0, 100_000),
+            default=_default(SimulatedConfig, "reply_tokens"), env=("GREENROOM_REPLY_TOKENS",),
+            flag="--reply-tokens", help="tokens in a simulated reply"),
+)  # fmt: skip
+BY_KEY: Final = {setting.key: setting for setting in SETTINGS}
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """The resolved settings: ``values`` and ``sources`` by key (``default``, ``file``,
+    ``env NAME`` or ``flag --name``), and the file that was read (or looked for)."""
+
+    values: Mapping[str, Any] = attrs.field(repr=False)
+    sources: Mapping[str, str]
+    file: Path | None = None
+
+    def config(self) -> Config:
+        """The runtime's Config."""
+        v = self.values
+        return Config(
+            data_dir=v["data_dir"],
+            projects_dir=v["projects_dir"],
+            provider=v["provider"],
+            base_url=v["base_url"],
+            api_key=v["api_key"],
+            model=v["model"],
+            system_prompt=v["system_prompt"],
+            max_steps=v["max_steps"],
+            flush_interval=v["flush_interval"],
+            resume=v["resume"],
+            limits=Limits(**_table(v, "limits")),
+            simulated=SimulatedConfig(**_table(v, "simulated")),
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.values["host"], self.values["port"]
+
+
+def _table(values: Mapping[str, Any], table: str) -> dict[str, Any]:
+    prefix = table + "."
+    return {key.removeprefix(prefix): v for key, v in values.items() if key.startswith(prefix)}
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """The settings in a config file, flattened to dotted keys and checked; {} if none."""
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise SettingsError(f"{path}: cannot read it: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path}: not valid TOML: {error}") from None
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if key in _TABLES and isinstance(value, dict):
+            flat.update({f"{key}.{inner}": v for inner, v in value.items()})
+        else:
+            flat[key] = value
+    values: dict[str, Any] = {}
+    for key, value in flat.items():
+        setting = BY_KEY.get(key)
+        if setting is None:
+            close = difflib.get_close_matches(key, list(BY_KEY), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SettingsError(f"{path}: unknown setting {key!r}{hint}")
+        values[key] = setting.parse(value, text=False, source=str(path))
+    return values
+
+
+def resolve(
+    *,
+    file: Path | None,
+    env: Mapping[str, str],
+    flags: Mapping[str, Any],
+) -> Settings:
+    """Apply defaults, the file (if ``file`` is given), ``env``, then ``flags`` (by dest; None
+    means not given; values already checked by argparse)."""
+    from_file = load_file(file) if file is not None else {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        value, source = setting.default, "default"
+        if callable(value):
+            value = value()
+        if setting.key in from_file:
+            value, source = from_file[setting.key], "file"
+        for name in setting.env:
+            raw = env.get(name)
+            if raw:  # an empty variable counts as unset, as shells make that easy
+                value = setting.parse(raw, text=True, source=name)
+                source = f"env {name}"
+                break
+        flag = flags.get(setting.dest) if setting.flag else None
+        if flag is not None:
+            value, source = flag, f"flag {setting.flag}"
+        values[setting.key] = value
+        sources[setting.key] = source
+    return Settings(values=values, sources=sources, file=file)
+
+
+def argparse_type(setting: Setting) -> Callable[[str], Any]:
+    """A ``type=`` for argparse: a bad flag is a usage error there, with the reason."""
+    import argparse
+
+    def convert(text: str) -> Any:
+        try:
+            return setting.kind.convert(text, True)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"give {setting.kind.expect}") from None
+
+    convert.__name__ = setting.key
+    return convert
+
+
+def mask(secret: str) -> str:
+    """A secret as shown: its last four characters only (nothing of a short one)."""
+    return "..." + secret[-4:] if len(secret) >= 12 else "***"
+
+
+def _shown(setting: Setting, value: Any) -> Any:
+    if value is None:
+        return None
+    if setting.secret:
+        return mask(str(value))
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return json.dumps(value, ensure_ascii=False)  # a TOML basic string or number
+
+
+def render(settings: Settings) -> str:
+    """The effective settings, TOML-like, each with its source; secrets masked."""
+    where = "not given" if settings.file is None else str(settings.file)
+    found = settings.file is not None and settings.file.is_file()
+    lines = [
+        "# greenroom settings: defaults < file < environment < flags",
+        f"# file: {where}" + ("" if found else " (not found)"),
+    ]
+    table = ""
+    for setting in SETTINGS:
+        prefix, _, name = setting.key.rpartition(".")
+        if prefix != table:
+            lines += ["", f"[{prefix}]"]
+            table = prefix
+        value = _shown(setting, settings.values[setting.key])
+        source = settings.sources[setting.key]
+        if value is None:
+            lines.append(f"# {name} is not set  # {source}")
+        else:
+            lines.append(f"{name} = {_toml_value(value)}  # {source}")
+        if setting.secret and source == "file":
+            lines.append("# (a key is safer in GREENROOM_API_KEY than in the file)")
+    return "\n".join(lines)
+
+
+def render_json(settings: Settings) -> str:
+    """The effective settings as JSON: ``{key: {"value", "source"}}``; secrets masked."""
+    shown: dict[str, Any] = {}
+    for setting in SETTINGS:
+        value = _shown(setting, settings.values[setting.key])
+        if isinstance(value, float) and math.isinf(value):
+            value = "inf"  # JSON has no infinity
+        shown[setting.key] = {"value": value, "source": settings.sources[setting.key]}
+    return json.dumps(shown, indent=2)
