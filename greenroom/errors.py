@@ -83,8 +83,8 @@ class ProviderError(GreenroomError):
     """The model provider failed; the turn ends with reason ``failed``, it is not a crash.
 
     ``kind`` says which failure it was, so that a UI can explain it: ``auth``, ``quota``,
-    ``rate_limit``, ``model_not_found``, ``context_length``, ``server``, ``network``,
-    ``timeout``, ``bad_response`` or ``cancelled``.
+    ``rate_limit``, ``model_not_found``, ``context_length``, ``bad_request``, ``server``,
+    ``network``, ``timeout``, ``bad_response`` or ``cancelled``.
     """
 
     def __init__(self, kind: str, message: str, *, retry_after: float | None = None) -> None:

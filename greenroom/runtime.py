@@ -403,18 +403,27 @@ async def open_runtime(
             await manager_box.ref.tell(Sweep())
 
     children.append(ChildSpec(id="idle-sweeper", start=tick_sweeps, shutdown=0))
-    async with open_supervisor(children, rng=rng):
-        yield Runtime(
-            config=config,
-            bus=bus,
-            mirror=mirror,
-            manager=manager_box,
-            notifier=notifier_box,
-            persistence=persistence_box,
-            sessions=sessions,
-            rng=rng,
-            provider=manager.provider,
-            notifier_actor=notifier,
-            persistence_actor=persistence,
-            subscribers=subscribers,
-        )
+    made = provider is None
+    try:
+        async with open_supervisor(children, rng=rng):
+            yield Runtime(
+                config=config,
+                bus=bus,
+                mirror=mirror,
+                manager=manager_box,
+                notifier=notifier_box,
+                persistence=persistence_box,
+                sessions=sessions,
+                rng=rng,
+                provider=manager.provider,
+                notifier_actor=notifier,
+                persistence_actor=persistence,
+                subscribers=subscribers,
+            )
+    finally:
+        # A provider built here (an HTTP client, for openai) is closed here; one passed in
+        # belongs to the caller.
+        close = getattr(manager.provider, "aclose", None)
+        if made and close is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await close()
