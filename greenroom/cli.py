@@ -232,7 +232,8 @@ async def run_server(
                 async with open_runtime(config) as runtime, trio.open_nursery() as nursery:
                     address = await nursery.start(serve, runtime, settings)
                     url = f"ws://{_url_host(address.host)}:{address.port}/ws"
-                    info = {"url": url, "pid": os.getpid(), "port": address.port}
+                    ui = f"http://{_url_host(address.host)}:{address.port}/"
+                    info = {"url": url, "ui": ui, "pid": os.getpid(), "port": address.port}
                     _write_private(discovery, json.dumps(info))
                     provider: str = runtime.provider_name
                     if provider == "simulated":
@@ -241,6 +242,7 @@ async def run_server(
                         label = f" (model {config.model} at {config.base_url or 'the default URL'})"
                     print(f"greenroom serving at {url}?token={token}", file=out)
                     print(f"provider: {provider}{label}", file=out)
+                    print(f"open {ui}?token={token} in a browser", file=out)
                     out.flush()
                     nursery.start_soon(_log_lifecycle, runtime)
                     await stop.wait()

@@ -5,10 +5,13 @@ back the :class:`ServerAddress` it really bound (``port=0`` picks a free one). I
 cancelled; then every connection is closed with 1001 (server going away), each within
 ``close_timeout``.
 
-Per accepted TCP stream: the websocket handshake (under ``handshake_timeout``), the checks of
-:mod:`greenroom.transport.auth` and the connection limit (refused with an HTTP status, the
-websocket never opens), then :func:`~greenroom.transport.connection.handle_connection`. The
-stream is closed when the connection ends, whatever the reason.
+Per accepted TCP stream: the HTTP request head is read first (under ``handshake_timeout``,
+at most ``max_head_bytes``). A websocket upgrade goes on, with the bytes already read put back
+in front, to the websocket handshake, the checks of :mod:`greenroom.transport.auth` and the
+connection limit (refused with an HTTP status, the websocket never opens), then
+:func:`~greenroom.transport.connection.handle_connection`. Any other request is plain HTTP:
+the web UI's static files (:mod:`greenroom.web`), one response per connection. The stream is
+closed when the connection ends, whatever the reason.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from greenroom.transport.connection import (
     websocket_io,
 )
 from greenroom.transport.outbox import TransportCounters
+from greenroom.web.http import PrefixedStream, answer_http, read_request_head
+from greenroom.web.site import Site, load_site
 
 __all__ = ["Server", "ServerAddress", "ServerSettings", "ServerStatistics", "serve"]
 
@@ -61,6 +66,9 @@ class ServerSettings:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     handshake_timeout: float = 10.0
+    """For the whole request head and websocket handshake, or a plain HTTP exchange."""
+    max_head_bytes: int = 16 << 10
+    """An HTTP request head larger than this is refused with 431."""
     close_timeout: float = 5.0
 
     def connection_settings(self) -> ConnectionSettings:
@@ -87,6 +95,12 @@ class ServerAddress:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"ws://{host}:{self.port}{WS_PATH}"
 
+    @property
+    def http_url(self) -> str:
+        """The web UI's URL, without the token (add ``?token=T`` to open it logged in)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
 
 @attrs.frozen(kw_only=True)
 class ServerStatistics:
@@ -111,6 +125,7 @@ class Server:
     settings: ServerSettings
     counters: TransportCounters = attrs.Factory(TransportCounters)
     address: ServerAddress | None = None
+    site: Site | None = None
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(**attrs.asdict(self.counters))
@@ -119,6 +134,7 @@ class Server:
         self, *, task_status: trio.TaskStatus[ServerAddress] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Listen and serve until cancelled."""
+        self.site = await trio.to_thread.run_sync(load_site, self.settings.host)
         listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
         port = listeners[0].socket.getsockname()[1]
         self.address = ServerAddress(host=self.settings.host, port=port)
@@ -148,12 +164,19 @@ class Server:
         settings = self.settings
         request: trio_websocket.WebSocketRequest | None = None
         with trio.move_on_after(settings.handshake_timeout):
+            head = await read_request_head(stream, max_bytes=settings.max_head_bytes)
+            if head is None:  # gone, or a bad head (answered)
+                return
+            if not head.upgrade:
+                assert self.site is not None  # loaded before listening
+                await answer_http(stream, head, self.site)
+                return
             request = await trio_websocket.wrap_server_stream(
                 cast(trio.Nursery, reader),  # it only calls start_soon
-                stream,
+                PrefixedStream(stream=stream, prefix=head.raw),
                 max_message_size=settings.max_frame_bytes,
             )
-        if request is None:  # no complete handshake in time
+        if request is None:  # no complete request or handshake in time
             return
         verdict = check_handshake(
             _handshake_request(request),

@@ -77,7 +77,13 @@ async def open_subscribed(client: GreenroomClient, project: str) -> str:
 
 async def test_discovery_file_and_chat(server: Server) -> None:
     info = json.loads((server.config_dir / "server.json").read_text())
-    assert info == {"url": server.url, "pid": server.process.pid, "port": info["port"]}
+    ui = server.url.removeprefix("ws://").removesuffix("/ws")
+    assert info == {
+        "url": server.url,
+        "ui": f"http://{ui}/",
+        "pid": server.process.pid,
+        "port": info["port"],
+    }
     assert server.url == f"ws://127.0.0.1:{info['port']}/ws"
     assert oct((server.config_dir / "server.json").stat().st_mode & 0o777) == oct(0o600)
 

@@ -1,0 +1,153 @@
+"""What the web UI's HTTP side answers, as pure functions: request line and headers in, a
+:class:`Reply` out. No sockets, no trio (see :mod:`greenroom.web.http` for the I/O).
+
+Decisions:
+
+- The files are the package's ``greenroom/web/static/`` folder, read once into memory when the
+  server starts (:func:`load_site`). A path is looked up by exact name in that table, so no
+  request can name a file outside it: there is no path joining, hence no traversal.
+- Only ``GET`` and ``HEAD``. ``/`` is ``index.html``; ``/static/<name>`` the other files.
+- Every reply carries a Content-Security-Policy that allows scripts, styles and connections
+  from this origin only (``connect-src`` names the websocket of the Host the page came from),
+  ``no-referrer`` (the page's URL may hold the token) and ``nosniff``.
+- When the server listens on a loopback address, a Host that is not local is refused with 403,
+  as the websocket handshake does: a rebound DNS name gets nothing from us.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from importlib import resources
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+import attrs
+
+from greenroom.transport.auth import WS_PATH, is_loopback
+
+__all__ = ["Reply", "Site", "StaticFile", "load_site"]
+
+STATIC_PREFIX = "/static/"
+CONTENT_TYPES = MappingProxyType(
+    {
+        ".html": "text/html; charset=utf-8",
+        ".js": "text/javascript; charset=utf-8",
+        ".css": "text/css; charset=utf-8",
+        ".svg": "image/svg+xml",
+        ".ico": "image/x-icon",
+    }
+)
+_LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+# A Host value we are willing to echo into the CSP header: a name or address and a port.
+_HOST_VALUE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
+
+
+@attrs.frozen(kw_only=True)
+class StaticFile:
+    content_type: str
+    body: bytes
+
+
+@attrs.frozen(kw_only=True)
+class Reply:
+    """An HTTP response: status, headers (besides Content-Length, added by the writer), body."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+@attrs.frozen(kw_only=True)
+class Site:
+    """The static files by URL path, and what the server listens on (for the Host check)."""
+
+    files: Mapping[str, StaticFile]
+    listen_host: str
+
+    def answer(self, method: str, target: str, host: str | None) -> Reply:
+        """The reply to one request (``target`` as sent, with its query string)."""
+        path = urlsplit(target).path
+        if self._foreign_host(host):
+            return _text(403, "forbidden: Host must be localhost or 127.0.0.1")
+        if method not in ("GET", "HEAD"):
+            return _text(405, "method not allowed", (("Allow", "GET, HEAD"),))
+        if path == WS_PATH:
+            return _text(426, f"upgrade required: {WS_PATH} is the websocket", (
+                ("Upgrade", "websocket"),
+            ))  # fmt: skip
+        file = self.files.get(path)
+        if file is None:
+            return _text(404, "not found")
+        headers = (
+            ("Content-Type", file.content_type),
+            # The files change only with the package; revalidating costs little on localhost
+            # and never shows a stale UI after an upgrade.
+            ("Cache-Control", "no-cache"),
+            ("Content-Security-Policy", _csp(host)),
+            *_COMMON_HEADERS,
+        )
+        return Reply(status=200, headers=headers, body=file.body)  # HEAD: the writer drops it
+
+    def _foreign_host(self, host: str | None) -> bool:
+        if not is_loopback(self.listen_host):
+            return False
+        return host is None or _host_name(host) not in _LOCAL_NAMES
+
+
+_COMMON_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+)
+
+
+def load_site(listen_host: str) -> Site:
+    """Read the packaged static files (blocking: run it in a thread)."""
+    folder = resources.files("greenroom.web").joinpath("static")
+    files: dict[str, StaticFile] = {}
+    for entry in folder.iterdir():
+        suffix = "." + entry.name.rpartition(".")[2]
+        if not entry.is_file() or suffix not in CONTENT_TYPES:
+            continue
+        file = StaticFile(content_type=CONTENT_TYPES[suffix], body=entry.read_bytes())
+        files[STATIC_PREFIX + entry.name] = file
+        if entry.name == "index.html":
+            files["/"] = file
+    return Site(files=MappingProxyType(files), listen_host=listen_host)
+
+
+def error_reply(status: int, message: str) -> Reply:
+    """A plain-text error, for requests that could not be read."""
+    return _text(status, message)
+
+
+def _text(status: int, message: str, extra: tuple[tuple[str, str], ...] = ()) -> Reply:
+    headers = (
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Security-Policy", "default-src 'none'"),
+        *_COMMON_HEADERS,
+        *extra,
+    )
+    return Reply(status=status, headers=headers, body=(message + "\n").encode("utf-8"))
+
+
+def _csp(host: str | None) -> str:
+    # 'self' covers ws: to the same host and port in CSP 3; the explicit ws:// source is for
+    # browsers that still read it the CSP 2 way.
+    websocket = f" ws://{host}" if host is not None and _HOST_VALUE.match(host) else ""
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src 'self'{websocket}; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+
+
+def _host_name(host: str) -> str:
+    """``[::1]:80`` -> ``::1``, ``localhost:8765`` -> ``localhost``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        return host.partition(":")[0]
+    return host

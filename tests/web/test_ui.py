@@ -1,0 +1,197 @@
+"""The web UI in a real browser (Debian's Chromium), against a real ``greenroom serve``.
+
+Each step is checked on the page and saved as a screenshot (tests/web/artifacts/<test>/).
+Shown text is compared with what the protocol says was committed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+from tests.web.conftest import Served, Shots
+
+SLOW = "[[tokens:200]] [[rate:40]]"  # about five seconds of streaming
+
+
+def create_project(page: Page, name: str) -> None:
+    page.fill("#new-project-name", name)
+    page.click("#new-project button[type=submit]")
+    expect(page.locator("#chat-title")).to_have_text(name)
+    expect(page.locator("#input")).to_be_enabled()
+
+
+def send(page: Page, text: str) -> None:
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def project(page: Page, name: str) -> Any:
+    return page.locator(f"#projects li[data-project='{name}']")
+
+
+def last_reply(served: Served, name: str) -> dict[str, Any]:
+    messages = served.committed(name)
+    assert messages[-1]["role"] == "assistant", messages
+    return messages[-1]
+
+
+def shown_reply(page: Page) -> str:
+    return str(page.locator("#messages .msg.assistant:not(.streaming) .text").last.text_content())
+
+
+def test_a_turn_in_the_background_ends_in_a_toast_that_opens_it(
+    page: Page, served: Served, shots: Shots
+) -> None:
+    page.goto(served.page_url)
+    expect(page.locator("#status")).to_have_text("0 sessions · 0 running")
+    assert "token" not in page.url  # kept in sessionStorage, not in the address bar
+    expect(page.locator("#provider")).to_have_text("simulated replies")
+    create_project(page, "alpha")
+    create_project(page, "beta")
+    project(page, "alpha").locator("button").click()
+    expect(page.locator("#chat-title")).to_have_text("alpha")
+    shots("two-projects")
+
+    send(page, f"{SLOW} tell me about the stage")
+    expect(page.locator("#streaming .text")).not_to_be_empty()
+    expect(project(page, "alpha").locator(".spinner")).to_be_visible()
+    expect(page.locator("#stop")).to_be_enabled()
+    shots("streaming")
+
+    # Switching projects never stops the session: alpha keeps running while beta is shown.
+    project(page, "beta").locator("button").click()
+    expect(page.locator("#chat-title")).to_have_text("beta")
+    expect(project(page, "alpha").locator(".spinner")).to_be_visible()
+    expect(project(page, "beta").locator(".dot.idle")).to_be_visible()
+    expect(page.locator("#status")).to_have_text("2 sessions · 1 running")
+    page.click("#status")
+    row = page.locator("#sessions-rows tr", has_text="alpha")
+    expect(row.locator(".preview")).not_to_be_empty()
+    expect(row.locator("button.stop")).to_be_enabled()
+    shots("sessions-list")
+    page.click("#status")
+    expect(page.locator("#sessions-panel")).to_be_hidden()
+
+    toast = page.locator(".toast", has_text="alpha")
+    expect(toast).to_be_visible(timeout=20_000)
+    expect(project(page, "alpha").locator(".dot.idle")).to_be_visible()
+    expect(page.locator("#status")).to_have_text("2 sessions · 0 running")
+    shots("toast")
+
+    toast.locator("button.open").click()
+    expect(page.locator("#chat-title")).to_have_text("alpha")
+    committed = last_reply(served, "alpha")["content"]
+    expect(page.locator("#messages .msg.assistant .text").last).to_have_text(committed)
+    expect(page.locator("#messages .msg.assistant .label").last).to_have_text("simulated")
+    assert shown_reply(page) == committed
+    shots("opened")
+
+
+def test_stop_cuts_the_turn_and_shows_what_was_kept(
+    page: Page, served: Served, shots: Shots
+) -> None:
+    page.goto(served.page_url)
+    create_project(page, "gamma")
+    send(page, "[[tokens:2000]] [[rate:40]] a long one")
+    expect(page.locator("#streaming .text")).to_have_text(re.compile(r"\S+ \S+ \S+ \S+"))
+    shots("streaming")
+    page.click("#stop")
+    expect(page.locator("#messages .msg.assistant .muted")).to_have_text("(cut short)")
+    expect(page.locator("#stop")).to_be_disabled()
+    expect(project(page, "gamma").locator(".dot.idle")).to_be_visible()
+    reply = last_reply(served, "gamma")
+    assert reply.get("stopped") is True
+    assert shown_reply(page) == reply["content"]
+    assert len(reply["content"].split()) < 1000  # cut well before its end
+    shots("stopped")
+
+
+def test_reloading_mid_stream_continues_without_loss_or_duplication(
+    page: Page, served: Served, shots: Shots
+) -> None:
+    page.goto(served.page_url)
+    create_project(page, "delta")
+    send(page, f"{SLOW} a story to reload in")
+    streaming = page.locator("#streaming .text")
+    expect(streaming).to_have_text(re.compile(r"(\S+ ){5}"))
+    before = str(streaming.text_content())
+    shots("before-reload")
+
+    page.reload()
+    expect(page.locator("#chat-title")).to_have_text("delta")  # the project is in the URL
+    expect(streaming).to_have_text(re.compile(re.escape(before)))  # picked up where it was
+    seen = [str(streaming.text_content())]
+    shots("after-reload")
+    expect(page.locator("#messages .msg.assistant:not(.streaming)")).to_have_count(
+        1, timeout=20_000
+    )
+    committed = last_reply(served, "delta")["content"]
+    for partial in [before, *seen]:
+        assert committed.startswith(partial)
+    assert shown_reply(page) == committed
+    # One user message and one reply: nothing was applied twice.
+    expect(page.locator("#messages .msg")).to_have_count(2)
+    shots("completed")
+
+
+def test_a_provider_failure_is_shown_with_its_meaning(
+    page: Page, served: Served, shots: Shots
+) -> None:
+    page.goto(served.page_url)
+    create_project(page, "epsilon")
+    send(page, "[[fail:quota]] hello")
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error-text")).to_contain_text("out of quota")
+    expect(page.locator("#error-text")).to_contain_text("quota: simulated quota failure")
+    expect(project(page, "epsilon").locator(".dot.bad")).to_be_visible()
+    shots("failed")
+    page.click("#resume")  # a resumed failed turn completes, after the part kept
+    expect(page.locator("#error")).to_be_hidden()
+    expect(project(page, "epsilon").locator(".dot.idle")).to_be_visible()
+    messages = served.committed("epsilon")
+    assert [m["role"] for m in messages] == ["user", "assistant", "assistant"]
+    expect(page.locator("#messages .msg.assistant .text")).to_have_text(
+        [m["content"] for m in messages[1:]]
+    )
+    shots("resumed")
+
+
+def test_tool_calls_and_their_results_show_and_new_chat_empties_the_pane(
+    page: Page, served: Served, shots: Shots
+) -> None:
+    page.goto(served.page_url)
+    create_project(page, "zeta")
+    send(page, "create file notes.txt with hello")
+    expect(page.locator("#messages .tool-call")).to_contain_text('write_file({"path": "notes.txt"')
+    expect(page.locator("#messages .tool-result")).to_have_text("← wrote 5 bytes to notes.txt")
+    expect(page.locator("#messages .msg")).to_have_count(4)  # user, call, result, confirmation
+    expect(page.locator("#stop")).to_be_disabled()
+    shots("tool-call")
+    name = str(page.locator("#chat-name").text_content())
+    page.click("#new-chat")
+    expect(page.locator("#messages .msg")).to_have_count(0)
+    expect(page.locator("#chat-name")).not_to_have_text(name)
+    shots("new-chat")
+
+
+def test_a_server_restart_mid_stream_loses_nothing_on_the_page(
+    page: Page, served: Served, shots: Shots
+) -> None:
+    page.goto(served.page_url)
+    create_project(page, "eta")
+    send(page, f"{SLOW} through a restart")
+    expect(page.locator("#streaming .text")).to_have_text(re.compile(r"(\S+ ){5}"))
+    served.stop()  # graceful: clients get 1001, the partial text is committed
+    expect(page.locator("#conn")).to_contain_text("reconnecting")
+    shots("disconnected")
+    served.start()  # same port, same folders: the page reconnects by itself
+    expect(page.locator("#conn")).to_be_hidden(timeout=15_000)
+    expect(project(page, "eta").locator(".dot.idle")).to_be_visible(timeout=20_000)
+    shots("reconnected")
+    # Whatever the restart did to the turn, the page shows exactly what was committed.
+    messages = served.committed("eta")
+    shown = page.locator("#messages .msg .text")
+    expect(shown).to_have_text([m["content"] for m in messages if m["role"] != "tool"])
