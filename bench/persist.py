@@ -1,12 +1,21 @@
-"""Persistence figures: what streaming sessions cost on disk, and what a restore costs.
+"""Scenario 4: what streaming sessions cost on disk, against the browser system's way.
 
+    python -m bench.persist                 # the whole scenario (subprocess server, fsyncs, naive)
+    python -m bench.persist server [--sessions 1000 --rates 20,200 --seconds 10 --clients 1]
+    python -m bench.persist naive  [--lengths 10,100,1000 --reply-tokens 100,1000,5000]
     python -m bench.persist stream  [--sessions 1000 --rate 20 --seconds 10 --flush 1.0]
     python -m bench.persist restore [--sessions 10000]
 
-``stream`` runs N sessions of the in-process runtime, each streaming at R tokens/s on the real
-clock, and reports snapshot writes/s, fsyncs/s, and bytes written per committed message.
-``restore`` writes N snapshots, then times a restore (every session listed, none loaded) and
-measures the memory it takes. Both print a table and write a JSON file under bench/results/.
+``server`` runs N sessions streaming at each rate R through a real ``greenroom serve`` (clients
+in another process) and reports, from ``stats`` and /proc/PID/io, snapshot writes/s, writes per
+session per second (bounded by 1/flush interval whatever R), history appends, and bytes written
+to disk per committed message. ``stream`` is the same in process (no websocket), where every
+``os.fsync`` can be counted: fsyncs/s. ``naive`` writes the same turns the way the original
+browser system did (the whole history file rewritten per message, the whole accumulated text
+sent per chunk) next to greenroom's way (one line appended per message, a snapshot without the
+messages, only the new text per chunk), for growing history and reply lengths, so the O(n)
+versus O(n^2) difference shows as figures. ``restore`` writes N snapshots and times an
+in-process restore. Each prints a table and writes a JSON file under bench/results/.
 """
 
 from __future__ import annotations
@@ -24,11 +33,11 @@ from typing import Any
 
 import trio
 
+from bench.common import print_pairs, print_table, write_result
+from bench.idle import payload_factory
 from greenroom.config import Config, SimulatedConfig
 from greenroom.runtime import open_runtime, restore_mirror
 from greenroom.store.snapshots import SnapshotStore
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def rss_bytes() -> int:
@@ -119,7 +128,7 @@ async def restore(sessions: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="greenroom-bench-") as tmp:
         config = Config(data_dir=Path(tmp) / "data")
         store = SnapshotStore(config.data_dir)
-        payload_of = _payload_factory()
+        payload_of = payload_factory()
         batch = 2000
         for start in range(0, sessions, batch):
             chunk = {
@@ -146,39 +155,132 @@ async def restore(sessions: int) -> dict[str, Any]:
     }
 
 
-def _payload_factory() -> Callable[[int], dict[str, Any]]:
-    from greenroom.actors.events import Summary
-    from greenroom.actors.persistence import Dormant, snapshot_payload
+def server(sessions: int, rates: list[float], seconds: float, clients: int) -> list[dict[str, Any]]:
+    """The stream scenario through ``greenroom serve`` at each rate: disk figures."""
+    from bench.stream import run_stream
 
-    def payload(i: int) -> dict[str, Any]:
-        summary = Summary(
-            session=f"s-{i:08x}",
-            project=f"project-{i}",
-            name="2026-11-26T10-00-00Z-abc",
-            status="idle",
-            loading=False,
-            message_count=40,
-            last_activity=1_790_000_000.0 + i,
-            preview=None,
+    rows = []
+    for rate in rates:
+        print(f"persist: {sessions} sessions x {rate:g} tokens/s through greenroom serve ...",
+              flush=True)  # fmt: skip
+        run = run_stream(sessions, rate, clients, seconds)
+        window = run["seconds"]
+        committed = max(run["history_appends"], 1)
+        rows.append(
+            {
+                "sessions": sessions,
+                "tokens_per_second": rate,
+                "seconds": window,
+                "snapshot_writes": run["snapshot_writes"],
+                "snapshot_writes_per_s": round(run["snapshot_writes"] / window, 1),
+                "writes_per_session_per_s": round(run["snapshot_writes"] / sessions / window, 3),
+                "flushes": run["flushes"],
+                "history_appends": run["history_appends"],
+                "disk_write_bytes": run["server_write_bytes"],
+                "write_syscall_bytes": run["server_wchar"],
+                "disk_bytes_per_committed_message": round(run["server_write_bytes"] / committed),
+                "syscall_bytes_per_committed_message": round(run["server_wchar"] / committed),
+                "server_cpu": run["server_cpu"],
+            }
         )
-        return snapshot_payload(Dormant(summary=summary, seq=120))
-
-    return payload
+    return rows
 
 
-def report(result: dict[str, Any]) -> None:
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{result['scenario']}-{int(time.time())}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"(written to {out})")
+def naive(lengths: list[int], reply_tokens: list[int]) -> dict[str, Any]:
+    """Greenroom's writes and sends against the browser system's, as histories and replies
+    grow. Both write real files in a temporary folder; bytes are counted, not estimated."""
+    from greenroom.agent.chat import Message
+    from greenroom.store.history import append_histories, encode_lines
+    from greenroom.store.snapshots import encode_snapshot
+
+    def message(k: int) -> Message:
+        words = " ".join(f"word{j % 50}" for j in range(60))  # some 400 characters
+        return Message(role="user" if k % 2 == 0 else "assistant", content=f"{k} {words}")
+
+    snapshot_bytes = len(encode_snapshot("s-00000001", payload_factory()(1)))
+    disk = []
+    with tempfile.TemporaryDirectory(prefix="greenroom-naive-") as tmp:
+        for n in lengths:
+            history = [message(k) for k in range(n)]
+            ours = Path(tmp) / f"ours-{n}.jsonl"
+            append_histories({ours: history})
+            before = ours.stat().st_size
+            started = time.perf_counter()
+            append_histories({ours: [message(n)]})
+            ours_seconds = time.perf_counter() - started
+            appended = ours.stat().st_size - before
+            # The browser system: the whole file written again for the new message.
+            theirs = Path(tmp) / f"theirs-{n}.jsonl"
+            started = time.perf_counter()
+            whole = encode_lines([*history, message(n)])
+            with open(theirs, "wb") as file:
+                file.write(whole)
+                file.flush()
+                os.fsync(file.fileno())
+            theirs_seconds = time.perf_counter() - started
+            disk.append(
+                {
+                    "history_messages": n,
+                    "greenroom_bytes_per_message": appended + snapshot_bytes,
+                    "greenroom_history_bytes": appended,
+                    "greenroom_snapshot_bytes": snapshot_bytes,
+                    "naive_bytes_per_message": len(whole),
+                    "naive_over_greenroom": round(len(whole) / (appended + snapshot_bytes), 1),
+                    "greenroom_ms": round(ours_seconds * 1000, 2),
+                    "naive_ms": round(theirs_seconds * 1000, 2),
+                }
+            )
+    wire = []
+    envelope = {"event": "streamingUpdate", "session": "s-1d13a145", "project": "blog", "seq": 0}
+    for count in reply_tokens:
+        tokens = [f"word{j % 50} " for j in range(count)]
+        ours_bytes = theirs_bytes = 0
+        text = ""
+        for seq, token in enumerate(tokens):
+            offset = len(text)
+            text += token
+            ours_bytes += len(json.dumps({**envelope, "seq": seq, "data": {
+                "offset": offset, "delta": token, "toolCalls": None}}))  # fmt: skip
+            theirs_bytes += len(json.dumps({**envelope, "seq": seq, "data": {
+                "content": text}}))  # fmt: skip
+        wire.append(
+            {
+                "reply_tokens": count,
+                "greenroom_bytes_sent": ours_bytes,
+                "naive_bytes_sent": theirs_bytes,
+                "naive_over_greenroom": round(theirs_bytes / ours_bytes, 1),
+            }
+        )
+    return {"disk": disk, "wire": wire}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.persist", description=__doc__)
-    sub = parser.add_subparsers(dest="scenario", required=True)
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",")]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.persist",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="scenario")
+    a = sub.add_parser("all", help="the whole scenario (the default)")
+    v = sub.add_parser("server")
+    for p in (a, v):
+        p.add_argument("--sessions", type=int, default=1000)
+        p.add_argument("--rates", default="20,200")
+        p.add_argument("--seconds", type=float, default=10.0)
+        p.add_argument("--clients", type=int, default=1)
+        p.add_argument("--flush", type=float, default=1.0, help="(in-process run only)")
+    n = sub.add_parser("naive")
+    for p in (a, n):
+        p.add_argument("--lengths", default="10,100,1000,10000")
+        p.add_argument("--reply-tokens", default="100,1000,10000")
     s = sub.add_parser("stream")
     s.add_argument("--sessions", type=int, default=1000)
     s.add_argument("--rate", type=float, default=20.0)
@@ -186,12 +288,42 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--flush", type=float, default=1.0)
     r = sub.add_parser("restore")
     r.add_argument("--sessions", type=int, default=10_000)
-    args = parser.parse_args(argv)
+    for p in (a, v, n, s, r):
+        p.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv or ["all"])
+    result: dict[str, Any]
     if args.scenario == "stream":
         result = trio.run(stream, args.sessions, args.rate, args.seconds, args.flush)
-    else:
+        print_pairs(result)
+        write_result(result.pop("scenario"), result, args.out)
+        return result
+    if args.scenario == "restore":
         result = trio.run(restore, args.sessions)
-    report(result)
+        print_pairs(result)
+        write_result(result.pop("scenario"), result, args.out)
+        return result
+    result = {}
+    if args.scenario in ("all", "server"):
+        result["server"] = server(args.sessions, _floats(args.rates), args.seconds, args.clients)
+        print()
+        print_table(result["server"], list(result["server"][0]))
+    if args.scenario == "all":
+        print("persist: in process, counting fsyncs ...", flush=True)
+        rate = _floats(args.rates)[0]
+        inproc = trio.run(stream, args.sessions, rate, args.seconds, args.flush)
+        inproc.pop("scenario")
+        result["in_process"] = inproc
+        print()
+        print_pairs(inproc)
+    if args.scenario in ("all", "naive"):
+        result["naive"] = naive(_ints(args.lengths), _ints(args.reply_tokens))
+        print()
+        print_table(result["naive"]["disk"], list(result["naive"]["disk"][0]))
+        print()
+        print_table(result["naive"]["wire"], list(result["naive"]["wire"][0]))
+    write_result("persist" if args.scenario == "all" else f"persist.{args.scenario}", result,
+                 args.out)  # fmt: skip
+    return result
 
 
 if __name__ == "__main__":

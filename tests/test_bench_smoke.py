@@ -1,0 +1,63 @@
+"""The bench suite still runs: each scenario in its quickest configuration, a few seconds each.
+
+No timing is asserted (timings belong in bench/); only that every scenario completes and writes
+the JSON keys that bench/README.md describes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import crash, idle, persist, stream
+
+
+def _written(folder: Path, name: str) -> dict[str, object]:
+    data = json.loads((folder / f"{name}-latest.json").read_text())
+    assert isinstance(data, dict)
+    assert data["scenario"] == name and "machine" in data
+    return data
+
+
+def test_stream_runs_and_reports(tmp_path: Path) -> None:
+    stream.main(["--sessions", "10", "--seconds", "1", "--clients", "2",
+                 "--peer-seconds", "0.5", "--out", str(tmp_path)])  # fmt: skip
+    data = _written(tmp_path, "stream")
+    run = data["runs"][0]  # type: ignore[index]
+    for key in ("tokens_generated_per_s", "events_delivered_per_s", "frames_per_s", "latency",
+                "p99_ms", "server_cpu", "server_peak_rss_kib", "merged_deltas", "closed_slow",
+                "vs_trio"):  # fmt: skip
+        assert key in run
+    assert run["sessions_completed_min"] == 10
+    assert "trio" in data["peers"]  # type: ignore[operator]
+
+
+def test_idle_runs_and_reports(tmp_path: Path) -> None:
+    idle.main(["--sessions", "200", "--out", str(tmp_path)])
+    run = _written(tmp_path, "idle")["runs"][0]  # type: ignore[index]
+    keys = ("serving_after_start_seconds", "welcome_after_start_seconds",
+            "rss_bytes_per_idle_session", "list_sessions_seconds", "open_cold_seconds")  # fmt: skip
+    for key in keys:
+        assert key in run
+    assert run["listed"] == 200
+
+
+def test_persist_runs_and_reports(tmp_path: Path) -> None:
+    persist.main(["all", "--sessions", "10", "--seconds", "1", "--rates", "50", "--lengths",
+                  "10,100", "--reply-tokens", "10,100", "--out", str(tmp_path)])  # fmt: skip
+    data = _written(tmp_path, "persist")
+    assert "writes_per_session_per_s" in data["server"][0]  # type: ignore[index]
+    assert "fsyncs_per_second" in data["in_process"]  # type: ignore[operator]
+    disk = data["naive"]["disk"]  # type: ignore[index]
+    assert [row["history_messages"] for row in disk] == [10, 100]
+
+
+def test_crash_runs_and_reports(tmp_path: Path) -> None:
+    crash.main(["--sessions", "5", "--turns", "1", "--probability", "1", "--backoff", "0",
+                "--idle", "200", "--busy", "5", "--out", str(tmp_path)])  # fmt: skip
+    data = _written(tmp_path, "crash")
+    restart = data["restart"][0]  # type: ignore[index]
+    assert restart["committed_lost_live"] == 0 and restart["committed_lost_after_reopen"] == 0
+    assert "crash_to_restarted" in restart
+    kill = data["kill"]  # type: ignore[index]
+    assert kill["restart_sessions_with_lost_messages"] == 0
