@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Final, Literal, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Literal, Protocol, cast
 
 import attrs
 import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
@@ -440,6 +440,35 @@ def _dumps(obj: Any) -> str:
 # -- the codec ------------------------------------------------------------------------------
 
 
+class _Fragments:
+    """The encoded text (or bytes) of recent events, for one format.
+
+    One event is offered to every connection; with ten clients subscribed to a thousand
+    streaming sessions, encoding it once instead of ten times is most of the writers' work.
+    Entries are keyed by the event object itself (its id, checked against the object, so a
+    recycled id is never mistaken), and the oldest are dropped past ``limit``: a connection
+    encodes an event within a batch or two of receiving it. Used from the trio thread only.
+    """
+
+    def __init__(self, limit: int = 16_384) -> None:
+        self._limit = limit
+        self._entries: dict[int, tuple[Event, str | bytes]] = {}
+
+    def of(self, event: Event, serialize: Callable[[Any], str | bytes]) -> str | bytes:
+        entry = self._entries.get(id(event))
+        if entry is not None and entry[0] is event:
+            return entry[1]
+        encoded = serialize(to_wire(event))
+        if len(self._entries) >= self._limit:
+            del self._entries[next(iter(self._entries))]
+        self._entries[id(event)] = (event, encoded)
+        return encoded
+
+
+_JSON_FRAGMENTS = _Fragments()
+_MSGPACK_FRAGMENTS = _Fragments()
+
+
 class Codec:
     """Frames of one connection, in the subprotocol chosen at the handshake."""
 
@@ -450,6 +479,8 @@ class Codec:
         self.binary: Final = subprotocol == SUBPROTOCOL_MSGPACK
         self.max_frame_bytes: Final = max_frame_bytes
         self._packer = msgpack.Packer(autoreset=True, use_bin_type=True)
+        self._json_fragments = _JSON_FRAGMENTS
+        self._msgpack_fragments = _MSGPACK_FRAGMENTS
 
     # server side
 
@@ -461,14 +492,27 @@ class Codec:
         return _command(parsed)
 
     def encode(self, items: Sequence[Outgoing]) -> str | bytes:
-        """One frame: an object for one item, an array (a batch, in order) for several."""
-        if len(items) == 1:
-            payload: Any = to_wire(items[0])
-        elif items:
-            payload = [_TO_WIRE[type(item)](item) for item in items]
-        else:
+        """One frame: an object for one item, an array (a batch, in order) for several.
+
+        A batch is built from the items' own encodings, joined: an array in either format is
+        its elements one after the other. So an event, which goes to every connection, is
+        encoded once (see :class:`_Fragments`) and its text reused in every batch.
+        """
+        if not items:
             raise ValueError("nothing to encode")
-        return self._serialize(payload)
+        fragments = self._json_fragments if not self.binary else self._msgpack_fragments
+        parts = [
+            fragments.of(item, self._serialize)
+            if type(item) is Event
+            else self._serialize(to_wire(item))
+            for item in items
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        if self.binary:
+            header: bytes = self._packer.pack_array_header(len(parts))
+            return header + b"".join(cast(list[bytes], parts))
+        return "[" + ",".join(cast(list[str], parts)) + "]"
 
     # client side (the Python client and the tests)
 

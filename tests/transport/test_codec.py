@@ -42,6 +42,7 @@ from greenroom.transport.codec import (
     Incoming,
     Outgoing,
     Reply,
+    Subprotocol,
     Welcome,
     choose_subprotocol,
     empty_result,
@@ -899,3 +900,14 @@ def test_open_session_takes_an_optional_model() -> None:
         assert isinstance(reply, ErrorReply) and reply.code == "invalid_argument"
     reply = codec.decode('{"id": 3, "op": "openSession", "project": "p", "model": 5}')
     assert isinstance(reply, ErrorReply) and reply.code == "bad_request"
+
+
+@pytest.mark.parametrize("subprotocol", ["greenroom.v1.json", "greenroom.v1.msgpack"])
+def test_an_event_is_encoded_once_for_every_connection(subprotocol: Subprotocol) -> None:
+    first, second = Codec(subprotocol), Codec(subprotocol)
+    event = Event(session="s-1", project="p", seq=9, data=StreamingUpdate(offset=0, delta="hi"))
+    # The second connection gets the very text the first one built, not a new encoding.
+    assert first.encode([event]) is second.encode([event])
+    reply = Reply(re=1, result={})
+    batch = second.encode([reply, event, event])
+    assert parse(batch) == [parse(second.encode([item])) for item in (reply, event, event)]
