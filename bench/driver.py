@@ -9,7 +9,10 @@ Each mode prints one JSON object as its last line. The clients are :mod:`bench.w
 sockets speaking JSON (what a browser speaks), so that parsing, not a client library, is their
 cost. Times are ``time.monotonic()``, which on Linux is one clock for every process.
 
-Latency without a server-side stamp (see bench/README.md): the simulated provider emits the
+Latency is exact: the turns ask the simulated provider to ``[[stamp]]`` each token with
+``time.monotonic()`` at the moment it is emitted, and a client subtracts it from the moment it
+has the token ("exact"). The older estimate is kept beside it as a cross-check (see
+bench/README.md): the simulated provider emits the
 j-th token of a turn j/rate seconds after the stream starts. A client that receives token j at
 ``t`` computes ``t - j/rate``, the *lateness*, which is the stream start plus the latency. Two
 anchors bound the latency: the time the client sent ``sendMessage`` (the stream cannot start
@@ -157,6 +160,7 @@ class StreamCounter:
         self.token_total = 0
         self.late = array("d")
         self.late_session = array("i")
+        self.exact = array("d")  # receipt minus the token's own emission stamp
         self.done: set[str] = set()
         self.last_done_at = 0.0
 
@@ -164,7 +168,13 @@ class StreamCounter:
         name = item["event"]
         if name == "streamingUpdate":
             delta: str = item["data"]["delta"]
-            n = delta.count(" ") + delta.endswith(".")
+            stamps = delta.split("@")[1:]
+            for stamp in stamps:
+                try:
+                    self.exact.append(now - float(stamp.split(" ", 1)[0]))
+                except ValueError:
+                    continue
+            n = len(stamps) or delta.count(" ") + delta.endswith(".")
             if n:
                 session = item["session"]
                 prev = self.tokens.get(session, 0)
@@ -205,7 +215,13 @@ def latency_figures(
                 "max_ms": round(float(values.max()) * 1000, 2),
             }
 
-        return {"samples": int(late.size), "lower": figures(lower), "upper": figures(upper)}
+        exact = np.concatenate([np.frombuffer(c.exact, dtype=np.float64) for c in counters])
+        return {
+            "samples": int(late.size),
+            "exact": figures(exact) if exact.size else {},
+            "lower": figures(lower),
+            "upper": figures(upper),
+        }
     from bench.common import percentiles
 
     floor_list = [float("inf")] * sessions
@@ -214,7 +230,13 @@ def latency_figures(
             floor_list[s] = min(floor_list[s], value)
     low = [v - floor_list[s] for c in counters for v, s in zip(c.late, c.late_session, strict=True)]
     up = [v - sent_at[s] for c in counters for v, s in zip(c.late, c.late_session, strict=True)]
-    return {"samples": len(low), "lower": percentiles(low), "upper": percentiles(up)}
+    exact_list = [v for c in counters for v in c.exact]
+    return {
+        "samples": len(low),
+        "exact": percentiles(exact_list) if exact_list else {},
+        "lower": percentiles(low),
+        "upper": percentiles(up),
+    }
 
 
 async def stream(args: argparse.Namespace) -> dict[str, Any]:
@@ -238,7 +260,7 @@ async def stream(args: argparse.Namespace) -> dict[str, Any]:
         cpu0, io0 = cpu_seconds(pid), io_counters(pid)
         t0 = time.monotonic()
         sent_at: list[float] = []
-        content = f"go [[tokens:{tokens}]] [[rate:{rate}]]"
+        content = f"go [[tokens:{tokens}]] [[rate:{rate}]] [[stamp]]"
         await control.call_many(
             [("sendMessage", {"session": sid, "content": content}) for sid in ids],
             sent_at=sent_at,

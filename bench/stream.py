@@ -61,6 +61,8 @@ def run_stream(
         )  # fmt: skip
     latency = result.get("latency", {})
     lower, upper = latency.get("lower", {}), latency.get("upper", {})
+    # The stamped (exact) figures when there are any; the estimate otherwise.
+    lower = latency.get("exact") or lower
     result.update(
         p50_ms=lower.get("p50_ms"),
         p99_ms=lower.get("p99_ms"),

@@ -45,6 +45,9 @@ Directives, anywhere in the last user message, removed from the text before anyt
   ``ProviderError(KIND, "simulated KIND failure")``.
 - ``[[fail-before:KIND]]``: raise before any token of the first step.
 - ``[[stall]]``: stream at most three tokens of the first step, then sleep until cancelled.
+- ``[[stamp]]``: each text token is streamed as ``word@T `` where T is ``time.monotonic()``
+  when it was emitted (for the benchmarks' latency figures; a stamped reply is not resumed
+  exactly, since the stamps differ).
 
 KIND is one of auth, quota, rate_limit, model_not_found, context_length, server, network,
 timeout, bad_response; a directive with a bad value is removed and otherwise ignored. Failures
@@ -65,6 +68,7 @@ import json
 import math
 import random
 import re
+import time
 from collections.abc import AsyncGenerator, Sequence
 
 import attrs
@@ -102,7 +106,7 @@ _QUOTED_CHARS = 200
 # the possessive quantifiers (`*+`) never give back what they took, so nothing backtracks.
 _DIRECTIVE = re.compile(
     r"(?<!\s)\s*+\[\[\s*+(?:(?P<key>tokens|rate|fail-before|fail)\s*+:\s*+"
-    r"(?P<value>[^\[\]\s]*+)\s*+|(?P<stall>stall)\s*+)\]\]",
+    r"(?P<value>[^\[\]\s]*+)\s*+|(?P<flag>stall|stamp)\s*+)\]\]",
     re.IGNORECASE,
 )
 _TOKEN = re.compile(r"\S+\s*|\s+")
@@ -149,6 +153,7 @@ class _Directives:
     fail: str | None = None
     fail_before: str | None = None
     stall: bool = False
+    stamp: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -162,6 +167,7 @@ class _Step:
     fail: str | None = None
     fail_before: str | None = None
     stall: bool = False
+    stamp: bool = False
 
 
 def _parse_directives(text: str) -> tuple[_Directives, str]:
@@ -170,8 +176,11 @@ def _parse_directives(text: str) -> tuple[_Directives, str]:
         return _Directives(), text.strip()
     directives = _Directives()
     for match in _DIRECTIVE.finditer(text):
-        if match["stall"]:
-            directives = attrs.evolve(directives, stall=True)
+        if match["flag"]:
+            if match["flag"].lower() == "stall":
+                directives = attrs.evolve(directives, stall=True)
+            else:
+                directives = attrs.evolve(directives, stamp=True)
             continue
         key, value = match["key"].lower(), match["value"].strip()
         if key == "tokens":
@@ -190,6 +199,14 @@ def _parse_directives(text: str) -> tuple[_Directives, str]:
             else:
                 directives = attrs.evolve(directives, fail_before=value.lower())
     return directives, _DIRECTIVE.sub("", text).strip()
+
+
+def _stamped(delta: TextDelta) -> TextDelta:
+    """The token with the moment it is emitted: ``word@<time.monotonic()>`` and its space.
+    CLOCK_MONOTONIC is one clock for every process on the machine, so a client in another
+    process can compute the token's latency from it."""
+    word = delta.text.rstrip()
+    return TextDelta(text=f"{word}@{time.monotonic():.6f}{delta.text[len(word):]}")
 
 
 def _tokenize(text: str) -> tuple[str, ...]:
@@ -347,6 +364,7 @@ class SimulatedProvider:
             fail=directives.fail,
             fail_before=directives.fail_before,
             stall=directives.stall,
+            stamp=directives.stamp,
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncGenerator[Chunk, None]:
@@ -401,6 +419,8 @@ class SimulatedProvider:
                 await trio.sleep_until(due)
             else:
                 await trio.lowlevel.checkpoint()
+            if step.stamp and isinstance(chunk, TextDelta):
+                chunk = _stamped(chunk)
             yield chunk
         if stall:
             await trio.sleep_forever()

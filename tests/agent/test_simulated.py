@@ -576,3 +576,18 @@ async def test_long_messages_are_parsed_in_linear_time(text: str) -> None:
     """Parsing runs in the event loop: a backtracking regex would freeze every session."""
     chunks = await collect(request(user(text)))
     assert isinstance(chunks[-1], Finish)
+
+
+async def test_stamp_marks_each_token_with_the_monotonic_time_it_was_emitted() -> None:
+    import time
+
+    before = time.monotonic()
+    chunks = await collect(request(user("hello [[stamp]] [[tokens:5]] [[rate:inf]]")))
+    after = time.monotonic()
+    words = "".join(texts(chunks)).split()
+    assert len(words) == 5
+    stamps = [float(word.rpartition("@")[2].rstrip(".")) for word in words]
+    assert before <= stamps[0] <= stamps[-1] <= after
+    assert stamps == sorted(stamps)
+    plain = await collect(request(user("hello [[tokens:5]] [[rate:inf]]")))
+    assert [w.partition("@")[0] for w in words] == "".join(texts(plain)).split()
