@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import PurePath
@@ -45,6 +46,7 @@ import trio
 import trio_websocket
 
 from greenroom import __version__
+from greenroom.actors.events import Event
 from greenroom.convert import camel
 from greenroom.errors import GreenroomError
 from greenroom.runtime import Client, Runtime
@@ -180,6 +182,10 @@ class _Connection:
     _send_scope: trio.CancelScope | None = None
     _send_deadline: float = math.inf
     _frame_cut: bool = False  # a send hit that deadline: the stream may hold half a frame
+    # Subscribes waiting for the pump to run them, and the pump's wait for events, which a
+    # subscribe cancels to wake it (see _subscribe_in_pump).
+    _subscribes: deque[tuple[int | str, c.Subscribe, trio.Event]] = attrs.Factory(deque)
+    _pump_wait: trio.CancelScope | None = None
 
     async def run(self) -> Closing:
         name = self.client.name
@@ -254,8 +260,7 @@ class _Connection:
                 if isinstance(incoming, ErrorReply):
                     self.outbox.put(incoming)
                 elif isinstance(incoming.command, c.Subscribe):
-                    self._subscribe(incoming.id, incoming.command)
-                    self._check_outbox()  # the events moved in before the replay
+                    await self._subscribe_in_pump(incoming.id, incoming.command)
                 else:
                     self.outbox.put(await self._execute(incoming))
 
@@ -306,6 +311,20 @@ class _Connection:
                 raise AssertionError("subscribe is not dispatched")
         return empty_result()
 
+    async def _subscribe_in_pump(self, id: int | str, command: c.Subscribe) -> None:
+        """Have the pump run :meth:`_subscribe`, and wait until it has.
+
+        Only the pump may take events from the runtime subscription: trio hands an event
+        straight to a waiting receiver, so the pump may hold an event that it has not queued
+        yet while newer ones wait in the channel. Had this task drained those newer ones, the
+        older one would then come after them and be dropped as a repeat (a lost event).
+        """
+        done = trio.Event()
+        self._subscribes.append((id, command, done))
+        if self._pump_wait is not None:
+            self._pump_wait.cancel()  # wake the pump; an event it was handed is kept
+        await done.wait()
+
     def _subscribe(self, id: int | str, command: c.Subscribe) -> None:
         """Reply ``{"seq"}``, then the replay, then (through the pump) the live events.
 
@@ -344,14 +363,27 @@ class _Connection:
 
     async def _pump(self) -> None:
         events = self.client.events
-        while True:
-            try:
-                event = await events.receive()
-            except trio.EndOfChannel:
-                break
-            self.outbox.put_event(event)
-            self._drain()
-            self._check_outbox()
+        try:
+            while True:
+                event: Event | None = None
+                with trio.CancelScope() as self._pump_wait:
+                    try:
+                        event = await events.receive()
+                    except trio.EndOfChannel:
+                        break
+                self._pump_wait = None
+                if event is not None:
+                    self.outbox.put_event(event)
+                self._drain()
+                while self._subscribes:
+                    id, command, done = self._subscribes.popleft()
+                    self._subscribe(id, command)
+                    done.set()
+                self._check_outbox()
+        finally:
+            self._pump_wait = None
+            for _, _, done in self._subscribes:
+                done.set()  # the connection is ending: nobody waits for a subscribe
         if events.overflowed or self._slow:
             self._too_slow()
 
