@@ -83,7 +83,7 @@ def append_lines(
     created_in: dict[Path, None] = {}
     try:
         for path, data in appends.items():
-            if _append(path, data, keep_tail):
+            if _append(path, data, keep_tail)[0]:
                 created_in[path.parent] = None
     except BaseException:
         with contextlib.suppress(GreenroomError):
@@ -111,17 +111,28 @@ def write_batch(
     folders: dict[Path, None] = {}
     temps: list[tuple[Path, Path]] = []
     try:
-        written: list[Path] = []
+        written: dict[Path, int] = {}  # each appended file, and its size before the append
         for path, data in appends.items():
-            if _append(path, data, keep_tail, sync=False):
+            created, before = _append(path, data, keep_tail, sync=False)
+            if created:
                 folders[path.parent] = None
-            written.append(path)
+            written[path] = before
         for path, data in files.items():
             if path.parent not in folders:
                 _ensure_folder(path.parent, path)
                 folders[path.parent] = None
             temps.append((_write_temp(path, data, sync=False), path))
-        _sync_data([*written, *(temp for temp, _ in temps)])
+        try:
+            _sync_data([*written, *(temp for temp, _ in temps)])
+        except StoreWriteError as error:
+            # No append is known to be durable: undo them all and name the first, so that
+            # the caller appends all of them again rather than some of them twice.
+            for path, before in written.items():
+                _truncate_quietly(path, before)
+            if not written:
+                raise
+            first = next(iter(written))
+            raise StoreWriteError(first, error.reason, errno=error.errno) from error
         while temps:
             temp, path = temps[0]
             try:
@@ -264,8 +275,12 @@ def _write_temp(path: Path, data: bytes, *, sync: bool) -> Path:
 
 def _append(
     path: Path, data: bytes, keep_tail: Callable[[bytes], bool] | None, *, sync: bool = True
-) -> bool:
-    """Append to one file; return whether the file was created."""
+) -> tuple[bool, int]:
+    """Append to one file; return whether the file was created, and its size before.
+
+    A failed append (a short write on a full disk, a failed fsync) is cut off again, so that
+    the caller can append the same lines later without writing some of them twice.
+    """
     flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC  # read: to look at the last line
     created = False
     try:
@@ -277,18 +292,30 @@ def _append(
             created = True
     except OSError as exc:
         raise _error(path, exc) from exc
+    before = 0
     try:
         try:
             if not created:
                 data = _mend_tail(fd, data, keep_tail)
-            _write_all(fd, data)
-            if sync:
-                os.fsync(fd)
+                before = os.fstat(fd).st_size
+            try:
+                _write_all(fd, data)
+                if sync:
+                    os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, before)
+                raise
         finally:
             os.close(fd)
     except OSError as exc:
         raise _error(path, exc) from exc
-    return created
+    return created, before
+
+
+def _truncate_quietly(path: Path, size: int) -> None:
+    with contextlib.suppress(OSError):
+        os.truncate(path, size)
 
 
 def _mend_tail(fd: int, data: bytes, keep_tail: Callable[[bytes], bool] | None) -> bytes:
