@@ -32,6 +32,7 @@ from greenroom.transport.auth import (
     HandshakeRequest,
     Refused,
     check_handshake,
+    is_loopback,
 )
 from greenroom.transport.connection import (
     ConnectionSettings,
@@ -70,6 +71,14 @@ class ServerSettings:
     max_head_bytes: int = 16 << 10
     """An HTTP request head larger than this is refused with 431."""
     close_timeout: float = 5.0
+
+    def __attrs_post_init__(self) -> None:
+        # Beyond loopback, anyone on the network could reach an unprotected server.
+        if not self.token and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to listen on {self.host} without a token: every client there "
+                "could drive the sessions"
+            )
 
     def connection_settings(self) -> ConnectionSettings:
         return ConnectionSettings(

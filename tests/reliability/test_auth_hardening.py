@@ -71,14 +71,11 @@ async def test_an_empty_token_lets_nobody_in(tmp_path: Path) -> None:
             assert await refused_with(running.address, token=None, headers=bearer) == 401
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug reported to the lead: ServerSettings/serve accept a non-loopback host with an "
-    "empty token (server.py must refuse it); the test does not bind, it checks the settings",
-)
 def test_listening_beyond_loopback_without_a_token_is_refused() -> None:
-    with pytest.raises(ValueError):
-        ServerSettings(host="0.0.0.0", port=0, token="")
+    for host in ("0.0.0.0", "::", "192.0.2.7"):
+        with pytest.raises(ValueError, match="without a token"):
+            ServerSettings(host=host, port=0, token="")
+    assert ServerSettings(host="0.0.0.0", port=0, token="t").token == "t"
 
 
 def _address(url: str) -> ServerAddress:
