@@ -29,7 +29,13 @@ from greenroom.actors.events import (
     Summary,
 )
 from greenroom.actors.mailbox import ActorRef, Inbox, Mailbox, Reply
-from greenroom.actors.persistence import ListSummaries, LoadState, PersistenceMessage, Unload
+from greenroom.actors.persistence import (
+    Flush,
+    ListSummaries,
+    LoadState,
+    PersistenceMessage,
+    Unload,
+)
 from greenroom.actors.session import (
     DeleteSession,
     SessionActor,
@@ -234,6 +240,9 @@ class SessionManager:
                 return None, 0
             return newest, len(read_history(history_path(folder, newest)))
 
+        # The project's history may still have lines waiting to be written (a session of it
+        # deleted just now): write them first, or the count below would miss them.
+        await self.persistence.ask(Flush())
         newest, count = await trio.to_thread.run_sync(prepare)
         session = self.make_session_id()
         summary = Summary(

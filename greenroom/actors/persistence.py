@@ -70,7 +70,14 @@ class Unload:
     reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
-PersistenceMessage = Event | LoadState | ListSummaries | Unload
+@attrs.frozen(kw_only=True)
+class Flush:
+    """Write every change now (before reading a history file that may have pending lines)."""
+
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+PersistenceMessage = Event | LoadState | ListSummaries | Unload | Flush
 
 
 @attrs.frozen(kw_only=True)
@@ -318,6 +325,9 @@ class PersistenceActor:
                     reply.fail(error)
             case ListSummaries(reply=reply):
                 reply.send(self.mirror.summaries())
+            case Flush(reply=reply):
+                await self.flush()
+                reply.send(None)
             case Unload(session=session, reply=reply):
                 if self.mirror.has_pending(session):
                     await self.flush()

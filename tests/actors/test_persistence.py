@@ -227,3 +227,24 @@ async def test_after_a_restart_a_subscriber_behind_or_ahead_is_told_to_reload(
         again = client.subscribe(session, since=seq)
         assert again.replay is not None and again.replay[0].seq == seq + 1
         assert again.replay[-1].seq == again.seq
+
+
+async def test_reopening_a_deleted_sessions_project_counts_its_whole_history(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = make_config(tmp_path, flush_interval=10.0)
+    async with open_test_runtime(config) as runtime:
+        old = (await runtime.open_session("again")).summary.session
+        await run_turn(runtime, old, "first")
+        await trio.sleep(15)  # written
+        await run_turn(runtime, old, "second")  # still waiting for the next flush
+        await runtime.delete_session(old)
+        reopened = await runtime.open_session("again")
+        new = reopened.summary.session
+        await run_turn(runtime, new, "third")
+        before = await runtime.get_state(new)
+    async with open_test_runtime(config) as runtime:
+        after = await runtime.get_state(new)
+    users = [m.content for m in before.messages if m.role == "user"]
+    assert users == ["first", "second", "third"]
+    assert after.messages == before.messages
