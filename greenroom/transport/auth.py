@@ -148,7 +148,7 @@ def check_handshake(
         return Refused(status=403, body="forbidden: Host must be localhost or 127.0.0.1")
     origin = _header(request.headers, b"origin")
     if origin is not None and not _origin_allowed(
-        origin, listen_host, listen_port, allowed_origins
+        origin, listen_host, listen_port, allowed_origins, request.host
     ):
         return Refused(status=403, body=f"forbidden: origin {origin[:100]!r} is not allowed")
     if not tokens_match(_token(request), token):
@@ -199,7 +199,11 @@ def _normal_origin(origin: str) -> str:
 
 
 def _origin_allowed(
-    origin: str, listen_host: str, listen_port: int, allowed: Iterable[str]
+    origin: str,
+    listen_host: str,
+    listen_port: int,
+    allowed: Iterable[str],
+    host: str | None = None,
 ) -> bool:
     origin = _normal_origin(origin)
     if origin in {_normal_origin(o) for o in allowed}:
@@ -215,4 +219,9 @@ def _origin_allowed(
     if name in _LOCAL_NAMES:
         return True  # http://localhost and http://127.0.0.1 on any port
     own = listen_host.strip("[]").lower()
-    return name == own and port == listen_port
+    if name == own and port == listen_port:
+        return True
+    # Same origin: the page was served from the very host and port the browser now connects
+    # to (the web UI opened at http://<LAN address>:PORT/ of a server on 0.0.0.0). A page
+    # from elsewhere cannot pass this by DNS rebinding without also knowing the token.
+    return host is not None and url.netloc.lower() == host.strip().lower()

@@ -174,3 +174,20 @@ def test_the_host_is_not_checked_when_listening_on_all_interfaces() -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_a_page_served_by_this_server_at_its_lan_address_may_connect() -> None:
+    """Listening on 0.0.0.0, the web UI opened at http://192.168.1.20:8765/ is same-origin."""
+    lan = request(host="192.168.1.20:8765", headers=((b"origin", b"http://192.168.1.20:8765"),))
+    assert status(lan, listen_host="0.0.0.0") == 101
+    elsewhere = request(
+        host="192.168.1.20:8765", headers=((b"origin", b"http://192.168.1.99:8765"),)
+    )
+    assert status(elsewhere, listen_host="0.0.0.0") == 403
+    # Same origin is no way around the token.
+    tokenless = request(
+        target="/ws",
+        host="192.168.1.20:8765",
+        headers=((b"origin", b"http://192.168.1.20:8765"),),
+    )
+    assert status(tokenless, listen_host="0.0.0.0") == 401
