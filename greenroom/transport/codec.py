@@ -441,14 +441,7 @@ def _dumps(obj: Any) -> str:
 
 
 class _Fragments:
-    """The encoded text (or bytes) of recent events, for one format.
-
-    One event is offered to every connection; with ten clients subscribed to a thousand
-    streaming sessions, encoding it once instead of ten times is most of the writers' work.
-    Entries are keyed by the event object itself (its id, checked against the object, so a
-    recycled id is never mistaken), and the oldest are dropped past ``limit``: a connection
-    encodes an event within a batch or two of receiving it. Used from the trio thread only.
-    """
+    """The encoded text (or bytes) of recent events, for one format (see EventEncodings)."""
 
     def __init__(self, limit: int = 16_384) -> None:
         self._limit = limit
@@ -465,22 +458,41 @@ class _Fragments:
         return encoded
 
 
-_JSON_FRAGMENTS = _Fragments()
-_MSGPACK_FRAGMENTS = _Fragments()
+class EventEncodings:
+    """The encoded form of recent events, shared by the connections of one server.
+
+    One event is offered to every connection; with ten clients subscribed to a thousand
+    streaming sessions, encoding it once instead of ten times is most of the writers' work.
+    Entries are keyed by the event object itself (its id, checked against the object, so a
+    recycled id is never mistaken), and the oldest are dropped past ``limit`` per format: a
+    connection encodes an event within a batch or two of receiving it. Owned by the server,
+    so it goes away with it; used from the trio thread only.
+    """
+
+    def __init__(self, limit: int = 16_384) -> None:
+        self.json = _Fragments(limit)
+        self.msgpack = _Fragments(limit)
 
 
 class Codec:
     """Frames of one connection, in the subprotocol chosen at the handshake."""
 
-    def __init__(self, subprotocol: Subprotocol, *, max_frame_bytes: int = MAX_FRAME_BYTES):
+    def __init__(
+        self,
+        subprotocol: Subprotocol,
+        *,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        encodings: EventEncodings | None = None,
+    ):
         if subprotocol not in SUBPROTOCOLS:
             raise ValueError(f"unknown subprotocol {subprotocol!r}")
         self.subprotocol: Final = subprotocol
         self.binary: Final = subprotocol == SUBPROTOCOL_MSGPACK
         self.max_frame_bytes: Final = max_frame_bytes
         self._packer = msgpack.Packer(autoreset=True, use_bin_type=True)
-        self._json_fragments = _JSON_FRAGMENTS
-        self._msgpack_fragments = _MSGPACK_FRAGMENTS
+        self._events: _Fragments | None = None
+        if encodings is not None:
+            self._events = encodings.msgpack if self.binary else encodings.json
 
     # server side
 
@@ -496,14 +508,14 @@ class Codec:
 
         A batch is built from the items' own encodings, joined: an array in either format is
         its elements one after the other. So an event, which goes to every connection, is
-        encoded once (see :class:`_Fragments`) and its text reused in every batch.
+        encoded once (see :class:`EventEncodings`) and its text reused in every batch.
         """
         if not items:
             raise ValueError("nothing to encode")
-        fragments = self._json_fragments if not self.binary else self._msgpack_fragments
+        events = self._events
         parts = [
-            fragments.of(item, self._serialize)
-            if type(item) is Event
+            events.of(item, self._serialize)
+            if events is not None and type(item) is Event
             else self._serialize(to_wire(item))
             for item in items
         ]

@@ -56,6 +56,7 @@ from greenroom.transport.codec import (
     SUBPROTOCOL_MSGPACK,
     Codec,
     ErrorReply,
+    EventEncodings,
     Incoming,
     Reply,
     Subprotocol,
@@ -143,6 +144,7 @@ async def handle_connection(
     settings: ConnectionSettings,
     *,
     counters: TransportCounters | None = None,
+    encodings: EventEncodings | None = None,
 ) -> Closing:
     """Serve the accepted ``ws`` until it closes; returns how it ended.
 
@@ -158,7 +160,9 @@ async def handle_connection(
             ws=ws,
             settings=settings,
             client=client,
-            codec=Codec(subprotocol, max_frame_bytes=settings.max_frame_bytes),
+            codec=Codec(
+                subprotocol, max_frame_bytes=settings.max_frame_bytes, encodings=encodings
+            ),
             outbox=Outbox(limit=settings.send_queue_bytes, counters=counters),
             counters=counters,
         )

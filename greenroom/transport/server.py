@@ -34,6 +34,7 @@ from greenroom.transport.auth import (
     check_handshake,
     is_loopback,
 )
+from greenroom.transport.codec import EventEncodings
 from greenroom.transport.connection import (
     ConnectionSettings,
     Disconnected,
@@ -133,6 +134,8 @@ class Server:
     runtime: Runtime
     settings: ServerSettings
     counters: TransportCounters = attrs.Factory(TransportCounters)
+    # Each event encoded once for all the connections (see EventEncodings).
+    encodings: EventEncodings = attrs.Factory(EventEncodings)
     address: ServerAddress | None = None
     site: Site | None = None
 
@@ -224,7 +227,11 @@ class Server:
         self.counters.connections_total += 1
         try:
             await handle_connection(
-                self.runtime, ws, settings.connection_settings(), counters=self.counters
+                self.runtime,
+                ws,
+                settings.connection_settings(),
+                counters=self.counters,
+                encodings=self.encodings,
             )
         finally:
             self.counters.connections -= 1

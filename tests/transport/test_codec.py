@@ -39,6 +39,7 @@ from greenroom.transport.codec import (
     SUBPROTOCOLS,
     Codec,
     ErrorReply,
+    EventEncodings,
     Incoming,
     Outgoing,
     Reply,
@@ -904,10 +905,16 @@ def test_open_session_takes_an_optional_model() -> None:
 
 @pytest.mark.parametrize("subprotocol", ["greenroom.v1.json", "greenroom.v1.msgpack"])
 def test_an_event_is_encoded_once_for_every_connection(subprotocol: Subprotocol) -> None:
-    first, second = Codec(subprotocol), Codec(subprotocol)
+    shared = EventEncodings()
+    first = Codec(subprotocol, encodings=shared)
+    second = Codec(subprotocol, encodings=shared)
     event = Event(session="s-1", project="p", seq=9, data=StreamingUpdate(offset=0, delta="hi"))
     # The second connection gets the very text the first one built, not a new encoding.
     assert first.encode([event]) is second.encode([event])
     reply = Reply(re=1, result={})
     batch = second.encode([reply, event, event])
     assert parse(batch) == [parse(second.encode([item])) for item in (reply, event, event)]
+    # Without shared encodings (a client, a test), nothing is kept between frames.
+    alone = Codec(subprotocol)
+    assert alone.encode([event]) == first.encode([event])
+    assert alone.encode([event]) is not alone.encode([event])
