@@ -132,8 +132,19 @@ def _first_line(process: subprocess.Popen[bytes]) -> str:
     return line.decode().strip()
 
 
+def install_chromium() -> None:
+    """Install Debian's Chromium when it is missing and this machine can (root with apt), so
+    that the README's test command works on a fresh machine as it does in CI."""
+    if CHROMIUM.exists() or os.geteuid() != 0 or not Path("/usr/bin/apt-get").exists():
+        return
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        subprocess.run(command, env=environment, capture_output=True, timeout=600, check=False)
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
+    install_chromium()
     if not CHROMIUM.exists():
         pytest.fail(
             f"the browser tests need Chromium at {CHROMIUM}: run `apt-get install chromium` "
