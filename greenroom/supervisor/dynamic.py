@@ -8,7 +8,6 @@ session crashing in a loop never delays the others.
 
 from __future__ import annotations
 
-import enum
 import functools
 import logging
 import math
@@ -23,6 +22,7 @@ from greenroom.supervisor.backoff import Backoff
 from greenroom.supervisor.child import Child, ChildExit, ChildRun, run_hook, stop_together
 from greenroom.supervisor.errors import ChildExists, NoSuchChild
 from greenroom.supervisor.intensity import Intensity, RestartWindow
+from greenroom.supervisor.lifecycle import Lifecycle, RunState
 from greenroom.supervisor.spec import ChildSpec, RestartInfo
 from greenroom.supervisor.static import RestartHook
 from greenroom.supervisor.statistics import SupervisorStatistics
@@ -32,12 +32,6 @@ logger = logging.getLogger("greenroom.supervisor")
 #: ``on_give_up(child_id, reason)``: awaited when a child is removed for going past its
 #: intensity.
 GiveUpHook = Callable[[str, str], Awaitable[None]]
-
-
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
 
 
 def _rng(value: random.Random | None) -> random.Random:
@@ -63,9 +57,7 @@ class DynamicSupervisor:
     _send: trio.MemorySendChannel[ChildExit] = attrs.field(init=False)
     _receive: trio.MemoryReceiveChannel[ChildExit] = attrs.field(init=False)
     _nursery: trio.Nursery | None = attrs.field(init=False, default=None)
-    _loop_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
-    _finished: trio.Event = attrs.field(init=False, factory=trio.Event)
-    _state: _State = attrs.field(init=False, default=_State.NEW)
+    _life: Lifecycle = attrs.field(init=False, factory=Lifecycle)
     _restarts: int = attrs.field(init=False, default=0)
     _given_up: int = attrs.field(init=False, default=0)
 
@@ -79,38 +71,30 @@ class DynamicSupervisor:
     ) -> None:
         """Report ready at once, then supervise the children added until cancelled or
         :meth:`aclose`; then stop them all, shielded from cancellation and bounded in time."""
-        if self._state is not _State.NEW:
-            raise trio.ClosedResourceError("this supervisor has already run or been closed")
+        self._life.begin()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                self._state = _State.RUNNING
                 try:
-                    with self._loop_scope:
+                    with self._life.loop_scope:
                         task_status.started(self)
                         async for exit_ in self._receive:
                             await self._handle(exit_)
                 finally:
-                    self._state = _State.CLOSED
+                    self._life.state = RunState.CLOSED  # no start_child from here on
                     runs = [r.current for r in self._records.values() if r.current is not None]
                     await stop_together(runs)
                     for record in self._records.values():
                         record.settled.set()
                     self._records.clear()
         finally:
-            self._state = _State.CLOSED
             self._nursery = None
             self._receive.close()
-            self._finished.set()
+            self._life.end()
 
     async def aclose(self) -> None:
         """Stop every child and end :meth:`run`; return once done."""
-        if self._state is _State.NEW:
-            self._state = _State.CLOSED
-            self._finished.set()
-            return
-        self._loop_scope.cancel()
-        await self._finished.wait()
+        await self._life.close()
 
     async def start_child(self, spec: ChildSpec) -> bool:
         """Add a child and start it; return once it has called ``started()`` (True), or was
@@ -120,7 +104,7 @@ class DynamicSupervisor:
         intensity and backoff apply. Raises :class:`ChildExists` for an id in use and
         ``trio.ClosedResourceError`` once the supervisor is closing or closed.
         """
-        if self._state is not _State.RUNNING or self._nursery is None:
+        if self._life.state is not RunState.RUNNING or self._nursery is None:
             raise trio.ClosedResourceError("the supervisor is not running")
         if spec.id in self._records:
             raise ChildExists(spec.id)

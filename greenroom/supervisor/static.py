@@ -8,7 +8,6 @@ to start one after the other anyway.
 
 from __future__ import annotations
 
-import enum
 import functools
 import math
 import random
@@ -29,17 +28,12 @@ from greenroom.supervisor.child import (
 )
 from greenroom.supervisor.errors import ChildExists, SupervisorGaveUp
 from greenroom.supervisor.intensity import Intensity, RestartWindow
+from greenroom.supervisor.lifecycle import Lifecycle
 from greenroom.supervisor.spec import ChildSpec, Restart, RestartInfo, Strategy
 from greenroom.supervisor.statistics import SupervisorStatistics
 
 #: ``on_restart(child_id, info)``: awaited before each restarted child starts.
 RestartHook = Callable[[str, RestartInfo], Awaitable[None]]
-
-
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
 
 
 def _rng(value: random.Random | None) -> random.Random:
@@ -70,9 +64,7 @@ class Supervisor:
     _send: trio.MemorySendChannel[ChildExit] = attrs.field(init=False)
     _receive: trio.MemoryReceiveChannel[ChildExit] = attrs.field(init=False)
     _nursery: trio.Nursery | None = attrs.field(init=False, default=None)
-    _loop_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
-    _finished: trio.Event = attrs.field(init=False, factory=trio.Event)
-    _state: _State = attrs.field(init=False, default=_State.NEW)
+    _life: Lifecycle = attrs.field(init=False, factory=Lifecycle)
 
     def __attrs_post_init__(self) -> None:
         ids: set[str] = set()
@@ -97,15 +89,13 @@ class Supervisor:
         Raises :class:`SupervisorGaveUp` once restarts go past the intensity. However it ends,
         the children are first stopped in reverse start order, shielded from cancellation.
         """
-        if self._state is not _State.NEW:
-            raise trio.ClosedResourceError("this supervisor has already run or been closed")
-        self._state = _State.RUNNING
+        self._life.begin()
         gave_up: SupervisorGaveUp | None = None
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
-                    with self._loop_scope:
+                    with self._life.loop_scope:
                         for record in self._records:
                             await self._start(record, None)
                         task_status.started(self)
@@ -116,19 +106,13 @@ class Supervisor:
             if gave_up is not None:
                 raise gave_up
         finally:
-            self._state = _State.CLOSED
             self._nursery = None
             self._receive.close()
-            self._finished.set()
+            self._life.end()
 
     async def aclose(self) -> None:
         """Stop every child in reverse start order and end :meth:`run`; return once done."""
-        if self._state is _State.NEW:
-            self._state = _State.CLOSED
-            self._finished.set()
-            return
-        self._loop_scope.cancel()
-        await self._finished.wait()
+        await self._life.close()
 
     def which_children(self) -> list[str]:
         """The ids of the children currently running, in start order."""
