@@ -21,6 +21,7 @@ import trio
 from greenroom.actors.bus import EventBus
 from greenroom.actors.events import (
     Event,
+    EventData,
     LoadingChanged,
     MessageAdded,
     SessionCreated,
@@ -43,6 +44,7 @@ from greenroom.actors.session import (
     SetModel,
     StopGeneration,
 )
+from greenroom.actors.state import SessionState
 from greenroom.agent.provider import Provider
 from greenroom.config import Config
 from greenroom.errors import ActorError, Conflict, GreenroomError, LimitReached, NotFound
@@ -359,27 +361,32 @@ class SessionManager:
         return stopped
 
     async def _announce_failed(self, session: str, reason: str) -> None:
-        """The supervisor gave up: end the turn it was running, then say why."""
+        """The supervisor gave up: commit the partial text, end the turn it was running, then
+        say why."""
         state = await self.persistence.ask(LoadState(session=session))
-        partial = state.partial_message() if state is not None else None
-        if state is not None and partial is not None and partial.content:
-            added = MessageAdded(index=len(state.messages), message=partial)
-            await self._publish_for(session, added)
-        if state is not None and state.loading:
+        if state is None:
+            return
+        events: list[EventData] = []
+        partial = state.partial_message()
+        if partial is not None and partial.content:
+            events.append(MessageAdded(index=len(state.messages), message=partial))
+        if state.loading:
             error = f"the session crashed too often: {reason}"
-            await self._publish_for(
-                session, LoadingChanged(loading=False, reason="failed", error=error)
-            )
-        await self._publish_for(session, SessionFailed(reason=reason))
+            events.append(LoadingChanged(loading=False, reason="failed", error=error))
+        events.append(SessionFailed(reason=reason))
+        await self._publish_for(session, *events, state=state)
 
     async def _publish_for(
-        self, session: str, data: MessageAdded | LoadingChanged | SessionFailed | SessionDeleted
+        self, session: str, *events: EventData, state: SessionState | None = None
     ) -> None:
-        """Publish an event of a session whose actor is not running, with its next seq."""
-        state = await self.persistence.ask(LoadState(session=session))
-        if state is not None:
+        """Publish events of a session whose actor is not running, with its next seqs."""
+        if state is None:
+            state = await self.persistence.ask(LoadState(session=session))
+        if state is None:
+            return
+        for seq, data in enumerate(events, start=state.seq + 1):
             await self.bus.publish(
-                Event(session=session, project=state.project, seq=state.seq + 1, data=data)
+                Event(session=session, project=state.project, seq=seq, data=data)
             )
 
     # -- projects ---------------------------------------------------------------------------
