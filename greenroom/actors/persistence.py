@@ -94,10 +94,7 @@ def copy_state(state: SessionState) -> SessionState:
     """A deep enough copy: messages are frozen, the lists and the streaming text are not."""
     streaming = None
     if state.streaming is not None:
-        text = state.streaming.text
-        streaming = Streaming(
-            parts=[text] if text else [], length=len(text), tool_calls=state.streaming.tool_calls
-        )
+        streaming = Streaming.of(state.streaming.text, state.streaming.tool_calls)
     return attrs.evolve(
         state, messages=list(state.messages), queued=list(state.queued), streaming=streaming
     )
@@ -150,10 +147,7 @@ def wake(dormant: Dormant, messages: Sequence[Message]) -> SessionState:
     state.messages = list(messages)
     state.seq = dormant.seq
     if dormant.partial or dormant.tool_calls:
-        text = dormant.partial or ""
-        state.streaming = Streaming(
-            parts=[text] if text else [], length=len(text), tool_calls=dormant.tool_calls
-        )
+        state.streaming = Streaming.of(dormant.partial or "", dormant.tool_calls)
     return state
 
 
@@ -356,11 +350,10 @@ class PersistenceActor:
                 len(messages),
                 count,
             )
-        # The session may have been deleted while its history was read.
         if self.mirror.dormant.get(session) is not dormant:
-            return copy_state(self.mirror.sessions[session]) if (
-                session in self.mirror.sessions
-            ) else None
+            # Deleted, or woken by an earlier request, while its history was read.
+            current = self.mirror.sessions.get(session)
+            return copy_state(current) if current is not None else None
         del self.mirror.dormant[session]
         awake = self.mirror.sessions[session] = wake(dormant, messages)
         self.stats.loads += 1

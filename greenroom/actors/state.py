@@ -37,6 +37,11 @@ class Streaming:
     tool_calls: tuple[PartialToolCall, ...] | None = None
     _joined: str | None = None
 
+    @classmethod
+    def of(cls, text: str, tool_calls: tuple[PartialToolCall, ...] | None = None) -> Streaming:
+        """A partial message already streamed up to ``text``."""
+        return cls(parts=[text] if text else [], length=len(text), tool_calls=tool_calls)
+
     @property
     def text(self) -> str:
         if self._joined is None or len(self._joined) != self.length:
