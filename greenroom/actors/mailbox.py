@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeGuard, TypeVar
 
 import attrs
 import trio
@@ -193,12 +193,8 @@ class Inbox(Generic[M]):
         box = self._mailbox
         while not box._stopping:
             message = await box._receive.receive()
-            if isinstance(message, _Stop):
-                continue
-            reply = getattr(message, "reply", None)
-            if isinstance(reply, Reply) and reply.done:
-                continue  # its asker already gave up or was failed by a restart
-            return message
+            if _deliverable(message):
+                return message
         raise StopAsyncIteration
 
     async def receive_batch(self, limit: int = 1024) -> list[M]:
@@ -219,13 +215,18 @@ class Inbox(Generic[M]):
                 message = box._receive.receive_nowait()
             except trio.WouldBlock:
                 break
-            if isinstance(message, _Stop):
-                continue
-            reply = getattr(message, "reply", None)
-            if isinstance(reply, Reply) and reply.done:
-                continue
-            batch.append(message)
+            if _deliverable(message):
+                batch.append(message)
         return batch
+
+
+def _deliverable(message: M | _Stop) -> TypeGuard[M]:
+    """Whether the actor should see ``message``: not a stop wake-up, and not a request whose
+    asker already gave up or was failed by a restart."""
+    if isinstance(message, _Stop):
+        return False
+    reply = getattr(message, "reply", None)
+    return not (isinstance(reply, Reply) and reply.done)
 
 
 @attrs.frozen
