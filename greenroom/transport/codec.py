@@ -441,21 +441,31 @@ def _dumps(obj: Any) -> str:
 
 
 class _Fragments:
-    """The encoded text (or bytes) of recent events, for one format (see EventEncodings)."""
+    """The encoded text (or bytes) of recent events, for one format (see EventEncodings).
+
+    Two generations of at most ``limit`` entries each: when the newer one is full it becomes
+    the older and the older is dropped. (Evicting one entry at a time from the front of one
+    dict would make every eviction scan the dict's deleted slots.)
+    """
 
     def __init__(self, limit: int = 16_384) -> None:
         self._limit = limit
-        self._entries: dict[int, tuple[Event, str | bytes]] = {}
+        self._new: dict[int, tuple[Event, str | bytes]] = {}
+        self._old: dict[int, tuple[Event, str | bytes]] = {}
 
     def of(self, event: Event, serialize: Callable[[Any], str | bytes]) -> str | bytes:
-        entry = self._entries.get(id(event))
+        key = id(event)
+        entry = self._new.get(key) or self._old.get(key)
         if entry is not None and entry[0] is event:
             return entry[1]
         encoded = serialize(to_wire(event))
-        if len(self._entries) >= self._limit:
-            del self._entries[next(iter(self._entries))]
-        self._entries[id(event)] = (event, encoded)
+        if len(self._new) >= self._limit:
+            self._old, self._new = self._new, {}
+        self._new[key] = (event, encoded)
         return encoded
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
 
 
 class EventEncodings:

@@ -918,3 +918,17 @@ def test_an_event_is_encoded_once_for_every_connection(subprotocol: Subprotocol)
     alone = Codec(subprotocol)
     assert alone.encode([event]) == first.encode([event])
     assert alone.encode([event]) is not alone.encode([event])
+
+
+def test_the_shared_encodings_stay_bounded_and_keep_the_newest() -> None:
+    shared = EventEncodings(limit=8)
+    codec = Codec("greenroom.v1.json", encodings=shared)
+    events = [
+        Event(session="s-1", project="p", seq=n, data=StreamingUpdate(offset=n, delta="x"))
+        for n in range(1, 40)
+    ]
+    texts = [codec.encode([event]) for event in events]
+    assert len(shared.json) <= 16
+    assert codec.encode([events[-1]]) is texts[-1]  # the newest are still shared
+    assert codec.encode([events[0]]) == texts[0]  # the oldest were dropped, then encoded again
+    assert codec.encode([events[0]]) is not texts[0]
