@@ -44,46 +44,77 @@ class BusStatistics:
 
 @attrs.define(eq=False)
 class Subscription:
-    """A bounded queue of events for one receiver. ``overflowed`` says why it closed."""
+    """A bounded queue of events for one receiver. ``overflowed`` says why it closed.
+
+    A deque and one wakeup, not a memory channel: a channel hands each event to a waiting
+    receiver by rescheduling it, one task switch per event per receiver, while here the
+    receiver wakes once and takes every event published meanwhile (:meth:`take`). It has
+    one receiver.
+    """
 
     name: str
     capacity: int
     accepts: Callable[[Event], bool]
     overflowed: bool = attrs.field(default=False, init=False)
     closed: bool = attrs.field(default=False, init=False)
-    _send: trio.MemorySendChannel[Event] = attrs.field(init=False)
-    _receive: trio.MemoryReceiveChannel[Event] = attrs.field(init=False)
+    _queue: deque[Event] = attrs.field(factory=deque, init=False)
+    _ready: trio.Event | None = attrs.field(default=None, init=False)
     _bus: EventBus | None = attrs.field(default=None, init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self._send, self._receive = trio.open_memory_channel[Event](self.capacity)
 
     def offer(self, event: Event) -> bool:
         """Queue ``event`` if this subscription wants it; close on overflow. Never waits."""
         if self.closed or not self.accepts(event):
             return False
-        try:
-            self._send.send_nowait(event)
-        except trio.WouldBlock:
+        if len(self._queue) >= self.capacity:
             self.overflowed = True
             self.close()
             return False
+        self._queue.append(event)
+        if self._ready is not None:
+            self._ready.set()
+            self._ready = None
         return True
 
+    async def wait(self) -> bool:
+        """Wait until an event is queued; False once closed and drained."""
+        while not self._queue:
+            if self.closed:
+                return False
+            self._ready = self._ready or trio.Event()
+            await self._ready.wait()
+        return True
+
+    def take(self) -> list[Event]:
+        """Every queued event, oldest first (none: an empty list). Never waits."""
+        events = list(self._queue)
+        self._queue.clear()
+        return events
+
     async def receive(self) -> Event:
-        """The next event; raises trio.EndOfChannel once closed and drained."""
-        return await self._receive.receive()
+        """The next event; raises trio.EndOfChannel once closed and drained. Always a
+        checkpoint, like a channel's receive, so that a loop of receives lets others run."""
+        if self._queue:
+            await trio.lowlevel.checkpoint()
+        elif not await self.wait():
+            raise trio.EndOfChannel
+        return self._queue.popleft()
 
     def receive_nowait(self) -> Event:
-        return self._receive.receive_nowait()
+        """The next event; raises trio.WouldBlock if none waits (EndOfChannel once closed)."""
+        if self._queue:
+            return self._queue.popleft()
+        raise trio.EndOfChannel if self.closed else trio.WouldBlock
 
     def queued(self) -> int:
-        return self._send.statistics().current_buffer_used
+        return len(self._queue)
 
     def close(self) -> None:
+        """Accept nothing more; what is queued can still be received."""
         if not self.closed:
             self.closed = True
-            self._send.close()
+            if self._ready is not None:
+                self._ready.set()
+                self._ready = None
             if self._bus is not None:
                 self._bus._drop(self)
 

@@ -12,7 +12,10 @@ nursery that the connection owns:
   connection only; the reader keeps reading meanwhile, and events keep flowing;
 - the **pump** moves events from the runtime subscription into the outbox as they come, so that
   the outbox's byte bound and merging apply even while the writer is blocked on a slow peer;
-- the **writer** takes everything waiting in the outbox and sends it as one frame;
+- the **writer** takes everything waiting in the outbox and sends it as one frame, at most one
+  frame of live events per ``send_interval``: a frame costs far more than an event in it, so
+  events that come while the interval runs wait for it and share the next frame. The first
+  event after a quiet interval, and any reply, go at once;
 - the **keepalive** pings every ``ping_interval`` and drops a peer that does not answer.
 
 Subscribing: the reply ``{"seq": N}`` (with ``"reset": true`` when the missed events are no
@@ -35,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import PurePath
@@ -46,7 +48,6 @@ import trio
 import trio_websocket
 
 from greenroom import __version__
-from greenroom.actors.events import Event
 from greenroom.convert import camel
 from greenroom.errors import GreenroomError
 from greenroom.runtime import Client, Runtime
@@ -133,6 +134,7 @@ class ConnectionSettings:
     max_frame_bytes: int = 1 << 20
     send_queue_bytes: int = 8 << 20
     subscription_capacity: int = 65_536
+    send_interval: float = 0.01
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     close_timeout: float = 5.0
@@ -186,10 +188,6 @@ class _Connection:
     _send_scope: trio.CancelScope | None = None
     _send_deadline: float = math.inf
     _frame_cut: bool = False  # a send hit that deadline: the stream may hold half a frame
-    # Subscribes waiting for the pump to run them, and the pump's wait for events, which a
-    # subscribe cancels to wake it (see _subscribe_in_pump).
-    _subscribes: deque[tuple[int | str, c.Subscribe, trio.Event]] = attrs.Factory(deque)
-    _pump_wait: trio.CancelScope | None = None
 
     async def run(self) -> Closing:
         name = self.client.name
@@ -264,7 +262,7 @@ class _Connection:
                 if isinstance(incoming, ErrorReply):
                     self.outbox.put(incoming)
                 elif isinstance(incoming.command, c.Subscribe):
-                    await self._subscribe_in_pump(incoming.id, incoming.command)
+                    self._subscribe(incoming.id, incoming.command)
                 else:
                     self.outbox.put(await self._execute(incoming))
 
@@ -315,20 +313,6 @@ class _Connection:
                 raise AssertionError("subscribe is not dispatched")
         return empty_result()
 
-    async def _subscribe_in_pump(self, id: int | str, command: c.Subscribe) -> None:
-        """Have the pump run :meth:`_subscribe`, and wait until it has.
-
-        Only the pump may take events from the runtime subscription: trio hands an event
-        straight to a waiting receiver, so the pump may hold an event that it has not queued
-        yet while newer ones wait in the channel. Had this task drained those newer ones, the
-        older one would then come after them and be dropped as a repeat (a lost event).
-        """
-        done = trio.Event()
-        self._subscribes.append((id, command, done))
-        if self._pump_wait is not None:
-            self._pump_wait.cancel()  # wake the pump; an event it was handed is kept
-        await done.wait()
-
     def _subscribe(self, id: int | str, command: c.Subscribe) -> None:
         """Reply ``{"seq"}``, then the replay, then (through the pump) the live events.
 
@@ -357,43 +341,23 @@ class _Connection:
 
     def _drain(self) -> None:
         """Move every event waiting in the runtime subscription into the outbox."""
-        events = self.client.events
-        while True:
-            try:
-                event = events.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                return
-            self.outbox.put_event(event)
+        self.outbox.put_events(self.client.events.take())
 
     async def _pump(self) -> None:
+        """Move events into the outbox as they come: all that came since the last wakeup at
+        once, so that one wakeup serves many events."""
         events = self.client.events
-        try:
-            while True:
-                event: Event | None = None
-                with trio.CancelScope() as self._pump_wait:
-                    try:
-                        event = await events.receive()
-                    except trio.EndOfChannel:
-                        break
-                self._pump_wait = None
-                if event is not None:
-                    self.outbox.put_event(event)
-                self._drain()
-                while self._subscribes:
-                    id, command, done = self._subscribes.popleft()
-                    self._subscribe(id, command)
-                    done.set()
-                self._check_outbox()
-        finally:
-            self._pump_wait = None
-            for _, _, done in self._subscribes:
-                done.set()  # the connection is ending: nobody waits for a subscribe
+        while await events.wait():
+            self._drain()
+            self._check_outbox()
         if events.overflowed or self._slow:
             self._too_slow()
 
     def _check_outbox(self) -> None:
-        """Start closing for slowness if the outbox is past its bound."""
-        if self.outbox.overflowed and not self._slow:
+        """Start closing for slowness if the outbox is past its bound while a frame is being
+        sent: events that gather while the writer waits out ``send_interval`` are not the
+        client's doing."""
+        if self.outbox.overflowed and self._send_scope is not None and not self._slow:
             self._slow = True
             self.client.events.close()  # the pump drains what is left, then closes
 
@@ -405,7 +369,16 @@ class _Connection:
 
     async def _write(self) -> None:
         try:
+            interval = self.settings.send_interval
+            next_send = -math.inf
             while await self.outbox.wait():
+                if trio.current_time() < next_send:
+                    # Live events gather for the rest of the interval; a reply cuts it short.
+                    with trio.move_on_at(next_send):
+                        await self.outbox.wait_asked()
+                    if not self.outbox:
+                        continue  # closed meanwhile
+                next_send = trio.current_time() + interval
                 items = self.outbox.take(BATCH_BYTES)
                 frame = self.codec.encode(items)
                 with trio.CancelScope(shield=True, deadline=self._send_deadline) as scope:

@@ -158,7 +158,9 @@ class Outbox:
     _live: int = 0  # of which live events
     _last: dict[str, _Pending] = attrs.Factory(dict)  # per session, its newest queued item
     _high: dict[str, int] = attrs.Factory(dict)  # per session, the highest seq queued
+    _asked: int = 0  # queued items that a command asked for (replies, replays)
     _ready: trio.Event = attrs.Factory(trio.Event)
+    _asked_ready: trio.Event = attrs.Factory(trio.Event)
     _room: trio.Event = attrs.Factory(trio.Event)
 
     @property
@@ -181,21 +183,29 @@ class Outbox:
 
     def put_event(self, event: Event) -> None:
         """Queue a live event: dropped if its seq was already queued, else maybe merged."""
+        self.put_events((event,))
+
+    def put_events(self, events: Iterable[Event]) -> None:
+        """Queue live events in order (see :meth:`put_event`); the pump's one call per
+        wakeup, so this loop is the transport's per-event cost for each connection."""
         if self.closed:
             return
-        session, seq = event.session, event.seq
-        if session is None or seq is None:
-            self._append(event, None, live=True)
-            return
-        if seq <= self._high.get(session, 0):
-            return  # already queued by a subscribe's replay
-        self._high[session] = seq
-        if self._merge(session, event):
-            return
-        self._append(event, session, live=True)
-        if isinstance(event.data, SessionDeleted):  # nothing of it follows: forget it
-            del self._high[session]
-            del self._last[session]
+        high = self._high
+        for event in events:
+            session, seq = event.session, event.seq
+            if session is None or seq is None:
+                self._append(event, None, live=True)
+                continue
+            if seq <= high.get(session, 0):
+                continue  # already queued by a subscribe's replay
+            high[session] = seq
+            kind = type(event.data)
+            if kind is StreamingUpdate and self._merge(session, event):
+                continue
+            self._append(event, session, live=True)
+            if kind is SessionDeleted:  # nothing of it follows: forget it
+                del high[session]
+                del self._last[session]
 
     def put_replay(self, session: str, events: Iterable[Event]) -> None:
         """Queue the retained events a ``subscribe`` replays, exactly as they were sent."""
@@ -234,6 +244,9 @@ class Outbox:
             self._live += pending.size
         if session is not None:
             self._last[session] = pending
+        if not live:
+            self._asked += 1
+            self._asked_ready.set()
         self._ready.set()
 
     async def wait(self) -> bool:
@@ -242,6 +255,13 @@ class Outbox:
             self._ready = trio.Event()
             await self._ready.wait()
         return not self.closed
+
+    async def wait_asked(self) -> None:
+        """Wait until something a command asked for is queued (or the outbox is closed): the
+        writer does not hold a reply back to batch it with later events."""
+        while not self._asked and not self.closed:
+            self._asked_ready = trio.Event()
+            await self._asked_ready.wait()
 
     async def wait_room(self) -> None:
         """Wait until at most ``limit`` bytes are queued (or the outbox is closed).
@@ -264,6 +284,8 @@ class Outbox:
             self._size -= pending.size
             if pending.live:
                 self._live -= pending.size
+            else:
+                self._asked -= 1
             items.append(pending.build())
         if self._size <= self.limit:
             self._room.set()
@@ -274,6 +296,7 @@ class Outbox:
         self.closed = True
         self._queue.clear()
         self._last.clear()
-        self._size = self._live = 0
+        self._size = self._live = self._asked = 0
         self._ready.set()
+        self._asked_ready.set()
         self._room.set()

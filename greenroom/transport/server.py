@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -65,6 +66,13 @@ class ServerSettings:
     """Per connection, after merging; a client further behind is closed with 4008."""
     subscription_capacity: int = 65_536
     """Events a connection's runtime subscription holds before it overflows (then 4008)."""
+    send_buffer_bytes: int | None = None
+    """The kernel's send buffer per connection (SO_SNDBUF); None keeps the system's, which
+    grows to megabytes. What the kernel holds is out of merging's reach: a smaller buffer
+    makes a slow client's stream merge (and, past ``send_queue_bytes``, close) sooner."""
+    send_interval: float = 0.01
+    """Live events wait up to this long after the previous frame, to go out together in one
+    frame (replies never wait); 0 sends as soon as the writer is free."""
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     handshake_timeout: float = 10.0
@@ -86,6 +94,7 @@ class ServerSettings:
             max_frame_bytes=self.max_frame_bytes,
             send_queue_bytes=self.send_queue_bytes,
             subscription_capacity=self.subscription_capacity,
+            send_interval=self.send_interval,
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             close_timeout=self.close_timeout,
@@ -157,6 +166,8 @@ class Server:
         await trio.serve_listeners(self._handle_stream, listeners, task_status=started)
 
     async def _handle_stream(self, stream: trio.SocketStream) -> None:
+        if self.settings.send_buffer_bytes is not None:
+            stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.send_buffer_bytes)
         try:
             async with trio.open_nursery() as nursery:
                 # trio-websocket's reader task must outlive our cancellation, so that the

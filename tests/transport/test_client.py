@@ -215,8 +215,12 @@ async def test_too_slow_client_is_closed_and_resumes(tmp_path: Path) -> None:
     """A client that does not read is closed with 4008; it resumes with since and loses
     nothing."""
     with trio.fail_after(20):
+        # One frame per event and a small kernel buffer: the flood outgrows what the kernel and
+        # the client hold (batched and merged, it would fit in them).
         async with (
-            running_server(tmp_path, send_queue_bytes=4096) as (_, url, _),
+            running_server(
+                tmp_path, send_queue_bytes=4096, send_buffer_bytes=4096, send_interval=0
+            ) as (_, url, _),
             connect(url, TOKEN, event_buffer=1) as client,
         ):
             session = await open_subscribed(client, "blog")

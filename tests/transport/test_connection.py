@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -197,3 +198,38 @@ async def test_one_log_line_when_a_connection_opens_and_one_when_it_closes(
     assert len(lines) == 2
     assert lines[0].startswith("connection c-1 opened") and "greenroom.v1.json" in lines[0]
     assert lines[1] == "connection c-1 closed: 1000 bye"
+
+
+async def test_live_events_gather_for_the_send_interval_and_replies_do_not_wait(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(60):
+        async with connected(runtime, send_interval=1.0) as pair:
+            client = pair.client
+            await client.next_item()
+            state = (await client.call("openSession", project="blog"))["session"]
+            session = state["session"]
+            await client.call("subscribe", session=session, since=state["seq"])
+            turn = "[[tokens:60]] [[rate:20]] go"
+            await client.call("sendMessage", session=session, content=turn)
+            frames: list[tuple[float, list[dict[str, Any]]]] = []
+            ping_sent = ping_answered = None
+            while not any(turn_ended(session)(i) for _, f in frames for i in f if "event" in i):
+                if ping_sent is None and len(frames) == 1:
+                    ping_sent = trio.current_time()
+                    await client.send("ping")
+                items = await client.items()
+                frames.append((trio.current_time(), items))
+                if any(i.get("re") is not None for i in items):
+                    ping_answered = trio.current_time()
+    # A reply goes out at once, even in the middle of an interval.
+    assert ping_sent is not None and ping_answered == ping_sent
+    # Three seconds of tokens came in a handful of frames; one with no reply in it waited for
+    # the interval since the frame before.
+    assert 3 <= len(frames) <= 6
+    for (earlier, _), (later, items) in itertools.pairwise(frames):
+        if not any("re" in i for i in items):
+            assert later - earlier >= 1.0
+    updates = [i for _, items in frames for i in items if i.get("event") == "streamingUpdate"]
+    text = "".join(u["data"]["delta"] for u in updates)
+    assert len(text.split()) == 60
