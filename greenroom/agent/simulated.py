@@ -28,7 +28,8 @@ then two to four pieces of the arguments. Tools are called whatever ``request.to
 
 Timing: the k-th streamed chunk (a text token or a tool-call piece, counted from 1) is due
 k/rate seconds of trio time after the stream started, so N tokens take N/rate seconds (the first
-comes after 1/rate: a time to first token). A consumer that falls behind gets the chunks already
+comes after 1/rate: a time to first token), or up to a tick of the shared pacer later
+(:mod:`greenroom.agent.pacing`). A consumer that falls behind gets the chunks already
 due without more sleeping, as from a real server's buffered response; that also keeps the rate
 when thousands of streams load the process. ``rate = math.inf`` means no sleeping; the stream
 still checkpoints once per chunk, so it stays cancellable and fair. Rates must be > 0.
@@ -75,6 +76,7 @@ import attrs
 import trio
 
 from greenroom.agent.chat import Message, ToolCall
+from greenroom.agent.pacing import current_pacer
 from greenroom.agent.provider import (
     Chunk,
     CompletionRequest,
@@ -410,15 +412,12 @@ class SimulatedProvider:
 
         delay = 0.0 if math.isinf(step.rate) else 1.0 / step.rate
         started = trio.current_time()
+        pacer = current_pacer()
         await trio.lowlevel.checkpoint()
         for number, chunk in enumerate(chunks, 1):
             # Paced against a schedule, not by a sleep per chunk: a consumer that fell behind
             # gets the chunks that are due at once, and an overloaded process keeps the rate.
-            due = started + number * delay
-            if delay and trio.current_time() < due:
-                await trio.sleep_until(due)
-            else:
-                await trio.lowlevel.checkpoint()
+            await pacer.sleep_until(started + number * delay)
             if step.stamp and isinstance(chunk, TextDelta):
                 chunk = _stamped(chunk)
             yield chunk
