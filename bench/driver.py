@@ -323,6 +323,10 @@ async def stream(args: argparse.Namespace) -> dict[str, Any]:
         "server_frames_sent": stats1.get("framesSent", 0) - stats0.get("framesSent", 0),
         "snapshot_writes": persistence1.get("snapshotWrites", 0)
         - persistence0.get("snapshotWrites", 0),
+        "partials_writes": persistence1.get("partialsWrites", 0)
+        - persistence0.get("partialsWrites", 0),
+        "partial_snapshots": persistence1.get("partialSnapshots", 0)
+        - persistence0.get("partialSnapshots", 0),
         "history_appends": persistence1.get("historyAppends", 0)
         - persistence0.get("historyAppends", 0),
         "flushes": persistence1.get("flushes", 0) - persistence0.get("flushes", 0),

@@ -320,6 +320,21 @@ async def restore_mirror(config: Config) -> tuple[Mirror, tuple[QuarantinedFile,
         except GreenroomError as error:
             moved = await trio.to_thread.run_sync(store.quarantine, session, str(error))
             quarantined.append(moved)
+    partials, bad_partials = await trio.to_thread.run_sync(store.load_partials)
+    if bad_partials is not None:
+        quarantined.append(bad_partials)
+    for session, payload in partials.items():
+        # Streamed text newer than the session's own file (see greenroom.store.snapshots).
+        own = mirror.dormant.get(session)
+        try:
+            newer = dormant_from_payload(session, payload)
+        except GreenroomError as error:
+            logger.error("a partial snapshot of %s is unusable: %s", session, error)
+            continue
+        if own is None or newer.seq > own.seq:
+            mirror.restore(session, newer, dirty=True)
+    if partials:
+        mirror.rewrite_partials()
     for bad in quarantined:
         logger.error("corrupt snapshot %s moved aside: %s", bad.name, bad.reason)
     if scan.snapshots:

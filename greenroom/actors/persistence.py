@@ -34,6 +34,7 @@ from greenroom.actors.events import (
     PartialToolCall,
     SessionCreated,
     SessionDeleted,
+    StreamingUpdate,
     Summary,
 )
 from greenroom.actors.mailbox import Inbox, Reply
@@ -162,7 +163,12 @@ class Mirror:
     sessions: dict[str, SessionState] = attrs.Factory(dict)
     dormant: dict[str, Dormant] = attrs.Factory(dict)
     applied: int = 0
-    _dirty: set[str] = attrs.Factory(set)
+    _dirty: set[str] = attrs.Factory(set)  # to be written to their own files
+    # Changed by streamed text only since their own file was written: written, all of them
+    # together, to the partials file. ``_in_partials``: those whose newest state is there.
+    _streamed: set[str] = attrs.Factory(set)
+    _in_partials: set[str] = attrs.Factory(set)
+    _partials_stale: bool = False  # the last write of the partials file failed
     _deleted: set[str] = attrs.Factory(set)
     # Committed messages not yet appended, by (project, history name), in commit order.
     _history: dict[tuple[str, str], list[Message]] = attrs.Factory(dict)
@@ -185,13 +191,22 @@ class Mirror:
                 self.sessions.pop(session, None)
                 self.dormant.pop(session, None)
                 self._dirty.discard(session)
+                self._streamed.discard(session)
                 self._deleted.add(session)
+            case StreamingUpdate():
+                current = self.sessions.get(session)
+                if current is None:
+                    return
+                current.apply(event)
+                if session not in self._dirty:
+                    self._streamed.add(session)
             case _:
                 current = self.sessions.get(session)
                 if current is None:
                     return
                 current.apply(event)
                 self._dirty.add(session)
+                self._streamed.discard(session)
                 if isinstance(event.data, MessageAdded):
                     key = (current.project, current.name)
                     self._history.setdefault(key, []).append(event.data.message)
@@ -200,8 +215,17 @@ class Mirror:
         loaded = tuple(state.summary() for state in self.sessions.values())
         return loaded + tuple(d.summary for d in self.dormant.values())
 
-    def restore(self, session: str, dormant: Dormant) -> None:
+    def restore(self, session: str, dormant: Dormant, *, dirty: bool = False) -> None:
+        """Keep ``session`` as read from disk; ``dirty`` when it came from the partials file,
+        so that its own file catches up at the next flush."""
         self.dormant[session] = dormant
+        if dirty:
+            self._dirty.add(session)
+
+    def rewrite_partials(self) -> None:
+        """Have the next flush rewrite the partials file (found on disk at startup: what it
+        holds is either restored into its sessions' own files or stale, and must go)."""
+        self._partials_stale = True
 
     def make_dormant(self, session: str) -> None:
         state = self.sessions.pop(session, None)
@@ -215,9 +239,9 @@ class Mirror:
 
     def has_pending(self, session: str | None = None) -> bool:
         if session is None:
-            return bool(self._dirty or self._deleted or self._history)
+            return bool(self._dirty or self._streamed or self._deleted or self._history)
         state = self.sessions.get(session)
-        return session in self._dirty or (
+        return session in self._dirty or session in self._streamed or (
             state is not None and (state.project, state.name) in self._history
         )
 
@@ -225,19 +249,40 @@ class Mirror:
         """Everything to write now; the mirror forgets it until ``give_back``."""
         snapshots = {}
         for session in self._dirty:
-            state: SessionState | Dormant | None = self.sessions.get(session)
-            if state is None:
-                state = self.dormant.get(session)
-            if state is not None:
-                snapshots[session] = snapshot_payload(state)
-        batch = Batch(snapshots=snapshots, history=self._history, deleted=self._deleted)
-        self._dirty, self._history, self._deleted = set(), {}, set()
+            payload = self._payload(session)
+            if payload is not None:
+                snapshots[session] = payload
+        # The partials file is rewritten whole when one of its sessions streamed, or leaves
+        # it (written to its own file now, or deleted).
+        leaving = self._in_partials & (self._dirty | self._deleted)
+        partials: dict[str, dict[str, Any]] | None = None
+        if self._streamed or leaving or self._partials_stale:
+            self._in_partials = (self._in_partials - leaving) | self._streamed
+            self._partials_stale = False
+            partials = {}
+            for session in self._in_partials:
+                payload = self._payload(session)
+                if payload is not None:
+                    partials[session] = payload
+        batch = Batch(
+            snapshots=snapshots, partials=partials, history=self._history, deleted=self._deleted
+        )
+        self._dirty, self._streamed, self._history, self._deleted = set(), set(), {}, set()
         return batch
 
+    def _payload(self, session: str) -> dict[str, Any] | None:
+        state: SessionState | Dormant | None = self.sessions.get(session)
+        if state is None:
+            state = self.dormant.get(session)
+        return snapshot_payload(state) if state is not None else None
+
     def give_back(self, batch: Batch, *, history_from: tuple[str, str] | None) -> None:
-        """Requeue what a failed write did not write: the snapshots, the deletions, and the
-        history appends from ``history_from`` on (those before it were appended)."""
+        """Requeue what a failed write did not write: the snapshots, the partials, the
+        deletions, and the history appends from ``history_from`` on (those before it were
+        appended)."""
         self._dirty |= {s for s in batch.snapshots if s in self.sessions or s in self.dormant}
+        if batch.partials is not None:
+            self._partials_stale = True
         self._deleted |= batch.deleted
         keys = list(batch.history)
         start = keys.index(history_from) if history_from in batch.history else len(keys)
@@ -252,17 +297,23 @@ class Mirror:
 @attrs.frozen(kw_only=True)
 class Batch:
     snapshots: dict[str, dict[str, Any]]
+    partials: dict[str, dict[str, Any]] | None  # the whole partials file, if it changed
     history: dict[tuple[str, str], list[Message]]
     deleted: set[str]
 
     def __bool__(self) -> bool:
-        return bool(self.snapshots or self.history or self.deleted)
+        return bool(self.snapshots or self.partials is not None or self.history or self.deleted)
 
 
 @attrs.define(eq=False)
 class PersistenceStatistics:
     flushes: int = 0
     snapshot_writes: int = 0
+    """Sessions written to their own files."""
+    partials_writes: int = 0
+    """Writes of the one partials file (the streaming sessions' snapshots)."""
+    partial_snapshots: int = 0
+    """Session snapshots written in the partials file, over all its writes."""
     history_appends: int = 0
     write_failures: int = 0
     last_failure: str | None = None
@@ -379,8 +430,11 @@ class PersistenceActor:
 
             def write() -> None:
                 # History is appended before the snapshots are renamed into place, and both are
-                # made durable together: a snapshot never counts a message not on disk.
+                # made durable together: a snapshot never counts a message not on disk. The
+                # partials file is renamed last: a session that left it has its own file first.
                 files, errors = store.encode(batch.snapshots)
+                if batch.partials is not None:
+                    files[store.partials_path] = store.encode_partials(batch.partials)
                 write_batch(encode_appends(appends), files, keep_tail=is_message_line)
                 for session in batch.deleted:
                     store.delete(session)
@@ -403,4 +457,7 @@ class PersistenceActor:
             self.stats.max_flush_seconds = max(self.stats.max_flush_seconds, took)
             self.stats.flushes += 1
             self.stats.snapshot_writes += len(batch.snapshots)
+            if batch.partials is not None:
+                self.stats.partials_writes += 1
+                self.stats.partial_snapshots += len(batch.partials)
             self.stats.history_appends += sum(len(m) for m in batch.history.values())

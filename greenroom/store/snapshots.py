@@ -4,6 +4,12 @@ A file holds the envelope ``{"format": 1, "session": <id>, "payload": <map>}``; 
 whatever the persistence actor unstructured (plain maps, lists, strings, numbers, booleans,
 None, bytes). A file that cannot be read back is moved to ``sessions/corrupt/`` and reported,
 never deleted and never allowed to stop the server from starting.
+
+Beside them, ``sessions/streaming.msgpack`` holds, in one file, the payloads of the sessions
+whose only change since their own file was written is streamed text:
+``{"format": 1, "partials": {<id>: <payload>, ...}}``. A thousand sessions streaming cost one
+file per flush instead of a thousand (the per-file syscalls, not the bytes, were the cost).
+A payload there counts only when its ``seq`` is above that of the session's own file.
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ from greenroom.store import atomic
 FORMAT_VERSION = 1
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 """A snapshot file larger than this is refused as corrupt (a session's state is far smaller)."""
+MAX_PARTIALS_BYTES = 1 << 30
+"""The partials file holds the streamed text of every streaming session: allowed far more."""
 
 _SESSION_ID = re.compile(r"s-[0-9a-f]{1,64}")
 _SUFFIX = ".msgpack"
 _FILE_NAME = re.compile(r"(s-[0-9a-f]{1,64})\.msgpack")
 _FIRST_READ = 64 * 1024
+PARTIALS_NAME = "streaming.msgpack"
 
 
 class CorruptSnapshot(GreenroomError):
@@ -88,8 +97,35 @@ def encode_snapshot(session: str, payload: dict[str, Any]) -> bytes:
 def decode_snapshot(data: bytes) -> tuple[str, dict[str, Any]]:
     """Read snapshot bytes back into ``(session, payload)``; raise CorruptSnapshot if they are
     not one (not msgpack, truncated, trailing bytes, wrong types, unknown format version)."""
-    if len(data) > MAX_SNAPSHOT_BYTES:
-        raise CorruptSnapshot(f"too large ({len(data)} bytes, at most {MAX_SNAPSHOT_BYTES})")
+    envelope = _unpack(data, MAX_SNAPSHOT_BYTES)
+    session = envelope.get("session")
+    if not is_session_id(session):
+        raise CorruptSnapshot(f"invalid session id {session!r}")
+    assert isinstance(session, str)
+    payload = envelope.get("payload")
+    if not isinstance(payload, dict):
+        raise CorruptSnapshot(f"payload must be a map, not {_kind(payload)}")
+    return session, payload
+
+
+def decode_partials(data: bytes) -> dict[str, dict[str, Any]]:
+    """Read the partials file's bytes back; raise CorruptSnapshot if they are not one."""
+    envelope = _unpack(data, MAX_PARTIALS_BYTES)
+    partials = envelope.get("partials")
+    if not isinstance(partials, dict):
+        raise CorruptSnapshot(f"partials must be a map, not {_kind(partials)}")
+    for session, payload in partials.items():
+        if not is_session_id(session):
+            raise CorruptSnapshot(f"invalid session id {session!r}")
+        if not isinstance(payload, dict):
+            raise CorruptSnapshot(f"payload of {session} must be a map, not {_kind(payload)}")
+    return partials
+
+
+def _unpack(data: bytes, limit: int) -> dict[Any, Any]:
+    """The envelope of a snapshot or partials file, its format version checked."""
+    if len(data) > limit:
+        raise CorruptSnapshot(f"too large ({len(data)} bytes, at most {limit})")
     if not data:
         raise CorruptSnapshot("empty file")
     try:
@@ -124,14 +160,7 @@ def decode_snapshot(data: bytes) -> tuple[str, dict[str, Any]]:
         raise CorruptSnapshot(
             f"unknown format version {version} (this greenroom reads {FORMAT_VERSION})"
         )
-    session = envelope.get("session")
-    if not is_session_id(session):
-        raise CorruptSnapshot(f"invalid session id {session!r}")
-    assert isinstance(session, str)
-    payload = envelope.get("payload")
-    if not isinstance(payload, dict):
-        raise CorruptSnapshot(f"payload must be a map, not {_kind(payload)}")
-    return session, payload
+    return envelope
 
 
 class SnapshotStore:
@@ -161,6 +190,38 @@ class SnapshotStore:
         atomic.write_files_atomically(files)
         if errors:
             raise SnapshotEncodeError(errors)
+
+    @property
+    def partials_path(self) -> Path:
+        """The one file of the streaming sessions' payloads (see the module docstring)."""
+        return self.folder / PARTIALS_NAME
+
+    def encode_partials(self, partials: Mapping[str, dict[str, Any]]) -> bytes:
+        """The bytes of the partials file for ``partials`` (payloads by session)."""
+        for session in partials:
+            if not is_session_id(session):
+                raise InvalidArgument(f"invalid session id {session!r}")
+        envelope = {"format": FORMAT_VERSION, "partials": dict(partials)}
+        return msgpack.packb(envelope, use_bin_type=True)  # type: ignore[no-any-return]
+
+    def load_partials(self) -> tuple[dict[str, dict[str, Any]], QuarantinedFile | None]:
+        """The payloads of the partials file (none if it is missing), and the file moved
+        aside if it was corrupt (then nothing of it is used)."""
+        path = self.partials_path
+        try:
+            data = _read(str(path), MAX_PARTIALS_BYTES)
+        except FileNotFoundError:
+            return {}, None
+        except OSError as exc:
+            reason = f"unreadable: {exc.strerror or exc}"
+        else:
+            try:
+                return decode_partials(data), None
+            except CorruptSnapshot as exc:
+                reason = exc.reason
+        moved = self._quarantine(PARTIALS_NAME, reason)
+        self._sync_after_quarantine()
+        return {}, moved
 
     def encode(
         self, batch: Mapping[str, dict[str, Any]]
@@ -286,7 +347,7 @@ class SnapshotStore:
                 atomic.fsync_folder(folder)
 
 
-def _read(path: str) -> bytes:
+def _read(path: str, limit: int = MAX_SNAPSHOT_BYTES) -> bytes:
     """A file's bytes, read with as few system calls as a small file allows, up to one byte
     past the size limit (so that an oversized file is seen as such without reading it all)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -296,8 +357,8 @@ def _read(path: str) -> bytes:
             return first
         chunks = [first]
         total = len(first)
-        while total <= MAX_SNAPSHOT_BYTES:
-            chunk = os.read(fd, min(1024 * 1024, MAX_SNAPSHOT_BYTES + 1 - total))
+        while total <= limit:
+            chunk = os.read(fd, min(1024 * 1024, limit + 1 - total))
             if not chunk:
                 break
             chunks.append(chunk)

@@ -10,8 +10,9 @@ import trio
 
 from greenroom.actors.events import LoadingChanged
 from greenroom.config import Config, SimulatedConfig
-from greenroom.runtime import Runtime
+from greenroom.runtime import Runtime, restore_mirror
 from greenroom.store.history import history_path, read_history
+from greenroom.store.snapshots import SnapshotStore
 from tests.conftest import make_config, next_event, open_test_runtime, turn_ended
 
 
@@ -39,15 +40,21 @@ async def test_writes_per_session_follow_the_interval_not_the_event_rate(
     async with open_test_runtime(config) as runtime:
         session = (await runtime.open_session("long")).summary.session
         await trio.sleep(1.5)  # let the creation be written
-        before = runtime.statistics().persistence.snapshot_writes
+        before = runtime.statistics().persistence
         started = trio.current_time()
         await run_turn(runtime, session, f"talk [[tokens:{tokens}]]")
         took = trio.current_time() - started
         await trio.sleep(1.5)
-        writes = runtime.statistics().persistence.snapshot_writes - before
+        after = runtime.statistics().persistence
+    own = after.snapshot_writes - before.snapshot_writes
+    partial = after.partial_snapshots - before.partial_snapshots
     assert took == pytest.approx(seconds, abs=0.5)
     # One write per interval while streaming (plus the last one), whatever the token rate.
-    assert seconds - 1 <= writes <= seconds + 2
+    assert seconds - 1 <= own + partial <= seconds + 2
+    # The streamed text went to the one partials file; the session's own file was written
+    # when the turn started and when it ended.
+    assert own <= 3
+    assert after.partials_writes - before.partials_writes >= seconds - 3
 
 
 async def test_history_is_appended_never_rewritten_and_round_trips(
@@ -248,3 +255,76 @@ async def test_reopening_a_deleted_sessions_project_counts_its_whole_history(
     users = [m.content for m in before.messages if m.role == "user"]
     assert users == ["first", "second", "third"]
     assert after.messages == before.messages
+
+
+async def streamed_and_killed(config: Config) -> tuple[str, str]:
+    """A session that streamed for a few flush intervals, then a runtime gone without its
+    final flush (as after kill -9): (its id, the streamed text the partials file holds)."""
+    data = config.data_dir / "sessions"
+    with trio.CancelScope() as kill:
+        async with open_test_runtime(config) as runtime:
+            session = (await runtime.open_session("cut")).summary.session
+            await trio.sleep(1.5)  # the creation in its own file
+            await runtime.send_message(session, "talk [[tokens:400]]")
+            await trio.sleep(5.2)  # about 100 tokens, 5 flushes of the partials file
+            saved = {p.name: p.read_bytes() for p in data.glob("*.msgpack")}
+            kill.cancel()  # what was on disk then is what a kill would have left
+    for path in data.glob("*.msgpack"):
+        path.unlink()
+    for name, content in saved.items():
+        (data / name).write_bytes(content)
+    partials, _ = SnapshotStore(config.data_dir).load_partials()
+    return session, partials[session]["partial"]
+
+
+async def test_streamed_text_is_restored_from_the_partials_file(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = make_config(tmp_path, flush_interval=1.0, resume="manual")
+    session, streamed = await streamed_and_killed(config)
+    assert len(streamed.split()) >= 60
+    store = SnapshotStore(config.data_dir)
+    own = store.load(session)
+    # The own file was last written as the turn began; the partials file has what followed.
+    assert own is not None and len(own["partial"] or "") < len(streamed) / 2
+    assert streamed.startswith(own["partial"] or "")
+    assert store.load_partials()[0][session]["seq"] > own["seq"]
+    mirror, quarantined = await restore_mirror(config)
+    assert not quarantined
+    assert mirror.dormant[session].partial == streamed
+    async with open_test_runtime(config) as runtime:
+        state = await runtime.get_state(session)
+        kept = state.streaming.text if state.streaming else state.messages[-1].content
+        assert kept == streamed
+    # The session's own file caught up, and the partials file let go of it.
+    own_after = store.load(session)
+    assert own_after is not None and own_after["seq"] > own["seq"]
+    assert store.load_partials()[0] == {}
+
+
+async def test_a_corrupt_partials_file_is_moved_aside_and_the_own_files_serve(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = make_config(tmp_path, flush_interval=1.0)
+    session, streamed = await streamed_and_killed(config)
+    store = SnapshotStore(config.data_dir)
+    own = store.load(session)
+    assert own is not None
+    store.partials_path.write_bytes(b"\x93not a snapshot")
+    mirror, quarantined = await restore_mirror(config)
+    assert [q.name for q in quarantined] == ["streaming.msgpack"]
+    assert quarantined[0].moved_to is not None and quarantined[0].moved_to.exists()
+    assert mirror.dormant[session].partial == own["partial"] != streamed  # the own file's
+    assert not store.partials_path.exists()
+
+
+async def test_a_stale_partial_never_brings_a_deleted_session_back(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = make_config(tmp_path, flush_interval=1.0, resume="manual")
+    session, _ = await streamed_and_killed(config)
+    async with open_test_runtime(config) as runtime:
+        await runtime.delete_session(session)
+    mirror, _ = await restore_mirror(config)
+    assert session not in mirror.dormant and session not in mirror.sessions
+    assert SnapshotStore(config.data_dir).load_partials()[0] == {}
