@@ -165,7 +165,12 @@ async def handle_connection(
             codec=Codec(
                 subprotocol, max_frame_bytes=settings.max_frame_bytes, encodings=encodings
             ),
-            outbox=Outbox(limit=settings.send_queue_bytes, counters=counters),
+            outbox=Outbox(
+                limit=settings.send_queue_bytes,
+                counters=counters,
+                # Merge once more than a frame waits, well before the bound closes the client.
+                merge_above=min(BATCH_BYTES, settings.send_queue_bytes // 4),
+            ),
             counters=counters,
         )
         return await connection.run()

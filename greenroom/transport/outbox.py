@@ -9,9 +9,12 @@ that waits and sends it as one frame. Its decisions:
   of ``subscribe``) is not counted there: the command loop waits for room (``wait_room``)
   before each command instead, so it is bounded by the client's own reading, and a big
   ``openSession`` state or a long replay is never mistaken for slowness.
-- **Merging**: a ``streamingUpdate`` of a session whose previous queued item is a
-  ``streamingUpdate`` still waiting (the writer is behind) is merged into it: offset of the
-  first, deltas joined, tool calls and seq of the last. Per session the order is kept; text
+- **Merging**: once more than ``merge_above`` bytes of live events wait (the writer is
+  behind: the connection sets it to what one frame carries), a ``streamingUpdate`` of a
+  session whose previous queued item is a ``streamingUpdate`` still waiting is merged into
+  it: offset of the first, deltas joined, tool calls and seq of the last. Below that, events
+  queue as they are: each is encoded once for every connection, while a merged update is
+  built and encoded again for each, so merging only pays where it saves a backlog. Per session the order is kept; text
   of one session may move ahead of events of another, which the protocol allows (each
   session's events are ordered by its own seq).
 - **No repeats**: a live event whose seq is not above the highest queued for its session is
@@ -152,6 +155,7 @@ class Outbox:
 
     limit: int
     counters: TransportCounters = attrs.Factory(TransportCounters)
+    merge_above: int = 0
     closed: bool = False
     _queue: deque[_Pending] = attrs.Factory(deque)
     _size: int = 0  # estimated bytes of everything queued
@@ -200,7 +204,9 @@ class Outbox:
                 continue  # already queued by a subscribe's replay
             high[session] = seq
             kind = type(event.data)
-            if kind is StreamingUpdate and self._merge(session, event):
+            if kind is StreamingUpdate and self._live > self.merge_above and self._merge(
+                session, event
+            ):
                 continue
             self._append(event, session, live=True)
             if kind is SessionDeleted:  # nothing of it follows: forget it

@@ -41,6 +41,19 @@ def test_waiting_deltas_of_a_session_merge_into_one() -> None:
     assert second == delta(2, 0, "other", session="s-2")
 
 
+def test_below_merge_above_events_queue_as_they_are_and_merge_past_it() -> None:
+    first, second = delta(1, 0, "Hel"), delta(2, 3, "lo")
+    outbox = Outbox(limit=1 << 20, merge_above=estimate(first) + estimate(second))
+    outbox.put_events([first, second])
+    assert len(outbox) == 2 and outbox.counters.merged_deltas == 0
+    outbox.put_event(delta(3, 5, " y"))  # past the mark: the writer is behind
+    outbox.put_event(delta(4, 7, "ou"))
+    taken = outbox.take(1 << 20)
+    assert taken[0] is first  # the very event, so its shared encoding is used
+    assert taken[1:] == [delta(2, 3, "lo"), delta(4, 5, " you")]
+    assert outbox.counters.merged_deltas == 1
+
+
 def test_a_delta_taken_by_the_writer_is_not_merged_into() -> None:
     outbox = Outbox(limit=1 << 20)
     outbox.put_event(delta(1, 0, "a"))
