@@ -191,10 +191,12 @@ class Outbox:
 
     def put_events(self, events: Iterable[Event]) -> None:
         """Queue live events in order (see :meth:`put_event`); the pump's one call per
-        wakeup, so this loop is the transport's per-event cost for each connection."""
+        wakeup, so this loop is the transport's per-event cost for each connection, and the
+        common case (a delta, not merged) is written out here rather than in calls."""
         if self.closed:
             return
-        high = self._high
+        high, last, queue = self._high, self._last, self._queue
+        added = 0
         for event in events:
             session, seq = event.session, event.seq
             if session is None or seq is None:
@@ -203,15 +205,28 @@ class Outbox:
             if seq <= high.get(session, 0):
                 continue  # already queued by a subscribe's replay
             high[session] = seq
-            kind = type(event.data)
-            if kind is StreamingUpdate and self._live > self.merge_above and self._merge(
-                session, event
-            ):
+            data = event.data
+            kind = type(data)
+            if kind is StreamingUpdate:
+                assert isinstance(data, StreamingUpdate)
+                if self._live > self.merge_above and self._merge(session, event):
+                    continue
+                size = _ITEM_BYTES + len(data.delta)
+                if data.tool_calls:
+                    size += sum(len(c.arguments) + 80 for c in data.tool_calls)
+                pending = _Pending(event, size, True)
+                queue.append(pending)
+                last[session] = pending
+                self._live += size
+                added += size
                 continue
             self._append(event, session, live=True)
             if kind is SessionDeleted:  # nothing of it follows: forget it
                 del high[session]
-                del self._last[session]
+                del last[session]
+        if added:
+            self._size += added
+            self._ready.set()
 
     def put_replay(self, session: str, events: Iterable[Event]) -> None:
         """Queue the retained events a ``subscribe`` replays, exactly as they were sent."""
