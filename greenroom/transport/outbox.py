@@ -14,9 +14,9 @@ that waits and sends it as one frame. Its decisions:
   session whose previous queued item is a ``streamingUpdate`` still waiting is merged into
   it: offset of the first, deltas joined, tool calls and seq of the last. Below that, events
   queue as they are: each is encoded once for every connection, while a merged update is
-  built and encoded again for each, so merging only pays where it saves a backlog. Per session the order is kept; text
-  of one session may move ahead of events of another, which the protocol allows (each
-  session's events are ordered by its own seq).
+  built and encoded again for each, so merging only pays where it saves a backlog. Per
+  session the order is kept; text of one session may move ahead of events of another, which
+  the protocol allows (each session's events are ordered by its own seq).
 - **No repeats**: a live event whose seq is not above the highest queued for its session is
   dropped. The replay of ``subscribe`` is put exactly as the events were published (it may
   repeat lifecycle events already sent, with their same seq) and raises that mark, so replay
