@@ -15,8 +15,8 @@ dicts, lists, strings and numbers here, so that JSON and msgpack see the very sa
 - tuples become lists.
 
 Every hook has its inverse, so ``structure(unstructure(x), type(x)) == x`` for all of these.
-The hot paths (events, messages) are plain functions picked once per type, so that a batch of
-thousands of events costs one dict per event and no reflection.
+The hot paths (events, messages, summaries) are plain functions picked once per type, so that a
+batch of thousands of events costs one dict per event and no reflection.
 """
 
 from __future__ import annotations
@@ -140,8 +140,31 @@ for _cls in (
 
 # -- summaries and session state ----------------------------------------------------------
 
-summary_to_wire: Callable[[Summary], dict[str, Any]] = converter.get_unstructure_hook(Summary)
-"""The protocol's ``summary`` (camelCase keys)."""
+
+def summary_to_wire(summary: Summary) -> dict[str, Any]:
+    """The protocol's ``summary`` (camelCase keys).
+
+    Written out rather than generated: the welcome and every session event build one, and a
+    listing of 100,000 sessions builds 100,000. It must stay exactly what the generated camelCase
+    hook makes (same keys, same order, same values); tests/test_convert.py compares the two.
+    """
+    return {
+        "session": summary.session,
+        "project": summary.project,
+        "name": summary.name,
+        "status": summary.status,
+        "loading": summary.loading,
+        "messageCount": summary.message_count,
+        "lastActivity": summary.last_activity,
+        "preview": summary.preview,
+        "queued": list(summary.queued),
+        "error": summary.error,
+        "waiting": summary.waiting,
+        "model": summary.model,
+    }
+
+
+converter.register_unstructure_hook(Summary, summary_to_wire)
 _summary_from_wire: Callable[[Any, type[Summary]], Summary] = converter.get_structure_hook(Summary)
 
 

@@ -3,8 +3,9 @@
 It knows nothing of sockets, tasks or clocks (and never imports trio): the connection hands it
 one frame at a time and sends what it returns. :meth:`Codec.decode` is the single point where
 peer bytes enter; it never raises for bad input, it returns the exact :class:`ErrorReply` that
-docs/protocol.md names instead. (One file of some 500 lines: both directions share the frame
-types and the wire rules, and splitting them would scatter the contract.)
+docs/protocol.md names instead. (One file of some 800 lines: both directions share the frame
+types and the wire rules, and splitting them would scatter the contract. The shared encodings
+of events and summaries are here too: they are the codec's own output, kept.)
 
 Decisions the protocol leaves open, made here:
 
@@ -27,7 +28,9 @@ Decisions the protocol leaves open, made here:
 from __future__ import annotations
 
 import json
+import math
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal, Protocol, cast
 
@@ -54,6 +57,7 @@ __all__ = [
     "Outgoing",
     "Reply",
     "Subprotocol",
+    "Summaries",
     "Welcome",
     "choose_subprotocol",
     "empty_result",
@@ -192,9 +196,21 @@ def project_result(project: str) -> dict[str, Any]:
     return {"project": project}
 
 
+class Summaries(list[Summary]):
+    """The summaries of a listing, kept as objects in a result until the codec writes them.
+
+    With 100,000 sessions, building and serializing a dict per summary was most of what a
+    ``listSessions`` cost; the codec instead joins each summary's memoized encoding (see
+    :class:`_SummaryMemo`). A list, so that what sizes a result by its lists (the outbox's
+    estimate) still counts the summaries.
+    """
+
+    __slots__ = ()
+
+
 def sessions_result(summaries: Iterable[Summary]) -> dict[str, Any]:
-    """``listSessions``."""
-    return {"sessions": [summary_to_wire(s) for s in summaries]}
+    """``listSessions`` (the summaries as :class:`Summaries`, written by the codec)."""
+    return {"sessions": Summaries(summaries)}
 
 
 def session_result(view: SessionView) -> dict[str, Any]:
@@ -382,15 +398,27 @@ def _command(obj: dict[Any, Any]) -> Incoming | ErrorReply:
 # -- encoding -------------------------------------------------------------------------------
 
 
-def _reply_to_wire(reply: Reply) -> dict[str, Any]:
-    return {"re": reply.re, "ok": True, "result": reply.result}
+def _plain_listing(summaries: Iterable[Summary]) -> list[dict[str, Any]]:
+    return [summary_to_wire(s) for s in summaries]
+
+
+_Listing = Callable[[Iterable[Summary]], Any]
+"""How a listing of summaries goes into a frame: as plain dicts (:func:`to_wire`), or as the
+joined encodings that the codec copies in (:meth:`Codec._listing`)."""
+
+
+def _reply_to_wire(reply: Reply, listing: _Listing = _plain_listing) -> dict[str, Any]:
+    result = reply.result
+    if any(type(value) is Summaries for value in result.values()):
+        result = {k: listing(v) if type(v) is Summaries else v for k, v in result.items()}
+    return {"re": reply.re, "ok": True, "result": result}
 
 
 def _error_to_wire(reply: ErrorReply) -> dict[str, Any]:
     return {"re": reply.re, "ok": False, "error": {"code": reply.code, "message": reply.message}}
 
 
-def _welcome_to_wire(welcome: Welcome) -> dict[str, Any]:
+def _welcome_to_wire(welcome: Welcome, listing: _Listing = _plain_listing) -> dict[str, Any]:
     return {
         "event": Welcome.name,
         "session": None,
@@ -402,7 +430,7 @@ def _welcome_to_wire(welcome: Welcome) -> dict[str, Any]:
             "protocol": welcome.protocol,
             "connection": welcome.connection,
             "provider": welcome.provider,
-            "sessions": [summary_to_wire(s) for s in welcome.sessions],
+            "sessions": listing(welcome.sessions),
             "notifications": [event_to_wire(e) for e in welcome.notifications],
         },
     }
@@ -433,8 +461,120 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+# Made once: json.dumps with options builds a new encoder per call, a cost that shows when
+# each of 100,000 summaries is encoded on its own.
+_dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+# -- summaries, each encoded once -----------------------------------------------------------
+
+
+def _json_bool(value: object) -> str:
+    return "true" if value is True else "false" if value is False else _dumps(value)
+
+
+def _json_optional(value: object) -> str:
+    return "null" if value is None else _dumps(value)
+
+
+def _summary_json(summary: Summary) -> str:
+    """``_dumps(summary_to_wire(summary))``, written without the dict: twice as fast, which is
+    what the first welcome after a start costs per session (every summary is new to the memo).
+
+    Each field is its ``_dumps`` text (for a string, that is json's own string encoder), except
+    where the JSON is plain: the literals, an ``int``'s and a finite ``float``'s repr (which is
+    what json writes for them). tests/transport/test_codec.py compares the two.
+    """
+    count, last, queued = summary.message_count, summary.last_activity, summary.queued
+    return "".join(
+        (
+            '{"session":',
+            _dumps(summary.session),
+            ',"project":',
+            _dumps(summary.project),
+            ',"name":',
+            _dumps(summary.name),
+            ',"status":',
+            _dumps(summary.status),
+            ',"loading":',
+            _json_bool(summary.loading),
+            ',"messageCount":',
+            int.__repr__(count) if type(count) is int else _dumps(count),
+            ',"lastActivity":',
+            float.__repr__(last) if type(last) is float and math.isfinite(last) else _dumps(last),
+            ',"preview":',
+            _json_optional(summary.preview),
+            ',"queued":',
+            "[]" if queued == () else _dumps(list(queued)),
+            ',"error":',
+            _json_optional(summary.error),
+            ',"waiting":',
+            _json_bool(summary.waiting),
+            ',"model":',
+            _json_optional(summary.model),
+            "}",
+        )
+    )
+
+
+@attrs.frozen
+class _Encoded:
+    """A value already encoded in the codec's format, as the parts that the frame is joined
+    from. Kept in parts rather than joined on its own: a listing of 100,000 summaries is some
+    20 MB, and every extra copy of it showed in the profile."""
+
+    parts: list[Any]  # all str (JSON) or all bytes (msgpack)
+
+
+class _Memo(weakref.ref[Summary]):
+    """A weak reference to a summary that also carries its encoding and its key in the memo.
+    (Set after it is made: a Python ``__init__`` here was a third of what a miss cost.)"""
+
+    __slots__ = ("encoded", "key")
+    encoded: str | bytes
+    key: int
+
+
+class _SummaryMemo:
+    """Each summary's encoding in one format, kept for as long as the summary object lives.
+
+    A :class:`Summary` is frozen, and a session that changes gets a new one, so an object's
+    encoding never goes stale: a dormant session keeps the same summary object until it wakes,
+    and after the first listing (the welcome) every later one copies its text. Entries are
+    keyed by the object's identity and hold it only weakly; a summary that is freed takes its
+    entry with it (the reference's callback). So the memo needs no bound of its own: it is at
+    most the live summaries that were listed, about one per session.
+
+    One per format for the whole process rather than one per codec, since every connection
+    lists the same summary objects and a codec lives as long as its connection. Written from
+    the trio thread only; an entry may be dropped from whichever thread frees its summary.
+    """
+
+    def __init__(self) -> None:
+        self._memos: dict[int, _Memo] = {}
+        self._forget_memo = self._forget  # one bound method, shared by every entry
+
+    def of(self, summary: Summary, encode: Callable[[Summary], str | bytes]) -> str | bytes:
+        """``summary`` encoded (by ``encode`` if it is not in the memo)."""
+        key = id(summary)
+        memo = self._memos.get(key)
+        if memo is not None and memo() is summary:
+            return memo.encoded
+        encoded = encode(summary)
+        memo = self._memos[key] = _Memo(summary, self._forget_memo)
+        memo.key, memo.encoded = key, encoded
+        return encoded
+
+    def _forget(self, memo: _Memo) -> None:
+        if self._memos.get(memo.key) is memo:
+            self._memos.pop(memo.key, None)
+
+    def __len__(self) -> int:
+        return len(self._memos)
+
+
+_JSON_SUMMARIES: Final = _SummaryMemo()
+_MSGPACK_SUMMARIES: Final = _SummaryMemo()
 
 
 # -- the codec ------------------------------------------------------------------------------
@@ -526,7 +666,7 @@ class Codec:
         parts = [
             events.of(item, self._serialize)
             if events is not None and type(item) is Event
-            else self._serialize(to_wire(item))
+            else self._encode_one(item)
             for item in items
         ]
         if len(parts) == 1:
@@ -548,6 +688,68 @@ class Codec:
         return obj if isinstance(obj, list) else [obj]
 
     # internals
+
+    def _encode_one(self, item: Outgoing) -> str | bytes:
+        """One reply, error, welcome or (without shared encodings) event.
+
+        A listing of summaries (the welcome's, ``listSessions``') is joined from each
+        summary's memoized encoding; the frame is, byte for byte, what serializing the item's
+        :func:`to_wire` would give.
+        """
+        if type(item) is Welcome:
+            return self._spliced(_welcome_to_wire(item, self._listing))
+        if type(item) is Reply and any(type(v) is Summaries for v in item.result.values()):
+            return self._spliced(_reply_to_wire(item, self._listing))
+        return self._serialize(to_wire(item))
+
+    def _listing(self, summaries: Iterable[Summary]) -> _Encoded:
+        """An array of summaries, from their memoized encodings."""
+        of = (_MSGPACK_SUMMARIES if self.binary else _JSON_SUMMARIES).of
+        encode = self._summary
+        encoded = [of(summary, encode) for summary in summaries]
+        if self.binary:
+            return _Encoded([self._packer.pack_array_header(len(encoded)), *encoded])
+        if not encoded:
+            return _Encoded(["[]"])
+        parts: list[Any] = [","] * (2 * len(encoded) + 1)  # "[", s1, ",", s2, ..., sN, "]"
+        parts[0], parts[-1] = "[", "]"
+        parts[1::2] = encoded
+        return _Encoded(parts)
+
+    def _summary(self, summary: Summary) -> str | bytes:
+        """One summary, as :meth:`_serialize` encodes its :func:`summary_to_wire`."""
+        if not self.binary:
+            text = _summary_json(summary)
+            if text.isascii() or _SURROGATE.search(text) is None:
+                return text
+        return self._serialize(summary_to_wire(summary))
+
+    def _spliced(self, obj: Mapping[str, Any]) -> str | bytes:
+        """``obj`` serialized, with the :class:`_Encoded` values in it (in nested dicts) copied
+        in as they are, in one join."""
+        parts: list[Any] = []
+        self._write_map(obj, parts)
+        return b"".join(parts) if self.binary else "".join(parts)
+
+    def _write_map(self, obj: Mapping[str, Any], parts: list[Any]) -> None:
+        """Append the encoding of ``obj`` to ``parts``. In either format a map is its keys and
+        values one after the other (after a header in msgpack; in braces, with separators, in
+        JSON), so writing it pair by pair gives the very bytes that serializing it whole does."""
+        binary = self.binary
+        parts.append(self._packer.pack_map_header(len(obj)) if binary else "{")
+        for i, (key, value) in enumerate(obj.items()):
+            if binary:
+                parts.append(self._serialize(key))
+            else:
+                parts.append(("," if i else "") + cast(str, self._serialize(key)) + ":")
+            if type(value) is _Encoded:
+                parts.extend(value.parts)
+            elif type(value) is dict:
+                self._write_map(value, parts)
+            else:
+                parts.append(self._serialize(value))
+        if not binary:
+            parts.append("}")
 
     def _serialize(self, payload: Any) -> str | bytes:
         if self.binary:

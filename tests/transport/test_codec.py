@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -30,7 +32,8 @@ from greenroom.actors.events import (
 )
 from greenroom.actors.state import SessionView
 from greenroom.agent.chat import Message, ToolCall
-from greenroom.convert import structure, unstructure
+from greenroom.convert import structure, summary_to_wire, unstructure
+from greenroom.transport import codec as codec_module
 from greenroom.transport.codec import (
     MAX_DEPTH,
     MAX_FRAME_BYTES,
@@ -57,6 +60,7 @@ from greenroom.transport.codec import (
     stop_all_result,
     stop_generation_result,
     subscribe_result,
+    to_wire,
 )
 from greenroom.transport.commands import (
     COMMANDS,
@@ -79,6 +83,7 @@ from greenroom.transport.commands import (
     Unsubscribe,
     command_to_wire,
 )
+from greenroom.transport.outbox import estimate
 
 JSON = Codec(SUBPROTOCOL_JSON)
 MSGPACK = Codec(SUBPROTOCOL_MSGPACK)
@@ -873,7 +878,7 @@ def test_result_helpers() -> None:
         "projects": [{"project": "blog", "session": "s-1", "status": "idle"}]
     }
     assert project_result("blog") == {"project": "blog"}
-    assert sessions_result([SUMMARY]) == {"sessions": [SUMMARY_WIRE]}
+    assert sessions_result([SUMMARY]) == {"sessions": [SUMMARY]}  # written by the codec
     assert session_result(VIEW) == {"session": STATE_WIRE}
     assert subscribe_result(42) == {"seq": 42}
     assert send_message_result(True) == {"queued": True}
@@ -882,6 +887,125 @@ def test_result_helpers() -> None:
     assert stats_result({"sessions": {"idle": 2}}) == {"sessions": {"idle": 2}}
     assert empty_result() == {}
     assert empty_result() is not empty_result()
+
+
+# -- listings: joined from each summary's memoized encoding -------------------------------
+
+tricky_texts = texts | st.lists(st.sampled_from(['"', "\\", "é", "\ud83d", "a"])).map("".join)
+listed_summaries = st.builds(
+    Summary,
+    session=tricky_texts,
+    project=project_names,
+    name=tricky_texts,
+    status=st.sampled_from(["idle", "running", "stopping", "interrupted", "failed"]),
+    loading=st.booleans(),
+    message_count=st.integers(0, 2**64 - 1),
+    last_activity=st.floats(),  # NaN and infinities too: the memo must not change them
+    preview=st.none() | tricky_texts,
+    queued=st.lists(tricky_texts, max_size=3).map(tuple),
+    error=st.none() | tricky_texts,
+    waiting=st.booleans(),
+    model=st.none() | tricky_texts,
+)
+
+
+@CODECS
+@settings(max_examples=200)
+@given(listing=st.lists(listed_summaries, max_size=5), re=ids)
+def test_a_listing_is_the_very_frame_of_its_plain_form(
+    codec: Codec, listing: list[Summary], re: int | str
+) -> None:
+    # listSessions and the welcome are joined from memoized summaries; the frame must be, byte
+    # for byte, what serializing the plain objects (summaries as dicts) gives.
+    pending = Event(session=None, project=None, seq=None, data=NOTIFICATION)
+    reply = Reply(re=re, result=sessions_result(listing))
+    welcome = Welcome(
+        version="0.1.0", connection="c-1", sessions=tuple(listing), notifications=(pending,)
+    )
+    plain = [to_wire(reply), to_wire(welcome)]
+    assert plain[0]["result"]["sessions"] == [summary_to_wire(s) for s in listing]
+    for _ in range(2):  # the second time, from the memo
+        assert codec.encode([reply]) == codec._serialize(plain[0])
+        assert codec.encode([welcome]) == codec._serialize(plain[1])
+        assert codec.encode([reply, welcome]) == codec._serialize(plain)
+
+
+# Whatever a field holds, even of a type it should not have, the text must be json's.
+odd_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    tricky_texts,
+    st.lists(st.integers(0, 9) | tricky_texts, max_size=2),
+)
+
+
+@settings(max_examples=500)
+@given(
+    summary=listed_summaries,
+    odd=st.dictionaries(st.sampled_from([a.name for a in attrs.fields(Summary)]), odd_values),
+)
+def test_a_summary_written_by_hand_is_what_json_makes_of_it(
+    summary: Summary, odd: dict[str, Any]
+) -> None:
+    assert codec_module._summary_json(summary) == codec_module._dumps(summary_to_wire(summary))
+    odder = attrs.evolve(summary, **odd)
+    try:
+        expected = codec_module._dumps(summary_to_wire(odder))
+    except TypeError:  # queued that is no iterable
+        with pytest.raises(TypeError):
+            codec_module._summary_json(odder)
+    else:
+        assert codec_module._summary_json(odder) == expected
+
+
+def test_a_summary_is_encoded_once_per_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded: list[Summary] = []
+
+    def counting(write: Callable[[Summary], Any]) -> Callable[[Summary], Any]:
+        def counted(summary: Summary) -> Any:
+            encoded.append(summary)
+            return write(summary)
+
+        return counted
+
+    monkeypatch.setattr(codec_module, "_summary_json", counting(codec_module._summary_json))
+    monkeypatch.setattr(codec_module, "summary_to_wire", counting(summary_to_wire))  # msgpack
+    listing = [attrs.evolve(SUMMARY, session=f"s-{i}") for i in range(3)]
+    reply = Reply(re=1, result=sessions_result(listing))
+    # Three connections, two formats: each summary encoded once per format.
+    for codec in (Codec(SUBPROTOCOL_JSON), Codec(SUBPROTOCOL_JSON), Codec(SUBPROTOCOL_MSGPACK)):
+        codec.encode([reply])
+        codec.encode([Welcome(version="0.1.0", connection="c-1", sessions=tuple(listing))])
+    assert encoded == listing * 2
+    # A change makes a new summary object, which is encoded afresh.
+    changed = attrs.evolve(listing[1], status="idle", loading=False)
+    frame = JSON.encode([Reply(re=2, result=sessions_result([listing[0], changed]))])
+    assert encoded[6:] == [changed]
+    assert [s["status"] for s in parse(frame)["result"]["sessions"]] == ["running", "idle"]
+
+
+def test_the_summary_memo_keeps_nothing_alive() -> None:
+    memo = codec_module._SummaryMemo()
+    encode = JSON._summary
+    listing = [attrs.evolve(SUMMARY, session=f"s-{i}") for i in range(100)]
+    first = [memo.of(s, encode) for s in listing]
+    assert len(memo) == 100
+    assert all(memo.of(s, encode) is text for s, text in zip(listing, first, strict=True))
+    freed = weakref.ref(listing[0])
+    del listing[:60]
+    assert freed() is None  # the memo did not hold it
+    assert len(memo) == 40  # and its entries went with the summaries
+
+
+def test_a_listing_is_sized_as_the_summaries_it_holds() -> None:
+    # The outbox bounds what waits by an estimate that counts the entries of a result's lists.
+    listing = [SUMMARY] * 5
+    assert isinstance(sessions_result(listing)["sessions"], list)
+    assert estimate(Reply(re=1, result=sessions_result(listing))) == estimate(
+        Reply(re=1, result={"sessions": [SUMMARY_WIRE] * 5})
+    )
 
 
 def test_command_frames_are_what_a_client_sends() -> None:
