@@ -21,6 +21,13 @@ logger = logging.getLogger("greenroom.supervisor")
 #: The ``RestartInfo.reason`` of a child that returned instead of raising.
 NORMAL_EXIT = "exited normally"
 
+#: Crash tracebacks logged in full: at most ``TRACEBACK_BURST`` at once, refilled at
+#: ``TRACEBACKS_PER_SECOND``. Beyond that a crash is one line: formatting hundreds of
+#: tracebacks (exception groups, nested) during a storm of crashes is what delayed the
+#: restarts themselves.
+TRACEBACK_BURST = 10
+TRACEBACKS_PER_SECOND = 2.0
+
 #: Seconds the shutdown budget allows, beyond the children's own ``shutdown`` timeouts, for
 #: cancelled children to unwind (their ``finally`` blocks may still await a little).
 CANCEL_GRACE = 1.0
@@ -43,6 +50,45 @@ async def run_hook(name: str, call: Callable[[], Awaitable[None]]) -> None:
         await call()
     except Exception:
         logger.exception("supervisor hook %s failed", name)
+
+
+@attrs.define
+class TracebackBudget:
+    """A token bucket for crash tracebacks (see :data:`TRACEBACK_BURST`); one per trio run."""
+
+    burst: int = TRACEBACK_BURST
+    per_second: float = TRACEBACKS_PER_SECOND
+    left_out: int = 0
+    """Crashes logged without their traceback since the last one logged with it."""
+    _tokens: float = attrs.field(init=False)
+    _at: float | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._tokens = float(self.burst)
+
+    def allow(self, now: float) -> bool:
+        """Whether a traceback may be logged now (it counts against the budget)."""
+        if self._at is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_second)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        self.left_out += 1
+        return False
+
+
+_BUDGET: trio.lowlevel.RunVar[TracebackBudget] = trio.lowlevel.RunVar("greenroom.tracebacks")
+
+
+def traceback_budget() -> TracebackBudget:
+    """The crash traceback budget of the current trio run."""
+    try:
+        return _BUDGET.get()
+    except LookupError:
+        budget = TracebackBudget()
+        _BUDGET.set(budget)
+        return budget
 
 
 @attrs.frozen(kw_only=True)
@@ -173,7 +219,15 @@ class ChildRun:
         else:
             reason = describe(crash)
             what = "crashed" if self.started else "failed to start"
-            logger.error("child %r %s: %s", self.child.id, what, reason, exc_info=crash)
+            budget = traceback_budget()
+            if budget.allow(now):
+                left_out, budget.left_out = budget.left_out, 0
+                more = f" ({left_out} crashes before it without traceback)" if left_out else ""
+                logger.error(
+                    "child %r %s: %s%s", self.child.id, what, reason, more, exc_info=crash
+                )
+            else:
+                logger.error("child %r %s: %s (traceback left out)", self.child.id, what, reason)
         if self.stopping:
             return
         # The channel is unbounded (see the supervisors) so this never blocks or fails.

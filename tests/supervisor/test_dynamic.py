@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import trio
 import trio.testing
@@ -16,6 +18,7 @@ from greenroom.supervisor import (
     RestartInfo,
     open_dynamic_supervisor,
 )
+from greenroom.supervisor.child import TRACEBACK_BURST, TracebackBudget
 from tests.supervisor.probe import Probe
 
 Clock = trio.testing.MockClock
@@ -239,3 +242,36 @@ async def test_cancelled_start_child_forgets_the_child(autojump_clock: Clock) ->
                 await supervisor.start_child(ChildSpec(id="slow", start=never_ready))
             assert scope.cancelled_caught
             assert supervisor.which_children() == []
+
+
+def test_the_traceback_budget_allows_a_burst_then_a_steady_rate() -> None:
+    budget = TracebackBudget(burst=3, per_second=2.0)
+    assert [budget.allow(0.0) for _ in range(5)] == [True, True, True, False, False]
+    assert budget.left_out == 2
+    assert budget.allow(0.5)  # one token back after half a second
+    assert not budget.allow(0.5)
+    assert [budget.allow(10.0) for _ in range(4)] == [True, True, True, False]  # never > burst
+
+
+async def test_a_storm_of_crashes_logs_a_few_tracebacks_and_every_crash(
+    autojump_clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def crash_once(
+        restart: RestartInfo | None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()
+        await trio.sleep(1)
+        raise ValueError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="greenroom.supervisor"), trio.fail_after(60):
+        async with open_dynamic_supervisor() as supervisor:
+            for n in range(30):
+                spec = ChildSpec(id=f"c{n}", start=crash_once, restart=Restart.TEMPORARY)
+                await supervisor.start_child(spec)
+            await trio.sleep(2)  # all thirty crash at the same moment
+    crashes = [r for r in caplog.records if "crashed: ValueError: boom" in r.getMessage()]
+    assert len(crashes) == 30  # every crash is logged...
+    with_traceback = [r for r in crashes if r.exc_info]
+    assert len(with_traceback) == TRACEBACK_BURST  # ...but only a burst of them in full
