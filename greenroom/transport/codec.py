@@ -28,6 +28,7 @@ Decisions the protocol leaves open, made here:
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
 import re
 import weakref
@@ -37,7 +38,7 @@ from typing import Any, ClassVar, Final, Literal, Protocol, cast
 import attrs
 import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 
-from greenroom.actors.events import Event, Summary
+from greenroom.actors.events import Event, StreamingUpdate, Summary
 from greenroom.actors.state import SessionView
 from greenroom.convert import converter, event_to_wire, summary_to_wire
 from greenroom.errors import BadRequest, GreenroomError, InvalidArgument
@@ -517,6 +518,43 @@ def _summary_json(summary: Summary) -> str:
     )
 
 
+_json_string: Callable[[str], str] = json.encoder.encode_basestring  # json's own (in C)
+
+
+def _delta_json(event: Event, data: StreamingUpdate) -> str | None:
+    """``_dumps(to_wire(event))`` for a text delta, written without the dicts; None for one
+    it does not cover (tool calls, or a field of an unexpected type). The bulk of all frames
+    are these: this is most of what encoding costs. tests/transport/test_codec.py compares
+    the two."""
+    session, project, seq, offset, delta = (
+        event.session, event.project, event.seq, data.offset, data.delta,
+    )  # fmt: skip
+    if (
+        data.tool_calls is not None
+        or type(session) is not str
+        or type(project) is not str
+        or type(seq) is not int
+        or type(offset) is not int
+        or type(delta) is not str
+    ):
+        return None
+    return "".join(
+        (
+            '{"event":"streamingUpdate","session":',
+            _json_string(session),
+            ',"project":',
+            _json_string(project),
+            ',"seq":',
+            int.__repr__(seq),
+            ',"data":{"offset":',
+            int.__repr__(offset),
+            ',"delta":',
+            _json_string(delta),
+            ',"toolCalls":null}}',
+        )
+    )
+
+
 @attrs.frozen
 class _Encoded:
     """A value already encoded in the codec's format, as the parts that the frame is joined
@@ -593,12 +631,12 @@ class _Fragments:
         self._new: dict[int, tuple[Event, str | bytes]] = {}
         self._old: dict[int, tuple[Event, str | bytes]] = {}
 
-    def of(self, event: Event, serialize: Callable[[Any], str | bytes]) -> str | bytes:
+    def of(self, event: Event, encode: Callable[[Event], str | bytes]) -> str | bytes:
         key = id(event)
         entry = self._new.get(key) or self._old.get(key)
         if entry is not None and entry[0] is event:
             return entry[1]
-        encoded = serialize(to_wire(event))
+        encoded = encode(event)
         if len(self._new) >= self._limit:
             self._old, self._new = self._new, {}
         self._new[key] = (event, encoded)
@@ -664,7 +702,7 @@ class Codec:
             raise ValueError("nothing to encode")
         events = self._events
         parts = [
-            events.of(item, self._serialize)
+            events.of(item, self._event)
             if events is not None and type(item) is Event
             else self._encode_one(item)
             for item in items
@@ -689,6 +727,14 @@ class Codec:
 
     # internals
 
+    def _event(self, event: Event) -> str | bytes:
+        """One event; a plain text delta in JSON (the bulk of all traffic) written directly."""
+        if not self.binary and type(event.data) is StreamingUpdate:
+            text = _delta_json(event, event.data)
+            if text is not None and (text.isascii() or _SURROGATE.search(text) is None):
+                return text
+        return self._serialize(to_wire(event))
+
     def _encode_one(self, item: Outgoing) -> str | bytes:
         """One reply, error, welcome or (without shared encodings) event.
 
@@ -696,6 +742,8 @@ class Codec:
         summary's memoized encoding; the frame is, byte for byte, what serializing the item's
         :func:`to_wire` would give.
         """
+        if type(item) is Event:
+            return self._event(item)
         if type(item) is Welcome:
             return self._spliced(_welcome_to_wire(item, self._listing))
         if type(item) is Reply and any(type(v) is Summaries for v in item.result.values()):

@@ -48,6 +48,7 @@ from greenroom.transport.codec import (
     Reply,
     Subprotocol,
     Welcome,
+    _scrub,
     choose_subprotocol,
     empty_result,
     project_result,
@@ -1056,3 +1057,23 @@ def test_the_shared_encodings_stay_bounded_and_keep_the_newest() -> None:
     assert codec.encode([events[-1]]) is texts[-1]  # the newest are still shared
     assert codec.encode([events[0]]) == texts[0]  # the oldest were dropped, then encoded again
     assert codec.encode([events[0]]) is not texts[0]
+
+
+@given(
+    session=st.text(min_size=1, max_size=20),
+    project=st.text(max_size=20),
+    seq=st.integers(min_value=0, max_value=2**63 - 1),
+    offset=st.integers(min_value=0, max_value=2**40),
+    delta=st.text(max_size=50),  # quotes, controls, astral, lone surrogates
+)
+def test_a_text_delta_written_directly_is_what_the_generic_encoder_gives(
+    session: str, project: str, seq: int, offset: int, delta: str
+) -> None:
+    event = Event(
+        session=session, project=project, seq=seq, data=StreamingUpdate(offset=offset, delta=delta)
+    )
+    codec = Codec("greenroom.v1.json", encodings=EventEncodings())
+    wire = to_wire(event)
+    generic = json.dumps(_scrub(wire), separators=(",", ":"), ensure_ascii=False)
+    assert codec.encode([event]) == generic
+    assert Codec("greenroom.v1.json").encode([event]) == generic
