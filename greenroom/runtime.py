@@ -279,10 +279,12 @@ class Runtime:
         subscribed: set[str] = set()
 
         def accepts(event: Event) -> bool:
+            # Called for every event and every client: the common case (a subscribed
+            # session's delta) is decided by the first test.
             return (
-                event.name in LIFECYCLE_EVENTS
+                event.session in subscribed
+                or event.data.name in LIFECYCLE_EVENTS
                 or isinstance(event.data, Notification)
-                or event.session in subscribed
             )
 
         events = self.bus.subscribe(client_name, capacity=capacity, accepts=accepts)
