@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -198,6 +199,26 @@ async def _log_lifecycle(runtime: Any) -> None:
         logger.warning("lifecycle log fell behind; some lines were skipped")
 
 
+GC_THRESHOLDS: Final = (10_000, 50, 100)
+"""The collector's thresholds while serving (Python's defaults are 700, 10, 10)."""
+
+
+def tune_gc() -> None:
+    """Collect less often: a server's heap is mostly long-lived (the mirror, the retained
+    events), and at the default thresholds a full collection of it ran every couple of seconds
+    under load, each the longest pause the server had (about 100 ms at 500 streaming
+    sessions). Per-token objects are freed by reference counting anyway; cycles (exceptions,
+    cancelled tasks) are still collected, after 10,000 allocations rather than 700."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def freeze_startup_heap() -> None:
+    """Move what startup made (modules, the restored mirror: a million objects at 100,000
+    sessions) out of the collector's sight: it lives as long as the server does."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run_server(
     config: Config,
     host: str,
@@ -210,6 +231,7 @@ async def run_server(
     from greenroom.runtime import open_runtime
     from greenroom.transport.server import ServerSettings, serve
 
+    tune_gc()
     token = load_or_create_token(directory)
     settings = ServerSettings(host=host, port=port, token=token)
     discovery = directory / DISCOVERY_FILE
@@ -230,6 +252,7 @@ async def run_server(
             outer.start_soon(on_signals)
             try:
                 async with open_runtime(config) as runtime, trio.open_nursery() as nursery:
+                    freeze_startup_heap()
                     address = await nursery.start(serve, runtime, settings)
                     url = f"ws://{_url_host(address.host)}:{address.port}/ws"
                     ui = f"http://{_url_host(address.host)}:{address.port}/"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -167,3 +168,17 @@ def test_sessions_table_and_lifecycle_lines() -> None:
     assert line("sessionFailed", reason="too many crashes") is not None
     assert line("sessionDeleted") == "session s-1 blog: deleted"
     assert line("streamingUpdate", offset=0, delta="x") is None
+
+
+def test_serving_tunes_the_collector_and_freezes_what_startup_made() -> None:
+    before = gc.get_threshold()
+    try:
+        cli.tune_gc()
+        assert gc.get_threshold() == cli.GC_THRESHOLDS
+        assert cli.GC_THRESHOLDS[0] > before[0]
+        kept = [[n] for n in range(100)]  # tracked objects, standing for the restored mirror
+        cli.freeze_startup_heap()
+        assert gc.get_freeze_count() >= len(kept)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
