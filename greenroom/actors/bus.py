@@ -14,10 +14,15 @@ There are two kinds of receivers, with two overflow decisions:
 The bus is a passive object rather than a task of its own: publishing is the sending session's
 own work, which keeps the order above without a hop through another mailbox.
 
-The bus also retains the newest events of each session (``retain`` per session), so that a
-client that reconnects can ``replay`` what it missed after the last ``seq`` it saw. When what
-it missed is older than what is retained, ``replay`` says so (None) and the client reloads the
-session's state instead.
+The bus also retains the newest events of each session (``retain`` entries per session), so
+that a client that reconnects can ``replay`` what it missed after the last ``seq`` it saw. When
+what it missed is older than what is retained, ``replay`` says so (None) and the client reloads
+the session's state instead. Consecutive text deltas are retained as one run and replayed as
+one merged ``streamingUpdate`` (offset of the first, deltas joined, tool calls and seq of the
+last), as a connection merges them when it is behind: a thousand sessions streaming long
+replies would otherwise keep two million event objects alive, which cost memory and made every
+full garbage collection longer. A client that resumes from inside a run gets the whole run;
+rewriting text it already holds from ``offset`` changes nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 import attrs
 import trio
 
-from greenroom.actors.events import Event, SessionDeleted
+from greenroom.actors.events import Event, SessionDeleted, StreamingUpdate
 from greenroom.actors.mailbox import ActorRef
 from greenroom.errors import MailboxFull
 
@@ -121,13 +126,55 @@ class Subscription:
 
 DEFAULT_RETAIN = 2048
 
+_JOIN_PARTS = 64  # a run's deltas are joined every so many, to keep few objects alive
+
+
+@attrs.define(eq=False)
+class _Run:
+    """Consecutive text deltas of one session, retained as one merged update."""
+
+    first: Event  # the first delta: its offset, and the first seq the run covers
+    last: Event  # the newest: its seq and tool calls
+    parts: list[str]
+    end: int  # where the run's text ends in the partial message
+
+    @classmethod
+    def start(cls, first: Event, data: StreamingUpdate) -> _Run:
+        return cls(first=first, last=first, parts=[data.delta], end=data.offset + len(data.delta))
+
+    def add(self, event: Event, data: StreamingUpdate) -> None:
+        self.last = event
+        self.parts.append(data.delta)
+        self.end += len(data.delta)
+        if len(self.parts) >= _JOIN_PARTS:
+            self.parts[:] = ["".join(self.parts)]
+
+    def event(self) -> Event:
+        """The run as one ``streamingUpdate``."""
+        if self.first is self.last:
+            return self.first
+        first, last = self.first.data, self.last.data
+        assert isinstance(first, StreamingUpdate) and isinstance(last, StreamingUpdate)
+        merged = StreamingUpdate(
+            offset=first.offset, delta="".join(self.parts), tool_calls=last.tool_calls
+        )
+        return attrs.evolve(self.last, data=merged)
+
+
+def _first_seq(entry: Event | _Run) -> int:
+    return ((entry.first if isinstance(entry, _Run) else entry).seq) or 0
+
+
+def _last_seq(entry: Event | _Run) -> int:
+    return ((entry.last if isinstance(entry, _Run) else entry).seq) or 0
+
 
 @attrs.define(eq=False)
 class EventBus:
     """Delivers each published event to attached actors, then to subscriptions, in order."""
 
     retain: int = DEFAULT_RETAIN
-    _logs: dict[str, deque[Event]] = attrs.Factory(dict)
+    _logs: dict[str, deque[Event | _Run]] = attrs.Factory(dict)
     _attached: list[tuple[ActorRef[Any], Callable[[Event], bool]]] = attrs.Factory(list)
     _subscriptions: list[Subscription] = attrs.Factory(list)
     _published: int = 0
@@ -181,20 +228,24 @@ class EventBus:
             subscription.offer(event)
 
     def replay(self, session: str, since: int) -> tuple[Event, ...] | None:
-        """The retained events of ``session`` with ``seq > since``, in order; None when some
-        of them are no longer retained (the caller must reload the whole state)."""
+        """The retained events of ``session`` after seq ``since``, in order, runs of deltas
+        merged (the first may begin at or before ``since``); None when some of what came after
+        ``since`` is no longer retained (the caller must reload the whole state)."""
         log = self._logs.get(session)
         if not log:
             return ()
-        first = log[0].seq or 0
-        if since + 1 < first:
+        if since + 1 < _first_seq(log[0]):
             return None
-        return tuple(e for e in log if (e.seq or 0) > since)
+        return tuple(
+            entry.event() if isinstance(entry, _Run) else entry
+            for entry in log
+            if _last_seq(entry) > since
+        )
 
     def latest_seq(self, session: str) -> int | None:
         """The ``seq`` of the newest retained event of ``session``."""
         log = self._logs.get(session)
-        return log[-1].seq if log else None
+        return _last_seq(log[-1]) if log else None
 
     def forget(self, session: str) -> None:
         """Drop the retained events of ``session`` (deleted, or unloaded from memory)."""
@@ -210,6 +261,21 @@ class EventBus:
         log = self._logs.get(session)
         if log is None:
             log = self._logs[session] = deque(maxlen=self.retain)
+        data = event.data
+        if type(data) is StreamingUpdate and log:
+            assert isinstance(data, StreamingUpdate)
+            tail = log[-1]
+            if isinstance(tail, _Run):
+                if tail.end == data.offset:
+                    tail.add(event, data)
+                    return
+            elif isinstance(tail.data, StreamingUpdate):
+                before = tail.data
+                if before.offset + len(before.delta) == data.offset:
+                    run = _Run.start(tail, before)
+                    run.add(event, data)
+                    log[-1] = run
+                    return
         log.append(event)
 
     def statistics(self) -> BusStatistics:

@@ -4,12 +4,29 @@ import trio
 import trio.testing
 
 from greenroom.actors.bus import EventBus
-from greenroom.actors.events import Event, SessionDeleted, StreamingUpdate
+from greenroom.actors.events import (
+    Event,
+    MessageAdded,
+    PartialToolCall,
+    SessionDeleted,
+    StreamingUpdate,
+)
 from greenroom.actors.mailbox import Mailbox
+from greenroom.agent.chat import Message
 
 
 def event(seq: int, session: str = "s-1") -> Event:
     return Event(session=session, project="p", seq=seq, data=StreamingUpdate(offset=seq, delta="x"))
+
+
+def delta(seq: int, offset: int, text: str) -> Event:
+    data = StreamingUpdate(offset=offset, delta=text)
+    return Event(session="s-1", project="p", seq=seq, data=data)
+
+
+def added(seq: int) -> Event:
+    message = Message(role="user", content=f"m{seq}")
+    return Event(session="s-1", project="p", seq=seq, data=MessageAdded(index=seq, message=message))
 
 
 async def test_attached_actors_get_every_event_before_subscriptions() -> None:
@@ -60,7 +77,7 @@ async def test_subscription_filters() -> None:
 async def test_replay_gives_what_came_after_since_or_none_when_it_is_gone() -> None:
     bus = EventBus(retain=3)
     for seq in range(1, 6):
-        await bus.publish(event(seq))
+        await bus.publish(added(seq))
     assert bus.replay("s-1", 3) is not None
     assert [e.seq for e in bus.replay("s-1", 3) or ()] == [4, 5]
     assert [e.seq for e in bus.replay("s-1", 2) or ()] == [3, 4, 5]
@@ -69,3 +86,48 @@ async def test_replay_gives_what_came_after_since_or_none_when_it_is_gone() -> N
     assert bus.replay("s-other", 0) == ()
     await bus.publish(Event(session="s-1", project="p", seq=6, data=SessionDeleted()))
     assert bus.replay("s-1", 0) == ()
+
+
+async def test_consecutive_deltas_are_retained_and_replayed_as_one_merged_update() -> None:
+    bus = EventBus(retain=3)
+    await bus.publish(added(1))
+    calls = (PartialToolCall(index=0, id="c", name="f", arguments="{"),)
+    for seq, (offset, text) in enumerate([(0, "He"), (2, "ll"), (4, "o")], start=2):
+        await bus.publish(delta(seq, offset, text))
+    last = StreamingUpdate(offset=5, delta=" you", tool_calls=calls)
+    await bus.publish(Event(session="s-1", project="p", seq=5, data=last))
+    await bus.publish(delta(6, 0, "new message"))  # not contiguous: a run of its own
+    await bus.publish(added(7))
+    # Three entries hold all seven events: the first message, a run of four deltas, ...
+    assert bus.replay("s-1", 0) is None  # ... but with retain=3 the first message is gone
+    replayed = bus.replay("s-1", 1)
+    assert replayed is not None
+    assert [e.seq for e in replayed] == [5, 6, 7]
+    assert replayed[0].data == StreamingUpdate(offset=0, delta="Hello you", tool_calls=calls)
+    # From inside the run: the whole run again (rewriting what the client has changes nothing).
+    inside = bus.replay("s-1", 3)
+    assert inside is not None and [e.seq for e in inside] == [5, 6, 7]
+    assert inside[0].data == replayed[0].data
+    assert bus.latest_seq("s-1") == 7
+
+
+async def test_a_lone_delta_is_replayed_as_it_was_published() -> None:
+    bus = EventBus()
+    first = delta(1, 0, "a")
+    await bus.publish(first)
+    replayed = bus.replay("s-1", 0)
+    assert replayed is not None and replayed[0] is first
+
+
+async def test_a_long_run_keeps_few_objects() -> None:
+    bus = EventBus()
+    text = [f"w{n} " for n in range(1000)]
+    offset = 0
+    for seq, piece in enumerate(text, start=1):
+        await bus.publish(delta(seq, offset, piece))
+        offset += len(piece)
+    run = bus._logs["s-1"][0]
+    assert len(bus._logs["s-1"]) == 1
+    assert len(run.parts) < 64  # type: ignore[union-attr]
+    replayed = bus.replay("s-1", 0)
+    assert replayed is not None and replayed[0].data.delta == "".join(text)  # type: ignore[union-attr]

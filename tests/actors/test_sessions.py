@@ -473,7 +473,12 @@ async def test_subscribe_since_replays_what_was_missed_then_goes_live(
         got = second.subscribe(session, since=seen)
         assert got.replay is not None
         replayed = [e.seq for e in got.replay]
-        assert replayed == list(range(seen + 1, got.seq + 1))
+        # Every event after `seen`, the deltas so far merged into one update (its seq the last).
+        assert replayed[0] == seen + 1 and replayed[-1] == got.seq
+        deltas = [e for e in got.replay if isinstance(e.data, StreamingUpdate)]
+        assert len(deltas) == 1 and deltas[0] is got.replay[-1]
+        assert deltas[0].data.offset == 0 and len(deltas[0].data.delta.split()) > 10
+        assert replayed[:-1] == list(range(seen + 1, seen + len(replayed)))
         live = await next_event(
             second, lambda e: e.session == session and e.seq is not None and e.seq > got.seq
         )

@@ -195,10 +195,12 @@ def turn_ended(session: str) -> Callable[[dict[str, Any]], bool]:
 
 
 def reassemble(updates: list[dict[str, Any]]) -> str:
-    """The partial message the streamingUpdates build, checking that offsets are contiguous."""
+    """The partial message the streamingUpdates build, checking that none leaves a gap and
+    that an update starting inside the text held (a replayed run) agrees with it there."""
     text = ""
     for update in updates:
-        data = update["data"]
-        assert data["offset"] == len(text), (data["offset"], len(text))
-        text += data["delta"]
+        offset, delta = update["data"]["offset"], update["data"]["delta"]
+        assert offset <= len(text), (offset, len(text))
+        assert delta.startswith(text[offset:]) or text[offset:].startswith(delta)
+        text = text[:offset] + delta if offset + len(delta) >= len(text) else text
     return text
