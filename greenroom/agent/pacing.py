@@ -22,6 +22,8 @@ from typing import Final
 import attrs
 import trio
 
+from greenroom.runlocal import PerRun
+
 __all__ = ["DEFAULT_TICK", "Pacer", "current_pacer"]
 
 DEFAULT_TICK: Final = 0.002
@@ -71,14 +73,5 @@ class Pacer:
             tick.lot.unpark_all()
 
 
-_PACER: trio.lowlevel.RunVar[Pacer] = trio.lowlevel.RunVar("greenroom.pacer")
-
-
-def current_pacer() -> Pacer:
-    """The pacer of the current trio run (made on first use)."""
-    try:
-        return _PACER.get()
-    except LookupError:
-        pacer = Pacer()
-        _PACER.set(pacer)
-        return pacer
+current_pacer: Final = PerRun("greenroom.pacer", Pacer).get
+"""The pacer of the current trio run (made on first use)."""

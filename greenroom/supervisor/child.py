@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
 
 import attrs
 import trio
 
+from greenroom.runlocal import PerRun
 from greenroom.supervisor.intensity import RestartWindow
 from greenroom.supervisor.spec import ChildSpec, RestartInfo
 
@@ -78,17 +80,8 @@ class TracebackBudget:
         return False
 
 
-_BUDGET: trio.lowlevel.RunVar[TracebackBudget] = trio.lowlevel.RunVar("greenroom.tracebacks")
-
-
-def traceback_budget() -> TracebackBudget:
-    """The crash traceback budget of the current trio run."""
-    try:
-        return _BUDGET.get()
-    except LookupError:
-        budget = TracebackBudget()
-        _BUDGET.set(budget)
-        return budget
+traceback_budget: Final = PerRun("greenroom.tracebacks", TracebackBudget).get
+"""The crash traceback budget of the current trio run."""
 
 
 @attrs.frozen(kw_only=True)
