@@ -10,8 +10,11 @@ nursery that the connection owns:
 - the **command loop** runs commands one at a time, so that replies come in the order the
   commands were sent. A slow command (``deleteProject``) delays the commands behind it on this
   connection only; the reader keeps reading meanwhile, and events keep flowing;
-- the **pump** moves events from the runtime subscription into the outbox as they come, so that
-  the outbox's byte bound and merging apply even while the writer is blocked on a slow peer;
+- the **pump** moves events from the runtime subscription into the outbox as they come (all
+  that came since it last ran, in one go), so that the outbox's byte bound and merging apply
+  even while the writer is blocked on a slow peer. A ``subscribe`` runs in the command loop:
+  it moves what waits in the subscription to the outbox first, then queues the replay, all
+  with no checkpoint in between;
 - the **writer** takes everything waiting in the outbox and sends it as one frame, at most one
   frame of live events per ``send_interval``: a frame costs far more than an event in it, so
   events that come while the interval runs wait for it and share the next frame. The first
@@ -26,12 +29,13 @@ with the same seq.
 
 Ending: the peer's close (and trio-websocket's own 1009 for an over-size frame) ends the
 connection as it stands. A client too slow for its live events (past ``send_queue_bytes`` in
-the outbox after merging, or its runtime subscription overflowing) is closed with 4008 once
-the frame being sent is out. Cancellation from outside (the server stopping) closes with 1001.
-A frame being sent is never cut by our own cancellation: it gets ``close_timeout`` to finish,
-and if it does not, the stream is dropped without a closing handshake. The closing handshake
-itself runs shielded, under ``close_timeout``; a peer that does not answer pings within
-``ping_timeout`` is dropped the same way.
+the outbox after merging while a frame to it is being sent, or its runtime subscription
+overflowing) is closed with 4008 once the frame being sent is out. Cancellation from outside
+(the server stopping) closes with 1001. A frame being sent is never cut by our own
+cancellation: it gets ``close_timeout`` to finish, and if it does not, the stream is dropped
+without a closing handshake. The closing handshake itself runs shielded, under
+``close_timeout``; a peer that does not answer pings within ``ping_timeout`` is dropped the
+same way.
 """
 
 from __future__ import annotations
