@@ -51,6 +51,7 @@ from bench.idle import write_snapshots
 from greenroom.actors.events import LoadingChanged, MessageAdded, SessionRestarted, StreamingUpdate
 from greenroom.agent.provider import Chunk, CompletionRequest
 from greenroom.agent.simulated import SimulatedProvider
+from greenroom.cli import tune_gc
 from greenroom.config import Config, SimulatedConfig, SupervisionConfig
 from greenroom.errors import ActorError
 from greenroom.runtime import open_runtime
@@ -291,6 +292,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     result: dict[str, Any] = {}
+    # The runtime runs in this process here: collect garbage as `greenroom serve` does.
+    tune_gc()
     if args.part in ("all", "restart"):
         runs = []
         for backoff in (float(x) for x in args.backoff.split(",")):
