@@ -40,7 +40,7 @@ from greenroom.actors.events import (
 from greenroom.actors.mailbox import Inbox, Reply
 from greenroom.actors.state import SessionState, Streaming
 from greenroom.agent.chat import Message
-from greenroom.convert import structure, unstructure
+from greenroom.convert import structure, summary_to_wire, unstructure
 from greenroom.errors import GreenroomError
 from greenroom.store.atomic import write_batch
 from greenroom.store.history import encode_appends, history_path, is_message_line, read_history
@@ -112,11 +112,13 @@ def snapshot_payload(state: SessionState | Dormant) -> dict[str, Any]:
         summary, seq = state.summary(), state.seq
         partial = state.streaming.text if state.streaming is not None else None
         calls = state.streaming.tool_calls if state.streaming is not None else None
+    wire = summary_to_wire(summary)  # a flush builds one per changed session: no evolve
+    wire["preview"] = None  # derived from the partial text when read back
     return {
-        "summary": unstructure(attrs.evolve(summary, preview=None)),
+        "summary": wire,
         "seq": seq,
         "partial": partial,
-        "toolCalls": unstructure(calls),
+        "toolCalls": None if calls is None else unstructure(calls),
     }
 
 

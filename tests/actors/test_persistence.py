@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
-from greenroom.actors.events import LoadingChanged
+from greenroom.actors.events import LoadingChanged, Summary
+from greenroom.actors.persistence import dormant_from_payload, snapshot_payload
+from greenroom.actors.state import SessionState, Streaming
 from greenroom.config import Config, SimulatedConfig
+from greenroom.convert import unstructure
 from greenroom.runtime import Runtime, restore_mirror
 from greenroom.store.history import history_path, read_history
 from greenroom.store.snapshots import SnapshotStore
@@ -328,3 +332,22 @@ async def test_a_stale_partial_never_brings_a_deleted_session_back(
     mirror, _ = await restore_mirror(config)
     assert session not in mirror.dormant and session not in mirror.sessions
     assert SnapshotStore(config.data_dir).load_partials()[0] == {}
+
+
+def test_a_snapshot_payload_is_the_summary_without_its_preview_and_the_partial() -> None:
+    summary = Summary(
+        session="s-1", project="p", name="n", status="running", loading=True,
+        message_count=3, last_activity=1.5, preview="Hello", queued=("next",),
+        error=None, waiting=False, model="m",
+    )  # fmt: skip
+    state = SessionState.from_summary(summary)
+    state.streaming = Streaming.of("Hello", None)
+    payload = snapshot_payload(state)
+    assert payload == {
+        "summary": unstructure(attrs.evolve(state.summary(), preview=None)),
+        "seq": state.seq,
+        "partial": "Hello",
+        "toolCalls": None,
+    }
+    restored = dormant_from_payload("s-1", payload)
+    assert restored.summary == state.summary() and restored.partial == "Hello"
