@@ -108,22 +108,25 @@ def write_batch(
     failure :class:`StoreWriteError` names the file; appends before it were made, files
     replaced before it stay replaced, and no temp file is left behind.
     """
-    folders: dict[Path, None] = {}
+    folders: dict[Path, None] = {}  # folders whose entries change: synced at the end
+    # Folders that gain an entry before the renames (new folders, new files): synced with the
+    # data, so that a snapshot never counts a line in a file not yet durably there.
+    changed: dict[Path, None] = {}
     temps: list[tuple[Path, Path]] = []
     try:
         written: dict[Path, int] = {}  # each appended file, and its size before the append
         for path, data in appends.items():
-            created, before = _append(path, data, keep_tail, sync=False)
+            created, before = _append(path, data, keep_tail, sync=False, changed=changed)
             if created:
-                folders[path.parent] = None
+                changed[path.parent] = None
             written[path] = before
         for path, data in files.items():
             if path.parent not in folders:
-                _ensure_folder(path.parent, path)
+                _ensure_folder(path.parent, path, changed)
                 folders[path.parent] = None
             temps.append((_write_temp(path, data, sync=False), path))
         try:
-            _sync_data([*written, *(temp for temp, _ in temps)])
+            _sync_data([*written, *(temp for temp, _ in temps)], changed)
         except StoreWriteError as error:
             # No append is known to be durable: undo them all and name the first, so that
             # the caller appends all of them again rather than some of them twice.
@@ -149,15 +152,25 @@ def write_batch(
     _fsync_folders(folders)
 
 
-def _sync_data(paths: Iterable[Path]) -> None:
-    """Make the written data of ``paths`` durable, with as few syscalls as possible."""
+def _sync_data(paths: Iterable[Path], folders: Iterable[Path] = ()) -> None:
+    """Make the written data of ``paths`` and the entries of ``folders`` durable, with as few
+    syscalls as possible: one syncfs per filesystem covers them all."""
     paths = list(paths)
     if not paths:
+        _fsync_folders(folders)
         return
     if _syncfs is None:
         for path in paths:
             _fsync_path(path)
+        _fsync_folders(folders)
         return
+    _syncfs_of(paths)
+
+
+def _syncfs_of(paths: Iterable[Path]) -> None:
+    """One syncfs per filesystem that ``paths`` (files or folders) are on (Linux only)."""
+    syncfs = _syncfs
+    assert syncfs is not None
     devices: dict[int, Path] = {}
     for path in paths:
         try:
@@ -170,7 +183,7 @@ def _sync_data(paths: Iterable[Path]) -> None:
         except OSError as exc:
             raise _error(path, exc) from exc
         try:
-            if _syncfs(fd) != 0:
+            if syncfs(fd) != 0:
                 code = ctypes.get_errno()
                 raise _error(path, OSError(code, os.strerror(code)))
         finally:
@@ -274,7 +287,12 @@ def _write_temp(path: Path, data: bytes, *, sync: bool) -> Path:
 
 
 def _append(
-    path: Path, data: bytes, keep_tail: Callable[[bytes], bool] | None, *, sync: bool = True
+    path: Path,
+    data: bytes,
+    keep_tail: Callable[[bytes], bool] | None,
+    *,
+    sync: bool = True,
+    changed: dict[Path, None] | None = None,
 ) -> tuple[bool, int]:
     """Append to one file; return whether the file was created, and its size before.
 
@@ -287,7 +305,7 @@ def _append(
         try:
             fd = os.open(path, flags)
         except FileNotFoundError:
-            _ensure_folder(path.parent, path)
+            _ensure_folder(path.parent, path, changed)
             fd = os.open(path, flags | os.O_CREAT, 0o644)
             created = True
     except OSError as exc:
@@ -347,8 +365,11 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _ensure_folder(folder: Path, for_file: Path) -> None:
-    """Create ``folder`` (and its parents) if missing, durably."""
+def _ensure_folder(
+    folder: Path, for_file: Path, changed: dict[Path, None] | None = None
+) -> None:
+    """Create ``folder`` (and its parents) if missing: durably, or, when ``changed`` is given,
+    adding to it the folders that gained an entry, for the caller to sync with the rest."""
     if folder.is_dir():
         return
     missing: list[Path] = []
@@ -363,12 +384,24 @@ def _ensure_folder(folder: Path, for_file: Path) -> None:
             except FileExistsError:
                 if not item.is_dir():
                     raise
-            _fsync_folders([item.parent])
+            if changed is None:
+                _fsync_folders([item.parent])
+            else:
+                changed[item.parent] = None
     except OSError as exc:
         raise _error(for_file, exc) from exc
 
 
+_SYNCFS_ABOVE = 4
+"""More folders than this to sync at once (a flush that created many projects' history
+folders): one syncfs per filesystem instead of a fsync each."""
+
+
 def _fsync_folders(folders: Iterable[Path]) -> None:
+    folders = list(folders)
+    if _syncfs is not None and len(folders) > _SYNCFS_ABOVE:
+        _syncfs_of(folders)
+        return
     for folder in folders:
         try:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -296,6 +296,45 @@ class TestWriteBatch:
         assert (fsyncs.files, fsyncs.folders) == (0, 1)
         assert not [p for p in (tmp_path / "snap").iterdir() if atomic.is_temp_name(p.name)]
 
+    def test_many_new_folders_cost_a_syncfs_not_a_fsync_each(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: FsyncCounter
+    ) -> None:
+        syncs: list[int] = []
+        real = atomic._syncfs
+
+        def counting(fd: int) -> int:
+            syncs.append(fd)
+            return real(fd) if real is not None else 0
+
+        monkeypatch.setattr(atomic, "_syncfs", counting)
+        # The first turn of twenty new projects: each history file in folders made for it.
+        appends = {tmp_path / f"p{n}" / ".ai" / "history" / "h.jsonl": b"line\n" for n in range(20)}
+        (tmp_path / "snap").mkdir()
+        atomic.write_batch(appends, self.files(tmp_path / "snap", 20))
+        assert all(path.read_bytes() == b"line\n" for path in appends)
+        # Before the renames, one syncfs for the data and the sixty new entries; after them,
+        # the snapshot folder's one fsync. Before grouping: sixty folder fsyncs more.
+        assert len(syncs) == 1
+        assert (fsyncs.files, fsyncs.folders) == (0, 1)
+
+    def test_without_syncfs_new_folders_are_durable_before_the_renames(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: FsyncCounter
+    ) -> None:
+        monkeypatch.setattr(atomic, "_syncfs", None)
+        folders_at_rename: list[int] = []
+        real_replace = os.replace
+
+        def replace(src: object, dst: object) -> None:
+            folders_at_rename.append(fsyncs.folders)
+            real_replace(src, dst)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(atomic.os, "replace", replace)
+        log = tmp_path / "new" / "deeper" / "log.jsonl"
+        atomic.write_batch({log: b"line\n"}, self.files(tmp_path, 1))
+        # tmp_path gained "new", "new" gained "deeper", "deeper" gained the log: all three
+        # folders were synced before the snapshot's rename, which counts the line.
+        assert folders_at_rename == [3]
+
     def test_without_syncfs_every_file_is_fsynced(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsyncs: FsyncCounter
     ) -> None:
