@@ -37,6 +37,7 @@ from bench.common import print_pairs, print_table, write_result
 from bench.idle import payload_factory
 from greenroom.config import Config, SimulatedConfig
 from greenroom.runtime import open_runtime, restore_mirror
+from greenroom.store import atomic
 from greenroom.store.snapshots import SnapshotStore
 
 
@@ -47,22 +48,34 @@ def rss_bytes() -> int:
 
 
 class FsyncCounter:
-    """Counts os.fsync calls (files and folders) while installed."""
+    """Counts the syncs that reach the disk while installed: os.fsync calls (files and
+    folders) and syncfs calls (a whole filesystem each), apart."""
 
     def __init__(self) -> None:
         self.calls = 0
+        self.syncfs_calls = 0
         self._real: Callable[[int], None] = os.fsync
+        self._real_syncfs = atomic._syncfs
 
     def __enter__(self) -> FsyncCounter:
         def counting(fd: int) -> None:
             self.calls += 1
             self._real(fd)
 
+        real_syncfs = self._real_syncfs
+
+        def counting_syncfs(fd: int) -> int:
+            self.syncfs_calls += 1
+            return real_syncfs(fd) if real_syncfs is not None else 0
+
         os.fsync = counting
+        if real_syncfs is not None:
+            atomic._syncfs = counting_syncfs
         return self
 
     def __exit__(self, *exc: object) -> None:
         os.fsync = self._real
+        atomic._syncfs = self._real_syncfs
 
 
 def folder_bytes(folder: Path, pattern: str) -> int:
@@ -85,7 +98,7 @@ async def stream(sessions: int, rate: float, seconds: float, flush: float) -> di
                 ]
                 await trio.sleep(flush * 1.5)
                 stats0 = runtime.statistics().persistence
-                fsyncs0 = fsyncs.calls
+                fsyncs0, syncfs0 = fsyncs.calls, fsyncs.syncfs_calls
                 started = time.perf_counter()
                 for session in ids:
                     await runtime.send_message(session, f"go [[tokens:{tokens}]]")
@@ -99,6 +112,7 @@ async def stream(sessions: int, rate: float, seconds: float, flush: float) -> di
                 await trio.sleep(flush * 1.5)
                 stats = runtime.statistics().persistence
                 fsync_count = fsyncs.calls - fsyncs0
+                syncfs_count = fsyncs.syncfs_calls - syncfs0
         history = folder_bytes(config.projects_root, "*.jsonl")
         snapshot_size = folder_bytes(config.data_dir / "sessions", "*.msgpack") / sessions
     writes = stats.snapshot_writes - stats0.snapshot_writes
@@ -119,6 +133,7 @@ async def stream(sessions: int, rate: float, seconds: float, flush: float) -> di
         "partials_files_per_second": round(partial_files / elapsed, 1),
         "writes_per_session": round((writes + partials) / sessions, 2),
         "fsyncs_per_second": round(fsync_count / elapsed, 1),
+        "syncfs_per_second": round(syncfs_count / elapsed, 1),
         "committed_messages": messages,
         "bytes_written_per_committed_message": round(written / max(messages, 1)),
         "snapshot_bytes": round(snapshot_size),
