@@ -23,6 +23,7 @@ its welcome, and whether any committed message was lost (message counts per busy
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import signal
@@ -292,23 +293,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     result: dict[str, Any] = {}
-    # The runtime runs in this process here: collect garbage as `greenroom serve` does.
-    tune_gc()
     if args.part in ("all", "restart"):
         runs = []
-        for backoff in (float(x) for x in args.backoff.split(",")):
-            print(f"crash: restart, backoff {backoff:g} s ...", flush=True)
-            runs.append(
-                trio.run(
-                    restart,
-                    args.sessions,
-                    args.turns,
-                    backoff,
-                    args.probability,
-                    args.crashes,
-                    args.rate,
+        # The runtime runs in this process here: collect garbage as `greenroom serve` does
+        # (and as the caller did afterwards: the tests call this in their own process).
+        previous = gc.get_threshold()
+        tune_gc()
+        try:
+            for backoff in (float(x) for x in args.backoff.split(",")):
+                print(f"crash: restart, backoff {backoff:g} s ...", flush=True)
+                runs.append(
+                    trio.run(
+                        restart,
+                        args.sessions,
+                        args.turns,
+                        backoff,
+                        args.probability,
+                        args.crashes,
+                        args.rate,
+                    )
                 )
-            )
+        finally:
+            gc.set_threshold(*previous)
         result["restart"] = runs
         rows = [
             {

@@ -6,6 +6,7 @@ the JSON keys that bench/README.md describes.
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -53,8 +54,10 @@ def test_persist_runs_and_reports(tmp_path: Path) -> None:
 
 
 def test_crash_runs_and_reports(tmp_path: Path) -> None:
+    collector = gc.get_threshold()
     crash.main(["--sessions", "5", "--turns", "1", "--probability", "1", "--backoff", "0",
                 "--idle", "200", "--busy", "5", "--out", str(tmp_path)])  # fmt: skip
+    assert gc.get_threshold() == collector  # tuned for the run only, in this process
     data = _written(tmp_path, "crash")
     restart = data["restart"][0]  # type: ignore[index]
     assert restart["committed_lost_live"] == 0 and restart["committed_lost_after_reopen"] == 0
