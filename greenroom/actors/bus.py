@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 import trio
 
-from greenroom.actors.events import Event, SessionDeleted, StreamingUpdate
+from greenroom.actors.events import Event, SessionDeleted, StreamingUpdate, merged_update
 from greenroom.actors.mailbox import ActorRef
 from greenroom.errors import MailboxFull
 
@@ -153,12 +153,7 @@ class _Run:
         """The run as one ``streamingUpdate``."""
         if self.first is self.last:
             return self.first
-        first, last = self.first.data, self.last.data
-        assert isinstance(first, StreamingUpdate) and isinstance(last, StreamingUpdate)
-        merged = StreamingUpdate(
-            offset=first.offset, delta="".join(self.parts), tool_calls=last.tool_calls
-        )
-        return attrs.evolve(self.last, data=merged)
+        return merged_update(self.first, self.last, "".join(self.parts))
 
 
 def _first_seq(entry: Event | _Run) -> int:

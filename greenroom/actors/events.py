@@ -162,3 +162,14 @@ class Event:
     @property
     def name(self) -> str:
         return self.data.name
+
+
+def merged_update(first: Event, last: Event, delta: str) -> Event:
+    """The one ``streamingUpdate`` that stands for consecutive ones of a session, ``first``
+    to ``last``: the offset of the first, ``delta`` (all their deltas joined), the tool calls
+    and the seq of the last. The protocol lets it take their place wherever they would go (a
+    connection that is behind sends it; the bus retains and replays it)."""
+    start, end = first.data, last.data
+    assert isinstance(start, StreamingUpdate) and isinstance(end, StreamingUpdate)
+    data = StreamingUpdate(offset=start.offset, delta=delta, tool_calls=end.tool_calls)
+    return attrs.evolve(last, data=data)

@@ -32,7 +32,13 @@ from typing import Any
 import attrs
 import trio
 
-from greenroom.actors.events import Event, MessageAdded, SessionDeleted, StreamingUpdate
+from greenroom.actors.events import (
+    Event,
+    MessageAdded,
+    SessionDeleted,
+    StreamingUpdate,
+    merged_update,
+)
 from greenroom.transport.codec import ErrorReply, Outgoing, Reply, Welcome
 
 __all__ = ["Outbox", "TransportCounters", "estimate"]
@@ -139,14 +145,8 @@ class _Pending:
     def build(self) -> Outgoing:
         if self.parts is None or self.last is None:
             return self.item
-        assert isinstance(self.item, Event) and isinstance(self.item.data, StreamingUpdate)
-        assert isinstance(self.last.data, StreamingUpdate)
-        data = StreamingUpdate(
-            offset=self.item.data.offset,
-            delta="".join(self.parts),
-            tool_calls=self.last.data.tool_calls,
-        )
-        return attrs.evolve(self.last, data=data)
+        assert isinstance(self.item, Event)
+        return merged_update(self.item, self.last, "".join(self.parts))
 
 
 @attrs.define(eq=False)
