@@ -195,18 +195,15 @@ class Mirror:
                 self._dirty.discard(session)
                 self._streamed.discard(session)
                 self._deleted.add(session)
-            case StreamingUpdate():
-                current = self.sessions.get(session)
-                if current is None:
-                    return
-                current.apply(event)
-                if session not in self._dirty:
-                    self._streamed.add(session)
             case _:
                 current = self.sessions.get(session)
                 if current is None:
                     return
                 current.apply(event)
+                if type(event.data) is StreamingUpdate:
+                    if session not in self._dirty:
+                        self._streamed.add(session)
+                    return
                 self._dirty.add(session)
                 self._streamed.discard(session)
                 if isinstance(event.data, MessageAdded):

@@ -156,15 +156,12 @@ def _sync_data(paths: Iterable[Path], folders: Iterable[Path] = ()) -> None:
     """Make the written data of ``paths`` and the entries of ``folders`` durable, with as few
     syscalls as possible: one syncfs per filesystem covers them all."""
     paths = list(paths)
-    if not paths:
-        _fsync_folders(folders)
+    if _syncfs is not None and paths:
+        _syncfs_of(paths)
         return
-    if _syncfs is None:
-        for path in paths:
-            _fsync_path(path)
-        _fsync_folders(folders)
-        return
-    _syncfs_of(paths)
+    for path in paths:
+        _fsync_path(path)
+    _fsync_folders(folders)
 
 
 def _syncfs_of(paths: Iterable[Path]) -> None:
