@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -28,8 +29,9 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import trio
 
@@ -54,6 +56,10 @@ from greenroom.transport.client import (
     HandshakeRefused,
     connect,
 )
+
+if TYPE_CHECKING:  # the server's modules load only when it runs
+    from greenroom.runtime import Runtime
+    from greenroom.transport.server import ServerSettings
 
 logger = logging.getLogger("greenroom")
 
@@ -187,10 +193,10 @@ async def _log_lifecycle(runtime: Any) -> None:
     from greenroom.convert import event_to_wire
 
     while True:
-        async with runtime.connect("cli-log") as watcher:
+        async with runtime.watch("cli-log") as events:
             while True:
                 try:
-                    event = await watcher.events.receive()
+                    event = await events.receive()
                 except trio.EndOfChannel:
                     break  # overflowed (a burst of thousands): connect again
                 line = _describe(event_to_wire(event))
@@ -227,13 +233,39 @@ async def run_server(
     *,
     out: TextIO = sys.stdout,
 ) -> None:
-    """``greenroom serve``: run until SIGINT or SIGTERM, then shut down gracefully."""
+    """``greenroom serve``: run until SIGINT or SIGTERM, then shut down gracefully.
+
+    In this order: the data folder's lock (a second server on the folder stops here, having
+    read nothing), the listening socket (a port in use stops here, having restored nothing),
+    then the sessions are restored and served."""
     from greenroom.runtime import open_runtime
+    from greenroom.store.lock import lock_data_dir
     from greenroom.transport.server import ServerSettings, serve
 
     tune_gc()
     token = load_or_create_token(directory)
     settings = ServerSettings(host=host, port=port, token=token)
+    with lock_data_dir(config.data_dir) as lock:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        bound = listeners[0].socket.getsockname()[1]
+        lock.describe(url=f"ws://{_url_host(host)}:{bound}/ws")
+        await _serve_restored(
+            config, directory, settings, out,
+            open_runtime=functools.partial(open_runtime, config, data_lock=lock),
+            serve=functools.partial(serve, listeners=listeners),
+        )  # fmt: skip
+
+
+async def _serve_restored(
+    config: Config,
+    directory: Path,
+    settings: ServerSettings,
+    out: TextIO,
+    *,
+    open_runtime: Callable[[], AbstractAsyncContextManager[Runtime]],
+    serve: Callable[..., Coroutine[Any, Any, None]],
+) -> None:
+    token = settings.token
     discovery = directory / DISCOVERY_FILE
     stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -251,7 +283,7 @@ async def run_server(
 
             outer.start_soon(on_signals)
             try:
-                async with open_runtime(config) as runtime, trio.open_nursery() as nursery:
+                async with open_runtime() as runtime, trio.open_nursery() as nursery:
                     freeze_startup_heap()
                     address = await nursery.start(serve, runtime, settings)
                     url = f"ws://{_url_host(address.host)}:{address.port}/ws"

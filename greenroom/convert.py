@@ -51,9 +51,13 @@ __all__ = [
     "EVENT_TYPES",
     "camel",
     "converter",
+    "event_from_record",
+    "event_to_record",
     "event_to_wire",
     "message_to_wire",
+    "queued_previews",
     "structure",
+    "summary_to_record",
     "summary_to_wire",
     "unstructure",
 ]
@@ -141,8 +145,27 @@ for _cls in (
 # -- summaries and session state ----------------------------------------------------------
 
 
+QUEUED_PREVIEW_CHARS = 200
+"""How much of each queued text a summary on the wire carries (openSession's state, the
+journal and the snapshots carry them whole): a summary goes to every client with every
+change, and must stay small whatever was queued."""
+
+
+def queued_previews(queued: tuple[str, ...]) -> list[str]:
+    """The queued texts as a summary on the wire shows them: each cut to its first
+    :data:`QUEUED_PREVIEW_CHARS` characters."""
+    return [text[:QUEUED_PREVIEW_CHARS] for text in queued]
+
+
 def summary_to_wire(summary: Summary) -> dict[str, Any]:
-    """The protocol's ``summary`` (camelCase keys).
+    """The protocol's ``summary`` (camelCase keys), queued texts cut to previews."""
+    record = summary_to_record(summary)
+    record["queued"] = queued_previews(summary.queued)
+    return record
+
+
+def summary_to_record(summary: Summary) -> dict[str, Any]:
+    """A summary as it is stored (the journal, snapshots): the wire's shape, queued texts whole.
 
     Written out rather than generated: the welcome and every session event build one, and a
     listing of 100,000 sessions builds 100,000. It must stay exactly what the generated camelCase
@@ -164,12 +187,12 @@ def summary_to_wire(summary: Summary) -> dict[str, Any]:
     }
 
 
-converter.register_unstructure_hook(Summary, summary_to_wire)
+converter.register_unstructure_hook(Summary, summary_to_record)
 _summary_from_wire: Callable[[Any, type[Summary]], Summary] = converter.get_structure_hook(Summary)
 
 
 def _view_to_wire(view: SessionView) -> dict[str, Any]:
-    out = summary_to_wire(view.summary)
+    out = summary_to_record(view.summary)  # the state is asked for: its queue whole
     out["messages"] = [message_to_wire(m) for m in view.messages]
     out["streaming"] = None if view.streaming is None else message_to_wire(view.streaming)
     out["seq"] = view.seq
@@ -237,9 +260,11 @@ EVENT_TYPES: dict[str, type[EventData]] = {
 """Event payload classes by their wire name."""
 
 
-def _data_to_wire(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+def _data_to_wire(
+    cls: type[Any], summary: Callable[[Summary], dict[str, Any]] = summary_to_wire
+) -> Callable[[Any], dict[str, Any]]:
     if cls in (SessionCreated, SessionUpdated):
-        return lambda data: summary_to_wire(data.summary)
+        return lambda data: summary(data.summary)
     if cls is SessionDeleted:
         return lambda _: {}
     hook: Callable[[Any], dict[str, Any]] = converter.get_unstructure_hook(cls)
@@ -259,6 +284,9 @@ def _data_from_wire(cls: type[Any]) -> Callable[[Any], Any]:
 _DATA_TO_WIRE: dict[type[Any], Callable[[Any], dict[str, Any]]] = {
     cls: _data_to_wire(cls) for cls in EVENT_TYPES.values()
 }
+_DATA_TO_RECORD: dict[type[Any], Callable[[Any], dict[str, Any]]] = {
+    cls: _data_to_wire(cls, summary_to_record) for cls in EVENT_TYPES.values()
+}
 _DATA_FROM_WIRE: dict[str, Callable[[Any], Any]] = {
     name: _data_from_wire(cls) for name, cls in EVENT_TYPES.items()
 }
@@ -276,6 +304,23 @@ def event_to_wire(event: Event) -> dict[str, Any]:
     }
 
 
+def event_to_record(event: Event) -> dict[str, Any]:
+    """An event as the journal stores it: :func:`event_to_wire`'s shape, queued texts whole."""
+    data = event.data
+    return {
+        "event": data.name,
+        "session": event.session,
+        "project": event.project,
+        "seq": event.seq,
+        "data": _DATA_TO_RECORD[type(data)](data),
+    }
+
+
+def event_from_record(obj: Mapping[str, Any]) -> Event:
+    """The inverse of :func:`event_to_record` (and of :func:`event_to_wire`)."""
+    return _event_from_wire(obj)
+
+
 def _event_from_wire(obj: Mapping[str, Any], _: object = None) -> Event:
     return Event(
         session=obj["session"],
@@ -285,7 +330,7 @@ def _event_from_wire(obj: Mapping[str, Any], _: object = None) -> Event:
     )
 
 
-converter.register_unstructure_hook(Event, event_to_wire)
+converter.register_unstructure_hook(Event, event_to_record)
 converter.register_structure_hook(Event, _event_from_wire)
 
 

@@ -15,6 +15,7 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import attrs
 import trio
@@ -22,6 +23,7 @@ import trio
 from greenroom.actors.actor import actor_child
 from greenroom.actors.bus import EventBus, Subscription
 from greenroom.actors.events import LIFECYCLE_EVENTS, Event, Notification, Summary
+from greenroom.actors.journal import JournalActor, JournalStatistics
 from greenroom.actors.mailbox import ActorRef, Mailbox
 from greenroom.actors.manager import (
     CreateProject,
@@ -61,6 +63,8 @@ from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import Config
 from greenroom.errors import ActorError, GreenroomError, InvalidArgument, NotFound
 from greenroom.store.history import history_name
+from greenroom.store.journal import JournalFiles, JournalRead, read_journal
+from greenroom.store.lock import DataDirLock, lock_data_dir
 from greenroom.store.snapshots import QuarantinedFile, SnapshotStore
 from greenroom.supervisor import (
     Backoff,
@@ -122,6 +126,7 @@ class RuntimeStatistics:
     clients: int
     notifications_sent: int
     persistence: PersistenceStatistics
+    journal: JournalStatistics
 
 
 @attrs.define(eq=False)
@@ -150,8 +155,8 @@ class Client:
             self.subscribed.add(session)
             counts = self._runtime._subscribers
             counts[session] = counts.get(session, 0) + 1
-        # The bus retains an event before anyone else sees it, so its newest seq is the one
-        # the live stream continues from; with nothing retained (after a restart), the mirror's.
+        # The bus retains an event as it releases it, so its newest seq is the one the live
+        # stream continues from; with nothing retained, the mirror's (released events only).
         latest = self._runtime.bus.latest_seq(session)
         seq = latest if latest is not None else state.seq
         return Subscribed(seq=seq, replay=self._replay(session, since, seq))
@@ -196,6 +201,7 @@ class Runtime:
     _provider: Provider
     _notifier_actor: NotifierActor
     _persistence_actor: PersistenceActor
+    _journal_actor: JournalActor
     # How many clients subscribe to each session: a subscribed session is never unloaded.
     _subscribers: dict[str, int]
     _client_ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
@@ -221,7 +227,9 @@ class Runtime:
         return await self.get_state(session)
 
     async def get_state(self, session: str) -> SessionView:
-        return await (await self._session(session)).ask(GetState())
+        view = await (await self._session(session)).ask(GetState())
+        await self.bus.settled()  # the state shown is journaled: a kill -9 keeps it
+        return view
 
     async def send_message(self, session: str, content: str) -> bool:
         """Start a turn, or queue the message behind the running one (returns True)."""
@@ -262,13 +270,28 @@ class Runtime:
             events_published=bus.published,
             restarts=supervision.restarts,
             given_up=supervision.given_up,
-            clients=bus.subscriptions,
+            clients=self._notifier_actor.clients,
             notifications_sent=self._notifier_actor.sent,
             sessions_in_memory=len(self.mirror.sessions),
             persistence=attrs.evolve(self._persistence_actor.stats),  # a snapshot, not live
+            journal=attrs.evolve(self._journal_actor.stats),
         )
 
     # -- clients ----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def watch(
+        self, name: str, *, capacity: int = DEFAULT_CLIENT_QUEUE
+    ) -> AsyncIterator[Subscription]:
+        """Every lifecycle event, for an observer inside the server (the serve command's log):
+        not a client, so the notifier never counts it as one that saw a notification."""
+        events = self.bus.subscribe(
+            name, capacity=capacity, accepts=lambda event: event.data.name in LIFECYCLE_EVENTS
+        )
+        try:
+            yield events
+        finally:
+            events.close()
 
     @asynccontextmanager
     async def connect(
@@ -309,9 +332,24 @@ class Runtime:
                 self._notifier.ref.tell_nowait(Disconnect(client=client_name))
 
 
-async def restore_mirror(config: Config) -> tuple[Mirror, tuple[QuarantinedFile, ...]]:
-    """The mirror as the data folder left it: every snapshotted session, dormant (its
-    messages stay on disk until needed). Corrupt snapshots are moved aside and reported."""
+@attrs.frozen(kw_only=True)
+class Restored:
+    """What the data folder held: the mirror (snapshots plus the journal's tail), the files
+    moved aside, and the journal as read."""
+
+    mirror: Mirror
+    quarantined: tuple[QuarantinedFile, ...]
+    journal: JournalRead
+
+
+def journal_folder(config: Config) -> Path:
+    return config.data_dir / "journal"
+
+
+async def restore(config: Config) -> Restored:
+    """Every snapshotted session, dormant (its messages stay on disk until needed), then the
+    journal's events that the snapshots do not hold, applied. Corrupt snapshots and a corrupt
+    journal tail are moved aside and reported."""
     store = SnapshotStore(config.data_dir)
     scan = await trio.to_thread.run_sync(store.scan)
     mirror = Mirror()
@@ -339,25 +377,79 @@ async def restore_mirror(config: Config) -> tuple[Mirror, tuple[QuarantinedFile,
         mirror.rewrite_partials()
     for bad in quarantined:
         logger.error("corrupt snapshot %s moved aside: %s", bad.name, bad.reason)
-    if scan.snapshots:
-        logger.info("restored %d sessions", len(mirror.dormant))
-    return mirror, tuple(quarantined)
+    journal = await trio.to_thread.run_sync(read_journal, journal_folder(config))
+    for aside in journal.moved:
+        logger.error("journal: %s; moved to %s", aside.reason, aside.path)
+    recovered = await trio.to_thread.run_sync(
+        mirror.recover, journal.events, config.projects_root
+    )
+    if scan.snapshots or recovered:
+        logger.info(
+            "restored %d sessions (%d events from the journal)",
+            len(mirror.sessions) + len(mirror.dormant),
+            recovered,
+        )
+    return Restored(mirror=mirror, quarantined=tuple(quarantined), journal=journal)
+
+
+async def restore_mirror(config: Config) -> tuple[Mirror, tuple[QuarantinedFile, ...]]:
+    """The mirror as the data folder left it (see :func:`restore`)."""
+    restored = await restore(config)
+    return restored.mirror, restored.quarantined
+
+
+def _retain_for_replay(bus: EventBus, restored: Restored) -> None:
+    """Retain the journal's events for clients that resume with ``since``. A session whose
+    newest journaled event is not its seq (its journal was trimmed, or it was deleted) keeps
+    nothing: a replay must never skip an event, so those clients reload instead."""
+    bus.restore(restored.journal.events)
+    mirror = restored.mirror
+    for session in {e.session for e in restored.journal.events if e.session is not None}:
+        state = mirror.sessions.get(session) or mirror.dormant.get(session)
+        if state is None or bus.latest_seq(session) != state.seq:
+            bus.forget(session)
 
 
 @asynccontextmanager
 async def open_runtime(
-    config: Config, *, provider: Provider | None = None
+    config: Config, *, provider: Provider | None = None, data_lock: DataDirLock | None = None
 ) -> AsyncIterator[Runtime]:
-    """Start the supervision tree; stop it in reverse order on exit."""
+    """Start the supervision tree; stop it in reverse order on exit.
+
+    The data folder's lock is taken first (``data_lock``: one the caller already holds), so
+    that a second server on the same folder reads nothing there."""
+    own_lock = None
+    if data_lock is None:
+        own_lock = await trio.to_thread.run_sync(lock_data_dir, config.data_dir)
+    try:
+        async with _open_runtime(config, provider) as runtime:
+            yield runtime
+    finally:
+        if own_lock is not None:
+            own_lock.release()
+
+
+@asynccontextmanager
+async def _open_runtime(config: Config, provider: Provider | None) -> AsyncIterator[Runtime]:
     rng = random.Random(config.seed)
+    restored = await restore(config)
+    mirror = restored.mirror
     bus = EventBus()
-    mirror, quarantined = await restore_mirror(config)
-    persistence_box = Mailbox[PersistenceMessage]("persistence", capacity=65_536)
+    _retain_for_replay(bus, restored)
+    files = await trio.to_thread.run_sync(
+        lambda: JournalFiles.open(journal_folder(config), restored.journal.segments)
+    )
+    journal_box = Mailbox[Event]("journal", capacity=65_536)
+    persistence_box = Mailbox[PersistenceMessage]("persistence", capacity=4096)
     notifier_box = Mailbox[NotifierMessage]("notifier", capacity=4096)
     manager_box = Mailbox[ManagerMessage]("manager", capacity=4096, ask_timeout=config.ask_timeout)
-    # The mirror must see every event before any client does (see greenroom.actors.bus).
-    bus.attach(persistence_box.ref)
+    # Durable before visible: the journal writes every event before the mirror, the notifier
+    # and the clients see it (see greenroom.actors.bus and greenroom.actors.journal).
+    bus.set_gate(journal_box.ref)
     bus.attach(notifier_box.ref, notifier_wants)
+    journal = JournalActor(
+        files=files, mirror=mirror, bus=bus, sync_interval=config.flush_interval
+    )
 
     sup = config.supervision
     subscribers: dict[str, int] = {}
@@ -391,7 +483,9 @@ async def open_runtime(
         store=SnapshotStore(config.data_dir),
         projects_root=config.projects_root,
         flush_interval=config.flush_interval,
-        stats=PersistenceStatistics(quarantined=quarantined),
+        bus=bus,
+        on_checkpoint=journal.checkpoint,
+        stats=PersistenceStatistics(quarantined=restored.quarantined),
     )
     notifier = NotifierActor()
 
@@ -402,8 +496,11 @@ async def open_runtime(
     ) -> None:
         await sessions.run(task_status=task_status)
 
+    # Stopped in reverse: the sessions' last events reach the journal, which writes them
+    # before the persistence actor's last flush.
     children = [
         actor_child(persistence_box, persistence),
+        actor_child(journal_box, journal),
         actor_child(notifier_box, notifier),
         ChildSpec(id="sessions", start=run_sessions, shutdown=sup.shutdown_timeout * 2),
         actor_child(manager_box, manager),
@@ -435,9 +532,12 @@ async def open_runtime(
                 provider=manager.provider,
                 notifier_actor=notifier,
                 persistence_actor=persistence,
+                journal_actor=journal,
                 subscribers=subscribers,
             )
     finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(files.close)
         # A provider built here (an HTTP client, for openai) is closed here; one passed in
         # belongs to the caller.
         close = getattr(manager.provider, "aclose", None)

@@ -12,7 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from greenroom.actors.events import Summary
-from greenroom.convert import camel, converter, structure, summary_to_wire, unstructure
+from greenroom.convert import (
+    QUEUED_PREVIEW_CHARS,
+    camel,
+    converter,
+    structure,
+    summary_to_record,
+    summary_to_wire,
+    unstructure,
+)
 
 # Text with what JSON and msgpack treat specially: quotes, escapes, non-ASCII, lone surrogates.
 tricky = st.lists(st.sampled_from(['"', "\\", "\n", "\x00", "é", "✓", "\ud83d", "\udfff", "a"]))
@@ -35,7 +43,7 @@ summaries = st.builds(
 
 
 def generated_hook() -> Callable[[Summary], dict[str, Any]]:
-    """What cattrs generates for Summary with camelCase keys (the hook summary_to_wire
+    """What cattrs generates for Summary with camelCase keys (the hook summary_to_record
     replaced)."""
     renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(Summary)}
     return make_dict_unstructure_fn(Summary, converter, **renames)
@@ -45,8 +53,8 @@ GENERATED = generated_hook()
 
 
 @given(summary=summaries)
-def test_summary_to_wire_is_what_cattrs_generates(summary: Summary) -> None:
-    wire, generated = summary_to_wire(summary), GENERATED(summary)
+def test_summary_to_record_is_what_cattrs_generates(summary: Summary) -> None:
+    wire, generated = summary_to_record(summary), GENERATED(summary)
     # repr: same keys in the same order, same values of the same types (a list, not a tuple;
     # -0.0 is not 0.0), and a NaN compares equal to itself.
     assert repr(list(wire.items())) == repr(list(generated.items()))
@@ -55,7 +63,19 @@ def test_summary_to_wire_is_what_cattrs_generates(summary: Summary) -> None:
 
 @given(summary=summaries)
 def test_the_converter_uses_it_and_structures_it_back(summary: Summary) -> None:
-    assert converter.get_unstructure_hook(Summary) is summary_to_wire
-    assert unstructure(summary) == summary_to_wire(summary) or math.isnan(summary.last_activity)
-    back = structure(summary_to_wire(summary), Summary)
+    assert converter.get_unstructure_hook(Summary) is summary_to_record
+    assert unstructure(summary) == summary_to_record(summary) or math.isnan(summary.last_activity)
+    back = structure(summary_to_record(summary), Summary)
     assert attrs.evolve(back, last_activity=0.0) == attrs.evolve(summary, last_activity=0.0)
+
+
+@given(summary=summaries, long=st.text(min_size=QUEUED_PREVIEW_CHARS + 1, max_size=400))
+def test_a_summary_on_the_wire_carries_previews_of_its_queue(summary: Summary, long: str) -> None:
+    summary = attrs.evolve(summary, queued=(*summary.queued, long))
+    wire = summary_to_wire(summary)
+    assert wire["queued"] == [text[:QUEUED_PREVIEW_CHARS] for text in summary.queued]
+    assert len(wire["queued"][-1]) == QUEUED_PREVIEW_CHARS
+    assert summary_to_record(summary)["queued"][-1] == long  # stored whole
+    assert {k: v for k, v in wire.items() if k != "queued"} == {
+        k: v for k, v in summary_to_record(summary).items() if k != "queued"
+    } or math.isnan(summary.last_activity)

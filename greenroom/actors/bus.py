@@ -1,34 +1,38 @@
-"""The event bus: every event goes to the lossless actors first, then to bounded subscriptions.
+"""The event bus: every event goes through the journal, then to its receivers, in one order.
 
-There are two kinds of receivers, with two overflow decisions:
+Publishing an event hands it to the *gate*, the journal actor (lossless: ``publish`` waits
+while its mailbox is full). The journal writes it, applies it to the persistence mirror, and
+*releases* it here; only then does anyone else see it. So every event a client can receive is
+in the journal already, and a kill -9 can never take it back (docs/reliability.md). Without a
+gate (some tests), publishing releases at once.
 
-- **Attached actors** (the persistence actor, the notifier) get every event by ``tell``, in
-  publication order; ``publish`` waits while one of their mailboxes is full. They are in-memory
-  consumers that keep up, and they must never miss an event: the mirror is what a restarted
-  session is rebuilt from. Because the persistence actor's events and its ``ask``s share one
-  mailbox, a session restarted after publishing an event always reads a state that includes it.
-- **Subscriptions** (one per client connection) are bounded queues that ``publish`` never waits
+Released events go to two kinds of receivers, with two overflow decisions:
+
+- **Attached actors** (the notifier) get every released event they accept by ``tell``, in
+  order; releasing waits while one of their mailboxes is full.
+- **Subscriptions** (one per client connection) are bounded queues that releasing never waits
   on. A subscription that is full is closed and marked overflowed, and no event is dropped
   silently: its owner reconnects and resumes from its last ``seq``.
 
 The bus is a passive object rather than a task of its own: publishing is the sending session's
-own work, which keeps the order above without a hop through another mailbox.
+own work, releasing the journal's.
 
-The bus also retains the newest events of each session (``retain`` entries per session), so
-that a client that reconnects can ``replay`` what it missed after the last ``seq`` it saw. When
-what it missed is older than what is retained, ``replay`` says so (None) and the client reloads
-the session's state instead. Consecutive text deltas are retained as one run and replayed as
-one merged ``streamingUpdate`` (offset of the first, deltas joined, tool calls and seq of the
-last), as a connection merges them when it is behind: a thousand sessions streaming long
-replies would otherwise keep two million event objects alive, which cost memory and made every
-full garbage collection longer. A client that resumes from inside a run gets the whole run;
-rewriting text it already holds from ``offset`` changes nothing.
+The bus also retains the newest released events of each session (``retain`` entries per
+session), so that a client that reconnects can ``replay`` what it missed after the last ``seq``
+it saw; after a restart they are retained again from the journal. When what it missed is older
+than what is retained, ``replay`` says so (None) and the client reloads the session's state
+instead. Consecutive text deltas are retained as one run and replayed as one merged
+``streamingUpdate`` (offset of the first, deltas joined, tool calls and seq of the last), as a
+connection merges them when it is behind: a thousand sessions streaming long replies would
+otherwise keep two million event objects alive, which cost memory and made every full garbage
+collection longer. A client that resumes from inside a run gets the whole run; rewriting text
+it already holds from ``offset`` changes nothing.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -42,6 +46,7 @@ from greenroom.errors import MailboxFull
 @attrs.frozen(kw_only=True)
 class BusStatistics:
     published: int
+    released: int
     subscriptions: int
     attached: int
     overflowed: int
@@ -164,19 +169,31 @@ def _last_seq(entry: Event | _Run) -> int:
     return ((entry.last if isinstance(entry, _Run) else entry).seq) or 0
 
 
+_GATE = -1  # where a publication stopped: at the gate's full mailbox
+
+
 @attrs.define(eq=False)
 class EventBus:
-    """Delivers each published event to attached actors, then to subscriptions, in order."""
+    """Publishes each event through the gate, then releases it to attached actors and
+    subscriptions, in order."""
 
     retain: int = DEFAULT_RETAIN
+    _gate: ActorRef[Any] | None = None
     _logs: dict[str, deque[Event | _Run]] = attrs.Factory(dict)
     _attached: list[tuple[ActorRef[Any], Callable[[Event], bool]]] = attrs.Factory(list)
     _subscriptions: list[Subscription] = attrs.Factory(list)
     _published: int = 0
+    _released: int = 0
     _overflowed: int = 0
+    # (published count, event): set once that many events are released; marks only grow.
+    _settle_waiters: deque[tuple[int, trio.Event]] = attrs.Factory(deque)
+
+    def set_gate(self, ref: ActorRef[Any]) -> None:
+        """Send every published event to ``ref`` (the journal), which calls :meth:`release`."""
+        self._gate = ref
 
     def attach(self, ref: ActorRef[Any], accepts: Callable[[Event], bool] | None = None) -> None:
-        """Deliver every event ``accepts`` allows to ``ref`` by tell, losslessly."""
+        """Deliver every released event ``accepts`` allows to ``ref`` by tell, losslessly."""
         self._attached.append((ref, accepts or _everything))
 
     def subscribe(
@@ -189,17 +206,42 @@ class EventBus:
         return subscription
 
     async def publish(self, event: Event) -> None:
-        """Deliver ``event``. Waits only for attached actors' mailboxes."""
+        """Hand ``event`` on. Waits only for the gate's (or attached actors') mailboxes."""
         stopped_at = self.publish_nowait(event)
         if stopped_at is not None:
             await self.publish_rest(event, stopped_at)
 
     def publish_nowait(self, event: Event) -> int | None:
-        """Deliver ``event`` if no attached mailbox is full, without a checkpoint (the common
-        case, and the cheap one). Otherwise stop at the first full one and return its index:
-        the caller must then ``await publish_rest(event, index)`` before publishing again."""
-        # Retained first: the mirror may apply the event as soon as it is told, and what a
-        # replay offers must never be behind it.
+        """Hand ``event`` on if no mailbox on its way is full, without a checkpoint (the
+        common case, and the cheap one). Otherwise return where it stopped: the caller must
+        then ``await publish_rest(event, stopped)`` before publishing again."""
+        self._published += 1
+        if self._gate is None:
+            return self.release_nowait(event)
+        try:
+            self._gate.tell_nowait(event)
+        except MailboxFull:
+            return _GATE
+        return None
+
+    async def publish_rest(self, event: Event, stopped: int) -> None:
+        """Finish a publication that ``publish_nowait`` stopped at ``stopped``."""
+        if stopped == _GATE:
+            assert self._gate is not None
+            await self._gate.tell(event)
+        else:
+            await self.release_rest(event, stopped)
+
+    async def release(self, event: Event) -> None:
+        """Let everyone see ``event``: the gate's call, once the event is journaled."""
+        stopped_at = self.release_nowait(event)
+        if stopped_at is not None:
+            await self.release_rest(event, stopped_at)
+
+    def release_nowait(self, event: Event) -> int | None:
+        """:meth:`release` without a checkpoint; as :meth:`publish_nowait` when a mailbox is
+        full (then ``await release_rest(event, stopped)``)."""
+        # Retained first: what a replay offers is never behind what subscriptions carry.
         self._keep(event)
         for index, (ref, accepts) in enumerate(self._attached):
             if accepts(event):
@@ -210,17 +252,34 @@ class EventBus:
         self._offer(event)
         return None
 
-    async def publish_rest(self, event: Event, start: int) -> None:
-        """Finish a publication that ``publish_nowait`` stopped at attached actor ``start``."""
+    async def release_rest(self, event: Event, start: int) -> None:
         for ref, accepts in self._attached[start:]:
             if accepts(event):
                 await ref.tell(event)
         self._offer(event)
 
     def _offer(self, event: Event) -> None:
-        self._published += 1
+        self._released += 1
         for subscription in tuple(self._subscriptions):
             subscription.offer(event)
+        waiters = self._settle_waiters
+        while waiters and waiters[0][0] <= self._released:
+            waiters.popleft()[1].set()
+
+    async def settled(self) -> None:
+        """Wait until every event published before this call is released (journaled, in the
+        mirror, offered): what is read after it is no newer than what a kill -9 keeps."""
+        mark = self._published
+        if self._released >= mark:
+            return
+        done = trio.Event()
+        self._settle_waiters.append((mark, done))
+        await done.wait()
+
+    def restore(self, events: Iterable[Event]) -> None:
+        """Retain ``events`` (read back from the journal at startup) for replay."""
+        for event in events:
+            self._keep(event)
 
     def replay(self, session: str, since: int) -> tuple[Event, ...] | None:
         """The retained events of ``session`` after seq ``since``, in order, runs of deltas
@@ -276,6 +335,7 @@ class EventBus:
     def statistics(self) -> BusStatistics:
         return BusStatistics(
             published=self._published,
+            released=self._released,
             subscriptions=len(self._subscriptions),
             attached=len(self._attached),
             overflowed=self._overflowed,

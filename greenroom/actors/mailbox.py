@@ -219,6 +219,18 @@ class Inbox(Generic[M]):
                 batch.append(message)
         return batch
 
+    def drain_nowait(self) -> list[M]:
+        """Every message still queued, without waiting, even once a stop was requested: for
+        an actor that must not leave work behind when it stops (the journal)."""
+        drained: list[M] = []
+        while True:
+            try:
+                message = self._mailbox._receive.receive_nowait()
+            except trio.WouldBlock:
+                return drained
+            if _deliverable(message):
+                drained.append(message)
+
 
 def _deliverable(message: M | _Stop) -> TypeGuard[M]:
     """Whether the actor should see ``message``: not a stop wake-up, and not a request whose

@@ -2,9 +2,14 @@
 
 Clients say what they view with ``focusProject``. When a session's ``loadingChanged`` turns false
 (completed, stopped or failed; not interrupted, which is the server going down), every connected
-client whose focus is another project gets a ``notification``. When no client is connected the
-notification is kept (the newest :data:`MAX_PENDING`), and the next client to connect receives
-them all in its ``welcome``; they are then cleared, as a toast is once shown.
+client whose focus is another project gets a ``notification``. When no connected client got it
+or saw the turn end in its own view (nobody connected, or only clients that left without a
+close frame), it is kept (the newest :data:`MAX_PENDING`), and the next client to connect
+receives them all in its ``welcome``; they are then cleared, as a toast is once shown.
+
+Only clients of the websocket transport register here (``Connect``); an observer inside the
+server, such as the serve command's log, is no receiver. A client counts until its connection
+ends, with or without a close frame: its subscription is closed then.
 """
 
 from __future__ import annotations
@@ -133,15 +138,23 @@ class NotifierActor:
                     )
                 )
 
+    @property
+    def clients(self) -> int:
+        """Clients connected now."""
+        return sum(1 for c in self._clients.values() if not c.subscription.closed)
+
     def _notify(self, notification: Event) -> None:
         live = {name: c for name, c in self._clients.items() if not c.subscription.closed}
         self._clients = live
-        if not live:
-            self._pending.append(notification)
-            return
+        seen = False
         for client in live.values():
-            if client.focus != notification.project and client.subscription.offer(notification):
+            if client.focus == notification.project:
+                seen = True  # it watched the turn end
+            elif client.subscription.offer(notification):
                 self.sent += 1
+                seen = True
+        if not seen:
+            self._pending.append(notification)
 
 
 _TITLES: dict[NotificationKind, str] = {

@@ -1,8 +1,9 @@
 """The persistence actor and its mirror: the up-to-date copy of every session, kept on disk.
 
-Every event is applied to the mirror as it arrives, so a restarted session actor is rebuilt from
-it with nothing lost that was published. Events and requests share this actor's one mailbox, in
-order: a ``LoadState`` asked after an event was published sees that event.
+The journal actor applies every event to the mirror once the event is journaled, and before
+anyone else sees it; a restarted session actor is rebuilt from the mirror, with nothing lost
+that was published. Every request here first waits until the events published before it are
+applied (``EventBus.settled``): a ``LoadState`` asked after an event was published sees it.
 
 Disk: every ``flush_interval`` the sessions that changed are written in one batch, off the event
 loop (a throttle, not a debounce: a session streaming for ten minutes is written every interval,
@@ -10,8 +11,9 @@ its partial text included). A batch first appends the newly committed messages t
 history file (``.ai/history/<name>.jsonl``, never rewritten), then writes each changed session's
 small snapshot (summary, seq, partial text; no messages) atomically. So the bytes written per
 committed message do not grow with the length of the history, and a snapshot never counts a
-message that is not on disk. A failed write is logged, counted and retried at the next interval;
-the mirror keeps everything meanwhile.
+message that is not on disk. A successful flush is a checkpoint of the journal: what the mirror
+had applied is in the snapshots and histories. A failed write is logged, counted and retried at
+the next interval; the mirror and the journal keep everything meanwhile.
 
 A session is *dormant* when only its snapshot is in memory: every session at startup, and a
 session unloaded for idleness. Its messages are read from its history file when it is next
@@ -21,13 +23,14 @@ needed, so startup time and memory do not grow with the total history size.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
+from greenroom.actors.bus import EventBus
 from greenroom.actors.events import (
     Event,
     MessageAdded,
@@ -40,10 +43,16 @@ from greenroom.actors.events import (
 from greenroom.actors.mailbox import Inbox, Reply
 from greenroom.actors.state import SessionState, Streaming
 from greenroom.agent.chat import Message
-from greenroom.convert import structure, summary_to_wire, unstructure
+from greenroom.convert import structure, summary_to_record, unstructure
 from greenroom.errors import GreenroomError
 from greenroom.store.atomic import write_batch
-from greenroom.store.history import encode_appends, history_path, is_message_line, read_history
+from greenroom.store.history import (
+    cut_history,
+    encode_appends,
+    history_path,
+    is_message_line,
+    read_history,
+)
 from greenroom.store.snapshots import QuarantinedFile, SnapshotEncodeError, SnapshotStore
 
 logger = logging.getLogger("greenroom.persistence")
@@ -78,7 +87,7 @@ class Flush:
     reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
-PersistenceMessage = Event | LoadState | ListSummaries | Unload | Flush
+PersistenceMessage = LoadState | ListSummaries | Unload | Flush
 
 
 @attrs.frozen(kw_only=True)
@@ -112,7 +121,7 @@ def snapshot_payload(state: SessionState | Dormant) -> dict[str, Any]:
         summary, seq = state.summary(), state.seq
         partial = state.streaming.text if state.streaming is not None else None
         calls = state.streaming.tool_calls if state.streaming is not None else None
-    wire = summary_to_wire(summary)  # a flush builds one per changed session: no evolve
+    wire = summary_to_record(summary)  # a flush builds one per changed session: no evolve
     wire["preview"] = None  # derived from the partial text when read back
     return {
         "summary": wire,
@@ -293,6 +302,56 @@ class Mirror:
         self._history = merged
 
 
+    def recover(self, events: Iterable[Event], projects_root: Path) -> int:
+        """Apply the journal's events that the snapshots do not hold yet (those above each
+        session's ``seq``), in journal order; returns how many. Reads history files: call it
+        in a worker thread, before anything else uses the mirror.
+
+        A dormant session with such events is woken with its history cut back to what its
+        snapshot counts, so that the first flush appends each recovered message exactly once.
+        A session deleted in the journal is only deleted: its history file may already belong
+        to the session that reopened its project.
+        """
+        events = list(events)
+        deleted = {e.session for e in events if isinstance(e.data, SessionDeleted)}
+        recovered = 0
+        broken: set[str] = set()
+        for event in events:
+            session, seq = event.session, event.seq
+            if session is None or seq is None or session in broken:
+                continue
+            if session in deleted:
+                if isinstance(event.data, SessionDeleted) and session in self.dormant:
+                    self.apply(event)  # its snapshot was still there: remove it
+                    recovered += 1
+                continue
+            state = self.sessions.get(session)
+            if state is None:
+                dormant = self.dormant.get(session)
+                if dormant is None:
+                    if isinstance(event.data, SessionCreated):
+                        self.apply(event)
+                        recovered += 1
+                    continue  # deleted later in the journal, or before its snapshot
+                if seq <= dormant.seq:
+                    continue
+                summary = dormant.summary
+                path = history_path(projects_root / summary.project, summary.name)
+                try:
+                    messages = cut_history(path, summary.message_count)
+                except (GreenroomError, OSError) as error:
+                    logger.error("session %s: not recovered from the journal: %s", session, error)
+                    broken.add(session)
+                    continue
+                del self.dormant[session]
+                state = self.sessions[session] = wake(dormant, messages)
+            if seq <= state.seq:
+                continue
+            self.apply(event)
+            recovered += 1
+        return recovered
+
+
 @attrs.frozen(kw_only=True)
 class Batch:
     snapshots: dict[str, dict[str, Any]]
@@ -333,6 +392,9 @@ class PersistenceActor:
     store: SnapshotStore
     projects_root: Path
     flush_interval: float
+    bus: EventBus
+    # Told the mirror's applied count after each successful flush (the journal's checkpoint).
+    on_checkpoint: Callable[[int], None] = lambda applied: None
     stats: PersistenceStatistics = attrs.Factory(PersistenceStatistics)
     _flush_lock: trio.Lock = attrs.Factory(trio.Lock)
 
@@ -346,12 +408,9 @@ class PersistenceActor:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._flush_every_interval)
                 task_status.started()
-                while batch := await inbox.receive_batch():
-                    for message in batch:
-                        if isinstance(message, Event):
-                            self.mirror.apply(message)  # the hot path: no await
-                        else:
-                            await self._handle(message)
+                async for message in inbox:
+                    await self.bus.settled()  # answer as of every event published before
+                    await self._handle(message)
                 nursery.cancel_scope.cancel()
         finally:
             # Whatever ended the loop (a stop, a crash, a cancellation), write what is left.
@@ -360,8 +419,6 @@ class PersistenceActor:
 
     async def _handle(self, message: PersistenceMessage) -> None:
         match message:
-            case Event():
-                self.mirror.apply(message)
             case LoadState(session=session, reply=reply):
                 try:
                     reply.send(await self._load(session))
@@ -417,8 +474,10 @@ class PersistenceActor:
     async def flush(self) -> None:
         """Write every change now, in one batch, in a worker thread."""
         async with self._flush_lock:
+            applied = self.mirror.applied
             batch = self.mirror.take_batch()
             if not batch:
+                self.on_checkpoint(applied)  # nothing waits: all that was applied is on disk
                 return
             appends = {
                 history_path(self.projects_root / project, name): messages
@@ -460,3 +519,4 @@ class PersistenceActor:
                 self.stats.partials_writes += 1
                 self.stats.partial_snapshots += len(batch.partials)
             self.stats.history_appends += sum(len(m) for m in batch.history.values())
+            self.on_checkpoint(applied)

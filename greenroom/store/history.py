@@ -180,6 +180,31 @@ def read_history(path: Path, *, limit: int | None = None) -> list[Message]:
     return messages
 
 
+def cut_history(path: Path, count: int) -> list[Message]:
+    """Read the first ``count`` messages of a history file and cut the file after them.
+
+    For recovery from the journal: a flush that appended lines and was killed before its
+    snapshots were in place left lines the snapshot does not count; the journal's events are
+    then appended again from where the snapshot stands, each line once. Missing file: none.
+    """
+    if not path.exists():
+        return []
+    messages = read_history(path, limit=count)
+    end = 0
+    with open(path, "rb") as file:
+        seen = 0
+        while seen < len(messages):
+            raw = file.readline()
+            if not raw:
+                break
+            end += len(raw)
+            if raw.strip():
+                seen += 1
+    if path.stat().st_size > end:
+        os.truncate(path, end)
+    return messages
+
+
 def _encode_line(obj: dict[str, Any]) -> bytes:
     try:
         text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

@@ -40,7 +40,7 @@ import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 
 from greenroom.actors.events import Event, StreamingUpdate, Summary
 from greenroom.actors.state import SessionView
-from greenroom.convert import converter, event_to_wire, summary_to_wire
+from greenroom.convert import converter, event_to_wire, queued_previews, summary_to_wire
 from greenroom.errors import BadRequest, GreenroomError, InvalidArgument
 from greenroom.store.projects import validate_project_name
 from greenroom.transport.commands import COMMANDS, Command, command_to_wire
@@ -506,7 +506,7 @@ def _summary_json(summary: Summary) -> str:
             ',"preview":',
             _json_optional(summary.preview),
             ',"queued":',
-            "[]" if queued == () else _dumps(list(queued)),
+            "[]" if queued == () else _dumps(queued_previews(queued)),
             ',"error":',
             _json_optional(summary.error),
             ',"waiting":',

@@ -147,6 +147,8 @@ class Server:
     encodings: EventEncodings = attrs.Factory(EventEncodings)
     address: ServerAddress | None = None
     site: Site | None = None
+    listeners: list[trio.SocketListener] | None = None
+    """Already bound (``greenroom serve`` binds before it restores anything); None: bind here."""
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(**attrs.asdict(self.counters))
@@ -156,7 +158,9 @@ class Server:
     ) -> None:
         """Listen and serve until cancelled."""
         self.site = await trio.to_thread.run_sync(load_site, self.settings.host)
-        listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
+        listeners = self.listeners or await trio.open_tcp_listeners(
+            self.settings.port, host=self.settings.host
+        )
         port = listeners[0].socket.getsockname()[1]
         self.address = ServerAddress(host=self.settings.host, port=port)
         log.info("listening on %s", self.address.url)
@@ -252,10 +256,13 @@ async def serve(
     runtime: Runtime,
     settings: ServerSettings,
     *,
+    listeners: list[trio.SocketListener] | None = None,
     task_status: trio.TaskStatus[ServerAddress] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``runtime`` over websockets until cancelled (see the module docstring)."""
-    await Server(runtime=runtime, settings=settings).run(task_status=task_status)
+    """Serve ``runtime`` over websockets until cancelled (see the module docstring), on
+    ``listeners`` if given, else on ``settings.host:port``."""
+    server = Server(runtime=runtime, settings=settings, listeners=listeners)
+    await server.run(task_status=task_status)
 
 
 def _handshake_request(request: trio_websocket.WebSocketRequest) -> HandshakeRequest:

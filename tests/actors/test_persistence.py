@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import attrs
@@ -223,16 +224,23 @@ async def test_a_failing_disk_is_reported_and_retried_with_nothing_lost(
         ]
 
 
-async def test_after_a_restart_a_subscriber_behind_or_ahead_is_told_to_reload(
+async def test_after_a_restart_a_subscriber_behind_resumes_and_one_ahead_reloads(
     config: Config, autojump_clock: trio.abc.Clock
 ) -> None:
-    async with open_test_runtime(config) as runtime:
+    async with open_test_runtime(config) as runtime, runtime.connect() as client:
         session = (await runtime.open_session("seq")).summary.session
+        client.subscribe(session)
         await run_turn(runtime, session, "hello")
         seq = (await runtime.get_state(session)).seq
+        seen = [e for e in client.events.take() if e.session == session and e.seq is not None]
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
         assert client.subscribe(session, since=seq).replay == ()
-        assert client.subscribe(session, since=seq - 3).replay is None  # not retained
+        # Retained again from the journal: the very events (merged runs aside) it missed.
+        replay = client.subscribe(session, since=seq - 3).replay
+        assert replay is not None and replay[-1].seq == seq
+        assert [e for e in replay if e.seq is not None and e.seq > seq - 3] == [
+            e for e in seen if e.seq is not None and e.seq > seq - 3
+        ][-len(replay) :]
         assert client.subscribe(session, since=seq + 5).replay is None  # client ahead
         await run_turn(runtime, session, "more")
         again = client.subscribe(session, since=seq)
@@ -263,7 +271,8 @@ async def test_reopening_a_deleted_sessions_project_counts_its_whole_history(
 
 async def streamed_and_killed(config: Config) -> tuple[str, str]:
     """A session that streamed for a few flush intervals, then a runtime gone without its
-    final flush (as after kill -9): (its id, the streamed text the partials file holds)."""
+    final flush (as after kill -9), and without its journal, so that what is restored comes
+    from the snapshots alone: (its id, the streamed text the partials file holds)."""
     data = config.data_dir / "sessions"
     with trio.CancelScope() as kill:
         async with open_test_runtime(config) as runtime:
@@ -277,6 +286,7 @@ async def streamed_and_killed(config: Config) -> tuple[str, str]:
         path.unlink()
     for name, content in saved.items():
         (data / name).write_bytes(content)
+    shutil.rmtree(config.data_dir / "journal")
     partials, _ = SnapshotStore(config.data_dir).load_partials()
     return session, partials[session]["partial"]
 
