@@ -2,8 +2,12 @@
 
 Each round starts the server on the same data folder, drives 50 sessions with a seeded random
 mix of turns (plain, tool calls, provider failures, stalls), stops, delete-and-reopens and
-client drops, and ends with ``kill -9``. After every restart, what was committed more than a
-flush interval before the kill must still be there, in order. At the end the server is
+client drops, and ends with ``kill -9``; in the first rounds a process that burns a core runs
+beside the server. After every restart, nothing any client saw is lost (no margin: every
+message it saw committed is there, at its index), and a client that resumes every session
+with ``since`` gets what it missed with no ``reset`` and no splice (see
+:mod:`tests.reliability.resume`): the restarted server's history continues the one it saw,
+under the same seqs. At the end the server is
 stopped gracefully and started once more: everything must then match exactly, on disk too,
 no session is left running, and the server's file descriptors do not grow with more turns.
 
@@ -14,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +29,44 @@ from greenroom.store.history import history_path, read_history
 from greenroom.transport.client import ConnectionLost, GreenroomClient, connect
 from tests.e2e.harness import Server, kill_server, start_server, stop_server
 from tests.reliability.chaos import seconds
+from tests.reliability.resume import Seen
 from tests.reliability.support import fds_of
 
 JSON = dict[str, Any]
 SEED = 20261126
 PROJECTS = [f"c{i:02}" for i in range(50)]
 ROUNDS = 3
-MARGIN = 2.0  # one flush interval (1 s), plus a flush that may have been cut by the kill
+HOGGED_ROUNDS = 2  # rounds with a busy core beside the server
+RESUME_WAIT = 1.0  # how long the resumed client follows the restarted server
 
 
-Committed = dict[str, list[tuple[float, int, JSON]]]
-
-
-async def record(client: GreenroomClient, committed: Committed) -> None:
-    """Every messageAdded of the subscribed sessions: when it was seen, its index, itself."""
+async def record(client: GreenroomClient, seen: dict[str, Seen]) -> None:
+    """Every event of the subscribed sessions, into what this client saw of each."""
     with contextlib.suppress(ConnectionLost):
         async for event in client.events():
-            if event["event"] == "messageAdded" and event["session"] in committed:
-                data = event["data"]
-                committed[event["session"]].append(
-                    (trio.current_time(), data["index"], data["message"])
-                )
+            view = seen.get(event.get("session") or "")
+            if view is not None:
+                view.see(event)
+
+
+@contextlib.asynccontextmanager
+async def cpu_hog(on: bool) -> AsyncIterator[None]:
+    """A process that keeps one core busy while the block runs (when ``on``)."""
+    if not on:
+        yield
+        return
+    hog = await trio.lowlevel.open_process([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        with trio.CancelScope(shield=True), trio.fail_after(10):
+            await hog.wait()
 
 
 async def drive(client: GreenroomClient, sessions: dict[str, str], rng: random.Random,
-                duration: float, files: dict[str, str], deleted: set[str]) -> None:  # fmt: skip
+                duration: float, files: dict[str, str], deleted: set[str],
+                seen: dict[str, Seen]) -> None:  # fmt: skip
     """Random actions on random sessions until ``duration`` has passed."""
     deadline = trio.current_time() + duration
     counter = 0
@@ -75,9 +94,7 @@ async def drive(client: GreenroomClient, sessions: dict[str, str], rng: random.R
             else:
                 deleted.add(session)
                 await client.delete_session(session)
-                reopened = await client.open_session(project)
-                sessions[project] = reopened["session"]["session"]
-                await client.subscribe(sessions[project])
+                sessions[project] = await open_one(client, project, seen)
         except ConnectionLost:
             raise
         except Exception as error:  # a refused command (a full queue, say) is fine: it is said
@@ -85,12 +102,20 @@ async def drive(client: GreenroomClient, sessions: dict[str, str], rng: random.R
         await trio.sleep(rng.uniform(0, 0.01))
 
 
-async def open_all(client: GreenroomClient) -> dict[str, str]:
+async def open_all(client: GreenroomClient, seen: dict[str, Seen]) -> dict[str, str]:
     sessions = {}
     for project in PROJECTS:
-        sessions[project] = (await client.open_session(project))["session"]["session"]
-        await client.subscribe(sessions[project])
+        sessions[project] = await open_one(client, project, seen)
     return sessions
+
+
+async def open_one(client: GreenroomClient, project: str, seen: dict[str, Seen]) -> str:
+    """Open the project's session and follow it from the state it has now on."""
+    state = (await client.open_session(project))["session"]
+    session: str = state["session"]
+    seen[session] = Seen.of(state)
+    await client.subscribe(session, since=state["seq"])
+    return session
 
 
 async def states_of(client: GreenroomClient) -> dict[str, JSON]:
@@ -115,50 +140,63 @@ async def reap(server: Server) -> None:
         await server.process.stdout.aclose()
 
 
-def survivors_ok(committed: Committed, killed_at: float, states: dict[str, JSON]) -> int:
-    """Messages committed well before the kill are still there, at their index; how many."""
+def survivors_ok(seen: dict[str, Seen], states: dict[str, JSON]) -> int:
+    """Every message a client saw committed is still there, at its index; how many."""
     checked = 0
-    for session, seen in committed.items():
-        old = [(index, m) for t, index, m in seen if t < killed_at - MARGIN]
+    for session, view in seen.items():
         if session not in states:
-            assert not old, f"{session} disappeared with committed messages"
+            assert not view.messages, f"{session} disappeared with committed messages"
             continue
-        got = states[session]["messages"]
-        for index, message in old:
-            assert index < len(got) and got[index] == message, f"{session} lost message {index}"
-        checked += len(old)
+        checked += view.check_state(states[session])
     return checked
+
+
+async def resume_all(server: Server, seen: dict[str, Seen]) -> int:
+    """Subscribe to every session with the last seq seen before the kill; follow the replay
+    and the resumed turns for a while. Returns how many events came after the restart."""
+    before = sum(view.events for view in seen.values())
+    async with (
+        connect(server.url, server.token, reconnect=False) as client,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(record, client, seen)
+        for session, view in seen.items():
+            reply = await client.subscribe(session, since=view.last)
+            assert not reply.get("reset"), f"{session}: reset at since={view.last}: {reply}"
+            assert reply["seq"] >= view.last
+        await trio.sleep(RESUME_WAIT)
+        nursery.cancel_scope.cancel()
+    return sum(view.events for view in seen.values()) - before
 
 
 async def test_chaos_against_the_real_server_with_kill_9(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     files: dict[str, str] = {}
     server: Server | None = None
-    survived = 0
+    survived = resumed = 0
     try:
-        for _ in range(ROUNDS):
+        for round in range(ROUNDS):
             server = await start_server(tmp_path)
-            committed: Committed = {}
+            seen: dict[str, Seen] = {}
             deleted: set[str] = set()
             async with (
+                cpu_hog(round < HOGGED_ROUNDS),
                 connect(server.url, server.token, reconnect=False) as client,
                 trio.open_nursery() as nursery,
             ):
-                sessions = await open_all(client)
-                for session in sessions.values():
-                    committed[session] = []
-                nursery.start_soon(record, client, committed)
+                nursery.start_soon(record, client, seen)
+                sessions = await open_all(client, seen)
                 with contextlib.suppress(ConnectionLost):
-                    await drive(client, sessions, rng, seconds(3.0), files, deleted)
-                killed_at = trio.current_time()
+                    await drive(client, sessions, rng, seconds(3.0), files, deleted, seen)
                 await kill_server(server)
                 nursery.cancel_scope.cancel()
             await reap(server)
             server = await start_server(tmp_path)
             for session in deleted:
-                committed.pop(session, None)  # deleted on purpose
+                seen.pop(session, None)  # deleted on purpose
             async with connect(server.url, server.token, reconnect=False) as client:
-                survived += survivors_ok(committed, killed_at, await states_of(client))
+                survived += survivors_ok(seen, await states_of(client))
+            resumed += await resume_all(server, seen)
             await kill_server(server)  # the next round starts from a killed server again
             await reap(server)
 
@@ -193,8 +231,11 @@ async def test_chaos_against_the_real_server_with_kill_9(tmp_path: Path) -> None
             (projects_root / name).exists() and (projects_root / name).read_text() == value
             for name, value in files.items()
         )
-        assert survived > 0 and written > 0
-        print(f"\nchaos serve: {ROUNDS} kills, {survived} messages checked, {written} files")
+        assert survived > 0 and written > 0 and resumed > 0
+        print(
+            f"\nchaos serve: {ROUNDS} kills, {survived} messages checked, {resumed} events "
+            f"after restarts, {written} files"
+        )
     finally:
         if server is not None:
             if server.process.returncode is None:
