@@ -132,7 +132,7 @@ async def test_kill_9_right_after_an_event_keeps_what_the_client_saw(
             assert not reply.get("reset"), reply
             assert reply["seq"] >= last_seen
             with trio.fail_after(60):  # the resumed turn ends; every event checked on the way
-                while (await client.list_sessions())["sessions"][0]["status"] != "idle":
+                while (await client.list_sessions())["sessions"][0]["status"] != "idle":  # noqa: ASYNC110 - polling the server
                     await trio.sleep(0.1)
             state = (await client.open_session("k"))["session"]
             assert seen.check_state(state) > 0
