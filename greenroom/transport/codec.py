@@ -521,6 +521,13 @@ def _summary_json(summary: Summary) -> str:
 _json_string: Callable[[str], str] = json.encoder.encode_basestring  # json's own (in C)
 
 
+def _byte_length(encoded: str | bytes) -> int:
+    """The length in bytes of a frame's piece (text goes out as UTF-8)."""
+    if isinstance(encoded, bytes) or encoded.isascii():
+        return len(encoded)
+    return len(encoded.encode("utf-8", "surrogatepass"))
+
+
 def _delta_json(event: Event, data: StreamingUpdate) -> str | None:
     """``_dumps(to_wire(event))`` for a text delta, written without the dicts; None for one
     it does not cover (tool calls, or a field of an unexpected type). The bulk of all frames
@@ -713,6 +720,18 @@ class Codec:
             header: bytes = self._packer.pack_array_header(len(parts))
             return header + b"".join(cast(list[bytes], parts))
         return "[" + ",".join(cast(list[str], parts)) + "]"
+
+    def event_bytes(self, event: Event) -> int:
+        """What ``event`` takes in a frame, in bytes (its shared encoding, made if new)."""
+        events = self._events
+        encoded = events.of(event, self._event) if events is not None else self._event(event)
+        return _byte_length(encoded)
+
+    def delta_bytes(self, delta: str) -> int:
+        """At least what ``delta`` adds to a frame when merged into a queued update's text."""
+        if self.binary:
+            return len(delta.encode("utf-8", "surrogatepass")) + 4  # a longer str header
+        return _byte_length(_json_string(delta)) - 2  # the quotes are there already
 
     # client side (the Python client and the tests)
 

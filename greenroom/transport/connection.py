@@ -160,20 +160,20 @@ async def handle_connection(
     subprotocol: Subprotocol = (
         SUBPROTOCOL_MSGPACK if ws.subprotocol == SUBPROTOCOL_MSGPACK else SUBPROTOCOL_JSON
     )
+    codec = Codec(subprotocol, max_frame_bytes=settings.max_frame_bytes, encodings=encodings)
     async with runtime.connect(capacity=settings.subscription_capacity) as client:
         connection = _Connection(
             runtime=runtime,
             ws=ws,
             settings=settings,
             client=client,
-            codec=Codec(
-                subprotocol, max_frame_bytes=settings.max_frame_bytes, encodings=encodings
-            ),
+            codec=codec,
             outbox=Outbox(
                 limit=settings.send_queue_bytes,
                 counters=counters,
                 # Merge once more than a frame waits, well before the bound closes the client.
                 merge_above=min(BATCH_BYTES, settings.send_queue_bytes // 4),
+                sizes=codec,  # real encoded sizes: the bound holds whatever the events
             ),
             counters=counters,
         )

@@ -3,9 +3,13 @@
 The pump (events) and the command loop (replies) put into it; the writer takes everything
 that waits and sends it as one frame. Its decisions:
 
-- **Bounded in bytes**, estimated cheaply (a constant per item plus the text it carries).
-  Live events past ``limit`` make it say ``overflowed``, and the connection closes with 4008:
-  the client reconnects and resumes with ``since``. What commands ask for (replies, the replay
+- **Bounded in bytes**. A live event counts its real encoded size in the connection's format
+  (``sizes``: the connection's codec, whose encoding of each event is shared with every other
+  connection and with the writer, so measuring costs no second encoding); a delta merged into
+  a queued update counts what its text adds to the frame. Replies and the welcome are
+  estimated (a constant per item plus the text they carry): they are not what closes a
+  client. Live events past ``limit`` make it say ``overflowed``, and the connection closes
+  with 4008: the client reconnects and resumes with ``since``. What commands ask for (replies, the replay
   of ``subscribe``) is not counted there: the command loop waits for room (``wait_room``)
   before each command instead, so it is bounded by the client's own reading, and a big
   ``openSession`` state or a long replay is never mistaken for slowness.
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -41,7 +45,7 @@ from greenroom.actors.events import (
 )
 from greenroom.transport.codec import ErrorReply, Outgoing, Reply, Welcome
 
-__all__ = ["Outbox", "TransportCounters", "estimate"]
+__all__ = ["Estimates", "Outbox", "Sizes", "TransportCounters", "estimate"]
 
 _ITEM_BYTES = 160  # an event's envelope and fields, roughly, in JSON
 _SUMMARY_BYTES = 320
@@ -81,6 +85,24 @@ class TransportCounters:
             "closedSlow": self.closed_slow,
             "rejectedHandshakes": self.rejected_handshakes,
         }
+
+
+class Sizes(Protocol):
+    """What items take in a frame, in bytes (the connection's codec)."""
+
+    def event_bytes(self, event: Event) -> int: ...
+
+    def delta_bytes(self, delta: str) -> int: ...
+
+
+class Estimates:
+    """Sizes estimated without encoding: for outboxes with no codec (tests)."""
+
+    def event_bytes(self, event: Event) -> int:
+        return estimate(event)
+
+    def delta_bytes(self, delta: str) -> int:
+        return len(delta)
 
 
 def estimate(item: Outgoing) -> int:
@@ -127,13 +149,13 @@ class _Pending:
     last: Event | None = None
     taken: bool = False
 
-    def merge(self, event: Event, delta: str) -> None:
+    def merge(self, event: Event, delta: str, size: int) -> None:
         if self.parts is None:
             assert isinstance(self.item, Event) and isinstance(self.item.data, StreamingUpdate)
             self.parts = [self.item.data.delta]
         self.parts.append(delta)
         self.last = event
-        self.size += len(delta)
+        self.size += size
 
     def end(self) -> int:
         """Where the (merged) update's text ends in the partial message."""
@@ -156,6 +178,7 @@ class Outbox:
     limit: int
     counters: TransportCounters = attrs.Factory(TransportCounters)
     merge_above: int = 0
+    sizes: Sizes = attrs.Factory(Estimates)
     closed: bool = False
     _queue: deque[_Pending] = attrs.Factory(deque)
     _size: int = 0  # estimated bytes of everything queued
@@ -211,9 +234,7 @@ class Outbox:
                 assert isinstance(data, StreamingUpdate)
                 if self._live > self.merge_above and self._merge(session, event):
                     continue
-                size = _ITEM_BYTES + len(data.delta)
-                if data.tool_calls:
-                    size += sum(len(c.arguments) + 80 for c in data.tool_calls)
+                size = self.sizes.event_bytes(event)
                 pending = _Pending(event, size, True)
                 queue.append(pending)
                 last[session] = pending
@@ -250,15 +271,19 @@ class Outbox:
             or pending.end() != data.offset
         ):
             return False
-        pending.merge(event, data.delta)
-        self._size += len(data.delta)
+        added = self.sizes.delta_bytes(data.delta)
+        if data.tool_calls:  # the merged update carries the newest tool calls
+            added += self.sizes.event_bytes(event)
+        pending.merge(event, data.delta, added)
+        self._size += added
         if pending.live:
-            self._live += len(data.delta)
+            self._live += added
         self.counters.merged_deltas += 1
         return True
 
     def _append(self, item: Outgoing, session: str | None, *, live: bool) -> None:
-        pending = _Pending(item=item, size=estimate(item), live=live)
+        size = self.sizes.event_bytes(item) if live and type(item) is Event else estimate(item)
+        pending = _Pending(item=item, size=size, live=live)
         self._queue.append(pending)
         self._size += pending.size
         if live:

@@ -158,3 +158,40 @@ async def test_stopping_the_server_closes_clients_with_1001(tmp_path: Path) -> N
             running.stop()
             assert (await read_until_closed(one)).code == 1001
             assert (await read_until_closed(two)).code == 1001
+
+
+async def test_big_queued_texts_stay_small_on_the_wire_and_a_stalled_reader_is_closed(
+    tmp_path: Path,
+) -> None:
+    # Texts that JSON makes twice as long (each quote is escaped): what counts against the
+    # send queue is the bytes sent, not the characters.
+    texts = [f"{n:02} " + '"' * 250_000 for n in range(24)]
+    with trio.fail_after(60):
+        async with (
+            open_server(tmp_path, send_queue_bytes=65_536, close_timeout=20) as running,
+            open_client(running.address) as fast,
+        ):
+            state = (await fast.call("openSession", project="flood"))["session"]
+            session = state["session"]
+            async with open_client(
+                running.address, message_queue_size=1, receive_buffer=4096
+            ) as stalled:
+                await fast.call("sendMessage", session=session, content="[[stall]] wait")
+                for text in texts:
+                    assert (await fast.call("sendMessage", session=session, content=text))[
+                        "queued"
+                    ]
+                update = await fast.event(
+                    lambda e: e["event"] == "sessionUpdated"
+                    and e["session"] == session
+                    and len(e["data"]["queued"]) == len(texts)
+                )
+                # A summary carries previews of the queue, 200 characters each.
+                assert update["data"]["queued"] == [t[:200] for t in texts]
+                # The whole texts are there on demand.
+                full = (await fast.call("openSession", project="flood"))["session"]
+                assert full["queued"] == texts
+                closed = await read_until_closed(stalled)
+                assert closed.code == 4008
+            assert running.server.statistics().closed_slow == 1
+            await fast.call("stopGeneration", session=session)
