@@ -9,8 +9,8 @@ that waits and sends it as one frame. Its decisions:
   a queued update counts what its text adds to the frame. Replies and the welcome are
   estimated (a constant per item plus the text they carry): they are not what closes a
   client. Live events past ``limit`` make it say ``overflowed``, and the connection closes
-  with 4008: the client reconnects and resumes with ``since``. What commands ask for (replies, the replay
-  of ``subscribe``) is not counted there: the command loop waits for room (``wait_room``)
+  with 4008: the client reconnects and resumes with ``since``. What commands ask for
+  (replies, the replay of ``subscribe``) is not counted there: the command loop waits for room (``wait_room``)
   before each command instead, so it is bounded by the client's own reading, and a big
   ``openSession`` state or a long replay is never mistaken for slowness.
 - **Merging**: once more than ``merge_above`` bytes of live events wait (the writer is
