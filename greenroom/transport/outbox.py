@@ -10,9 +10,9 @@ that waits and sends it as one frame. Its decisions:
   estimated (a constant per item plus the text they carry): they are not what closes a
   client. Live events past ``limit`` make it say ``overflowed``, and the connection closes
   with 4008: the client reconnects and resumes with ``since``. What commands ask for
-  (replies, the replay of ``subscribe``) is not counted there: the command loop waits for room (``wait_room``)
-  before each command instead, so it is bounded by the client's own reading, and a big
-  ``openSession`` state or a long replay is never mistaken for slowness.
+  (replies, the replay of ``subscribe``) is not counted there: the command loop waits for
+  room (``wait_room``) before each command instead, so it is bounded by the client's own
+  reading, and a big ``openSession`` state or a long replay is never mistaken for slowness.
 - **Merging**: once more than ``merge_above`` bytes of live events wait (the writer is
   behind: the connection sets it to what one frame carries), a ``streamingUpdate`` of a
   session whose previous queued item is a ``streamingUpdate`` still waiting is merged into
