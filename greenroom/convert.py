@@ -294,26 +294,25 @@ _DATA_FROM_WIRE: dict[str, Callable[[Any], Any]] = {
 
 def event_to_wire(event: Event) -> dict[str, Any]:
     """The protocol's event object: ``{"event", "session", "project", "seq", "data"}``."""
+    return _envelope(event, _DATA_TO_WIRE)
+
+
+def _envelope(
+    event: Event, payloads: Mapping[type[Any], Callable[[Any], dict[str, Any]]]
+) -> dict[str, Any]:
     data = event.data
     return {
         "event": data.name,
         "session": event.session,
         "project": event.project,
         "seq": event.seq,
-        "data": _DATA_TO_WIRE[type(data)](data),
+        "data": payloads[type(data)](data),
     }
 
 
 def event_to_record(event: Event) -> dict[str, Any]:
     """An event as the journal stores it: :func:`event_to_wire`'s shape, queued texts whole."""
-    data = event.data
-    return {
-        "event": data.name,
-        "session": event.session,
-        "project": event.project,
-        "seq": event.seq,
-        "data": _DATA_TO_RECORD[type(data)](data),
-    }
+    return _envelope(event, _DATA_TO_RECORD)
 
 
 def event_from_record(obj: Mapping[str, Any]) -> Event:

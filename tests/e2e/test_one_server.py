@@ -7,29 +7,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
 from greenroom.transport.client import connect
-from tests.e2e.harness import REPO, Server, start_server, stop_server
+from tests.e2e.harness import REPO, Server, stop_server
 
 JSON = dict[str, Any]
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    running = await start_server(tmp_path)
-    try:
-        yield running
-    finally:
-        if running.process.returncode is None:
-            running.process.kill()
-            with trio.move_on_after(5):
-                await running.process.wait()
 
 
 def history_bytes(server: Server) -> dict[str, bytes]:

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +21,6 @@ from greenroom.transport.client import GreenroomClient, HandshakeRefused, connec
 from tests.e2e.harness import REPO, Server, start_server, stop_server
 
 JSON = dict[str, Any]
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    running = await start_server(tmp_path)
-    try:
-        yield running
-    finally:
-        if running.process.returncode is None:
-            running.process.kill()
-            with trio.move_on_after(5):
-                await running.process.wait()
 
 
 async def run_cli(server: Server, *args: str) -> subprocess.CompletedProcess[bytes]:
