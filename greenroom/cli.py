@@ -29,7 +29,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
@@ -58,7 +57,7 @@ from greenroom.transport.client import (
 )
 
 if TYPE_CHECKING:  # the server's modules load only when it runs
-    from greenroom.runtime import Runtime
+    from greenroom.store.lock import DataDirLock
     from greenroom.transport.server import ServerSettings
 
 logger = logging.getLogger("greenroom")
@@ -238,9 +237,8 @@ async def run_server(
     In this order: the data folder's lock (a second server on the folder stops here, having
     read nothing), the listening socket (a port in use stops here, having restored nothing),
     then the sessions are restored and served."""
-    from greenroom.runtime import open_runtime
     from greenroom.store.lock import lock_data_dir
-    from greenroom.transport.server import ServerSettings, serve
+    from greenroom.transport.server import ServerSettings
 
     tune_gc()
     token = load_or_create_token(directory)
@@ -249,11 +247,7 @@ async def run_server(
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()[1]
         lock.describe(url=f"ws://{_url_host(host)}:{bound}/ws")
-        await _serve_restored(
-            config, directory, settings, out,
-            open_runtime=functools.partial(open_runtime, config, data_lock=lock),
-            serve=functools.partial(serve, listeners=listeners),
-        )  # fmt: skip
+        await _serve_restored(config, directory, settings, out, lock, listeners)
 
 
 async def _serve_restored(
@@ -261,10 +255,13 @@ async def _serve_restored(
     directory: Path,
     settings: ServerSettings,
     out: TextIO,
-    *,
-    open_runtime: Callable[[], AbstractAsyncContextManager[Runtime]],
-    serve: Callable[..., Coroutine[Any, Any, None]],
+    lock: DataDirLock,
+    listeners: list[trio.SocketListener],
 ) -> None:
+    """Restore the sessions (the folder locked, the port bound) and serve until a signal."""
+    from greenroom.runtime import open_runtime
+    from greenroom.transport.server import serve
+
     token = settings.token
     discovery = directory / DISCOVERY_FILE
     stop = trio.Event()
@@ -283,9 +280,14 @@ async def _serve_restored(
 
             outer.start_soon(on_signals)
             try:
-                async with open_runtime() as runtime, trio.open_nursery() as nursery:
+                async with (
+                    open_runtime(config, data_lock=lock) as runtime,
+                    trio.open_nursery() as nursery,
+                ):
                     freeze_startup_heap()
-                    address = await nursery.start(serve, runtime, settings)
+                    address = await nursery.start(
+                        functools.partial(serve, runtime, settings, listeners=listeners)
+                    )
                     url = f"ws://{_url_host(address.host)}:{address.port}/ws"
                     ui = f"http://{_url_host(address.host)}:{address.port}/"
                     info = {"url": url, "ui": ui, "pid": os.getpid(), "port": address.port}

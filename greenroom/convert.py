@@ -159,9 +159,7 @@ def queued_previews(queued: tuple[str, ...]) -> list[str]:
 
 def summary_to_wire(summary: Summary) -> dict[str, Any]:
     """The protocol's ``summary`` (camelCase keys), queued texts cut to previews."""
-    record = summary_to_record(summary)
-    record["queued"] = queued_previews(summary.queued)
-    return record
+    return _summary_fields(summary, queued_previews(summary.queued))
 
 
 def summary_to_record(summary: Summary) -> dict[str, Any]:
@@ -171,6 +169,10 @@ def summary_to_record(summary: Summary) -> dict[str, Any]:
     listing of 100,000 sessions builds 100,000. It must stay exactly what the generated camelCase
     hook makes (same keys, same order, same values); tests/test_convert.py compares the two.
     """
+    return _summary_fields(summary, list(summary.queued))
+
+
+def _summary_fields(summary: Summary, queued: list[str]) -> dict[str, Any]:
     return {
         "session": summary.session,
         "project": summary.project,
@@ -180,7 +182,7 @@ def summary_to_record(summary: Summary) -> dict[str, Any]:
         "messageCount": summary.message_count,
         "lastActivity": summary.last_activity,
         "preview": summary.preview,
-        "queued": list(summary.queued),
+        "queued": queued,
         "error": summary.error,
         "waiting": summary.waiting,
         "model": summary.model,

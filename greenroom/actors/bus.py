@@ -189,7 +189,8 @@ class EventBus:
     _settle_waiters: deque[tuple[int, trio.Event]] = attrs.Factory(deque)
 
     def set_gate(self, ref: ActorRef[Any]) -> None:
-        """Send every published event to ``ref`` (the journal), which calls :meth:`release`."""
+        """Send every published event to ``ref`` (the journal), which releases it
+        (:meth:`release_nowait`)."""
         self._gate = ref
 
     def attach(self, ref: ActorRef[Any], accepts: Callable[[Event], bool] | None = None) -> None:
@@ -232,15 +233,10 @@ class EventBus:
         else:
             await self.release_rest(event, stopped)
 
-    async def release(self, event: Event) -> None:
-        """Let everyone see ``event``: the gate's call, once the event is journaled."""
-        stopped_at = self.release_nowait(event)
-        if stopped_at is not None:
-            await self.release_rest(event, stopped_at)
-
     def release_nowait(self, event: Event) -> int | None:
-        """:meth:`release` without a checkpoint; as :meth:`publish_nowait` when a mailbox is
-        full (then ``await release_rest(event, stopped)``)."""
+        """Let everyone see ``event`` (the gate's call, once the event is journaled), without
+        a checkpoint; as :meth:`publish_nowait` when an attached mailbox is full: then
+        ``await release_rest(event, stopped)``."""
         # Retained first: what a replay offers is never behind what subscriptions carry.
         self._keep(event)
         for index, (ref, accepts) in enumerate(self._attached):

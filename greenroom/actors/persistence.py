@@ -301,7 +301,6 @@ class Mirror:
             merged.setdefault(key, []).extend(messages)
         self._history = merged
 
-
     def recover(self, events: Iterable[Event], projects_root: Path) -> int:
         """Apply the journal's events that the snapshots do not hold yet (those above each
         session's ``seq``), in journal order; returns how many. Reads history files: call it
