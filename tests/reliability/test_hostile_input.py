@@ -162,13 +162,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Background]:
 # -- frames ------------------------------------------------------------------------------------
 
 
-@attrs.frozen
 class Frame:
-    """A frame to send and the error codes its reply may carry (None: a 1009 close)."""
+    """A frame to send and the error codes its reply may carry (None: a 1009 close).
 
-    payload: str | bytes
-    codes: frozenset[str] | None
-    label: str
+    A plain class, not attrs: hypothesis prints an attrs instance field by field, and a failing
+    batch of megabyte payloads would then fail again on the size of its own report.
+    """
+
+    def __init__(self, payload: str | bytes, codes: frozenset[str] | None, label: str) -> None:
+        self.payload = payload
+        self.codes = codes
+        self.label = label
 
     def __repr__(self) -> str:
         shown = self.payload[:60] if len(self.payload) > 60 else self.payload
