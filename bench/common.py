@@ -62,6 +62,15 @@ def io_counters(pid: int) -> dict[str, int]:
     return out
 
 
+def host_cpu_times() -> tuple[int, int]:
+    """``(steal, total)`` jiffies of the whole host so far, from the first line of /proc/stat:
+    the time a hypervisor gave this machine's CPUs to someone else, and all time."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    steal = fields[7] if len(fields) > 7 else 0
+    return steal, sum(fields[:8])
+
+
 def machine() -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:

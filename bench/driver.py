@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from bench.common import cpu_seconds, io_counters, status_kib
+from bench.common import cpu_seconds, host_cpu_times, io_counters, status_kib
 from bench.wsclient import Closed, WsClient
 
 PATH_FMT = "/ws?token={token}"
@@ -258,6 +258,7 @@ async def stream(args: argparse.Namespace) -> dict[str, Any]:
             await client.call_many([("subscribe", {"session": sid}) for sid in ids])
         stats0 = await control.call("stats")
         cpu0, io0 = cpu_seconds(pid), io_counters(pid)
+        client0, host0 = time.process_time(), host_cpu_times()
         t0 = time.monotonic()
         sent_at: list[float] = []
         content = f"go [[tokens:{tokens}]] [[rate:{rate}]] [[stamp]]"
@@ -281,6 +282,7 @@ async def stream(args: argparse.Namespace) -> dict[str, Any]:
         t1 = max([c.last_done_at for c in counters] + [t0])
         cpu1, io1, hwm = cpu_seconds(pid), io_counters(pid), status_kib(pid, "VmHWM")
         rss = status_kib(pid, "VmRSS")
+        client1, host1 = time.process_time(), host_cpu_times()
         t_end = time.monotonic()
         stats1 = await control.call("stats")
         for conn in [control, *clients]:
@@ -291,6 +293,11 @@ async def stream(args: argparse.Namespace) -> dict[str, Any]:
     frames = sum(k.frames for k in clients)
     token_deliveries = sum(c.token_total for c in counters)
     persistence0, persistence1 = stats0.get("persistence", {}), stats1.get("persistence", {})
+    journal0, journal1 = stats0.get("journal", {}), stats1.get("journal", {})
+
+    def journal_per_s(key: str) -> float:
+        return round((journal1.get(key, 0) - journal0.get(key, 0)) / window, 1)
+
     return {
         "sessions": n,
         "rate": rate,
@@ -310,6 +317,12 @@ async def stream(args: argparse.Namespace) -> dict[str, Any]:
         "client_bytes_per_s": round(sum(k.ws.bytes_received for k in clients) / window, 1),
         "latency": latency_figures(counters, sent_at, n),
         "server_cpu": round((cpu1 - cpu0) / max(t_end - t0, 1e-9), 3),
+        "cpu_us_per_token": round((cpu1 - cpu0) / max(n * tokens, 1) * 1e6, 1),
+        "client_cpu": round((client1 - client0) / max(t_end - t0, 1e-9), 3),
+        "steal": round((host1[0] - host0[0]) / max(host1[1] - host0[1], 1), 3),
+        "journal_bytes_per_s": journal_per_s("bytesWritten"),
+        "journal_writes_per_s": journal_per_s("batches"),
+        "journal_syncs_per_s": journal_per_s("syncs"),
         "server_peak_rss_kib": hwm,
         "server_rss_kib": rss,
         "server_write_bytes": io1.get("write_bytes", 0) - io0.get("write_bytes", 0),

@@ -4,12 +4,16 @@ them, against the ceiling of the bare stack and a peer stack, plotted against N.
     python -m bench.stream                          # quick: N=100, R=20, C=10, 5 s turns
     python -m bench.stream --sweep                  # N = 100, 1000, 2000, 5000
     python -m bench.stream --sessions 1000 --rate 20 --clients 10 --seconds 10
+    python -m bench.stream --sessions 2000 --repeat 3   # median of 3 runs, with min-max
 
 For every N: a fresh ``greenroom serve`` (pinned to core 0) and a fresh data folder; the
 clients run in ``python -m bench.driver stream`` (pinned to core 1). Then the same clients
 receive one-frame-per-event streams from ``python -m bench.peers trio`` (bare trio-websocket)
 and ``python -m bench.peers websockets`` (asyncio), as fast as those servers go, and the
-stream's delivered events/s is given as a ratio to each. Prints a table, writes
+stream's delivered events/s is given as a ratio to each. Beside the server's CPU the table
+gives the client process's CPU and the host's steal time: a run whose client used more than
+``CLIENT_BUSY`` of a core, or whose steal passed ``STEAL_HIGH``, is flagged, because its
+latency says more about the client or the host than about the server. Prints a table, writes
 ``bench/results/stream-*.json`` and, with matplotlib, ``stream-*.png`` beside it.
 """
 
@@ -20,6 +24,7 @@ import contextlib
 import importlib.util
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -42,10 +47,19 @@ from bench.common import (
 
 SWEEP = (100, 1000, 2000, 5000)
 COLUMNS = (
-    "sessions", "tokens_generated_per_s", "events_delivered_per_s", "token_deliveries_per_s",
-    "frames_per_s", "p50_ms", "p99_ms", "max_ms", "p99_upper_ms", "server_cpu",
-    "server_peak_rss_kib", "merged_deltas", "closed_slow", "vs_trio", "vs_websockets",
+    "sessions", "runs", "tokens_generated_per_s", "events_delivered_per_s",
+    "token_deliveries_per_s", "frames_per_s", "p50_ms", "p99_ms", "p99_range", "max_ms",
+    "p99_upper_ms", "server_cpu", "cpu_us_per_token", "client_cpu", "steal",
+    "server_peak_rss_kib", "merged_deltas", "closed_slow", "vs_trio", "vs_websockets", "flags",
 )  # fmt: skip
+JOURNAL_COLUMNS = (
+    "sessions", "journal_bytes_per_s", "journal_writes_per_s", "journal_syncs_per_s",
+    "server_write_bytes", "cpu_us_per_token",
+)  # fmt: skip
+CLIENT_BUSY = 0.8
+"""Client CPU (cores) above which a run is flagged: the clients may have been the bottleneck."""
+STEAL_HIGH = 0.05
+"""Host steal (a fraction of all CPU time) above which a run is flagged as noisy."""
 
 
 def run_stream(
@@ -70,6 +84,30 @@ def run_stream(
         p99_upper_ms=upper.get("p99_ms"),
     )
     return result
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for repeated runs of the same N: the (low) median of every figure, the p99's
+    min-max, and the flags of any run."""
+    row: dict[str, Any] = dict(runs[len(runs) // 2])
+    for key, value in runs[0].items():
+        values = [r.get(key) for r in runs]
+        if isinstance(value, int | float) and not isinstance(value, bool) and None not in values:
+            row[key] = statistics.median_low(values)
+    p99s = [r["p99_ms"] for r in runs if r.get("p99_ms") is not None]
+    row["runs"] = len(runs)
+    row["p99_range"] = f"{min(p99s):g}-{max(p99s):g}" if p99s else None
+    flags = set()
+    for run in runs:
+        if run.get("client_cpu", 0) > CLIENT_BUSY:
+            flags.add("client-busy")
+        if run.get("steal", 0) > STEAL_HIGH:
+            flags.add("steal")
+        if run.get("clients_closed") or run.get("timed_out"):
+            flags.add("closed")
+    row["flags"] = ",".join(sorted(flags)) or None
+    row["p99_ms_all"] = p99s
+    return row
 
 
 @contextlib.contextmanager
@@ -129,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rate", type=float, default=20.0, help="tokens/s per session")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each turn")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each N; median shown")
     parser.add_argument("--peer-seconds", type=float, default=3.0)
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument(
@@ -148,7 +187,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.profile:
             (args.out or RESULTS).mkdir(parents=True, exist_ok=True)
             profile = (args.out or RESULTS) / f"profile-{n}.txt"
-        rows.append(run_stream(n, args.rate, args.clients, args.seconds, profile))
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            runs.append(run_stream(n, args.rate, args.clients, args.seconds, profile))
+        rows.append(summarize(runs))
     peers: dict[str, Any] = {}
     if not args.no_peers:
         for kind in ("trio", "websockets"):
@@ -163,6 +205,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row[f"vs_{kind}"] = round(row["events_delivered_per_s"] / rate, 2) if rate else None
     print()
     print_table(rows, COLUMNS)
+    print()
+    print_table(rows, JOURNAL_COLUMNS)
     if peers:
         print()
         print_table(

@@ -21,15 +21,18 @@ def _written(folder: Path, name: str) -> dict[str, object]:
 
 
 def test_stream_runs_and_reports(tmp_path: Path) -> None:
-    stream.main(["--sessions", "10", "--seconds", "1", "--clients", "2",
+    stream.main(["--sessions", "10", "--seconds", "1", "--clients", "2", "--repeat", "2",
                  "--peer-seconds", "0.5", "--out", str(tmp_path)])  # fmt: skip
     data = _written(tmp_path, "stream")
     run = data["runs"][0]  # type: ignore[index]
     for key in ("tokens_generated_per_s", "events_delivered_per_s", "frames_per_s", "latency",
                 "p99_ms", "server_cpu", "server_peak_rss_kib", "merged_deltas", "closed_slow",
-                "vs_trio"):  # fmt: skip
+                "vs_trio", "cpu_us_per_token", "client_cpu", "steal", "p99_range"):  # fmt: skip
         assert key in run
     assert run["sessions_completed_min"] == 10
+    assert run["runs"] == 2 and len(run["p99_ms_all"]) == 2
+    # Every event went through the journal: written in batches, some bytes each second.
+    assert run["journal_writes_per_s"] > 0 and run["journal_bytes_per_s"] > 0
     assert "trio" in data["peers"]  # type: ignore[operator]
 
 
