@@ -4,6 +4,7 @@
     python -m bench.driver peer   --port P --clients C
     python -m bench.driver idle   --port P --token T --t0 MONOTONIC --project NAME
     python -m bench.driver turns  --port P --token T --sessions N   (then ``check``)
+    python -m bench.driver flood  --port P --token T --server-pid PID --rounds K ...
 
 Each mode prints one JSON object as its last line. The clients are :mod:`bench.wsclient` raw
 sockets speaking JSON (what a browser speaks), so that parsing, not a client library, is their
@@ -483,10 +484,72 @@ async def check(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def flood(args: argparse.Namespace) -> dict[str, Any]:
+    """Rounds of one flood each: a client that subscribes and then never reads, and a session
+    with a long turn and ``--queued`` texts of ``--size`` characters queued behind it. Each
+    round waits for every turn to end, deletes the session, lets the server settle and reads
+    its RSS. Before queued texts were previews in summaries, each of these rounds sent the
+    stalled client the sum of every queue's texts (about 75 MB for 24 x 250 kB)."""
+    pid = args.server_pid
+    ended: dict[str, int] = {}
+    changed = trio.Event()
+
+    def on_event(item: dict[str, Any], now: float) -> None:
+        nonlocal changed
+        if item["event"] == "loadingChanged" and not item["data"]["loading"]:
+            ended[item["session"]] = ended.get(item["session"], 0) + 1
+            changed.set()
+            changed = trio.Event()
+
+    async with trio.open_nursery() as nursery:
+        control = await Conn.open(nursery, args.host, args.port, args.token, on_event)
+        await trio.sleep(args.settle)
+        baseline = status_kib(pid, "VmRSS")
+        rounds = []
+        for r in range(args.rounds):
+            stats0 = await control.call("stats")
+            opened = await control.call("openSession", project=f"{args.prefix}{r}")
+            sid = opened["session"]["session"]
+            await control.call("subscribe", session=sid)
+            stalled = await WsClient.connect(
+                args.host, args.port, PATH_FMT.format(token=args.token), subprotocol=SUBPROTOCOL
+            )
+            await stalled.send(json.dumps({"id": 1, "op": "subscribe", "session": sid}))
+            started = time.monotonic()
+            content = f"flood {r} [[tokens:{args.tokens}]] [[rate:{args.rate}]]"
+            await control.call("sendMessage", session=sid, content=content)
+            texts = [f"{k} " + "x" * args.size for k in range(args.queued)]
+            await control.call_many(
+                [("sendMessage", {"session": sid, "content": text}) for text in texts]
+            )
+            with trio.move_on_after(args.tokens / args.rate + 60 + args.queued * 5):
+                while ended.get(sid, 0) < args.queued + 1:
+                    await changed.wait()
+            turns = time.monotonic() - started
+            peak = status_kib(pid, "VmHWM")
+            stats1 = await control.call("stats")
+            await control.call("deleteSession", session=sid)
+            await stalled.close()
+            await trio.sleep(args.settle)
+            rss = status_kib(pid, "VmRSS")
+            rounds.append({
+                "round": r + 1,
+                "turns_ended": ended.get(sid, 0),
+                "turns_seconds": round(turns, 2),
+                "closed_slow": stats1.get("closedSlow", 0) - stats0.get("closedSlow", 0),
+                "peak_rss_kib": peak,
+                "rss_after_kib": rss,
+                "rss_after_vs_before": round(rss / max(baseline, 1), 3),
+            })  # fmt: skip
+        await control.ws.close()
+        nursery.cancel_scope.cancel()
+    return {"rss_before_kib": baseline, "rounds": rounds}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.driver")
     sub = parser.add_subparsers(dest="mode", required=True)
-    for name in ("stream", "peer", "idle", "turns", "check"):
+    for name in ("stream", "peer", "idle", "turns", "check", "flood"):
         p = sub.add_parser(name)
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, required=True)
@@ -502,8 +565,13 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--repeat", type=int, default=3)
         p.add_argument("--prefix", default="k")
         p.add_argument("--expect", default="{}")
+        p.add_argument("--rounds", type=int, default=3)
+        p.add_argument("--queued", type=int, default=24)
+        p.add_argument("--size", type=int, default=250_000)
+        p.add_argument("--settle", type=float, default=2.0)
     args = parser.parse_args(argv)
-    mode = {"stream": stream, "peer": peer, "idle": idle, "turns": turns, "check": check}
+    mode = {"stream": stream, "peer": peer, "idle": idle, "turns": turns, "check": check,
+            "flood": flood}  # fmt: skip
     result = trio.run(mode[args.mode], args)
     sys.stdout.write(json.dumps(result) + "\n")
 

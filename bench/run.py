@@ -4,6 +4,7 @@
     python bench/run.py idle                     python -m bench.idle
     python bench/run.py persist                  python -m bench.persist
     python bench/run.py crash                    python -m bench.crash
+    python bench/run.py flood                    python -m bench.flood
     python bench/run.py all                      every scenario in its quick configuration
 
 The arguments after the scenario go to its own command (``--help`` lists them).
@@ -17,16 +18,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `bench` and `greenroom` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import crash, idle, persist, stream
+from bench import crash, flood, idle, persist, stream
 
 SCENARIOS = {"stream": stream.main, "idle": idle.main, "persist": persist.main,
-             "crash": crash.main}  # fmt: skip
+             "crash": crash.main, "flood": flood.main}  # fmt: skip
 QUICK = {
     "stream": ["--sessions", "100", "--seconds", "3", "--peer-seconds", "2"],
     "idle": ["--sessions", "1000"],
     "persist": ["all", "--sessions", "100", "--seconds", "3", "--lengths", "10,100,1000",
                 "--reply-tokens", "100,1000"],
     "crash": ["--sessions", "20", "--turns", "2", "--idle", "1000", "--busy", "20"],
+    "flood": ["--rounds", "2"],
 }  # fmt: skip
 
 

@@ -237,10 +237,12 @@ async def run_server(
     In this order: the data folder's lock (a second server on the folder stops here, having
     read nothing), the listening socket (a port in use stops here, having restored nothing),
     then the sessions are restored and served."""
+    from greenroom.allocator import pin_mmap_threshold
     from greenroom.store.lock import lock_data_dir
     from greenroom.transport.server import ServerSettings
 
     tune_gc()
+    pin_mmap_threshold()
     token = load_or_create_token(directory)
     settings = ServerSettings(host=host, port=port, token=token)
     with lock_data_dir(config.data_dir) as lock:

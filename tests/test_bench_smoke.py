@@ -10,7 +10,7 @@ import gc
 import json
 from pathlib import Path
 
-from bench import crash, idle, persist, stream
+from bench import crash, flood, idle, persist, stream
 
 
 def _written(folder: Path, name: str) -> dict[str, object]:
@@ -67,3 +67,12 @@ def test_crash_runs_and_reports(tmp_path: Path) -> None:
     assert "crash_to_restarted" in restart
     kill = data["kill"]  # type: ignore[index]
     assert kill["restart_sessions_with_lost_messages"] == 0
+
+
+def test_flood_runs_and_reports(tmp_path: Path) -> None:
+    flood.main(["--rounds", "1", "--queued", "3", "--size", "100000", "--tokens", "4",
+                "--rate", "50", "--settle", "0.2", "--out", str(tmp_path)])  # fmt: skip
+    data = _written(tmp_path, "flood")
+    (round_,) = data["rounds"]  # type: ignore[misc]
+    assert round_["turns_ended"] == 4  # the long turn and the three queued behind it
+    assert data["rss_before_kib"] > 0 and round_["rss_after_kib"] > 0  # type: ignore[operator]

@@ -625,32 +625,84 @@ _MSGPACK_SUMMARIES: Final = _SummaryMemo()
 # -- the codec ------------------------------------------------------------------------------
 
 
+class _EventMemo(weakref.ref[Event]):
+    """A weak reference to an event that carries its encoding and its key (see _Memo)."""
+
+    __slots__ = ("encoded", "key")
+    encoded: str | bytes
+    key: int
+
+
 class _Fragments:
     """The encoded text (or bytes) of recent events, for one format (see EventEncodings).
 
-    Two generations of at most ``limit`` entries each: when the newer one is full it becomes
-    the older and the older is dropped. (Evicting one entry at a time from the front of one
-    dict would make every eviction scan the dict's deleted slots.)
+    Entries hold their event weakly: an event can carry far more than its encoding shows (a
+    summary's whole queue of texts behind their short previews), and a memo that kept the
+    events alive kept every such text until ordinary traffic pushed it out. An entry goes with
+    its event, and at the latest after two generations of at most ``limit`` entries each: when
+    the newer one is full it becomes the older and the older is dropped. (Evicting one entry at
+    a time from the front of one dict would make every eviction scan the dict's deleted
+    slots.) An encoding over ``BIG_BYTES`` (a long message, a tool's output) is kept apart, in
+    at most ``big_budget`` bytes, oldest out first, so that the memo never doubles what a
+    flood of long messages holds.
     """
 
-    def __init__(self, limit: int = 16_384) -> None:
+    BIG_BYTES: Final = 64 << 10
+
+    def __init__(self, limit: int = 16_384, big_budget: int = 1 << 20) -> None:
         self._limit = limit
-        self._new: dict[int, tuple[Event, str | bytes]] = {}
-        self._old: dict[int, tuple[Event, str | bytes]] = {}
+        self._new: dict[int, _EventMemo] = {}
+        self._old: dict[int, _EventMemo] = {}
+        self._big: dict[int, _EventMemo] = {}
+        self._big_budget = big_budget
+        self._big_bytes = 0
+        self._forget_memo = self._forget  # one bound method, shared by every entry
 
     def of(self, event: Event, encode: Callable[[Event], str | bytes]) -> str | bytes:
         key = id(event)
-        entry = self._new.get(key) or self._old.get(key)
-        if entry is not None and entry[0] is event:
-            return entry[1]
+        memo = self._new.get(key) or self._old.get(key) or self._big.get(key)
+        if memo is not None and memo() is event:
+            return memo.encoded
         encoded = encode(event)
-        if len(self._new) >= self._limit:
-            self._old, self._new = self._new, {}
-        self._new[key] = (event, encoded)
+        memo = _EventMemo(event, self._forget_memo)
+        memo.key, memo.encoded = key, encoded
+        if len(encoded) > self.BIG_BYTES:
+            self._keep_big(memo)
+        else:
+            if len(self._new) >= self._limit:
+                self._old, self._new = self._new, {}
+            self._new[key] = memo
         return encoded
 
+    def _keep_big(self, memo: _EventMemo) -> None:
+        big = self._big
+        size = len(memo.encoded)
+        self._drop_big(memo.key)  # a recycled id: the old entry's event is gone
+        while big and self._big_bytes + size > self._big_budget:
+            self._drop_big(next(iter(big)))
+        if size <= self._big_budget:
+            big[memo.key] = memo
+            self._big_bytes += size
+
+    def _drop_big(self, key: int) -> None:
+        memo = self._big.pop(key, None)
+        if memo is not None:
+            self._big_bytes -= len(memo.encoded)
+
+    def _forget(self, memo: _EventMemo) -> None:
+        for entries in (self._new, self._old):  # maybe from another thread: no KeyError
+            if entries.get(memo.key) is memo:
+                entries.pop(memo.key, None)
+        if self._big.get(memo.key) is memo:
+            self._drop_big(memo.key)
+
+    @property
+    def big_bytes(self) -> int:
+        """Bytes of the big encodings kept now."""
+        return self._big_bytes
+
     def __len__(self) -> int:
-        return len(self._new) + len(self._old)
+        return len(self._new) + len(self._old) + len(self._big)
 
 
 class EventEncodings:
@@ -660,13 +712,14 @@ class EventEncodings:
     streaming sessions, encoding it once instead of ten times is most of the writers' work.
     Entries are keyed by the event object itself (its id, checked against the object, so a
     recycled id is never mistaken), and the oldest are dropped past ``limit`` per format: a
-    connection encodes an event within a batch or two of receiving it. Owned by the server,
+    connection encodes an event within a batch or two of receiving it; big encodings are kept
+    in at most ``big_budget`` bytes per format besides. Owned by the server,
     so it goes away with it; used from the trio thread only.
     """
 
-    def __init__(self, limit: int = 16_384) -> None:
-        self.json = _Fragments(limit)
-        self.msgpack = _Fragments(limit)
+    def __init__(self, limit: int = 16_384, big_budget: int = 1 << 20) -> None:
+        self.json = _Fragments(limit, big_budget)
+        self.msgpack = _Fragments(limit, big_budget)
 
 
 class Codec:

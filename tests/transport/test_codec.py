@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -1057,6 +1058,41 @@ def test_the_shared_encodings_stay_bounded_and_keep_the_newest() -> None:
     assert codec.encode([events[-1]]) is texts[-1]  # the newest are still shared
     assert codec.encode([events[0]]) == texts[0]  # the oldest were dropped, then encoded again
     assert codec.encode([events[0]]) is not texts[0]
+
+
+def test_the_shared_encodings_do_not_keep_their_events_alive() -> None:
+    """An event can hold far more than its encoding (a summary's queue behind its previews):
+    once nothing else holds it, the memo lets it go."""
+    shared = EventEncodings()
+    codec = Codec("greenroom.v1.json", encodings=shared)
+    event = Event(session="s-1", project="p", seq=1, data=StreamingUpdate(offset=0, delta="x"))
+    gone = weakref.ref(event)
+    codec.encode([event])
+    assert len(shared.json) == 1
+    del event
+    gc.collect()
+    assert gone() is None and len(shared.json) == 0
+
+
+def test_big_encodings_are_kept_within_a_byte_budget() -> None:
+    """A flood of long messages must not stay in memory after it: counted by entries, the
+    memo would keep thousands of them."""
+    shared = EventEncodings(big_budget=1 << 20)
+    codec = Codec("greenroom.v1.json", encodings=shared)
+    messages = [Message(role="user", content=f"{n} " + "x" * 250_000) for n in range(24)]
+    events = [
+        Event(session="s-1", project="p", seq=n, data=MessageAdded(index=n, message=message))
+        for n, message in enumerate(messages)
+    ]
+    texts = [codec.encode([event]) for event in events]
+    assert 0 < shared.json.big_bytes <= 1 << 20
+    assert len(shared.json) == 4  # 250 kB each: the newest four fit
+    assert codec.encode([events[-1]]) is texts[-1]  # the newest are still shared
+    assert codec.encode([events[0]]) == texts[0]  # the oldest were dropped
+    assert codec.encode([events[0]]) is not texts[0]
+    # Small events keep their own generations, untouched by the big ones.
+    small = Event(session="s-1", project="p", seq=99, data=StreamingUpdate(offset=0, delta="x"))
+    assert codec.encode([small]) is codec.encode([small])
 
 
 @given(
