@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
@@ -46,7 +45,6 @@ DRAIN_TIMEOUT: Final = 0.5
 connection."""
 MAX_ERROR_BODY: Final = 64 * 1024
 QUOTED_CHARS: Final = 300
-MAX_TEMPERATURE: Final = 2.0
 
 
 def quote(text: str, secret: str | None) -> str:
@@ -73,26 +71,6 @@ def public_url(base_url: str) -> str:
     url = httpx.URL(base_url)
     port = f":{url.port}" if url.port is not None else ""
     return f"{url.scheme}://{url.host}{port}{url.path}".rstrip("/")
-
-
-def check_temperature(value: object, where: str) -> float | None:
-    """``value`` as a sampling temperature (0 to 2), or InvalidArgument naming ``where``."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidArgument(f"{where}: temperature must be a number from 0 to 2")
-    if not (math.isfinite(value) and 0 <= value <= MAX_TEMPERATURE):
-        raise InvalidArgument(f"{where}: temperature must be from 0 to 2, not {value!r}")
-    return float(value)
-
-
-def check_max_tokens(value: object, where: str) -> int | None:
-    """``value`` as a reply's token limit (a whole number from 1), or InvalidArgument."""
-    if value is None:
-        return None
-    if type(value) is not int or not 1 <= value < 2**31:
-        raise InvalidArgument(f"{where}: max_tokens must be a whole number from 1 to 2**31 - 1")
-    return value
 
 
 def _error_fields(body: object) -> tuple[str, str]:
