@@ -436,7 +436,7 @@ def render(settings: Settings) -> str:
             lines.append(f"# {name} is not set  # {source}")
         else:
             lines.append(f"{name} = {_toml_value(value)}  # {source}")
-        if setting.secret and source == "file":
+        if setting.key == "api_key" and source == "file":
             lines.append("# (a key is safer in GREENROOM_API_KEY than in the file)")
     return "\n".join(lines)
 
