@@ -85,6 +85,17 @@ async def test_a_reply_cut_by_the_length_limit_ends_the_turn_truncated(
     assert state.summary.status == "idle" and state.summary.error is None
 
 
+async def test_the_simulated_provider_honours_a_session_max_tokens(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """What a UI can use to see a truncated turn offline: openSession with maxTokens."""
+    async with open_test_runtime(make_config(tmp_path)) as runtime:
+        session = (await runtime.open_session("p", max_tokens=3)).summary.session
+        assert (await run_turn(runtime, session, "tell me more")).reason == "truncated"
+        state = await runtime.get_state(session)
+    assert len((state.messages[-1].content or "").split()) == 3
+
+
 async def test_a_tool_call_cut_by_the_length_limit_is_answered_not_run(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
