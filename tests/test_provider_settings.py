@@ -196,3 +196,14 @@ async def test_the_settings_reach_the_request(tmp_path: Path) -> None:
     body = received.json
     assert (body["temperature"], body["max_tokens"], body["seed"]) == (0.2, 4000, 7)
     assert json.dumps(body["response_format"]) == '{"type": "text"}'
+
+
+def test_the_examples_in_the_providers_doc_are_valid_settings(tmp_path: Path) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "providers.md").read_text()
+    blocks = [part.split("```")[0] for part in doc.split("```toml\n")[1:]]
+    assert len(blocks) >= 7
+    for number, block in enumerate(blocks):
+        path = write(tmp_path / str(number), block)
+        config = resolve(file=path, env={}, flags={}).config()
+        assert config.provider in ("openai", "anthropic") and config.model, block
+        make_provider(attrs.evolve(config, api_key=KEY))  # builds, or raises
