@@ -55,8 +55,9 @@ Directives, anywhere in the last user message, removed from the text before anyt
   exactly, since the stamps differ).
 
 KIND is one of auth, quota, rate_limit, model_not_found, context_length, server, network,
-timeout, bad_response; a directive with a bad value is removed and otherwise ignored. Failures
-and stalls apply to the first step only, so the second step of a tool turn always completes.
+disconnected, timeout, bad_response; a directive with a bad value is removed and otherwise
+ignored. Failures and stalls apply to the first step only, so the second step of a tool turn
+always completes.
 
 Resuming: when the conversation ends with assistant messages marked ``stopped`` whose contents,
 joined, are a prefix of the reply the provider gives to the conversation before them, only the
@@ -100,6 +101,7 @@ FAILURE_KINDS = frozenset(
         "context_length",
         "server",
         "network",
+        "disconnected",
         "timeout",
         "bad_response",
     }

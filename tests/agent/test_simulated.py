@@ -405,6 +405,7 @@ KINDS = [
     "context_length",
     "server",
     "network",
+    "disconnected",
     "timeout",
 ]
 
