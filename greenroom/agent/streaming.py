@@ -69,8 +69,9 @@ def event_json(event: ServerSentEvent, secret: str | None) -> object:
 def public_url(base_url: str) -> str:
     """``base_url`` as errors name it: no user, password or query (which may hold a key)."""
     url = httpx.URL(base_url)
+    host = f"[{url.host}]" if ":" in url.host else url.host  # an IPv6 address
     port = f":{url.port}" if url.port is not None else ""
-    return f"{url.scheme}://{url.host}{port}{url.path}".rstrip("/")
+    return f"{url.scheme}://{host}{port}{url.path}".rstrip("/")
 
 
 def _error_fields(body: object) -> tuple[str, str]:

@@ -28,6 +28,7 @@ from greenroom.agent.provider import (
     ToolSchema,
     Usage,
 )
+from greenroom.agent.streaming import public_url
 from greenroom.agent.tools import TOOLS
 from greenroom.errors import ProviderError
 from tests.agent.fake_openai import (
@@ -255,6 +256,7 @@ async def test_the_url_in_errors_has_no_credentials(
     error = await failure(make(base_url=base, max_retries=0))
     assert f"at http://127.0.0.1:{port}/v1 " in error.message
     assert KEY not in repr(make(base_url=base))
+    assert public_url(f"https://u:{KEY}@[::1]:8443/v1/?k={KEY}") == "https://[::1]:8443/v1"
 
 
 async def test_tool_call_split_mid_json_with_id_and_name_first(
