@@ -366,8 +366,8 @@ class SessionActor:
                 return "completed"
             steps += 1
             message, finish = await self._stream_step(steps)
-            if message.content or message.tool_calls:
-                await self._commit(message)
+            if message.content or message.tool_calls or finish != "length":
+                await self._commit(message)  # a cut reply with nothing in it is not kept
             if finish == "length":
                 for call in message.tool_calls or ():
                     await self._commit(
