@@ -426,6 +426,8 @@ async def chat(client: GreenroomClient, project: str, content: str, out: TextIO)
             if reason == "completed":
                 return 0
             error = data.get("error")
+            if reason == "truncated" and not error:
+                error = "the reply was cut off at the model's length limit (raise max_tokens)"
             _print_err(f"turn {reason}" + (f": {error}" if error else ""))
             return 1
     _print_err("connection closed before the turn ended")

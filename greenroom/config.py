@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +13,12 @@ import platformdirs
 APP_NAME = "greenroom"
 
 ResumePolicy = Literal["auto", "manual"]
+
+MAX_TEMPERATURE = 2.0
+"""The highest sampling temperature accepted (OpenAI's range is 0 to 2, Anthropic's 0 to 1:
+a server refuses what its own range does not hold, with a clear ``bad_request``)."""
+MAX_TOKENS = 2**31 - 1
+"""The highest ``max_tokens`` accepted: any real limit is far lower, and the server says so."""
 
 
 def default_data_dir() -> Path:
@@ -68,8 +74,12 @@ class Config:
     ``idle_unload_after``: a session not running and with no subscriber for this long is
     dropped from memory and reloaded on demand. ``now`` gives the wall-clock time that is
     stored or shown (``lastActivity``, history file names); injected so tests control it.
-    ``base_url``, ``api_key`` and ``model`` configure the ``openai`` provider (see
-    :mod:`greenroom.settings` for where each setting may come from)."""
+    ``base_url``, ``api_key`` and ``model`` configure the ``openai`` and ``anthropic``
+    providers, and so do the rest of the provider settings: ``temperature`` and ``max_tokens``
+    (each session may set its own), ``extra_headers``, ``extra_body``, ``query`` (parameters
+    added to the URL) and ``api_key_header`` (the header that carries the key, when not the
+    provider's own). See :mod:`greenroom.settings` for where each setting may come from, and
+    docs/providers.md."""
 
     data_dir: Path = attrs.field(factory=default_data_dir)
     projects_dir: Path | None = None
@@ -79,6 +89,13 @@ class Config:
     api_key: str | None = attrs.field(default=None, repr=False)
     model: str | None = None
     system_prompt: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    # Headers may carry credentials too (a proxy's key): never in reprs either.
+    extra_headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    extra_body: Mapping[str, object] = attrs.field(factory=dict)
+    query: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    api_key_header: str | None = None
     simulated: SimulatedConfig = SimulatedConfig()
     max_steps: int = 50
     flush_interval: float = 1.0

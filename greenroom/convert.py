@@ -7,7 +7,8 @@ dicts, lists, strings and numbers here, so that JSON and msgpack see the very sa
 - chat messages keep the OpenAI shape and its snake_case keys (``tool_calls``,
   ``tool_call_id``), tool calls nest as ``{"id", "type": "function", "function": {...}}``,
   ``None``-valued optional keys are left out (``content`` is always there, as in OpenAI),
-  and ``"stopped": true`` appears only when the message was cut short;
+  ``"stopped": true`` appears only when the message was cut short, and ``thinking`` (a
+  list of Anthropic's thinking blocks, in Anthropic's shape) only when there is some;
 - an :class:`~greenroom.actors.events.Event` becomes the protocol's event object
   ``{"event", "session", "project", "seq", "data"}``;
 - a :class:`~greenroom.actors.state.SessionView` becomes the protocol's ``state``: the summary's
@@ -46,6 +47,7 @@ from greenroom.actors.events import (
 )
 from greenroom.actors.state import SessionView
 from greenroom.agent.chat import Message, ToolCall
+from greenroom.store.history import thinking_from_json, thinking_to_json
 
 __all__ = [
     "EVENT_TYPES",
@@ -110,6 +112,8 @@ def message_to_wire(message: Message) -> dict[str, Any]:
         out["tool_call_id"] = message.tool_call_id
     if message.stopped:
         out["stopped"] = True
+    if message.thinking:
+        out["thinking"] = [thinking_to_json(block) for block in message.thinking]
     return out
 
 
@@ -121,6 +125,7 @@ def _message_from_wire(obj: Mapping[str, Any], _: object = None) -> Message:
         tool_calls=None if calls is None else tuple(_tool_call_from_wire(c) for c in calls),
         tool_call_id=obj.get("tool_call_id"),
         stopped=bool(obj.get("stopped", False)),
+        thinking=thinking_from_json(obj.get("thinking")),
     )
 
 
@@ -186,6 +191,8 @@ def _summary_fields(summary: Summary, queued: list[str]) -> dict[str, Any]:
         "error": summary.error,
         "waiting": summary.waiting,
         "model": summary.model,
+        "temperature": summary.temperature,
+        "maxTokens": summary.max_tokens,
     }
 
 

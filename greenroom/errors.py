@@ -84,7 +84,8 @@ class ProviderError(GreenroomError):
 
     ``kind`` says which failure it was, so that a UI can explain it: ``auth``, ``quota``,
     ``rate_limit``, ``model_not_found``, ``context_length``, ``bad_request``, ``server``,
-    ``network``, ``timeout``, ``bad_response`` or ``cancelled``.
+    ``network`` (the server cannot be reached), ``disconnected`` (the connection broke once the
+    request was out), ``timeout``, ``bad_response`` or ``cancelled``.
     """
 
     def __init__(self, kind: str, message: str, *, retry_after: float | None = None) -> None:

@@ -87,22 +87,30 @@ def make_provider(config: Config) -> Provider:
         return SimulatedProvider(
             seed=sim.seed, tokens_per_second=sim.tokens_per_second, reply_tokens=sim.reply_tokens
         )
-    if config.provider == "openai":
-        # Imported here: the offline default never loads httpx.
-        from greenroom.agent.openai import DEFAULT_BASE_URL, OpenAIProvider
-
-        if not config.model:
-            raise InvalidArgument(
-                "the openai provider needs a model: set model in config.toml, GREENROOM_MODEL "
-                "or --model"
-            )
-        return OpenAIProvider(
-            base_url=config.base_url or DEFAULT_BASE_URL,
-            api_key=config.api_key,
-            model=config.model,
-            rng=random.Random(config.seed) if config.seed is not None else None,
+    if config.provider not in ("openai", "anthropic"):
+        raise InvalidArgument(
+            f"unknown provider {config.provider!r}: use simulated, openai or anthropic"
         )
-    raise InvalidArgument(f"unknown provider {config.provider!r}: use simulated or openai")
+    if not config.model:
+        raise InvalidArgument(
+            f"the {config.provider} provider needs a model: set model in config.toml, "
+            "GREENROOM_MODEL or --model"
+        )
+    # Imported here: the offline default never loads httpx.
+    from greenroom.agent import anthropic, openai
+
+    dialect = openai if config.provider == "openai" else anthropic
+    cls = openai.OpenAIProvider if config.provider == "openai" else anthropic.AnthropicProvider
+    return cls(
+        base_url=config.base_url or dialect.DEFAULT_BASE_URL,
+        api_key=config.api_key,
+        model=config.model,
+        rng=random.Random(config.seed) if config.seed is not None else None,
+        extra_headers=config.extra_headers,
+        extra_body=config.extra_body,
+        query=config.query,
+        api_key_header=config.api_key_header,
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -220,10 +228,21 @@ class Runtime:
     async def list_sessions(self) -> tuple[Summary, ...]:
         return await self._persistence.ref.ask(ListSummaries())
 
-    async def open_session(self, project: str, model: str | None = None) -> SessionView:
+    async def open_session(
+        self,
+        project: str,
+        model: str | None = None,
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> SessionView:
         """The project's session (reused if it exists, else new), and its whole state;
-        ``model`` names the model its turns use (None keeps what it had)."""
-        session = await self._manager.ref.ask(OpenSession(project=project, model=model))
+        ``model``, ``temperature`` and ``max_tokens`` are what its turns use (None keeps what
+        it had, at first the server's)."""
+        opening = OpenSession(
+            project=project, model=model, temperature=temperature, max_tokens=max_tokens
+        )
+        session = await self._manager.ref.ask(opening)
         return await self.get_state(session)
 
     async def get_state(self, session: str) -> SessionView:

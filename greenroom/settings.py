@@ -6,9 +6,14 @@ is checked. :func:`resolve` applies the layers and remembers each value's source
 ``greenroom config`` can show what is in effect and why. Bad input is a :class:`SettingsError`
 that names the key and where it came from; the CLI turns it into exit code 2.
 
-The API key is best left in the environment (``GREENROOM_API_KEY``, else ``OPENAI_API_KEY``).
-The file may hold one, but there is deliberately no flag: a command line is visible to every
-user of the machine. The key is masked wherever settings are shown.
+The API key is best left in the environment (``GREENROOM_API_KEY``, else the provider's own
+variable: ``OPENAI_API_KEY`` for openai, ``ANTHROPIC_API_KEY`` for anthropic). The file may hold
+one, but there is deliberately no flag: a command line is visible to every user of the machine.
+The key is masked wherever settings are shown, and so are the values of ``extra_headers``
+(where a proxy's key may be).
+
+``extra_headers``, ``extra_body`` and ``query`` are tables in the file, and JSON objects in
+their environment variables; they have no flags.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import string
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,7 +29,14 @@ from typing import Any, Final
 
 import attrs
 
-from greenroom.config import Config, Limits, SimulatedConfig, default_data_dir
+from greenroom.config import (
+    MAX_TEMPERATURE,
+    MAX_TOKENS,
+    Config,
+    Limits,
+    SimulatedConfig,
+    default_data_dir,
+)
 from greenroom.errors import InvalidArgument
 
 CONFIG_FILE: Final = "config.toml"
@@ -88,6 +101,57 @@ def _choice(*options: str) -> Kind:
     return Kind(expect="one of " + ", ".join(options), convert=convert)
 
 
+def _temperature(raw: object, text: bool) -> float:
+    if text and isinstance(raw, str):
+        value = float(raw.strip())
+    elif isinstance(raw, int | float) and not isinstance(raw, bool):
+        value = float(raw)
+    else:
+        raise ValueError
+    if not (math.isfinite(value) and 0 <= value <= MAX_TEMPERATURE):
+        raise ValueError
+    return value
+
+
+_TCHARS: Final = frozenset("!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits)
+"""The characters of an HTTP header name (RFC 9110's token)."""
+
+
+def _header_name(raw: object, text: bool) -> str:
+    name = _string(raw, text)
+    if not name or not set(name) <= _TCHARS:
+        raise ValueError
+    return name
+
+
+def _object(raw: object, text: bool) -> dict[str, Any]:
+    """A TOML table, or (from the environment) a JSON object's text."""
+    if text and isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ValueError from None
+    if not isinstance(raw, dict) or not all(isinstance(key, str) for key in raw):
+        raise ValueError
+    return dict(raw)
+
+
+def _headers(raw: object, text: bool) -> dict[str, str]:
+    headers = _object(raw, text)
+    for name, value in headers.items():
+        _header_name(name, False)
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            raise ValueError
+    return headers
+
+
+def _parameters(raw: object, text: bool) -> dict[str, str]:
+    parameters = _object(raw, text)
+    if not all(isinstance(value, str) for value in parameters.values()):
+        raise ValueError
+    return parameters
+
+
 STRING = Kind(expect="a string", convert=_string)
 PATH = Kind(expect="a path", convert=lambda raw, text: Path(_string(raw, text)).expanduser())
 POSITIVE = Kind(expect="a number above 0 (inf for no limit)", convert=_positive)
@@ -124,16 +188,38 @@ def _default(cls: type[Any], name: str) -> Any:
 
 
 SETTINGS: Final[tuple[Setting, ...]] = (
-    Setting(key="provider", kind=_choice("simulated", "openai"), default="simulated",
-            env=("GREENROOM_PROVIDER",), flag="--provider",
-            help="model provider: simulated (offline) or openai (any compatible server)"),
+    Setting(key="provider", kind=_choice("simulated", "openai", "anthropic"),
+            default="simulated", env=("GREENROOM_PROVIDER",), flag="--provider",
+            help="model provider: simulated (offline), openai (any compatible server) or "
+                 "anthropic (the Messages API)"),
     Setting(key="base_url", kind=STRING, default=None, env=("GREENROOM_BASE_URL",),
-            flag="--base-url", help="the openai provider's server (default: api.openai.com/v1)"),
-    Setting(key="api_key", kind=STRING, default=None, secret=True,
-            env=("GREENROOM_API_KEY", "OPENAI_API_KEY"),
-            help="the openai provider's key (environment only: no flag)"),
+            flag="--base-url",
+            help="the provider's server (default: api.openai.com/v1 or api.anthropic.com/v1)"),
+    Setting(key="api_key", kind=STRING, default=None, secret=True, env=("GREENROOM_API_KEY",),
+            help="the provider's key (environment only: no flag; else OPENAI_API_KEY or "
+                 "ANTHROPIC_API_KEY, by provider)"),
+    Setting(key="api_key_header", kind=Kind(expect="an HTTP header name", convert=_header_name),
+            default=None, env=("GREENROOM_API_KEY_HEADER",), flag="--api-key-header",
+            help="the header that carries the key (Azure: api-key; default: the provider's)"),
     Setting(key="model", kind=STRING, default=None, env=("GREENROOM_MODEL",), flag="--model",
-            help="the model the openai provider asks for"),
+            help="the model the provider asks for"),
+    Setting(key="temperature",
+            kind=Kind(expect=f"a number from 0 to {MAX_TEMPERATURE:g}", convert=_temperature),
+            default=None, env=("GREENROOM_TEMPERATURE",), flag="--temperature",
+            help="sampling temperature (default: the server's)"),
+    Setting(key="max_tokens", kind=_integer(1, MAX_TOKENS), default=None,
+            env=("GREENROOM_MAX_TOKENS",), flag="--max-tokens",
+            help="a reply's length limit in tokens (default: the server's; anthropic: 8192)"),
+    Setting(key="extra_headers",
+            kind=Kind(expect="a table of header names to strings", convert=_headers),
+            default=None, env=("GREENROOM_EXTRA_HEADERS",), secret=True,
+            help="headers sent with every request to the provider"),
+    Setting(key="extra_body", kind=Kind(expect="a table", convert=_object), default=None,
+            env=("GREENROOM_EXTRA_BODY",),
+            help="fields merged into every request body (they win over greenroom's)"),
+    Setting(key="query", kind=Kind(expect="a table of strings", convert=_parameters),
+            default=None, env=("GREENROOM_QUERY",),
+            help="query parameters added to the provider's URL (Azure: api-version)"),
     Setting(key="system_prompt", kind=STRING, default=None, env=("GREENROOM_SYSTEM_PROMPT",),
             flag="--system-prompt", help="a system prompt sent first in every request"),
     Setting(key="max_steps", kind=_integer(1, None), default=_default(Config, "max_steps"),
@@ -178,6 +264,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             flag="--reply-tokens", help="tokens in a simulated reply"),
 )  # fmt: skip
 BY_KEY: Final = {setting.key: setting for setting in SETTINGS}
+VENDOR_KEYS: Final = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+"""The provider's own key variable, read when ``GREENROOM_API_KEY`` is not set: only the
+chosen provider's, so that an OpenAI key is never sent to another vendor."""
 
 
 @attrs.frozen(kw_only=True)
@@ -200,6 +289,12 @@ class Settings:
             api_key=v["api_key"],
             model=v["model"],
             system_prompt=v["system_prompt"],
+            temperature=v["temperature"],
+            max_tokens=v["max_tokens"],
+            extra_headers=v["extra_headers"] or {},
+            extra_body=v["extra_body"] or {},
+            query=v["query"] or {},
+            api_key_header=v["api_key_header"],
             max_steps=v["max_steps"],
             flush_interval=v["flush_interval"],
             resume=v["resume"],
@@ -268,6 +363,11 @@ def resolve(
                 value = setting.parse(raw, text=True, source=name)
                 source = f"env {name}"
                 break
+        if setting.key == "api_key" and not source.startswith("env"):
+            vendor = VENDOR_KEYS.get(values["provider"])
+            if vendor and env.get(vendor):
+                value = setting.parse(env[vendor], text=True, source=vendor)
+                source = f"env {vendor}"
         flag = flags.get(setting.dest) if setting.flag else None
         if flag is not None:
             value, source = flag, f"flag {setting.flag}"
@@ -298,6 +398,8 @@ def mask(secret: str) -> str:
 def _shown(setting: Setting, value: Any) -> Any:
     if value is None:
         return None
+    if setting.secret and isinstance(value, dict):
+        return {name: mask(str(item)) for name, item in value.items()}  # the names are useful
     if setting.secret:
         return mask(str(value))
     if isinstance(value, Path):
@@ -308,7 +410,10 @@ def _shown(setting: Setting, value: Any) -> Any:
 def _toml_value(value: Any) -> str:
     if isinstance(value, float) and math.isinf(value):
         return "inf"
-    return json.dumps(value, ensure_ascii=False)  # a TOML basic string or number
+    if isinstance(value, dict):  # a TOML inline table
+        inner = ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    return json.dumps(value, ensure_ascii=False)  # a TOML basic string, number or array
 
 
 def render(settings: Settings) -> str:
@@ -331,7 +436,7 @@ def render(settings: Settings) -> str:
             lines.append(f"# {name} is not set  # {source}")
         else:
             lines.append(f"{name} = {_toml_value(value)}  # {source}")
-        if setting.secret and source == "file":
+        if setting.key == "api_key" and source == "file":
             lines.append("# (a key is safer in GREENROOM_API_KEY than in the file)")
     return "\n".join(lines)
 

@@ -14,8 +14,8 @@ import attrs
 from greenroom.agent.chat import Message
 
 Status = Literal["idle", "running", "stopping", "interrupted", "failed"]
-EndReason = Literal["completed", "stopped", "failed", "interrupted"]
-NotificationKind = Literal["completed", "stopped", "failed"]
+EndReason = Literal["completed", "truncated", "stopped", "failed", "interrupted"]
+NotificationKind = Literal["completed", "truncated", "stopped", "failed"]
 
 PREVIEW_CHARS = 50
 
@@ -25,8 +25,9 @@ class Summary:
     """What a session list shows of one session (the protocol's ``summary``).
 
     ``queued`` (the texts waiting), ``error`` (why the last turn failed) and ``waiting`` (the
-    turn waits for a slot under ``max_concurrent_turns``) and ``model`` (the model this session
-    asked for, None for the server's) are greenroom's additions to the protocol's summary.
+    turn waits for a slot under ``max_concurrent_turns``) and ``model``, ``temperature`` and
+    ``max_tokens`` (what this session asked for, None for the server's) are greenroom's
+    additions to the protocol's summary.
     """
 
     session: str
@@ -41,6 +42,8 @@ class Summary:
     error: str | None = None
     waiting: bool = False
     model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -41,7 +41,7 @@ from greenroom.actors.session import (
     DeleteSession,
     SessionActor,
     SessionMessage,
-    SetModel,
+    SetSettings,
     StopGeneration,
 )
 from greenroom.actors.state import SessionState
@@ -61,6 +61,8 @@ class OpenSession:
 
     project: str
     model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
     reply: Reply[str] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
@@ -196,8 +198,8 @@ class SessionManager:
         match message:
             case Sweep():
                 await self._sweep()
-            case OpenSession(project=project, model=model, reply=reply):
-                reply.send(await self._open(project, model))
+            case OpenSession(reply=reply):
+                reply.send(await self._open(message))
             case Lookup(session=session, reply=reply):
                 reply.send(await self._lookup(session))
             case RemoveSession(session=session, reply=reply):
@@ -222,13 +224,19 @@ class SessionManager:
 
     # -- sessions ---------------------------------------------------------------------------
 
-    async def _open(self, project: str, model: str | None) -> str:
+    async def _open(self, opening: OpenSession) -> str:
+        project = opening.project
         validate_project_name(project)
         existing = self._by_project.get(project)
         if existing is not None:
             ref = await self._lookup(existing)
-            if model is not None:
-                await ref.ask(SetModel(model=model))
+            settings = SetSettings(
+                model=opening.model,
+                temperature=opening.temperature,
+                max_tokens=opening.max_tokens,
+            )
+            if settings != SetSettings():
+                await ref.ask(settings)
             return existing
         if len(self._entries) >= self.config.limits.max_sessions:
             raise LimitReached(f"the server holds {len(self._entries)} sessions, its limit")
@@ -256,7 +264,9 @@ class SessionManager:
             message_count=count,
             last_activity=self.config.now(),
             preview=None,
-            model=model,
+            model=opening.model,
+            temperature=opening.temperature,
+            max_tokens=opening.max_tokens,
         )
         await self.bus.publish(
             Event(session=session, project=project, seq=1, data=SessionCreated(summary=summary))

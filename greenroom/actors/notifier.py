@@ -118,6 +118,7 @@ class NotifierActor:
                 self._last_reply.pop(session, None)
             case LoadingChanged(loading=False, reason=reason, error=error) if reason in (
                 "completed",
+                "truncated",
                 "stopped",
                 "failed",
             ):
@@ -159,6 +160,7 @@ class NotifierActor:
 
 _TITLES: dict[NotificationKind, str] = {
     "completed": "{project}: session complete",
+    "truncated": "{project}: reply cut off at the length limit",
     "stopped": "{project}: session stopped",
     "failed": "{project}: session failed",
 }

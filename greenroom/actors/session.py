@@ -7,6 +7,7 @@ project folder, commit each result, and repeat until the model stops or ``max_st
 State machine (``status``)::
 
     idle --sendMessage--> running --turn ends--> idle | failed
+    running --length limit--> idle                         (reason truncated)
     running --stopGeneration--> stopping --> idle          (partial text committed, stopped)
     running --shutdown or crash--> interrupted --resume--> running
     any --supervisor gives up--> failed --sendMessage or resumeSession--> running
@@ -18,6 +19,7 @@ the same events, can rebuild this actor exactly after a crash.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
@@ -41,7 +43,7 @@ from greenroom.actors.events import (
 )
 from greenroom.actors.mailbox import Inbox, Reply
 from greenroom.actors.state import SessionState, SessionView
-from greenroom.agent.chat import Message, ToolCall
+from greenroom.agent.chat import Message, Thinking, ToolCall
 from greenroom.agent.provider import (
     CompletionRequest,
     Finish,
@@ -53,6 +55,15 @@ from greenroom.agent.tools import TOOLS, run_tool
 from greenroom.config import Config
 from greenroom.errors import Conflict, GreenroomError, LimitReached, ProviderError, TooLarge
 from greenroom.supervisor import RestartInfo
+
+logger = logging.getLogger("greenroom.session")
+
+CUT_TOOL_CALL = (
+    "error: not run: the reply was cut off by the model's length limit (max_tokens) before "
+    "this call was complete"
+)
+"""The result of a tool call in a truncated reply: its arguments may be cut mid-way, so it is
+not run, but it is answered, as every API requires of a tool call."""
 
 
 @attrs.frozen(kw_only=True)
@@ -93,10 +104,12 @@ class DeleteSession:
 
 
 @attrs.frozen(kw_only=True)
-class SetModel:
-    """Use ``model`` for this session's next turns (None: the server's)."""
+class SetSettings:
+    """Use these for this session's next turns; a None leaves that setting as it was."""
 
-    model: str | None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
     reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
@@ -106,7 +119,7 @@ class GetState:
 
 
 SessionMessage = (
-    SendMessage | StopGeneration | ResumeSession | NewChat | DeleteSession | SetModel | GetState
+    SendMessage | StopGeneration | ResumeSession | NewChat | DeleteSession | SetSettings | GetState
 )
 
 
@@ -198,9 +211,8 @@ class SessionActor:
                     await self._emit(SessionDeleted())
                     self._deleted = True
                     reply.send(None)
-                case SetModel(model=model, reply=reply):
-                    if model != self.state.model:
-                        await self._update(model=model)
+                case SetSettings(reply=reply):
+                    await self._set_settings(message)
                     reply.send(None)
                 case GetState(reply=reply):
                     reply.send(self.state.view())
@@ -225,6 +237,15 @@ class SessionActor:
             )
         await self._update(queued=(*self.state.queued, content))
         return True
+
+    async def _set_settings(self, settings: SetSettings) -> None:
+        changes: dict[str, Any] = {}
+        for name in ("model", "temperature", "max_tokens"):
+            value = getattr(settings, name)
+            if value is not None and value != getattr(self.state, name):
+                changes[name] = value
+        if changes:
+            await self._update(**changes)
 
     async def _stop(self) -> tuple[str, ...]:
         discarded = tuple(self.state.queued)
@@ -268,6 +289,13 @@ class SessionActor:
 
     def _start_turn(self, content: str | None) -> None:
         assert self._nursery is not None
+        if content is None:
+            # A started turn is logged by the lifecycle log from its loadingChanged; a resumed
+            # one is said here too, as it often starts before any log is listening (at boot).
+            logger.info(
+                "resuming the turn of session %s (project %s)",
+                self.state.session, self.state.project,
+            )  # fmt: skip
         # Set synchronously, so that a message handled before the turn task runs sees it.
         self._turn_scope = trio.CancelScope()
         self._turn_done = trio.Event()
@@ -290,7 +318,7 @@ class SessionActor:
             with scope:
                 try:
                     async with self._turn_slot():
-                        await self._steps()
+                        reason = await self._steps()
                 except ProviderError as failure:
                     reason, error = "failed", describe_provider_error(failure)
             if scope.cancelled_caught:
@@ -305,7 +333,8 @@ class SessionActor:
             self._turn_scope = self._turn_done = None
             if done is not None:
                 done.set()
-        if reason in ("completed", "failed") and self.state.queued and not self._deleted:
+        ended = reason in ("completed", "truncated", "failed")
+        if ended and self.state.queued and not self._deleted:
             following, *rest = self.state.queued
             await self._update(queued=tuple(rest))
             self._start_turn(following)
@@ -327,27 +356,40 @@ class SessionActor:
             async with slots:
                 yield
 
-    async def _steps(self) -> None:
+    async def _steps(self) -> EndReason:
+        """Run steps until the model stops; ``truncated`` when its length limit cut a reply."""
         steps = self._steps_taken()
         while True:
             for call in self._unanswered_tool_calls():
                 await self._answer(call)
             if steps >= self.config.max_steps or self._turn_finished():
-                return
+                return "completed"
             steps += 1
-            message = await self._stream_step(steps)
-            await self._commit(message)
+            message, finish = await self._stream_step(steps)
+            if message.content or message.tool_calls or finish != "length":
+                await self._commit(message)  # a cut reply with nothing in it is not kept
+            if finish == "length":
+                for call in message.tool_calls or ():
+                    await self._commit(
+                        Message(role="tool", content=CUT_TOOL_CALL, tool_call_id=call.id)
+                    )
+                return "truncated"
             if not message.tool_calls:
-                return
+                return "completed"
 
-    async def _stream_step(self, step: int) -> Message:
+    async def _stream_step(self, step: int) -> tuple[Message, str]:
+        """The step's assistant message, and the finish reason it came with."""
+        temperature, max_tokens = self.state.temperature, self.state.max_tokens
         request = CompletionRequest(
             messages=tuple(self.state.messages),
             tools=TOOLS,
             model=self.state.model or self.config.model,
             system_prompt=self.config.system_prompt,
+            temperature=self.config.temperature if temperature is None else temperature,
+            max_tokens=self.config.max_tokens if max_tokens is None else max_tokens,
         )
         calls: dict[int, _ToolCallBuilder] = {}
+        thinking: list[Thinking] = []
         offset = 0
         finish: str | None = None
         async with aclosing(self.provider.stream(request)) as chunks:
@@ -362,6 +404,8 @@ class SessionActor:
                         await self._emit(
                             StreamingUpdate(offset=offset, delta="", tool_calls=partial)
                         )
+                    case Thinking():
+                        thinking.append(chunk)
                     case Finish(reason=reason):
                         finish = reason
                     case _:
@@ -371,7 +415,13 @@ class SessionActor:
         streaming = self.state.streaming
         text = streaming.text if streaming is not None else ""
         tool_calls = tuple(calls[i].build(f"{self.state.seq}_{step}") for i in sorted(calls))
-        return Message(role="assistant", content=text or None, tool_calls=tool_calls or None)
+        message = Message(
+            role="assistant",
+            content=text or None,
+            tool_calls=tool_calls or None,
+            thinking=tuple(thinking) or None,
+        )
+        return message, finish
 
     async def _answer(self, call: ToolCall) -> None:
         # Shielded: a tool that ran has its result committed, so a resumed turn never runs

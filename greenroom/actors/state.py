@@ -94,6 +94,8 @@ class SessionState:
     error: str | None = None
     waiting: bool = False
     model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
 
     @property
     def loading(self) -> bool:
@@ -113,6 +115,8 @@ class SessionState:
             error=self.error,
             waiting=self.waiting,
             model=self.model,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
         )
 
     def view(self) -> SessionView:
@@ -174,5 +178,7 @@ class SessionState:
         self.error = summary.error
         self.waiting = summary.waiting
         self.model = summary.model
+        self.temperature = summary.temperature
+        self.max_tokens = summary.max_tokens
         # The summary is authoritative on the message count: after newChat it is 0.
         del self.messages[summary.message_count :]

@@ -1,33 +1,20 @@
 """The ``openai`` provider: any OpenAI-compatible chat-completions endpoint, streamed.
 
-OpenAI, OpenRouter, Ollama, vLLM and the llama.cpp server all speak it. One step is one
-``POST {base_url}/chat/completions`` with ``stream: true``; the reply is server-sent events,
-each a JSON chunk, decoded by :mod:`greenroom.agent.sse` and mapped to greenroom's chunks by
-:class:`ChunkMapper` (sans-IO, like the decoder). Usage and the finish reason are held back and
-yielded last (usage, then finish), so that the stream can be checked whole: one that ends with
-no finish reason, or finishes with neither text nor a tool call, is a ``bad_response``.
+OpenAI, OpenRouter, Ollama, vLLM, Azure OpenAI and the llama.cpp server all speak it. One step
+is one ``POST {base_url}/chat/completions`` with ``stream: true``; the reply is server-sent
+events, each a JSON chunk, decoded by :mod:`greenroom.agent.sse` and mapped to greenroom's
+chunks by :class:`ChunkMapper` (sans-IO, like the decoder). Usage and the finish reason are
+held back and yielded last (usage, then finish), so that the stream can be checked whole: one
+that ends with no finish reason, or finishes with neither text nor a tool call (other than one
+cut by the length limit), is a ``bad_response``.
 
-Failures are :class:`~greenroom.errors.ProviderError` with a ``kind`` a UI can explain (see
-:func:`classify_error`). 429, 5xx and network failures are retried with jittered exponential
-backoff (honouring ``Retry-After``), but only while nothing has been yielded: after the first
-chunk the session has shown text, and a retry would show it twice.
-
-The API key is sent as a bearer token and appears nowhere else: not in reprs, logs or error
-messages (a server that echoes it has it replaced by ``***``).
+The HTTP side (retries before the first chunk, errors, timeouts, the key) is
+:class:`~greenroom.agent.streaming.StreamingProvider`'s, shared with the Anthropic provider.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-import random
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import aclosing, asynccontextmanager
-from typing import Any, Final
-
-import httpx
-import trio
+from typing import Any, ClassVar, Final
 
 from greenroom.agent.chat import Message
 from greenroom.agent.provider import (
@@ -39,28 +26,18 @@ from greenroom.agent.provider import (
     ToolCallDelta,
     Usage,
 )
-from greenroom.agent.sse import SSEDecoder, SSEError
-from greenroom.errors import InvalidArgument, ProviderError
-from greenroom.supervisor.backoff import Backoff
+from greenroom.agent.sse import ServerSentEvent
+from greenroom.agent.streaming import (
+    EventMapper,
+    StreamingProvider,
+    classify_error,
+    event_json,
+)
+from greenroom.errors import ProviderError
 
-logger = logging.getLogger("greenroom.agent.openai")
+__all__ = ["DEFAULT_BASE_URL", "ChunkMapper", "OpenAIProvider", "classify_error", "request_body"]
 
 DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
-RETRYABLE: Final = frozenset({"rate_limit", "server", "network"})
-CLOSE_TIMEOUT: Final = 2.0
-"""Seconds that closing a response may take: it runs shielded, so it must be bounded."""
-DRAIN_TIMEOUT: Final = 0.5
-"""Seconds to read what follows ``[DONE]`` (the end of the body) to keep the connection."""
-MAX_ERROR_BODY: Final = 64 * 1024
-QUOTED_CHARS: Final = 300
-
-
-def _quote(text: str, secret: str | None) -> str:
-    """A server's message as shown to users: one line, truncated, never the key."""
-    text = " ".join(text.split())
-    if secret:
-        text = text.replace(secret, "***")
-    return text if len(text) <= QUOTED_CHARS else text[: QUOTED_CHARS - 3] + "..."
 
 
 def _wire_message(message: Message) -> dict[str, Any]:
@@ -103,73 +80,13 @@ def request_body(request: CompletionRequest, model: str) -> dict[str, Any]:
             }
             for t in request.tools
         ]
+        # Sent explicitly: some servers (llama-cpp-python) offer no tools without it.
+        body["tool_choice"] = "auto"
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
     return body
-
-
-def _error_fields(body: object) -> tuple[str, str]:
-    """(message, code and type, lowercased) of an error body, in OpenAI's or Ollama's shape."""
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, str):
-        return error, ""
-    if not isinstance(error, dict):
-        return "", ""
-    message = error.get("message")
-    tags = " ".join(str(error.get(key) or "") for key in ("code", "type")).lower()
-    return (message if isinstance(message, str) else ""), tags
-
-
-def classify_error(
-    status: int | None, body: object, *, model: str, secret: str | None = None
-) -> ProviderError:
-    """The ProviderError for an HTTP error status (or, with ``status`` None, an error chunk
-    sent in the stream) and its parsed JSON body (or its text)."""
-    message, tags = _error_fields(body)
-    if status is None and isinstance(body, dict) and isinstance(body.get("error"), dict):
-        # OpenRouter's in-stream errors carry the upstream HTTP status as a numeric code.
-        code_value = body["error"].get("code")
-        if isinstance(code_value, int) and 400 <= code_value <= 599:
-            status = code_value
-    if not message and isinstance(body, str):
-        message = body
-    said = f" (the server said: {_quote(message, secret)})" if message.strip() else ""
-    lowered = message.lower()
-    code = f"HTTP {status}" if status is not None else "an error in the stream"
-    if status == 402 or "insufficient_quota" in tags or "insufficient_quota" in lowered:
-        return ProviderError("quota", f"the account is out of quota or credits{said}")
-    if "context_length" in tags or "context length" in lowered or "context window" in lowered:
-        return ProviderError(
-            "context_length",
-            f"the conversation is too long for model {model!r}: start a new chat{said}",
-        )
-    if status == 404 or "model_not_found" in tags:
-        return ProviderError(
-            "model_not_found",
-            f"model {model!r} was not found: check the model name and base_url{said}",
-        )
-    if status in (401, 403):
-        return ProviderError(
-            "auth", f"the API key was refused: check GREENROOM_API_KEY / api_key{said}"
-        )
-    if status == 429 or "rate_limit" in tags:
-        return ProviderError("rate_limit", f"rate limited ({code}): try again later{said}")
-    if status is None or status >= 500:
-        return ProviderError("server", f"the model server failed ({code}){said}")
-    return ProviderError("bad_request", f"the model server refused the request ({code}){said}")
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds the server asks to wait (``retry-after-ms`` or ``Retry-After`` in seconds)."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            value = float(raw) * scale
-        except ValueError:
-            continue  # an HTTP date: rare from model servers; the backoff is used instead
-        if value >= 0:
-            return value
-    return None
 
 
 class ChunkMapper:
@@ -182,6 +99,19 @@ class ChunkMapper:
         self._usage: Usage | None = None
         self._text = False
         self._names: dict[int, bool] = {}
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """Whether ``[DONE]`` was seen."""
+        return self._done
+
+    def feed_event(self, event: ServerSentEvent) -> list[Chunk]:
+        """The chunks to yield now for one server-sent event."""
+        if event.data.strip() == "[DONE]":
+            self._done = True
+            return []
+        return self.feed(event_json(event, self._secret))
 
     def feed(self, obj: object) -> list[Chunk]:
         """The chunks to yield now for one decoded JSON chunk."""
@@ -240,7 +170,7 @@ class ChunkMapper:
             raise ProviderError(
                 "bad_response", f"the model sent tool call {nameless[0]} with no function name"
             )
-        if not self._text and not self._names:
+        if not self._text and not self._names and self._finish != "length":
             raise ProviderError(
                 "bad_response",
                 f"the model finished ({self._finish}) with no text and no tool call: try again",
@@ -262,211 +192,21 @@ def _usage(usage: dict[str, Any]) -> Usage:
     )
 
 
-@asynccontextmanager
-async def _map_exceptions() -> AsyncIterator[None]:
-    """httpx's exceptions, turned into ProviderError once, at the I/O boundary."""
-    try:
-        yield
-    except httpx.TimeoutException as error:
-        what = f"the model server did not answer in time ({type(error).__name__})"
-        raise ProviderError("timeout", what) from None
-    except httpx.HTTPError as error:
-        what = type(error).__name__
-        raise ProviderError("network", f"cannot reach the model server ({what})") from None
+class OpenAIProvider(StreamingProvider):
+    """An OpenAI-compatible chat-completions endpoint, streamed (see :class:`StreamingProvider`
+    for the options). The key goes as a bearer token unless ``api_key_header`` says otherwise."""
 
-
-class OpenAIProvider:
-    """An OpenAI-compatible chat-completions endpoint, streamed.
-
-    ``client`` is used as given (its owner closes it); without one the provider makes its own
-    on first use, closed by :meth:`aclose`. ``sleep`` is how backoff waits (injectable for
-    tests); ``rng`` draws the jitter.
-    """
-
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        api_key: str | None,
-        model: str,
-        client: httpx.AsyncClient | None = None,
-        max_retries: int = 3,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 120.0,
-        rng: random.Random | None = None,
-        backoff: Backoff = Backoff(initial=0.5, maximum=8.0),  # noqa: B008 (frozen, shared)
-        max_retry_after: float = 30.0,
-        sleep: Callable[[float], Awaitable[None]] = trio.sleep,
-    ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise InvalidArgument(f"bad base_url {base_url!r}: give an http:// or https:// URL")
-        if not model:
-            raise InvalidArgument("the openai provider needs a model: set model or --model")
-        self._url = base_url.rstrip("/") + "/chat/completions"
-        self._base_url = base_url
-        self._api_key = api_key or None
-        self._model = model
-        self._client = client
-        self._owns_client = client is None
-        self._max_retries = max_retries
-        self._timeout = httpx.Timeout(
-            connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=connect_timeout
-        )
-        self._rng = rng or random.Random()
-        self._backoff = backoff
-        self._max_retry_after = max_retry_after
-        self._sleep = sleep
+    PATH: ClassVar[str] = "/chat/completions"
+    KEY_HEADER: ClassVar[str] = "Authorization"
+    KEY_HINT: ClassVar[str] = "GREENROOM_API_KEY / api_key"
 
     @property
     def name(self) -> str:
         """``openai``: the protocol, whichever server speaks it."""
         return "openai"
 
-    @property
-    def model(self) -> str:
-        return self._model
+    def _body(self, request: CompletionRequest, model: str) -> dict[str, Any]:
+        return request_body(request, model)
 
-    def __repr__(self) -> str:
-        key = "set" if self._api_key else "none"
-        return f"OpenAIProvider(base_url={self._base_url!r}, model={self._model!r}, key={key})"
-
-    async def aclose(self) -> None:
-        """Close the HTTP client the provider made (not one it was given)."""
-        if self._owns_client and self._client is not None:
-            client, self._client = self._client, None
-            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-                await client.aclose()
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            # No connection cap: every running turn holds one streaming response, and
-            # greenroom.config's max_concurrent_turns is what bounds them.
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
-            self._client = httpx.AsyncClient(limits=limits, timeout=self._timeout)
-        return self._client
-
-    async def stream(self, request: CompletionRequest) -> AsyncGenerator[Chunk, None]:
-        """Stream one step; retry before the first chunk; raise ProviderError on failure."""
-        model = request.model or self._model
-        body = request_body(request, model)
-        yielded = False
-        attempt = 0
-        while True:
-            try:
-                async with _map_exceptions(), self._response(body, model) as response:
-                    mapper = ChunkMapper(model=model, secret=self._api_key)
-                    async with aclosing(self._chunks(response, mapper)) as chunks:
-                        async for chunk in chunks:
-                            yielded = True
-                            yield chunk
-                return
-            except ProviderError as failure:
-                attempt += 1
-                if yielded or failure.kind not in RETRYABLE or attempt > self._max_retries:
-                    raise
-                delay = self._backoff.delay(attempt, self._rng)
-                if failure.retry_after is not None:
-                    delay = min(failure.retry_after, self._max_retry_after)
-                logger.warning(
-                    "%s: %s; retry %d of %d in %.2fs",
-                    failure.kind, failure.message, attempt, self._max_retries, delay,
-                )  # fmt: skip
-            await self._sleep(delay)
-
-    @asynccontextmanager
-    async def _response(self, body: dict[str, Any], model: str) -> AsyncIterator[httpx.Response]:
-        """A streaming response with a 2xx status; an error status raises ProviderError."""
-        client = self._http()
-        headers = {"Accept": "text/event-stream"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        http_request = client.build_request(
-            "POST", self._url, json=body, headers=headers, timeout=self._timeout
-        )
-        response = await client.send(http_request, stream=True)
-        try:
-            if response.status_code >= 300:
-                raise await self._error(response, model)
-            yield response
-        finally:
-            # Shielded so that a stop (the turn's scope cancelled) still closes the connection
-            # at once, and bounded because the shield would otherwise hold the stop up.
-            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-                await response.aclose()
-
-    async def _error(self, response: httpx.Response, model: str) -> ProviderError:
-        raw = bytearray()
-        body_bytes = response.aiter_bytes()
-        try:
-            with trio.move_on_after(self._timeout.read or CLOSE_TIMEOUT):
-                async for piece in body_bytes:
-                    raw += piece
-                    if len(raw) >= MAX_ERROR_BODY:
-                        break
-        finally:
-            await _close(response, body_bytes)
-        text = raw[:MAX_ERROR_BODY].decode("utf-8", errors="replace")
-        try:
-            body: object = json.loads(text)
-        except ValueError:
-            body = text
-        error = classify_error(response.status_code, body, model=model, secret=self._api_key)
-        retry_after = _retry_after(response.headers)
-        if retry_after is not None:
-            error.retry_after = retry_after
-        return error
-
-    async def _chunks(
-        self, response: httpx.Response, mapper: ChunkMapper
-    ) -> AsyncGenerator[Chunk, None]:
-        decoder = SSEDecoder()
-        body = response.aiter_bytes()
-        done = False
-        try:
-            async for data in body:
-                try:
-                    events = decoder.feed(data)
-                except SSEError as error:
-                    raise ProviderError("bad_response", str(error)) from None
-                for event in events:
-                    if event.data.strip() == "[DONE]":
-                        done = True
-                        break
-                    try:
-                        obj = json.loads(event.data)
-                    except ValueError:
-                        quoted = _quote(event.data, self._api_key)
-                        raise ProviderError(
-                            "bad_response",
-                            f"the model server sent a chunk that is not JSON: {quoted}",
-                        ) from None
-                    for chunk in mapper.feed(obj):
-                        yield chunk
-                if done:
-                    break
-        finally:
-            await _close(response, body, drain=done)
-        for chunk in mapper.end():  # also when a server closes the stream without [DONE]
-            yield chunk
-
-
-async def _close(
-    response: httpx.Response, body: AsyncIterator[bytes], *, drain: bool = False
-) -> None:
-    """Close ``response`` and run its body iterator to the end, shielded and bounded.
-
-    ``drain``: read the rest of the body first (after ``[DONE]`` it is only the end of the
-    chunked body), which lets the connection go back to the pool. Otherwise closing the
-    response closes the connection, at once. The iterator is then run to its end either way:
-    httpx's body iterators are async generators nested five deep, and one abandoned mid-way
-    is finalized later by trio with a ResourceWarning; run on, they end with an error.
-    """
-    if drain:
-        with trio.move_on_after(DRAIN_TIMEOUT, shield=True), contextlib.suppress(Exception):
-            async for _ in body:
-                pass
-    with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-        await response.aclose()
-        with contextlib.suppress(Exception):
-            async for _ in body:
-                pass
+    def _mapper(self, model: str) -> EventMapper:
+        return ChunkMapper(model=model, secret=self._api_key)

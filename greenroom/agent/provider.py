@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from greenroom.agent.chat import Message
+from greenroom.agent.chat import Message, Thinking
 
 
 @attrs.frozen(kw_only=True)
@@ -27,12 +27,18 @@ class ToolSchema:
 
 @attrs.frozen(kw_only=True)
 class CompletionRequest:
-    """One step of a turn: the conversation so far and the tools the model may call."""
+    """One step of a turn: the conversation so far and the tools the model may call.
+
+    ``temperature`` and ``max_tokens`` (the reply's length limit) are sent when set; None
+    leaves them to the server (Anthropic's API requires a limit: its provider has a default).
+    """
 
     messages: tuple[Message, ...]
     tools: tuple[ToolSchema, ...] = ()
     model: str | None = None
     system_prompt: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -64,7 +70,8 @@ class ToolCallDelta:
 
 @attrs.frozen(kw_only=True)
 class Finish:
-    """The model finished the step: ``reason`` is ``stop``, ``tool_calls`` or ``length``."""
+    """The model finished the step: ``reason`` is ``stop``, ``tool_calls`` or ``length`` (cut
+    by the length limit), in OpenAI's words whichever provider it came from."""
 
     reason: str
 
@@ -78,7 +85,9 @@ class Usage:
     cost: float | None = None
 
 
-Chunk = TextDelta | ReasoningDelta | ToolCallDelta | Finish | Usage
+Chunk = TextDelta | ReasoningDelta | ToolCallDelta | Thinking | Finish | Usage
+"""A :class:`~greenroom.agent.chat.Thinking` chunk is a whole thinking block, yielded when it
+ends (its text also streams as ReasoningDelta); the session keeps it with the message."""
 
 
 class Provider(Protocol):

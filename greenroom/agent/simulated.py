@@ -34,6 +34,10 @@ due without more sleeping, as from a real server's buffered response; that also 
 when thousands of streams load the process. ``rate = math.inf`` means no sleeping; the stream
 still checkpoints once per chunk, so it stays cancellable and fair. Rates must be > 0.
 
+A request's ``max_tokens`` caps the chunks one call streams, as a model's length limit would:
+a longer reply is cut there (a tool call too, mid-arguments) and finishes with ``length``.
+Failures and stalls are not cut.
+
 The end of a step is ``Usage`` then ``Finish``, always in that order; ``prompt_tokens`` is the
 conversation's characters / 4, ``completion_tokens`` the number of chunks streamed by this call.
 
@@ -51,8 +55,9 @@ Directives, anywhere in the last user message, removed from the text before anyt
   exactly, since the stamps differ).
 
 KIND is one of auth, quota, rate_limit, model_not_found, context_length, server, network,
-timeout, bad_response; a directive with a bad value is removed and otherwise ignored. Failures
-and stalls apply to the first step only, so the second step of a tool turn always completes.
+disconnected, timeout, bad_response; a directive with a bad value is removed and otherwise
+ignored. Failures and stalls apply to the first step only, so the second step of a tool turn
+always completes.
 
 Resuming: when the conversation ends with assistant messages marked ``stopped`` whose contents,
 joined, are a prefix of the reply the provider gives to the conversation before them, only the
@@ -96,6 +101,7 @@ FAILURE_KINDS = frozenset(
         "context_length",
         "server",
         "network",
+        "disconnected",
         "timeout",
         "bad_response",
     }
@@ -410,6 +416,11 @@ class SimulatedProvider:
             parts = _split(call.arguments, min(2 + len(call.arguments) % 3, len(call.arguments)))
             chunks.extend(ToolCallDelta(index=0, arguments=part) for part in parts)
 
+        finish = step.finish
+        limit = request.max_tokens
+        if limit is not None and len(chunks) > limit and failure is None and not stall:
+            chunks, finish = chunks[:limit], "length"
+
         delay = 0.0 if math.isinf(step.rate) else 1.0 / step.rate
         started = trio.current_time()
         pacer = current_pacer()
@@ -430,4 +441,4 @@ class SimulatedProvider:
             for m in messages
         )
         yield Usage(prompt_tokens=prompt_chars // 4, completion_tokens=len(chunks))
-        yield Finish(reason=step.finish)
+        yield Finish(reason=finish)

@@ -1,9 +1,10 @@
 """Per-project chat history files: ``.ai/history/<name>.jsonl``.
 
 One OpenAI chat message per line, compact JSON, the format Shakespeare writes, so that either
-tool reads the other's history. greenroom adds one key, ``"stopped": true``, on an assistant
-message whose generation was cut short. Files are only ever appended to (through
-:func:`greenroom.store.atomic.append_lines`), never rewritten.
+tool reads the other's history. greenroom adds two keys to an assistant message:
+``"stopped": true`` when its generation was cut short, and ``thinking`` (Anthropic's thinking
+blocks, in Anthropic's shape) when the model thought before it. Files are only ever appended
+to (through :func:`greenroom.store.atomic.append_lines`), never rewritten.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast, get_args
 
-from greenroom.agent.chat import Message, Role, ToolCall
+from greenroom.agent.chat import Message, Role, Thinking, ToolCall
 from greenroom.errors import GreenroomError, InvalidArgument
 from greenroom.store import atomic
 
@@ -74,8 +75,32 @@ def newest_history(project_dir: Path) -> str | None:
     return max(names, default=None)
 
 
+def thinking_to_json(block: Thinking) -> dict[str, Any]:
+    """A thinking block in Anthropic's shape (``thinking`` or ``redacted_thinking``)."""
+    if block.data is not None:
+        return {"type": "redacted_thinking", "data": block.data}
+    return {"type": "thinking", "thinking": block.text, "signature": block.signature}
+
+
+def thinking_from_json(value: object) -> tuple[Thinking, ...] | None:
+    """The thinking blocks of a message, tolerantly: a block that is not one is skipped (it
+    could not be sent back anyway)."""
+    if not isinstance(value, list):
+        return None
+    blocks: list[Thinking] = []
+    for item in value:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "redacted_thinking" and isinstance(item.get("data"), str):
+            blocks.append(Thinking(data=item["data"]))
+        elif isinstance(item.get("thinking"), str) and isinstance(item.get("signature"), str):
+            blocks.append(Thinking(text=item["thinking"], signature=item["signature"]))
+    return tuple(blocks) or None
+
+
 def message_to_json(message: Message) -> dict[str, Any]:
-    """The OpenAI chat-completions form of ``message`` (plus ``stopped`` when true)."""
+    """The OpenAI chat-completions form of ``message`` (plus ``stopped`` when true, and its
+    ``thinking`` when it has some)."""
     obj: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
         obj["tool_calls"] = [
@@ -90,6 +115,8 @@ def message_to_json(message: Message) -> dict[str, Any]:
         obj["tool_call_id"] = message.tool_call_id
     if message.stopped:
         obj["stopped"] = True
+    if message.thinking:
+        obj["thinking"] = [thinking_to_json(block) for block in message.thinking]
     return obj
 
 
@@ -117,6 +144,7 @@ def message_from_json(obj: object) -> Message:
         tool_calls=_tool_calls(obj.get("tool_calls")),
         tool_call_id=tool_call_id,
         stopped=obj.get("stopped") is True,
+        thinking=thinking_from_json(obj.get("thinking")),
     )
 
 

@@ -226,10 +226,20 @@ class GreenroomClient:
     async def list_sessions(self) -> JSON:
         return await self._call(cmd.ListSessions())
 
-    async def open_session(self, project: str, model: str | None = None) -> JSON:
-        """``{"session": state}``: the project's session, opened or created; ``model`` names
-        the model its turns use."""
-        return await self._call(cmd.OpenSession(project=project, model=model))
+    async def open_session(
+        self,
+        project: str,
+        model: str | None = None,
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> JSON:
+        """``{"session": state}``: the project's session, opened or created; ``model``,
+        ``temperature`` and ``max_tokens`` are what its turns use."""
+        command = cmd.OpenSession(
+            project=project, model=model, temperature=temperature, maxTokens=max_tokens
+        )
+        return await self._call(command)
 
     async def subscribe(self, session: str, since: int | None = None) -> JSON:
         """Receive the session's events from now on (and the retained ones after ``since``).

@@ -40,6 +40,7 @@ import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 
 from greenroom.actors.events import Event, StreamingUpdate, Summary
 from greenroom.actors.state import SessionView
+from greenroom.config import MAX_TEMPERATURE, MAX_TOKENS
 from greenroom.convert import converter, event_to_wire, queued_previews, summary_to_wire
 from greenroom.errors import BadRequest, GreenroomError, InvalidArgument
 from greenroom.store.projects import validate_project_name
@@ -340,6 +341,22 @@ def _model(name: str, value: object) -> str:
     return model
 
 
+def _temperature(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequest(f"field {name!r} must be a number")
+    if not (math.isfinite(value) and 0 <= value <= MAX_TEMPERATURE):
+        raise InvalidArgument(f"field {name!r} must be from 0 to {MAX_TEMPERATURE:g}")
+    return float(value)
+
+
+def _max_tokens(name: str, value: object) -> int:
+    if type(value) is not int:
+        raise BadRequest(f"field {name!r} must be an integer")
+    if not 1 <= value <= MAX_TOKENS:
+        raise InvalidArgument(f"field {name!r} must be from 1 to {MAX_TOKENS}")
+    return value
+
+
 def _seq(name: str, value: object) -> int:
     if type(value) is not int:
         raise BadRequest(f"field {name!r} must be an integer")
@@ -356,6 +373,8 @@ _CHECKS = {
     "content": _string,
     "since": _seq,
     "model": _model,
+    "temperature": _temperature,
+    "maxTokens": _max_tokens,
 }
 _FIELDS: dict[type[Any], tuple[tuple[str, bool], ...]] = {
     cls: tuple((f.name, f.default is attrs.NOTHING) for f in attrs.fields(cls))
@@ -513,6 +532,10 @@ def _summary_json(summary: Summary) -> str:
             _json_bool(summary.waiting),
             ',"model":',
             _json_optional(summary.model),
+            ',"temperature":',
+            _json_optional(summary.temperature),
+            ',"maxTokens":',
+            _json_optional(summary.max_tokens),
             "}",
         )
     )

@@ -2,8 +2,9 @@
 
 A command holds only its arguments; the client's ``id`` travels beside it, in the codec's
 :class:`~greenroom.transport.codec.Incoming` envelope. Field names are the wire names (all of
-them are single words, so no renaming is needed). A field with a default is optional on the
-wire, and ``null`` there means the default.
+them but ``maxTokens`` are single words, and that one is spelt as on the wire, so no renaming
+is needed). A field with a default is optional on the wire, and ``null`` there means the
+default.
 """
 
 from __future__ import annotations
@@ -63,12 +64,15 @@ class ListSessions:
 class OpenSession:
     """The project's session: reused, else restored from its newest history, else new.
 
-    ``model`` (optional) names the model this session's turns use, instead of the server's.
+    ``model``, ``temperature`` and ``maxTokens`` (optional) are what this session's turns use,
+    instead of the server's; given for a session that exists, they replace its own.
     """
 
     op: ClassVar[str] = "openSession"
     project: str
     model: str | None = None
+    temperature: float | None = None
+    maxTokens: int | None = None  # the wire's name
 
 
 @attrs.frozen(kw_only=True)

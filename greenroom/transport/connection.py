@@ -297,7 +297,13 @@ class _Connection:
             case c.ListSessions():
                 return sessions_result(await rt.list_sessions())
             case c.OpenSession(project=project, model=model):
-                return session_result(await rt.open_session(project, model=model))
+                view = await rt.open_session(
+                    project,
+                    model=model,
+                    temperature=command.temperature,
+                    max_tokens=command.maxTokens,
+                )
+                return session_result(view)
             case c.Unsubscribe(session=session):
                 self.client.unsubscribe(session)
             case c.SendMessage(session=session, content=content):

@@ -28,6 +28,7 @@ from greenroom.agent.provider import (
     ToolSchema,
     Usage,
 )
+from greenroom.agent.streaming import public_url
 from greenroom.agent.tools import TOOLS
 from greenroom.errors import ProviderError
 from tests.agent.fake_openai import (
@@ -166,6 +167,8 @@ async def test_text_in_many_chunks_and_the_request(
         {"role": "assistant", "content": "Half a repl"},  # no "stopped"; the empty one dropped
         {"role": "user", "content": "go on"},
     ]
+    assert body["tool_choice"] == "auto"  # llama-cpp-python offers no tools without it
+    assert "temperature" not in body and "max_tokens" not in body
     assert body["tools"][0] == {
         "type": "function",
         "function": {
@@ -188,6 +191,72 @@ async def test_the_request_model_wins_and_no_key_means_no_header(
     assert received.json["model"] == "other-model"
     assert "authorization" not in received.headers
     assert received.json["messages"] == [{"role": "user", "content": "hello"}]
+
+
+async def test_no_tools_means_no_tool_choice(
+    fake: FakeOpenAI, make: Callable[..., OpenAIProvider]
+) -> None:
+    fake.script(text_reply("ok"))
+    await collect(make())
+    assert "tools" not in fake.received[0].json and "tool_choice" not in fake.received[0].json
+
+
+async def test_a_reply_cut_by_the_length_limit(
+    fake: FakeOpenAI, make: Callable[..., OpenAIProvider]
+) -> None:
+    fake.script(
+        Reply(parts=sse([chunk(content="The begin"), chunk(finish="length")])),
+        # A reasoning model may spend the whole limit thinking: no text, still a finish.
+        Reply(parts=sse([chunk(reasoning="hmm"), chunk(finish="length")])),
+    )
+    assert (await collect(make()))[-1] == Finish(reason="length")
+    assert (await collect(make()))[-1] == Finish(reason="length")
+
+
+async def test_settings_reach_the_request_azure_style(
+    fake: FakeOpenAI, make: Callable[..., OpenAIProvider]
+) -> None:
+    """Azure OpenAI: the key in ``api-key``, ``api-version`` in the query, a deployment URL."""
+    fake.script(text_reply("ok"))
+    provider = make(
+        base_url=fake.url + "/deployments/gpt?keep=1",
+        api_key_header="api-key",
+        query={"api-version": "2024-10-21"},
+        extra_headers={"X-Title": "greenroom", "Accept": "text/event-stream"},
+        extra_body={"seed": 7, "stream_options": {"include_usage": False}},
+    )
+    request = CompletionRequest(messages=HELLO.messages, temperature=0.25, max_tokens=300)
+    await collect(provider, request)
+    (received,) = fake.received
+    path, _, query = received.path.partition("?")
+    assert path == "/v1/deployments/gpt/chat/completions"
+    assert sorted(query.split("&")) == ["api-version=2024-10-21", "keep=1"]
+    assert received.headers["api-key"] == KEY and "authorization" not in received.headers
+    assert received.headers["x-title"] == "greenroom"
+    body = received.json
+    assert (body["temperature"], body["max_tokens"], body["seed"]) == (0.25, 300, 7)
+    assert body["stream_options"] == {"include_usage": False}  # extra_body wins
+
+
+async def test_a_key_header_named_authorization_is_a_bearer_token(
+    fake: FakeOpenAI, make: Callable[..., OpenAIProvider]
+) -> None:
+    fake.script(text_reply("ok"))
+    await collect(make(api_key_header="authorization"))
+    assert fake.received[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+async def test_the_url_in_errors_has_no_credentials(
+    make: Callable[..., OpenAIProvider], sleeps: list[float]
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://user:{KEY}@127.0.0.1:{port}/v1?key={KEY}"
+    error = await failure(make(base_url=base, max_retries=0))
+    assert f"at http://127.0.0.1:{port}/v1 " in error.message
+    assert KEY not in repr(make(base_url=base))
+    assert public_url(f"https://u:{KEY}@[::1]:8443/v1/?k={KEY}") == "https://[::1]:8443/v1"
 
 
 async def test_tool_call_split_mid_json_with_id_and_name_first(
@@ -348,10 +417,11 @@ async def test_connection_refused_is_network_after_retries(
         port = probe.getsockname()[1]
     error = await failure(make(base_url=f"http://127.0.0.1:{port}/v1", max_retries=2))
     assert error.kind == "network" and "cannot reach" in error.message
+    assert f"http://127.0.0.1:{port}/v1" in error.message
     assert len(sleeps) == 2
 
 
-async def test_cut_mid_stream_is_network_and_not_retried(
+async def test_cut_mid_stream_is_disconnected_and_not_retried(
     fake: FakeOpenAI, make: Callable[..., OpenAIProvider], sleeps: list[float]
 ) -> None:
     fake.script(Reply(parts=sse([chunk(content="Hello, "), chunk(content="wor")], done=False),
@@ -361,7 +431,9 @@ async def test_cut_mid_stream_is_network_and_not_retried(
         async with aclosing(make().stream(HELLO)) as chunks:
             async for c in chunks:
                 seen.append(c)
-    assert caught.value.kind == "network"
+    assert caught.value.kind == "disconnected"
+    assert "broke before the reply was complete" in caught.value.message
+    assert fake.url in caught.value.message
     assert text(seen) == "Hello, wor"
     assert len(fake.received) == 1 and sleeps == []
 
@@ -389,7 +461,7 @@ async def test_a_stalled_server_times_out(
         (Reply(parts=sse([chunk(content="a"), chunk(content="b")])), "finish reason"),
         (Reply(parts=sse([chunk(content="a")], done=False)), "finish reason"),
         (Reply(parts=sse([chunk(reasoning="hmm"), chunk(finish="stop")])), "no text"),
-        (Reply(parts=sse([chunk(content=""), chunk(finish="length")])), "no text"),
+        (Reply(parts=sse([chunk(content=""), chunk(finish="stop")])), "no text"),
         (Reply(parts=sse([chunk(tool_calls=[tool_delta(0, id="c", arguments="{}")]),
                           chunk(finish="tool_calls")])), "no function name"),
         (Reply(parts=sse(["[1, 2]"])), "not a JSON object"),

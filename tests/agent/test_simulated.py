@@ -132,6 +132,23 @@ async def test_reply_tokens_setting() -> None:
     assert len(texts(chunks)) == 7
 
 
+async def test_max_tokens_cuts_the_reply_with_finish_length() -> None:
+    whole = await collect(request(user("hello there")))
+    limited = CompletionRequest(messages=(user("hello there"),), tools=TOOLS, max_tokens=5)
+    cut = await collect(limited)
+    assert texts(cut) == texts(whole)[:5]
+    assert ending(cut)[1] == Finish(reason="length")
+    # A tool call cut mid-arguments, as a real model's would be.
+    command = CompletionRequest(
+        messages=(user("create file a.txt with hello"),), tools=TOOLS, max_tokens=5
+    )
+    chunks = await collect(command)
+    assert [type(c).__name__ for c in chunks[:-2]].count("ToolCallDelta") >= 1
+    assert ending(chunks)[1] == Finish(reason="length")
+    roomy = CompletionRequest(messages=(user("hello there"),), tools=TOOLS, max_tokens=40)
+    assert ending(await collect(roomy))[1] == Finish(reason="stop")  # exactly at the limit
+
+
 async def test_deterministic() -> None:
     conversation = request(Message(role="system", content="be brief"), user("tell me a story"))
     first = await collect(conversation, SimulatedProvider(seed=3, tokens_per_second=math.inf))
@@ -388,6 +405,7 @@ KINDS = [
     "context_length",
     "server",
     "network",
+    "disconnected",
     "timeout",
 ]
 

@@ -137,6 +137,10 @@ async def test_kill_9_mid_stream_loses_nothing_a_client_saw(
                     lambda ss: next(s for s in ss if s["session"] == session)["status"] == "idle",
                 )
         assert await stop_server(second) == 0
+        log = second.stderr.read_text()
+        resumed = [s for s in records if f"resuming the turn of session {s} " in log]
+        # Every resumed turn says so in the log, at boot (auto) or when asked (manual).
+        assert len(resumed) == (len(records) if policy == "auto" else 1), log
     finally:
         second.process.kill()
 

@@ -375,6 +375,8 @@ def command_strategy(cls: type[Command]) -> st.SearchStrategy[Command]:
     fields["model"] = st.none() | st.text(
         st.characters(codec="utf-8").filter(str.isprintable), min_size=1, max_size=200
     )
+    fields["temperature"] = st.none() | st.floats(0, 2)
+    fields["maxTokens"] = st.none() | st.integers(1, 2**31 - 1)
     return st.builds(cls, **{a.name: fields[a.name] for a in attrs.fields(cls)})
 
 
@@ -487,6 +489,8 @@ SUMMARY_WIRE = {
     "error": None,
     "waiting": False,
     "model": None,
+    "temperature": None,
+    "maxTokens": None,
 }
 CALLING = Message(
     role="assistant",
@@ -908,6 +912,8 @@ listed_summaries = st.builds(
     error=st.none() | tricky_texts,
     waiting=st.booleans(),
     model=st.none() | tricky_texts,
+    temperature=st.none() | st.floats(0, 2),
+    max_tokens=st.none() | st.integers(1, 2**31 - 1),
 )
 
 
@@ -1027,6 +1033,29 @@ def test_open_session_takes_an_optional_model() -> None:
         assert isinstance(reply, ErrorReply) and reply.code == "invalid_argument"
     reply = codec.decode('{"id": 3, "op": "openSession", "project": "p", "model": 5}')
     assert isinstance(reply, ErrorReply) and reply.code == "bad_request"
+
+
+def test_open_session_takes_an_optional_temperature_and_max_tokens() -> None:
+    codec = Codec("greenroom.v1.json")
+    frame = '{"id": 1, "op": "openSession", "project": "p", "temperature": 0, "maxTokens": 64}'
+    incoming = codec.decode(frame)
+    assert isinstance(incoming, Incoming)
+    assert incoming.command == OpenSession(project="p", temperature=0.0, maxTokens=64)
+    assert isinstance(incoming.command.temperature, float)
+    for field, bad, code in [
+        ("temperature", "-0.1", "invalid_argument"),
+        ("temperature", "2.5", "invalid_argument"),
+        ("temperature", "1e999", "invalid_argument"),  # infinity
+        ("temperature", '"0.5"', "bad_request"),
+        ("temperature", "true", "bad_request"),
+        ("maxTokens", "0", "invalid_argument"),
+        ("maxTokens", "2147483648", "invalid_argument"),
+        ("maxTokens", "10.0", "bad_request"),
+        ("maxTokens", "false", "bad_request"),
+    ]:
+        reply = codec.decode(f'{{"id": 2, "op": "openSession", "project": "p", "{field}": {bad}}}')
+        assert isinstance(reply, ErrorReply) and reply.code == code, (field, bad, reply)
+        assert field in reply.message
 
 
 @pytest.mark.parametrize("subprotocol", ["greenroom.v1.json", "greenroom.v1.msgpack"])

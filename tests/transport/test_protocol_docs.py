@@ -55,6 +55,8 @@ SUMMARY_KEYS = {
     "error",
     "waiting",
     "model",
+    "temperature",
+    "maxTokens",
 }
 
 
