@@ -58,7 +58,8 @@ from greenroom.actors.session import (
     StopGeneration,
 )
 from greenroom.actors.state import SessionView
-from greenroom.agent.mcp.hub import McpRegistry, ProjectMcpStatus
+from greenroom.agent.mcp.config import ProjectMcpStatus
+from greenroom.agent.mcp.hub import McpRegistry
 from greenroom.agent.provider import Provider
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import Config

@@ -227,9 +227,17 @@ class GreenroomClient:
         return await self._call(cmd.ListSessions())
 
     async def open_session(self, project: str, model: str | None = None) -> JSON:
-        """``{"session": state}``: the project's session, opened or created; ``model`` names
-        the model its turns use."""
+        """``{"session": state, "mcp": ...}``: the project's session, opened or created;
+        ``model`` names the model its turns use."""
         return await self._call(cmd.OpenSession(project=project, model=model))
+
+    async def mcp_config(self, project: str) -> JSON:
+        """``{"mcp": ...}``: the project's ``.mcp.json`` and whether it is approved."""
+        return await self._call(cmd.McpConfig(project=project))
+
+    async def trust_mcp_config(self, project: str, digest: str) -> JSON:
+        """Approve the project's ``.mcp.json`` whose contents hash to ``digest``."""
+        return await self._call(cmd.TrustMcpConfig(project=project, hash=digest))
 
     async def subscribe(self, session: str, since: int | None = None) -> JSON:
         """Receive the session's events from now on (and the retained ones after ``since``).

@@ -21,6 +21,7 @@ __all__ = [
     "FocusProject",
     "ListProjects",
     "ListSessions",
+    "McpConfig",
     "NewChat",
     "OpenSession",
     "Ping",
@@ -30,6 +31,7 @@ __all__ = [
     "StopAll",
     "StopGeneration",
     "Subscribe",
+    "TrustMcpConfig",
     "Unsubscribe",
     "command_to_wire",
 ]
@@ -132,6 +134,23 @@ class FocusProject:
 
 
 @attrs.frozen(kw_only=True)
+class McpConfig:
+    """The project's ``.mcp.json``: absent, approved, awaiting approval, or unusable."""
+
+    op: ClassVar[str] = "mcpConfig"
+    project: str
+
+
+@attrs.frozen(kw_only=True)
+class TrustMcpConfig:
+    """Approve the project's ``.mcp.json`` whose contents hash to ``hash`` (sha256, hex)."""
+
+    op: ClassVar[str] = "trustMcpConfig"
+    project: str
+    hash: str
+
+
+@attrs.frozen(kw_only=True)
 class StopAll:
     op: ClassVar[str] = "stopAll"
 
@@ -160,6 +179,8 @@ Command = (
     | NewChat
     | DeleteSession
     | FocusProject
+    | McpConfig
+    | TrustMcpConfig
     | StopAll
     | Stats
     | Ping
@@ -181,6 +202,8 @@ COMMANDS: dict[str, type[Command]] = {
         NewChat,
         DeleteSession,
         FocusProject,
+        McpConfig,
+        TrustMcpConfig,
         StopAll,
         Stats,
         Ping,

@@ -67,6 +67,7 @@ from greenroom.transport.codec import (
     Subprotocol,
     Welcome,
     empty_result,
+    mcp_result,
     project_result,
     projects_result,
     send_message_result,
@@ -297,7 +298,12 @@ class _Connection:
             case c.ListSessions():
                 return sessions_result(await rt.list_sessions())
             case c.OpenSession(project=project, model=model):
-                return session_result(await rt.open_session(project, model=model))
+                view = await rt.open_session(project, model=model)
+                return session_result(view, await rt.mcp_status(project))
+            case c.McpConfig(project=project):
+                return mcp_result(await rt.mcp_status(project))
+            case c.TrustMcpConfig(project=project, hash=digest):
+                return mcp_result(await rt.trust_mcp_config(project, digest))
             case c.Unsubscribe(session=session):
                 self.client.unsubscribe(session)
             case c.SendMessage(session=session, content=content):

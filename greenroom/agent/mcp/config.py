@@ -24,8 +24,6 @@ from typing import Any, Literal
 import attrs
 
 from greenroom.errors import InvalidArgument
-from greenroom.supervisor.backoff import Backoff
-from greenroom.supervisor.intensity import Intensity
 
 PROJECT_FILE = ".mcp.json"
 MAX_PROJECT_FILE_BYTES = 256 * 1024
@@ -38,6 +36,7 @@ _SERVER_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _NOT_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 Transport = Literal["stdio", "http"]
+TrustState = Literal["none", "trusted", "untrusted", "invalid"]
 
 
 class McpConfigError(InvalidArgument):
@@ -57,8 +56,11 @@ class McpTimings:
     retry_after: float = 60.0
     """A server given up is started again by the first step this long after."""
     shutdown: float = 5.0
-    intensity: Intensity = attrs.Factory(lambda: Intensity(max_restarts=5, period=60.0))
-    backoff: Backoff = attrs.Factory(lambda: Backoff(initial=0.5, maximum=30.0))
+    max_restarts: int = 5
+    """Restarts within ``period`` seconds before a server is given up (until ``retry_after``)."""
+    period: float = 60.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
 
 
 @attrs.frozen(kw_only=True)
@@ -230,3 +232,14 @@ def server_of(name: str) -> str | None:
         return None
     server, separator, _ = name[len(TOOL_PREFIX) :].partition("__")
     return server if separator and server else None
+
+
+@attrs.frozen(kw_only=True)
+class ProjectMcpStatus:
+    """What a client is shown of a project's ``.mcp.json``: whether it exists, is approved,
+    its hash (what ``trustMcpConfig`` approves) and its servers (or why it is unusable)."""
+
+    state: TrustState
+    hash: str | None = None
+    servers: tuple[McpServer, ...] = ()
+    error: str | None = None

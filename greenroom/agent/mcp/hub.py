@@ -32,6 +32,8 @@ from greenroom.agent.mcp.config import (
     McpServer,
     McpTimings,
     ProjectFile,
+    ProjectMcpStatus,
+    TrustState,
     read_project_file,
     server_of,
     tool_name,
@@ -39,31 +41,10 @@ from greenroom.agent.mcp.config import (
 from greenroom.agent.provider import ToolSchema
 from greenroom.errors import Conflict, NotFound, ToolError
 from greenroom.store.trust import read_trust, set_trust
-from greenroom.supervisor import ChildSpec, DynamicSupervisor, Restart
+from greenroom.supervisor import Backoff, ChildSpec, DynamicSupervisor, Intensity, Restart
 
 logger = logging.getLogger("greenroom.mcp")
 
-TrustState = Literal["none", "trusted", "untrusted", "invalid"]
-
-
-@attrs.frozen(kw_only=True)
-class ProjectMcpStatus:
-    """What a client is shown of a project's ``.mcp.json``: whether it exists, is approved,
-    its hash (what ``trustMcpConfig`` approves) and its servers (or why it is unusable)."""
-
-    state: TrustState
-    hash: str | None = None
-    servers: tuple[McpServer, ...] = ()
-    error: str | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "file": ".mcp.json",
-            "state": self.state,
-            "hash": self.hash,
-            "servers": [server.describe() for server in self.servers],
-            "error": self.error,
-        }
 
 
 @attrs.define(eq=False)
@@ -401,7 +382,9 @@ async def open_mcp_hub(
             await hub._given_up(child, reason)
 
     supervisor = DynamicSupervisor(
-        intensity=timings.intensity, backoff=timings.backoff, rng=registry.rng,
+        intensity=Intensity(max_restarts=timings.max_restarts, period=timings.period),
+        backoff=Backoff(initial=timings.backoff_initial, maximum=timings.backoff_max),
+        rng=registry.rng,
         on_give_up=given_up,
     )
     async with trio.open_nursery() as nursery:
