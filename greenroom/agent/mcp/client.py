@@ -11,7 +11,6 @@ nothing else.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -88,6 +87,7 @@ class Connection:
         """The text of a call's result. ToolError when the tool failed; McpServerError when
         the server did not answer (it may be dead)."""
         from mcp import MCPError
+        from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
         try:
             with trio.fail_after(within):
@@ -95,6 +95,8 @@ class Connection:
         except trio.TooSlowError:
             raise McpServerError(f"it did not answer within {within:g} s") from None
         except MCPError as error:
+            if error.code in (CONNECTION_CLOSED, REQUEST_TIMEOUT):
+                raise McpServerError(describe(error)) from None
             raise ToolError(describe(error)) from None
         except Exception as error:
             raise McpServerError(describe(error)) from None
@@ -116,37 +118,34 @@ async def open_connection(
     from mcp.shared._httpx_utils import create_mcp_http_client
 
     async with AsyncExitStack() as stack:
+        # The contexts are entered outside the deadline: they open nurseries, which must not
+        # outlive a cancel scope entered after them. Entering them only spawns or connects.
         try:
+            if server.transport == "stdio":
+                assert server.command is not None
+                params = StdioServerParameters(
+                    command=server.command, args=list(server.args), env=dict(server.env), cwd=cwd
+                )
+                streams = await stack.enter_async_context(
+                    stdio_client(params, errlog=errlog or sys.stderr)
+                )
+            else:
+                assert server.url is not None
+                client = await stack.enter_async_context(
+                    create_mcp_http_client(headers=dict(server.headers))
+                )
+                streams = await stack.enter_async_context(
+                    streamable_http_client(server.url, http_client=client)
+                )
+            read, write = streams
+            session = await stack.enter_async_context(ClientSession(read, write))
             with trio.fail_after(within):
-                if server.transport == "stdio":
-                    assert server.command is not None
-                    params = StdioServerParameters(
-                        command=server.command,
-                        args=list(server.args),
-                        env=dict(server.env),
-                        cwd=cwd,
-                    )
-                    streams = await stack.enter_async_context(
-                        stdio_client(params, errlog=errlog or sys.stderr)
-                    )
-                else:
-                    assert server.url is not None
-                    client = await stack.enter_async_context(
-                        create_mcp_http_client(headers=dict(server.headers))
-                    )
-                    streams = await stack.enter_async_context(
-                        streamable_http_client(server.url, http_client=client)
-                    )
-                read, write = streams
-                session = await stack.enter_async_context(ClientSession(read, write))
                 await session.initialize()
                 tools = await _list_tools(session)
         except trio.TooSlowError:
             raise McpServerError(
                 f"it did not start and list its tools within {within:g} s"
             ) from None
-        except McpServerError:
-            raise
         except Exception as error:
             raise McpServerError(describe(error)) from None
         yield Connection(server=server, tools=tools, session=session)
@@ -194,8 +193,9 @@ def result_text(result: Any) -> str:
             parts.append(block.text)
         elif isinstance(block, ImageContent | AudioContent):
             kind = "image" if isinstance(block, ImageContent) else "audio"
-            size = math.floor(len(block.data) * 3 / 4)
-            parts.append(f"[{kind} {block.mime_type}, about {size} bytes, not shown]")
+            padding = len(block.data) - len(block.data.rstrip("="))
+            size = len(block.data) * 3 // 4 - padding
+            parts.append(f"[{kind} {block.mime_type}, {size} bytes, not shown]")
         elif isinstance(block, ResourceLink):
             parts.append(f"[resource link {block.uri} ({block.name})]")
         elif isinstance(block, EmbeddedResource):

@@ -27,7 +27,7 @@ from typing import Any, Literal, TextIO
 import attrs
 import trio
 
-from greenroom.agent.mcp.client import McpServerError, available, open_connection
+from greenroom.agent.mcp.client import McpServerError, available, describe, open_connection
 from greenroom.agent.mcp.config import (
     McpServer,
     McpTimings,
@@ -227,6 +227,7 @@ class McpHub:
                 tool,
                 error.message,
             )
+            server.state, server.error = "restarting", error.message
             server.wake.set()  # check it now; a dead server is restarted
             raise ToolError(
                 f"MCP server {server.spec.name!r} failed: {error.message}"
@@ -298,10 +299,10 @@ class McpHub:
                 )
                 task_status.started()
                 await self._watch(server, connection)
-        except McpServerError as error:
-            server.state, server.error = "restarting", error.message
+        except Exception as error:
+            server.state, server.error = "restarting", describe(error)
             server.settled.set()
-            logger.error("project %s: MCP server %s: %s", self.project, spec.name, error.message)
+            logger.error("project %s: MCP server %s: %s", self.project, spec.name, server.error)
             raise
         finally:
             server.connection = None
@@ -318,6 +319,7 @@ class McpHub:
                 return
             server.wake = trio.Event()
             await connection.ping(timings.ping)
+            server.state, server.error = "running", None
 
     async def _given_up(self, child: str, reason: str) -> None:
         for server in self._servers.values():
