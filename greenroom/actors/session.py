@@ -353,7 +353,7 @@ class SessionActor:
         assert self._toolbox is not None
         request = CompletionRequest(
             messages=tuple(self.state.messages),
-            tools=await self._toolbox.schemas(),
+            tools=await self._toolbox.schemas(first_step=step == 1),
             model=self.state.model or self.config.model,
             system_prompt=self.config.system_prompt,
         )

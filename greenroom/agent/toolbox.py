@@ -32,12 +32,13 @@ class Toolbox:
     project_dir: Path
     mcp: McpHub | None = None
 
-    async def schemas(self) -> tuple[ToolSchema, ...]:
-        """The tools to offer for the next step."""
+    async def schemas(self, *, first_step: bool = False) -> tuple[ToolSchema, ...]:
+        """The tools to offer for the next step (the MCP configuration is read again at the
+        first step of a turn)."""
         if self.mcp is None:
             return TOOLS
         try:
-            return TOOLS + await self.mcp.tools()
+            return TOOLS + await self.mcp.tools(reload=first_step)
         except Exception:
             # MCP must never fail a turn: the step goes on with the file tools.
             logger.exception("the MCP servers of %s could not be prepared", self.project_dir.name)

@@ -7,7 +7,6 @@ with a generous ``fail_after``; every process they start is stopped."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -50,7 +49,6 @@ async def hub_for(
         projects_root=tmp_path / "projects",
         servers=servers,
         timings=timings,
-        errlog=io.StringIO() if False else None,
     )
     await registry.load()
     async with open_mcp_hub(registry, "p", project) as hub:
@@ -230,7 +228,7 @@ async def test_a_turn_calls_an_approved_project_server(tmp_path: Path) -> None:
             status = await runtime.mcp_status("p")
             assert (status.state, status.hash) == ("untrusted", digest)
             view = await runtime.open_session("p")
-            session = view.summary.session if hasattr(view, "summary") else view.session
+            session = view.summary.session
             client.subscribe(session)
             ask = 'call tool mcp__demo__add with {"a": 1, "b": 2} [[rate:inf]]'
 
@@ -253,6 +251,75 @@ async def test_a_turn_calls_an_approved_project_server(tmp_path: Path) -> None:
             assert messages[-2].role == "tool" and messages[-2].content == "3"
             assert messages[-1].content == "mcp__demo__add answered: 3"
 
-            # A changed file is no longer approved: its server stops being offered.
+            await runtime.send_message(session, "call tool mcp__demo__pid [[rate:inf]]")
+            await next_event(client, turn_ended(session), limit=CAP)
+            pid = int((await runtime.get_state(session)).messages[-2].content or "")
+            assert alive(pid)
+
+            # A changed file is no longer approved: its server stops at the next turn.
             (folder / ".mcp.json").write_bytes(data + b"\n")
             assert (await runtime.mcp_status("p")).state == "untrusted"
+            await runtime.send_message(session, ask)
+            await next_event(client, turn_ended(session), limit=CAP)
+            messages = (await runtime.get_state(session)).messages
+            assert "no MCP server 'demo'" in (messages[-2].content or "")
+            await wait_gone(pid)
+
+
+async def test_global_server_stops_with_the_session(tmp_path: Path) -> None:
+    config = make_config(tmp_path, mcp_timings=FAST, mcp_servers=(stdio(),))
+    with trio.fail_after(CAP * 2):
+        async with open_test_runtime(config) as runtime, runtime.connect() as client:
+            session = (await runtime.open_session("p")).summary.session
+            client.subscribe(session)
+            await runtime.send_message(session, "call tool mcp__demo__pid [[rate:inf]]")
+            await next_event(client, turn_ended(session), limit=CAP)
+            pid = int((await runtime.get_state(session)).messages[-2].content or "")
+            assert alive(pid)
+            await runtime.delete_session(session)
+            await wait_gone(pid)
+
+            session = (await runtime.open_session("q")).summary.session
+            client.subscribe(session)
+            await runtime.send_message(session, "call tool mcp__demo__pid [[rate:inf]]")
+            await next_event(client, turn_ended(session), limit=CAP)
+            pid = int((await runtime.get_state(session)).messages[-2].content or "")
+        await wait_gone(pid)  # stopped with the runtime
+
+
+async def test_a_model_behind_the_openai_api_calls_an_mcp_tool(tmp_path: Path) -> None:
+    """The OpenAI-compatible provider offers the MCP tool with its schema, and the call's
+    result goes back as the tool message."""
+    from greenroom.agent.openai import OpenAIProvider
+    from tests.agent.fake_openai import Reply, chunk, open_fake_openai, sse, text_reply, tool_delta
+
+    config = make_config(tmp_path, mcp_timings=FAST, mcp_servers=(stdio(),))
+    call = [
+        chunk(tool_calls=[tool_delta(0, id="call_1", name="mcp__demo__add", arguments='{"a": ')]),
+        chunk(tool_calls=[tool_delta(0, arguments='5, "b": 6}')]),
+        chunk(finish="tool_calls"),
+    ]
+    with trio.fail_after(CAP * 2):
+        async with open_fake_openai() as fake:
+            fake.script(Reply(parts=sse(call)), text_reply("It is 11."))
+            provider = OpenAIProvider(base_url=fake.url, api_key="k", model="m", max_retries=0)
+            try:
+                async with (
+                    open_test_runtime(config, provider=provider) as runtime,
+                    runtime.connect() as client,
+                ):
+                    session = (await runtime.open_session("p")).summary.session
+                    client.subscribe(session)
+                    await runtime.send_message(session, "what is 5 + 6?")
+                    await next_event(client, turn_ended(session), limit=CAP)
+                    messages = (await runtime.get_state(session)).messages
+            finally:
+                await provider.aclose()
+    assert [m.role for m in messages] == ["user", "assistant", "tool", "assistant"]
+    assert messages[2].content == "11"
+    assert messages[3].content == "It is 11."
+    first, second = (request.json for request in fake.received)
+    offered = {tool["function"]["name"]: tool["function"] for tool in first["tools"]}
+    assert offered["mcp__demo__add"]["parameters"]["required"] == ["a", "b"]
+    assert "read_file" in offered
+    assert second["messages"][-1] == {"role": "tool", "content": "11", "tool_call_id": "call_1"}

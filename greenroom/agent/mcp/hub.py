@@ -8,7 +8,9 @@ per project that an approval bumps, so that a session picks the change up at its
 the servers when a step first asks for tools, and runs each as a child of its own
 :class:`~greenroom.supervisor.DynamicSupervisor`: restarted with jittered backoff when it dies
 (its connection breaks or a ping goes unanswered), given up past its restart intensity, and
-tried again a while later. Closing the hub stops them all. A server that cannot be started or
+tried again a while later. Closing the hub stops them all. The project's ``.mcp.json`` is read
+again at the first step of every turn (and after an approval), so a changed file stops its
+servers until it is approved again. A server that cannot be started or
 stops answering never fails the session: its tools are left out, a call to one of them is a
 clear tool error for the model, and the log says why.
 """
@@ -140,11 +142,12 @@ class McpHub:
 
     # -- what the model is offered ----------------------------------------------------------
 
-    async def tools(self) -> tuple[ToolSchema, ...]:
+    async def tools(self, *, reload: bool = False) -> tuple[ToolSchema, ...]:
         """The tools of the servers that run, starting those that should and waiting (at most
-        the start timeout) for their first outcome."""
+        the start timeout) for their first outcome. The project's ``.mcp.json`` is read again
+        with ``reload`` (the first step of a turn), and after an approval."""
         version = self.registry.version(self.project)
-        if version != self._seen_version:
+        if reload or version != self._seen_version:
             self._seen_version = version
             await self._reload()
         if not self._wanted:
