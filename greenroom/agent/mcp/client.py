@@ -11,11 +11,12 @@ nothing else.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import attrs
 import trio
@@ -127,7 +128,7 @@ async def open_connection(
                     command=server.command, args=list(server.args), env=dict(server.env), cwd=cwd
                 )
                 streams = await stack.enter_async_context(
-                    stdio_client(params, errlog=errlog or sys.stderr)
+                    stdio_client(params, errlog=errlog or _stderr())
                 )
             else:
                 assert server.url is not None
@@ -149,6 +150,20 @@ async def open_connection(
         except Exception as error:
             raise McpServerError(describe(error)) from None
         yield Connection(server=server, tools=tools, session=session)
+
+
+def _stderr() -> TextIO:
+    """Where a program's stderr goes: greenroom's own, which must be a real file (a test's
+    captured stream or a closed one is not); else nowhere."""
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.fileno()
+                return stream
+        except (OSError, ValueError, AttributeError):
+            continue
+    # The SDK hands this to the process spawner, which takes a file or a descriptor.
+    return cast(TextIO, subprocess.DEVNULL)
 
 
 async def _list_tools(session: Any) -> tuple[RemoteTool, ...]:
