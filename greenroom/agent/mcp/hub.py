@@ -21,7 +21,7 @@ import functools
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -29,7 +29,14 @@ from typing import Any, Literal, TextIO
 import attrs
 import trio
 
-from greenroom.agent.mcp.client import McpServerError, available, describe, open_connection
+from greenroom.agent.mcp.client import (
+    Connection,
+    McpServerError,
+    RemoteTool,
+    available,
+    describe,
+    open_connection,
+)
 from greenroom.agent.mcp.config import (
     McpServer,
     McpTimings,
@@ -43,7 +50,14 @@ from greenroom.agent.mcp.config import (
 from greenroom.agent.provider import ToolSchema
 from greenroom.errors import Conflict, NotFound, ToolError
 from greenroom.store.trust import read_trust, set_trust
-from greenroom.supervisor import Backoff, ChildSpec, DynamicSupervisor, Intensity, Restart
+from greenroom.supervisor import (
+    Backoff,
+    ChildSpec,
+    DynamicSupervisor,
+    Intensity,
+    Restart,
+    RestartInfo,
+)
 
 logger = logging.getLogger("greenroom.mcp")
 
@@ -115,7 +129,7 @@ class _Server:
     child: str
     state: Literal["starting", "running", "restarting", "failed"] = "starting"
     error: str | None = None
-    connection: Any = None
+    connection: Connection | None = None
     tools: dict[str, str] = attrs.Factory(dict)
     """The name the model sees -> the server's name for the tool."""
     schemas: tuple[ToolSchema, ...] = ()
@@ -221,7 +235,7 @@ class McpHub:
             raise ToolError(f"MCP server {server.spec.name!r} has no tool {name!r}")
         parsed = _parse_arguments(name, arguments)
         try:
-            return str(await server.connection.call(tool, parsed, self.registry.timings.call))
+            return await server.connection.call(tool, parsed, self.registry.timings.call)
         except McpServerError as error:
             logger.error(
                 "project %s: MCP server %s failed a call to %s: %s",
@@ -260,9 +274,10 @@ class McpHub:
     async def _start_child(self, child: ChildSpec) -> None:
         try:
             await self._supervisor.start_child(child)
-        except Exception as error:
-            # The hub is closing (or the id is taken, which the generation rules out).
-            logger.debug("MCP child %s not started: %s", child.id, error)
+        except trio.ClosedResourceError:
+            pass  # the hub is closing: nothing more starts
+        except Exception:
+            logger.exception("MCP child %s could not be added", child.id)
 
     @staticmethod
     def _nudge(server: _Server) -> None:
@@ -278,7 +293,7 @@ class McpHub:
     async def _run_server(
         self,
         server: _Server,
-        restart: object,
+        restart: RestartInfo | None,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -312,7 +327,7 @@ class McpHub:
             if server.state == "running":
                 server.state = "restarting"
 
-    async def _watch(self, server: _Server, connection: Any) -> None:
+    async def _watch(self, server: _Server, connection: Connection) -> None:
         """Return when asked to stop; raise McpServerError when the server stops answering."""
         timings = self.registry.timings
         while True:
@@ -345,7 +360,7 @@ class McpHub:
 
 
 def _offered(
-    server: str, tools: Any
+    server: str, tools: Iterable[RemoteTool]
 ) -> tuple[dict[str, str], tuple[ToolSchema, ...]]:
     names: dict[str, str] = {}
     schemas: list[ToolSchema] = []
