@@ -218,6 +218,9 @@ class SessionManager:
                     await self._remove(self._by_project[project])
                 folder = self.config.projects_root / project
                 await trio.to_thread.run_sync(shutil.rmtree, folder, True)
+                if self.mcp is not None:
+                    # A new project of the same name must be approved anew.
+                    await self.mcp.forget(project)
                 reply.send(None)
             case GivenUp(session=session, reason=reason):
                 await self._announce_failed(session, reason)

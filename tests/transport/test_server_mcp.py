@@ -67,4 +67,15 @@ async def test_approve_a_project_mcp_file_over_the_wire(tmp_path: Path) -> None:
             assert await client.error("trustMcpConfig", project="blog", hash=invalid["hash"]) == (
                 "conflict"
             )
-        await wait_gone(pid)
+
+            # A deleted project's approval goes with it: the same file in a new project of the
+            # same name waits for a new approval.
+            (folder / ".mcp.json").write_text(json.dumps({"mcpServers": {"demo": entry}}))
+            assert (await client.call("mcpConfig", project="blog"))["mcp"]["state"] == "trusted"
+            assert await client.call("deleteProject", project="blog") == {}
+            await wait_gone(pid)
+            await client.call("createProject", project="blog")
+            (folder / ".mcp.json").write_text(json.dumps({"mcpServers": {"demo": entry}}))
+            assert (await client.call("mcpConfig", project="blog"))["mcp"]["state"] == (
+                "untrusted"
+            )

@@ -121,6 +121,14 @@ class McpRegistry:
             return attrs.evolve(status, state="trusted")
 
 
+    async def forget(self, project: str) -> None:
+        """Withdraw the project's approval (its folder is gone)."""
+        async with self._lock:
+            if self._trust.pop(project, None) is not None:
+                await trio.to_thread.run_sync(set_trust, self.data_dir, project, None)
+                self._versions[project] = self.version(project) + 1
+
+
 @attrs.define(eq=False)
 class _Server:
     """One server of the hub, across its restarts."""
