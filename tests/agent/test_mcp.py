@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -83,6 +84,7 @@ async def test_stdio_server_tools_calls_and_stop(tmp_path: Path) -> None:
                 "mcp__demo__pid",
                 "mcp__demo__cwd",
                 "mcp__demo__picture",
+                "mcp__demo__hang",
                 "mcp__demo__boom",
             }
             add = tools["mcp__demo__add"]
@@ -121,6 +123,19 @@ async def test_a_dead_server_is_a_tool_error_then_restarted(tmp_path: Path) -> N
             assert second != first
             assert await hub.call("mcp__demo__add", '{"a": 1, "b": 1}') == "2"
         await wait_gone(second)
+
+
+async def test_a_call_that_is_not_answered_is_a_tool_error(tmp_path: Path) -> None:
+    timings = attrs.evolve(FAST, call=0.5)
+    with trio.fail_after(CAP):
+        async with hub_for(tmp_path, stdio(), timings=timings) as hub:
+            await hub.tools()
+            with pytest.raises(ToolError, match=r"'demo' failed: it did not answer within 0\.5 s"):
+                await hub.call("mcp__demo__hang", "{}")
+            # The server still answers pings, so it is not restarted; other calls go on.
+            while hub.statuses()["demo"][0] != "running":  # noqa: ASYNC110 - the ping
+                await trio.sleep(0.05)
+            assert await hub.call("mcp__demo__add", '{"a": 1, "b": 1}') == "2"
 
 
 async def test_a_server_that_cannot_start_never_fails_the_hub(
@@ -267,7 +282,9 @@ async def test_a_turn_calls_an_approved_project_server(tmp_path: Path) -> None:
 
 
 async def test_global_server_stops_with_the_session(tmp_path: Path) -> None:
-    config = make_config(tmp_path, mcp_timings=FAST, mcp_servers=(stdio(),))
+    config = make_config(
+        tmp_path, mcp_timings=FAST, mcp_servers=(stdio(),), idle_unload_after=0.5
+    )
     with trio.fail_after(CAP * 2):
         async with open_test_runtime(config) as runtime, runtime.connect() as client:
             session = (await runtime.open_session("p")).summary.session
@@ -278,6 +295,16 @@ async def test_global_server_stops_with_the_session(tmp_path: Path) -> None:
             assert alive(pid)
             await runtime.delete_session(session)
             await wait_gone(pid)
+
+            # Unloaded as idle: its servers stop too.
+            session = (await runtime.open_session("idle")).summary.session
+            client.subscribe(session)
+            await runtime.send_message(session, "call tool mcp__demo__pid [[rate:inf]]")
+            await next_event(client, turn_ended(session), limit=CAP)
+            pid = int((await runtime.get_state(session)).messages[-2].content or "")
+            client.unsubscribe(session)
+            await wait_gone(pid)
+            assert session not in runtime.mirror.sessions  # unloaded, not deleted
 
             session = (await runtime.open_session("q")).summary.session
             client.subscribe(session)

@@ -7,6 +7,7 @@ import base64
 import os
 import sys
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ImageContent, TextContent
 
@@ -39,6 +40,13 @@ def picture() -> list[TextContent | ImageContent]:
         TextContent(type="text", text="a picture:"),
         ImageContent(type="image", data=data, mime_type="image/png"),
     ]
+
+
+@server.tool()
+async def hang() -> str:
+    """Never answers."""
+    await anyio.sleep_forever()
+    return "never"
 
 
 @server.tool()
