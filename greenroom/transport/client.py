@@ -24,7 +24,7 @@ Decisions (docs/protocol.md, "The Python client", says the same for users):
 - **Calls during a disconnect.** A call made while disconnected waits for the reconnection.
   A call in flight when the connection drops is retried once on the new connection if it is
   idempotent (reads, ``openSession``, ``subscribe``, ``unsubscribe``, ``focusProject``,
-  ``ping``); any other fails with :class:`ConnectionLost`, since the server may or may not have
+  ``trustMcpConfig``, ``ping``); any other fails with :class:`ConnectionLost`, since the server may or may not have
   run it (a ``sendMessage`` sent twice would start two turns).
 - **Backpressure.** The event queue holds ``event_buffer`` events. When it is full the reader
   waits, which stops reading the socket; the server's send queue then fills and it closes the
@@ -80,7 +80,7 @@ _STABLE: Final = 5.0
 that closes sooner counts as a failed attempt (a server that accepts and drops at once)."""
 _IDEMPOTENT: Final = frozenset(
     {"listProjects", "listSessions", "openSession", "subscribe", "unsubscribe", "focusProject",
-     "stats", "ping"}
+     "stats", "ping", "mcpConfig", "trustMcpConfig"}
 )  # fmt: skip
 _UNSET: Final[Any] = object()
 
