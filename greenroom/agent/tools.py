@@ -629,7 +629,11 @@ def _search_files(root: Path, fields: dict[str, str]) -> str:
             relative = "/".join(parts)
             if matcher is not None and not matcher.fullmatch(relative):
                 continue
-            text = _searchable(root_real.joinpath(*parts))
+            # A link may lead out of the project: what it leads to is read only when inside.
+            target = Path(os.path.realpath(root_real.joinpath(*parts)))
+            if not target.is_relative_to(root_real):
+                continue
+            text = _searchable(target)
             if text is None:
                 continue
             shown_path = _printable(relative)

@@ -24,8 +24,8 @@ Decisions (docs/protocol.md, "The Python client", says the same for users):
 - **Calls during a disconnect.** A call made while disconnected waits for the reconnection.
   A call in flight when the connection drops is retried once on the new connection if it is
   idempotent (reads, ``openSession``, ``subscribe``, ``unsubscribe``, ``focusProject``,
-  ``trustMcpConfig``, ``ping``); any other fails with :class:`ConnectionLost`, since the server may or may not have
-  run it (a ``sendMessage`` sent twice would start two turns).
+  ``trustMcpConfig``, ``ping``); any other fails with :class:`ConnectionLost`, since the
+  server may or may not have run it (a ``sendMessage`` sent twice would start two turns).
 - **Backpressure.** The event queue holds ``event_buffer`` events. When it is full the reader
   waits, which stops reading the socket; the server's send queue then fills and it closes the
   connection with 4008; once the application catches up, the client reconnects and resumes

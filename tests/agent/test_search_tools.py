@@ -85,6 +85,21 @@ async def test_search_does_not_follow_linked_folders(root: Path, tmp_path: Path)
     assert "outside the project" in message
 
 
+async def test_search_does_not_read_through_a_link_to_an_outside_file(
+    root: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("needle\n")
+    os.symlink(secret, root / "link.txt")
+    os.symlink("README.md", root / "inside.md")
+    assert await call(root, "search_files", pattern="needle|main project") == (
+        "README.md:1: main project\ninside.md:1: main project"
+    )
+    assert "outside the project" in await refused(
+        root, "search_files", pattern="needle", path="link.txt"
+    )
+
+
 async def test_search_bounded_results_and_lines(root: Path) -> None:
     (root / "many.txt").write_text("hit\n" * (tools.MAX_SEARCH_RESULTS + 50))
     (root / "long.txt").write_text("hit " + "y" * 10_000 + "\n")
