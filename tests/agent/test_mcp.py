@@ -149,8 +149,10 @@ async def test_a_server_that_cannot_start_never_fails_the_hub(
             names = {tool.name for tool in await hub.tools()}
             assert "mcp__demo__add" in names
             assert not any(name.startswith("mcp__broken__") for name in names)
-            with pytest.raises(ToolError, match="MCP server 'broken' is not available"):
+            with pytest.raises(ToolError, match="MCP server 'broken' is not available") as info:
                 await hub.call("mcp__broken__anything", "{}")
+            assert "cannot run '" in info.value.message
+            assert "no-such-program': No such file or directory" in info.value.message
             # It is given up after its restarts, and tried again later: still no crash.
             while hub.statuses()["broken"][0] != "failed":  # noqa: ASYNC110 - restarts
                 await trio.sleep(0.05)

@@ -48,6 +48,8 @@ def describe(error: BaseException) -> str:
     """A short reason for a failure, without a traceback."""
     if isinstance(error, BaseExceptionGroup):
         return "; ".join(describe(leaf) for leaf in error.exceptions)
+    if isinstance(error, GreenroomError):
+        return error.message
     mcp_error = getattr(error, "error", None)
     message = getattr(mcp_error, "message", None)
     if isinstance(message, str):
@@ -148,6 +150,9 @@ async def open_connection(
                 f"it did not start and list its tools within {within:g} s"
             ) from None
         except Exception as error:
+            if isinstance(error, OSError) and server.transport == "stdio":
+                # The program could not be run: say which, as the user wrote it.
+                raise McpServerError(f"cannot run {server.command!r}: {describe(error)}") from None
             raise McpServerError(describe(error)) from None
         yield Connection(server=server, tools=tools, session=session)
 
