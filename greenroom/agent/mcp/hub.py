@@ -161,6 +161,7 @@ class McpHub:
     _seen_version: int | None = None
     _wanted: dict[str, McpServer] = attrs.Factory(dict)
     _generation: int = 0
+    _warned: str | None = None
 
     # -- what the model is offered ----------------------------------------------------------
 
@@ -204,14 +205,16 @@ class McpHub:
         wanted = {server.name: server for server in self.registry.servers}
         if status.state == "trusted":
             wanted.update({server.name: server for server in status.servers})
-        elif status.state == "untrusted":
+        elif status.state == "untrusted" and status.hash != self._warned:
+            self._warned = status.hash  # once per version of the file, not every turn
             logger.warning(
                 "project %s: .mcp.json is not approved (hash %s); its servers do not start "
                 "until a client approves it (trustMcpConfig)",
                 self.project,
                 status.hash,
             )
-        elif status.state == "invalid":
+        elif status.state == "invalid" and status.hash != self._warned:
+            self._warned = status.hash
             logger.error("project %s: %s", self.project, status.error)
         if wanted and (missing := available()) is not None:
             logger.error("project %s: MCP servers configured, but %s", self.project, missing)
