@@ -28,7 +28,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
@@ -387,9 +387,71 @@ def _short(value: object, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-async def chat(client: GreenroomClient, project: str, content: str, out: TextIO) -> int:
-    """Send ``content`` to the project's session and stream the turn it starts."""
+Ask = Callable[[str], Awaitable[bool]]
+"""Asks the user a yes-or-no question (``chat`` on a terminal)."""
+
+
+async def ask_on_tty(question: str) -> bool:
+    """Ask on the terminal; anything but y or yes is no."""
+
+    def read() -> str:
+        sys.stderr.write(question)
+        sys.stderr.flush()
+        return sys.stdin.readline()
+
+    answer = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
+    return answer.strip().lower() in ("y", "yes")
+
+
+def describe_mcp_servers(servers: list[dict[str, Any]]) -> str:
+    """The servers of a ``.mcp.json`` as a user is shown them before approving."""
+    lines = []
+    for server in servers:
+        if server.get("type") == "http":
+            what = str(server.get("url"))
+        else:
+            what = " ".join([str(server.get("command")), *map(str, server.get("args") or ())])
+        names = server.get("env") or server.get("headers") or []
+        extra = f" (sets {', '.join(map(str, names))})" if names else ""
+        lines.append(f"  {server.get('name')}: {what}{extra}")
+    return "\n".join(lines)
+
+
+async def approve_mcp(
+    client: GreenroomClient, project: str, mcp: dict[str, Any] | None, ask: Ask | None
+) -> None:
+    """Ask whether to start the servers of the project's unapproved ``.mcp.json`` (with no
+    ``ask``, as when stdin is not a terminal, only say that they do not start)."""
+    if not mcp or mcp.get("state") not in ("untrusted", "invalid"):
+        return
+    if mcp.get("state") == "invalid":
+        _print_err(f"{project}/.mcp.json is unusable, its MCP servers do not start: {mcp['error']}")
+        return
+    shown = describe_mcp_servers(mcp.get("servers") or [])
+    if ask is None:
+        _print_err(
+            f"{project}/.mcp.json is not approved, so its MCP servers do not start:\n{shown}\n"
+            "(run greenroom chat on a terminal to approve it)"
+        )
+        return
+    question = (
+        f"{project}/.mcp.json would start these MCP servers:\n{shown}\n"
+        "Approve them (they run with your permissions)? [y/N] "
+    )
+    if await ask(question):
+        await client.trust_mcp_config(project, str(mcp["hash"]))
+        _print_err("approved")
+    else:
+        _print_err("not approved: its MCP servers do not start")
+
+
+async def chat(
+    client: GreenroomClient, project: str, content: str, out: TextIO, ask: Ask | None = None
+) -> int:
+    """Send ``content`` to the project's session and stream the turn it starts; first ask
+    (with ``ask``) to approve the project's MCP servers if it has unapproved ones."""
     opened = await client.open_session(project)
+    await approve_mcp(client, project, opened.get("mcp"), ask)
     session = opened["session"]["session"]
     await client.subscribe(session)
     reply = await client.send_message(session, content)
@@ -573,8 +635,9 @@ async def _with_client(
 
 
 async def _cmd_chat(args: argparse.Namespace) -> int:
+    ask = ask_on_tty if sys.stdin.isatty() and sys.stderr.isatty() else None
     return await _with_client(
-        args, lambda client: chat(client, args.project, args.message, sys.stdout)
+        args, lambda client: chat(client, args.project, args.message, sys.stdout, ask)
     )
 
 

@@ -10,6 +10,8 @@ from typing import Literal
 import attrs
 import platformdirs
 
+from greenroom.agent.mcp.config import McpServer, McpTimings
+
 APP_NAME = "greenroom"
 
 ResumePolicy = Literal["auto", "manual"]
@@ -104,6 +106,9 @@ class Config:
     limits: Limits = Limits()
     supervision: SupervisionConfig = SupervisionConfig()
     ask_timeout: float = 10.0
+    # MCP servers every session gets (config.toml's [mcp_servers.NAME]), and their timings.
+    mcp_servers: tuple[McpServer, ...] = ()
+    mcp_timings: McpTimings = attrs.Factory(McpTimings)
     seed: int | None = None
     now: Callable[[], float] = time.time
 

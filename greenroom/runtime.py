@@ -58,6 +58,8 @@ from greenroom.actors.session import (
     StopGeneration,
 )
 from greenroom.actors.state import SessionView
+from greenroom.agent.mcp.config import ProjectMcpStatus
+from greenroom.agent.mcp.hub import McpRegistry
 from greenroom.agent.provider import Provider
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import Config
@@ -65,6 +67,7 @@ from greenroom.errors import ActorError, GreenroomError, InvalidArgument, NotFou
 from greenroom.store.history import history_name
 from greenroom.store.journal import JournalFiles, JournalRead, read_journal
 from greenroom.store.lock import DataDirLock, lock_data_dir
+from greenroom.store.projects import validate_project_name
 from greenroom.store.snapshots import QuarantinedFile, SnapshotStore
 from greenroom.supervisor import (
     Backoff,
@@ -210,6 +213,7 @@ class Runtime:
     _notifier_actor: NotifierActor
     _persistence_actor: PersistenceActor
     _journal_actor: JournalActor
+    _mcp: McpRegistry
     # How many clients subscribe to each session: a subscribed session is never unloaded.
     _subscribers: dict[str, int]
     _client_ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
@@ -264,6 +268,17 @@ class Runtime:
     async def new_chat(self, session: str) -> None:
         name = history_name(self.config.now(), self._rng)
         await (await self._session(session)).ask(NewChat(name=name))
+
+    async def mcp_status(self, project: str) -> ProjectMcpStatus:
+        """The project's ``.mcp.json``: absent, approved, awaiting approval, or unusable."""
+        validate_project_name(project)
+        return await self._mcp.status(project)
+
+    async def trust_mcp_config(self, project: str, digest: str) -> ProjectMcpStatus:
+        """Approve the project's ``.mcp.json`` as it is now (its hash must be ``digest``);
+        its servers start at the next step of the project's session."""
+        validate_project_name(project)
+        return await self._mcp.trust(project, digest)
 
     async def delete_session(self, session: str) -> None:
         await self._manager.ref.ask(RemoveSession(session=session))
@@ -482,7 +497,16 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
         rng=rng,
         on_give_up=given_up,
     )
+    mcp = McpRegistry(
+        data_dir=config.data_dir,
+        projects_root=config.projects_root,
+        servers=config.mcp_servers,
+        timings=config.mcp_timings,
+        rng=random.Random(config.seed),
+    )
+    await mcp.load()
     manager = SessionManager(
+        mcp=mcp,
         config=config,
         bus=bus,
         provider=provider or make_provider(config),
@@ -552,6 +576,7 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
                 notifier_actor=notifier,
                 persistence_actor=persistence,
                 journal_actor=journal,
+                mcp=mcp,
                 subscribers=subscribers,
             )
     finally:

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 import attrs
 
+from greenroom.agent.mcp.config import McpConfigError, McpServer, parse_servers
 from greenroom.config import (
     MAX_TEMPERATURE,
     MAX_TOKENS,
@@ -152,6 +153,15 @@ def _parameters(raw: object, text: bool) -> dict[str, str]:
     return parameters
 
 
+def _mcp_servers(raw: object, text: bool) -> tuple[McpServer, ...]:
+    if text:
+        raise ValueError  # a table, not a string: config.toml only
+    try:
+        return parse_servers(raw, where="mcp_servers", source="global")
+    except McpConfigError as error:
+        raise SettingsError(error.message) from None
+
+
 STRING = Kind(expect="a string", convert=_string)
 PATH = Kind(expect="a path", convert=lambda raw, text: Path(_string(raw, text)).expanduser())
 POSITIVE = Kind(expect="a number above 0 (inf for no limit)", convert=_positive)
@@ -238,6 +248,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             flag="--host", help="address to listen on"),
     Setting(key="port", kind=_integer(0, 65535), default=DEFAULT_PORT, env=("GREENROOM_PORT",),
             flag="--port", help="port to listen on (0: any free port)"),
+    Setting(key="mcp_servers", kind=Kind(expect="a table of servers", convert=_mcp_servers),
+            default=(), help="MCP servers every session gets ([mcp_servers.NAME] tables in "
+            "config.toml: command, args, env, or type = \"http\" and url; see docs/mcp.md)"),
     Setting(key="limits.max_sessions", kind=_integer(1, None),
             default=_default(Limits, "max_sessions"), env=("GREENROOM_MAX_SESSIONS",),
             flag="--max-sessions", help="sessions at most"),
@@ -300,6 +313,7 @@ class Settings:
             resume=v["resume"],
             limits=Limits(**_table(v, "limits")),
             simulated=SimulatedConfig(**_table(v, "simulated")),
+            mcp_servers=v["mcp_servers"],
         )
 
     @property
@@ -398,6 +412,8 @@ def mask(secret: str) -> str:
 def _shown(setting: Setting, value: Any) -> Any:
     if value is None:
         return None
+    if setting.key == "mcp_servers":
+        return [server.describe() for server in value]  # names of env and headers, no values
     if setting.secret and isinstance(value, dict):
         return {name: mask(str(item)) for name, item in value.items()}  # the names are useful
     if setting.secret:

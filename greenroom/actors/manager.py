@@ -45,6 +45,7 @@ from greenroom.actors.session import (
     StopGeneration,
 )
 from greenroom.actors.state import SessionState
+from greenroom.agent.mcp.hub import McpRegistry
 from greenroom.agent.provider import Provider
 from greenroom.config import Config
 from greenroom.errors import ActorError, Conflict, GreenroomError, LimitReached, NotFound
@@ -155,6 +156,7 @@ class SessionManager:
     # How many clients subscribe to each session (kept by the runtime's clients).
     subscribers: Mapping[str, int] = attrs.Factory(dict)
     turn_slots: trio.CapacityLimiter | None = None
+    mcp: McpRegistry | None = None
     make_session_id: Callable[[], str] = attrs.field(default=lambda: f"s-{secrets.token_hex(4)}")
     _entries: dict[str, _Entry] = attrs.Factory(dict)
     _by_project: dict[str, str] = attrs.Factory(dict)
@@ -218,6 +220,9 @@ class SessionManager:
                     await self._remove(self._by_project[project])
                 folder = self.config.projects_root / project
                 await trio.to_thread.run_sync(shutil.rmtree, folder, True)
+                if self.mcp is not None:
+                    # A new project of the same name must be approved anew.
+                    await self.mcp.forget(project)
                 reply.send(None)
             case GivenUp(session=session, reason=reason):
                 await self._announce_failed(session, reason)
@@ -286,7 +291,7 @@ class SessionManager:
         mailbox = entry.mailbox
         folder = self.config.projects_root / entry.project
         persistence, bus, provider, config = self.persistence, self.bus, self.provider, self.config
-        turn_slots = self.turn_slots
+        turn_slots, mcp = self.turn_slots, self.mcp
 
         async def start(
             restart: RestartInfo | None,
@@ -304,6 +309,7 @@ class SessionManager:
                 project_dir=folder,
                 restart=restart,
                 turn_slots=turn_slots,
+                mcp=mcp,
             )
             with mailbox.serve() as inbox:
                 await actor.run(inbox, task_status=task_status)

@@ -44,6 +44,7 @@ from greenroom.actors.events import (
 from greenroom.actors.mailbox import Inbox, Reply
 from greenroom.actors.state import SessionState, SessionView
 from greenroom.agent.chat import Message, Thinking, ToolCall
+from greenroom.agent.mcp.hub import McpRegistry
 from greenroom.agent.provider import (
     CompletionRequest,
     Finish,
@@ -51,7 +52,7 @@ from greenroom.agent.provider import (
     TextDelta,
     ToolCallDelta,
 )
-from greenroom.agent.tools import TOOLS, run_tool
+from greenroom.agent.toolbox import STOPPED_CALL, Toolbox, open_toolbox
 from greenroom.config import Config
 from greenroom.errors import Conflict, GreenroomError, LimitReached, ProviderError, TooLarge
 from greenroom.supervisor import RestartInfo
@@ -167,6 +168,9 @@ class SessionActor:
     restart: RestartInfo | None = None
     # Shared by every session when ``max_concurrent_turns`` is set.
     turn_slots: trio.CapacityLimiter | None = None
+    # The runtime's MCP servers and approvals (None: file tools only).
+    mcp: McpRegistry | None = None
+    _toolbox: Toolbox | None = attrs.field(default=None, init=False)
     _nursery: trio.Nursery | None = attrs.field(default=None, init=False)
     _turn_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _turn_done: trio.Event | None = attrs.field(default=None, init=False)
@@ -181,8 +185,13 @@ class SessionActor:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve ``inbox`` until asked to stop; then interrupt the running turn, keeping its
-        partial output, so that the session resumes where it was."""
-        async with trio.open_nursery() as nursery:
+        partial output, so that the session resumes where it was. Its MCP servers stop after
+        the turn has ended."""
+        async with (
+            open_toolbox(self.project_dir, self.state.project, self.mcp) as toolbox,
+            trio.open_nursery() as nursery,
+        ):
+            self._toolbox = toolbox
             self._nursery = nursery
             task_status.started()
             await self._recover()
@@ -379,10 +388,11 @@ class SessionActor:
 
     async def _stream_step(self, step: int) -> tuple[Message, str]:
         """The step's assistant message, and the finish reason it came with."""
+        assert self._toolbox is not None
         temperature, max_tokens = self.state.temperature, self.state.max_tokens
         request = CompletionRequest(
             messages=tuple(self.state.messages),
-            tools=TOOLS,
+            tools=await self._toolbox.schemas(first_step=step == 1),
             model=self.state.model or self.config.model,
             system_prompt=self.config.system_prompt,
             temperature=self.config.temperature if temperature is None else temperature,
@@ -424,13 +434,19 @@ class SessionActor:
         return message, finish
 
     async def _answer(self, call: ToolCall) -> None:
-        # Shielded: a tool that ran has its result committed, so a resumed turn never runs
-        # it twice. File tools are short; a stop waits for the one in progress.
+        # A tool that ran has its result committed, so a resumed turn never runs it twice.
+        # File tools are short and shielded: a stop waits for the one in progress. An MCP
+        # call may take long: a stop cancels it, and it is answered as stopped.
+        assert self._toolbox is not None
+        try:
+            result = await self._toolbox.run(call.name, call.arguments)
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True):
+                await self._commit(
+                    Message(role="tool", content=STOPPED_CALL, tool_call_id=call.id)
+                )
+            raise
         with trio.CancelScope(shield=True):
-            try:
-                result = await run_tool(self.project_dir, call.name, call.arguments)
-            except GreenroomError as failure:
-                result = f"error: {failure.message}"
             await self._commit(Message(role="tool", content=result, tool_call_id=call.id))
 
     def _steps_taken(self) -> int:

@@ -133,6 +133,17 @@ _EDIT = re.compile(
     _PLEASE + r"edit\s+(?:the\s+)?file\s+(?P<path>\S+)\s+replace\s+(?P<rest>.*)",
     re.IGNORECASE | re.DOTALL,
 )
+_SEARCH = re.compile(
+    _PLEASE
+    + r"search\s+(?:the\s+)?files\s+for\s+(?P<pattern>\S+?)"
+    + r"(?:\s+in\s+(?P<path>\S+?))?[.!?]?",
+    re.IGNORECASE,
+)
+_GLOB = re.compile(_PLEASE + r"glob\s+(?P<pattern>\S+)", re.IGNORECASE)
+_CALL = re.compile(
+    _PLEASE + r"call\s+(?:the\s+)?tool\s+(?P<name>[A-Za-z0-9_.-]+)(?:\s+with\s+(?P<arguments>.*))?",
+    re.IGNORECASE | re.DOTALL,
+)
 _WITH = " with "
 
 # Common English words and a few of the stage: replies read like text, cheaply.
@@ -152,6 +163,7 @@ _VERBS = {
     "delete_file": "delete",
     "edit_file": "edit",
 }
+"""The file tools the confirmations name by a verb; any other tool is named as it is."""
 
 
 @attrs.frozen(kw_only=True)
@@ -253,8 +265,9 @@ def _first_line(text: str) -> str:
     return line
 
 
-def _command(text: str) -> tuple[str, str, dict[str, str]] | None:
-    """The tool call the message asks for: (intro text, tool name, arguments), or None."""
+def _command(text: str) -> tuple[str, str, dict[str, str] | str] | None:
+    """The tool call the message asks for: (intro text, tool name, arguments), or None.
+    ``call tool`` passes its arguments on as the JSON text it was given."""
     if match := _CREATE.fullmatch(text):
         path = match["path"]
         return f"Creating {path}.", "write_file", {"path": path, "content": match["content"]}
@@ -274,6 +287,15 @@ def _command(text: str) -> tuple[str, str, dict[str, str]] | None:
             return "Listing the files.", "list_files", {}
         path = match["path"]
         return f"Listing the files in {path}.", "list_files", {"path": path}
+    if match := _SEARCH.fullmatch(text):
+        arguments = {"pattern": match["pattern"]}
+        if match["path"] is not None:
+            arguments["path"] = match["path"]
+        return f"Searching for {match['pattern']}.", "search_files", arguments
+    if match := _GLOB.fullmatch(text):
+        return f"Looking for {match['pattern']}.", "glob", {"pattern": match["pattern"]}
+    if match := _CALL.fullmatch(text):
+        return f"Calling {match['name']}.", match["name"], match["arguments"] or "{}"
     return None
 
 
@@ -288,6 +310,10 @@ def _confirmation(call: ToolCall | None, result: str) -> str:
     path = arguments.get("path") if isinstance(arguments, dict) else None
     target = path if isinstance(path, str) else "the project"
     verb = _VERBS.get(call.name)
+    if verb is None:
+        if result[:6].lower() == "error:":
+            return f"I could not run {call.name}: {_first_line(result[6:])}"
+        return f"{call.name} answered: {_first_line(result)}"
     if result[:6].lower() == "error:":
         reason = _first_line(result[6:])
         return f"I could not {verb or 'run ' + call.name} {target}: {reason}"
@@ -362,7 +388,11 @@ class SimulatedProvider:
                 id=f"call_sim_{bits:016x}",
                 name=name,
                 # The model writes JSON text for a call's arguments; so does this one.
-                arguments=json.dumps(arguments, ensure_ascii=False),
+                arguments=(
+                    arguments
+                    if isinstance(arguments, str)
+                    else json.dumps(arguments, ensure_ascii=False)
+                ),
             )
         return _Step(
             tokens=tokens,

@@ -28,6 +28,22 @@ Decisions:
   ``/``. It does not descend into ``.git`` or ``.ai`` folders (they are listed, not expanded) or
   into linked folders. At most :data:`MAX_LIST_ENTRIES` lines, then ``... N more``.
 - ``delete_file`` deletes files only; a symbolic link is removed itself, never its target.
+- ``.mcp.json`` at the top of the project names programs that greenroom starts (MCP servers):
+  the tools may read it but never write, edit or delete it, like ``.ai/``. That is defence in
+  depth: what really guards it is that its servers start only once a client has approved the
+  file's exact contents (see :mod:`greenroom.agent.mcp`), so a changed file stops them.
+- ``search_files`` matches a Python regular expression against each line of the UTF-8 files
+  under a folder (in tree order, with the walk rules of ``list_files``), and answers
+  ``path:line: text`` lines. It skips files over :data:`MAX_FILE_BYTES` and files that are not
+  UTF-8 text, cuts each shown line to :data:`MAX_SHOWN_LINE` characters, stops at
+  :data:`MAX_SEARCH_RESULTS` matches and after :data:`SEARCH_BUDGET_SECONDS` of work (checked
+  between lines, in the worker thread, against the process's monotonic clock: a CPU budget,
+  not a turn's time). A pathological pattern can still take long on one line: Python's ``re``
+  cannot be interrupted, and lines are cut to :data:`MAX_SEARCH_LINE` characters to bound it.
+- ``glob`` matches a pattern against the paths under a folder (same walk): ``*`` and ``?``
+  never cross a ``/``, ``**`` as a whole segment matches any number of folders, ``[...]`` is a
+  character class. Paths are relative to the project; folders end in ``/``; at most
+  :data:`MAX_LIST_ENTRIES` lines. Patterns are relative and may not contain ``..``.
 - Arguments: an empty string means ``{}`` (some models send that for calls without arguments);
   unknown fields are ignored; the schemas' ``required`` fields must be present and be strings.
 - This module parses JSON itself: the arguments are JSON text written by the model, not a wire
@@ -39,8 +55,10 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import stat
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import trio
@@ -56,6 +74,14 @@ MAX_LIST_ENTRIES = 1000
 MAX_LIST_SCAN = 100_000
 """``list_files`` stops walking after this many entries, so a huge tree cannot stall a thread."""
 HISTORY_FOLDER = ".ai"
+MCP_CONFIG_FILE = ".mcp.json"
+"""The project's MCP server list (Claude Code's format); the tools may not change it."""
+MAX_SEARCH_RESULTS = 200
+MAX_SEARCH_LINE = 4096
+"""``search_files`` matches at most this many characters of a line (see the module docs)."""
+MAX_SHOWN_LINE = 300
+MAX_PATTERN_CHARS = 1000
+SEARCH_BUDGET_SECONDS = 10.0
 _NOT_EXPANDED = frozenset({".ai", ".git"})
 _SHOWN_CHARS = 200
 
@@ -116,6 +142,30 @@ TOOLS: tuple[ToolSchema, ...] = (
         {"path": _PATH_FIELD},
         ("path",),
     ),
+    _schema(
+        "search_files",
+        "Search the text files under a folder of the project for a regular expression (Python "
+        "syntax), line by line; answers 'path:line: text' for each matching line, at most "
+        f"{MAX_SEARCH_RESULTS}. Skips .git and .ai folders, binary files and files over 1 MiB.",
+        {
+            "pattern": "The regular expression to look for in each line.",
+            "path": "Folder (or file) to search, relative to the project folder; '.' (the "
+            "default) for all.",
+            "include": "Only search files whose path matches this glob, e.g. '**/*.py'.",
+        },
+        ("pattern",),
+    ),
+    _schema(
+        "glob",
+        "Find the files and folders of the project whose path matches a glob pattern, e.g. "
+        "'**/*.py' or 'docs/*.md'; '*' stays within one folder, '**' spans folders. One path "
+        "per line relative to the project; folders end with '/'.",
+        {
+            "pattern": "The glob pattern, relative to the folder searched.",
+            "path": "Folder to search from, relative to the project folder; '.' (the default).",
+        },
+        ("pattern",),
+    ),
 )
 _SCHEMAS = {schema.name: schema for schema in TOOLS}
 
@@ -165,7 +215,17 @@ def resolve_in_project(root: Path, path: str, *, for_write: bool = False) -> Pat
             f"path {_show(path)} is in {HISTORY_FOLDER}/, where greenroom keeps the chat "
             "history; tools may not change it"
         )
+    if for_write and _is_mcp_config(real, root_real):
+        raise ToolError(
+            f"path {_show(path)} is the project's {MCP_CONFIG_FILE}, which starts programs; "
+            "tools may not change it (ask the user to edit it)"
+        )
     return real
+
+
+def _is_mcp_config(real: Path, root_real: Path) -> bool:
+    parts = real.relative_to(root_real).parts
+    return len(parts) == 1 and parts[0].casefold() == MCP_CONFIG_FILE
 
 
 def _in_history(real: Path, root_real: Path) -> bool:
@@ -407,7 +467,11 @@ def _delete_file(root: Path, fields: dict[str, str]) -> str:
             link = parent / name
             if link.is_symlink():
                 # The link itself goes, never its target; it must be ours to delete.
-                if not parent.is_relative_to(root_real) or _in_history(link, root_real):
+                if (
+                    not parent.is_relative_to(root_real)
+                    or _in_history(link, root_real)
+                    or _is_mcp_config(link, root_real)
+                ):
                     raise ToolError(f"cannot delete {shown}: it is not in the project's files")
                 link.unlink()
                 return f"deleted {_display(path)} (a symbolic link)"
@@ -419,10 +483,205 @@ def _delete_file(root: Path, fields: dict[str, str]) -> str:
     return f"deleted {_display(path)}"
 
 
+def _walk(real: Path, root_real: Path) -> Iterator[tuple[tuple[str, ...], bool]]:
+    """Every entry under the folder ``real`` as (parts relative to the root, is a folder), in
+    tree order, with ``list_files``' rules: linked folders and ``.git``/``.ai`` are not
+    entered. Stops after :data:`MAX_LIST_SCAN` entries (raises ``_TooMany``)."""
+    seen = 0
+    for folder, folders, files in os.walk(real):
+        folders.sort()
+        base = Path(folder).relative_to(root_real).parts
+        entries = [(name, not os.path.islink(os.path.join(folder, name))) for name in folders]
+        entries += [(name, False) for name in files]
+        entries.sort()
+        folders[:] = [name for name, is_dir in entries if is_dir and name not in _NOT_EXPANDED]
+        for name, is_folder in entries:
+            seen += 1
+            if seen > MAX_LIST_SCAN:
+                raise _TooMany
+            yield (*base, name), is_folder
+
+
+class _TooMany(Exception):
+    """The walk reached :data:`MAX_LIST_SCAN` entries."""
+
+
+def _folder_to_walk(root: Path, path: str, verb: str) -> tuple[Path, Path]:
+    shown = _show(path)
+    real = resolve_in_project(root, path)
+    root_real = Path(os.path.realpath(root))
+    if not real.is_dir():
+        if real.exists():
+            raise ToolError(f"{shown} is a file, not a folder")
+        raise ToolError(f"cannot {verb} {shown}: no such folder")
+    return real, root_real
+
+
+def _glob_regex(pattern: str, argument: str) -> re.Pattern[str]:
+    """The regular expression of a glob over '/'-separated relative paths."""
+    if not pattern:
+        raise ToolError(f"the argument {argument!r} is empty")
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise ToolError(f"the pattern is too long (the limit is {MAX_PATTERN_CHARS} characters)")
+    if posixpath.isabs(pattern):
+        raise ToolError("the pattern is absolute; give one relative to the folder searched")
+    segments = pattern.split("/")
+    if ".." in segments:
+        raise ToolError(f"the pattern {_show(pattern)} contains '..'; it may not leave the folder")
+    parts: list[str] = []
+    for number, segment in enumerate(segments):
+        last = number == len(segments) - 1
+        if segment == "**":
+            # Any number of folders (none included), or anything at all at the end.
+            parts.append(".*" if last else "(?:[^/]*/)*")
+            continue
+        parts.append(_glob_segment(segment, pattern) + ("" if last else "/"))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def _glob_segment(segment: str, pattern: str) -> str:
+    out: list[str] = []
+    index = 0
+    while index < len(segment):
+        char = segment[index]
+        index += 1
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            negate = segment.startswith("!", index)
+            start = index + negate
+            # A ']' first in the class is one of its characters, as in fnmatch.
+            end = segment.find("]", start + 1 if segment.startswith("]", start) else start)
+            if end < 0:
+                raise ToolError(f"the pattern {_show(pattern)} has a '[' with no ']'")
+            body = "".join(c if c == "-" else re.escape(c) for c in segment[start:end])
+            index = end + 1
+            out.append(f"[^/{body}]" if negate else f"[{body}]")
+        else:
+            out.append(re.escape(char))
+    return "".join(out)
+
+
+def _glob(root: Path, fields: dict[str, str]) -> str:
+    matcher = _glob_regex(fields["pattern"], "pattern")
+    path = fields.get("path", ".")
+    try:
+        real, root_real = _folder_to_walk(root, path, "search")
+        start = real.relative_to(root_real).parts
+        found: list[tuple[tuple[str, ...], bool]] = []
+        complete = True
+        try:
+            for parts, is_folder in _walk(real, root_real):
+                relative = "/".join(parts[len(start) :])
+                if matcher.fullmatch(relative):
+                    found.append((parts, is_folder))
+        except _TooMany:
+            complete = False
+    except OSError as exc:
+        raise _os_error(exc, "search", _show(path)) from None
+    if not found:
+        return "(no matches)" if complete else f"(no matches in the first {MAX_LIST_SCAN} entries)"
+    found.sort()
+    lines = [
+        _printable("/".join(parts)) + ("/" if is_folder else "")
+        for parts, is_folder in found[:MAX_LIST_ENTRIES]
+    ]
+    more = len(found) - MAX_LIST_ENTRIES
+    if more > 0:
+        lines.append(f"... {more} more" if complete else f"... more than {more} more")
+    elif not complete:
+        lines.append(f"... (stopped after {MAX_LIST_SCAN} entries)")
+    return "\n".join(lines)
+
+
+def _search_files(root: Path, fields: dict[str, str]) -> str:
+    pattern = fields["pattern"]
+    if not pattern:
+        raise ToolError("the argument 'pattern' of search_files is empty")
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise ToolError(f"the pattern is too long (the limit is {MAX_PATTERN_CHARS} characters)")
+    try:
+        regex = re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        where = f" at position {exc.pos}" if isinstance(exc, re.error) and exc.pos else ""
+        reason = exc.msg if isinstance(exc, re.error) else "it is too complex"
+        raise ToolError(f"the pattern is not a valid regular expression: {reason}{where}") from None
+    include = fields.get("include")
+    matcher = _glob_regex(include, "include") if include is not None else None
+    path = fields.get("path", ".")
+    shown = _show(path)
+    real = resolve_in_project(root, path)
+    root_real = Path(os.path.realpath(root))
+    deadline = time.monotonic() + SEARCH_BUDGET_SECONDS
+    results: list[str] = []
+    notes: list[str] = []
+    try:
+        files: Iterator[tuple[str, ...]]
+        if real.is_dir():
+            files = (parts for parts, is_folder in _walk(real, root_real) if not is_folder)
+        elif real.exists():
+            files = iter([real.relative_to(root_real).parts])
+        else:
+            raise ToolError(f"cannot search {shown}: no such file or folder")
+        for parts in files:
+            relative = "/".join(parts)
+            if matcher is not None and not matcher.fullmatch(relative):
+                continue
+            # A link may lead out of the project: what it leads to is read only when inside.
+            target = Path(os.path.realpath(root_real.joinpath(*parts)))
+            if not target.is_relative_to(root_real):
+                continue
+            text = _searchable(target)
+            if text is None:
+                continue
+            shown_path = _printable(relative)
+            for number, line in enumerate(text.splitlines(), 1):
+                if time.monotonic() > deadline:
+                    raise _OutOfTime
+                if regex.search(line, 0, MAX_SEARCH_LINE) is None:
+                    continue
+                if len(results) == MAX_SEARCH_RESULTS:
+                    notes.append(f"... stopped at {MAX_SEARCH_RESULTS} matches")
+                    raise _OutOfTime
+                if len(line) > MAX_SHOWN_LINE:
+                    line = line[:MAX_SHOWN_LINE] + "..."
+                results.append(f"{shown_path}:{number}: {line}")
+    except _OutOfTime:
+        if not notes:
+            notes.append(
+                f"... stopped after {SEARCH_BUDGET_SECONDS:g} s of searching; narrow the path "
+                "or simplify the pattern"
+            )
+    except _TooMany:
+        notes.append(f"... stopped after {MAX_LIST_SCAN} entries")
+    except OSError as exc:
+        raise _os_error(exc, "search", shown) from None
+    if not results and not notes:
+        return "(no matches)"
+    return "\n".join(results + notes)
+
+
+class _OutOfTime(Exception):
+    """The search reached its result count or its time budget."""
+
+
+def _searchable(real: Path) -> str | None:
+    """A file's text, or None when it is not searched (too large, not UTF-8, not regular,
+    gone or unreadable: a search skips such files rather than failing on one of them)."""
+    try:
+        return _read_text(real, "")
+    except (ToolError, OSError):
+        return None
+
+
 _OPERATIONS: dict[str, Callable[[Path, dict[str, str]], str]] = {
     "read_file": _read_file,
     "write_file": _write_file,
     "edit_file": _edit_file,
     "list_files": _list_files,
     "delete_file": _delete_file,
+    "search_files": _search_files,
+    "glob": _glob,
 }

@@ -24,8 +24,8 @@ Decisions (docs/protocol.md, "The Python client", says the same for users):
 - **Calls during a disconnect.** A call made while disconnected waits for the reconnection.
   A call in flight when the connection drops is retried once on the new connection if it is
   idempotent (reads, ``openSession``, ``subscribe``, ``unsubscribe``, ``focusProject``,
-  ``ping``); any other fails with :class:`ConnectionLost`, since the server may or may not have
-  run it (a ``sendMessage`` sent twice would start two turns).
+  ``trustMcpConfig``, ``ping``); any other fails with :class:`ConnectionLost`, since the
+  server may or may not have run it (a ``sendMessage`` sent twice would start two turns).
 - **Backpressure.** The event queue holds ``event_buffer`` events. When it is full the reader
   waits, which stops reading the socket; the server's send queue then fills and it closes the
   connection with 4008; once the application catches up, the client reconnects and resumes
@@ -80,7 +80,7 @@ _STABLE: Final = 5.0
 that closes sooner counts as a failed attempt (a server that accepts and drops at once)."""
 _IDEMPOTENT: Final = frozenset(
     {"listProjects", "listSessions", "openSession", "subscribe", "unsubscribe", "focusProject",
-     "stats", "ping"}
+     "stats", "ping", "mcpConfig", "trustMcpConfig"}
 )  # fmt: skip
 _UNSET: Final[Any] = object()
 
@@ -234,12 +234,20 @@ class GreenroomClient:
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> JSON:
-        """``{"session": state}``: the project's session, opened or created; ``model``,
-        ``temperature`` and ``max_tokens`` are what its turns use."""
+        """``{"session": state, "mcp": ...}``: the project's session, opened or created;
+        ``model``, ``temperature`` and ``max_tokens`` are what its turns use."""
         command = cmd.OpenSession(
             project=project, model=model, temperature=temperature, maxTokens=max_tokens
         )
         return await self._call(command)
+
+    async def mcp_config(self, project: str) -> JSON:
+        """``{"mcp": ...}``: the project's ``.mcp.json`` and whether it is approved."""
+        return await self._call(cmd.McpConfig(project=project))
+
+    async def trust_mcp_config(self, project: str, digest: str) -> JSON:
+        """Approve the project's ``.mcp.json`` whose contents hash to ``digest``."""
+        return await self._call(cmd.TrustMcpConfig(project=project, hash=digest))
 
     async def subscribe(self, session: str, since: int | None = None) -> JSON:
         """Receive the session's events from now on (and the retained ones after ``since``).

@@ -40,6 +40,7 @@ import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 
 from greenroom.actors.events import Event, StreamingUpdate, Summary
 from greenroom.actors.state import SessionView
+from greenroom.agent.mcp.config import ProjectMcpStatus
 from greenroom.config import MAX_TEMPERATURE, MAX_TOKENS
 from greenroom.convert import converter, event_to_wire, queued_previews, summary_to_wire
 from greenroom.errors import BadRequest, GreenroomError, InvalidArgument
@@ -215,9 +216,22 @@ def sessions_result(summaries: Iterable[Summary]) -> dict[str, Any]:
     return {"sessions": Summaries(summaries)}
 
 
-def session_result(view: SessionView) -> dict[str, Any]:
-    """``openSession``."""
-    return {"session": state_to_wire(view)}
+def session_result(view: SessionView, mcp: ProjectMcpStatus) -> dict[str, Any]:
+    """``openSession``: the state, and the project's MCP configuration."""
+    return {"session": state_to_wire(view), **mcp_result(mcp)}
+
+
+def mcp_result(status: ProjectMcpStatus) -> dict[str, Any]:
+    """``mcpConfig`` and ``trustMcpConfig``: the project's ``.mcp.json`` and its approval."""
+    return {
+        "mcp": {
+            "file": ".mcp.json",
+            "state": status.state,
+            "hash": status.hash,
+            "servers": [server.describe() for server in status.servers],
+            "error": status.error,
+        }
+    }
 
 
 def subscribe_result(seq: int) -> dict[str, Any]:
@@ -258,6 +272,7 @@ _JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _SQUARE = bytes.maketrans(b"{}", b"[]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SHA256 = re.compile("[0-9a-fA-F]{64}")
 
 
 def _json_nesting_error(text: str) -> str | None:
@@ -357,6 +372,13 @@ def _max_tokens(name: str, value: object) -> int:
     return value
 
 
+def _hash(name: str, value: object) -> str:
+    digest = _string(name, value)
+    if not _SHA256.fullmatch(digest):
+        raise InvalidArgument(f"field {name!r} must be a sha256 digest: 64 hexadecimal digits")
+    return digest.lower()
+
+
 def _seq(name: str, value: object) -> int:
     if type(value) is not int:
         raise BadRequest(f"field {name!r} must be an integer")
@@ -375,6 +397,7 @@ _CHECKS = {
     "model": _model,
     "temperature": _temperature,
     "maxTokens": _max_tokens,
+    "hash": _hash,
 }
 _FIELDS: dict[type[Any], tuple[tuple[str, bool], ...]] = {
     cls: tuple((f.name, f.default is attrs.NOTHING) for f in attrs.fields(cls))

@@ -22,6 +22,7 @@ __all__ = [
     "FocusProject",
     "ListProjects",
     "ListSessions",
+    "McpConfig",
     "NewChat",
     "OpenSession",
     "Ping",
@@ -31,6 +32,7 @@ __all__ = [
     "StopAll",
     "StopGeneration",
     "Subscribe",
+    "TrustMcpConfig",
     "Unsubscribe",
     "command_to_wire",
 ]
@@ -136,6 +138,23 @@ class FocusProject:
 
 
 @attrs.frozen(kw_only=True)
+class McpConfig:
+    """The project's ``.mcp.json``: absent, approved, awaiting approval, or unusable."""
+
+    op: ClassVar[str] = "mcpConfig"
+    project: str
+
+
+@attrs.frozen(kw_only=True)
+class TrustMcpConfig:
+    """Approve the project's ``.mcp.json`` whose contents hash to ``hash`` (sha256, hex)."""
+
+    op: ClassVar[str] = "trustMcpConfig"
+    project: str
+    hash: str
+
+
+@attrs.frozen(kw_only=True)
 class StopAll:
     op: ClassVar[str] = "stopAll"
 
@@ -164,6 +183,8 @@ Command = (
     | NewChat
     | DeleteSession
     | FocusProject
+    | McpConfig
+    | TrustMcpConfig
     | StopAll
     | Stats
     | Ping
@@ -185,6 +206,8 @@ COMMANDS: dict[str, type[Command]] = {
         NewChat,
         DeleteSession,
         FocusProject,
+        McpConfig,
+        TrustMcpConfig,
         StopAll,
         Stats,
         Ping,

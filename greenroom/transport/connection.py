@@ -67,6 +67,7 @@ from greenroom.transport.codec import (
     Subprotocol,
     Welcome,
     empty_result,
+    mcp_result,
     project_result,
     projects_result,
     send_message_result,
@@ -303,7 +304,11 @@ class _Connection:
                     temperature=command.temperature,
                     max_tokens=command.maxTokens,
                 )
-                return session_result(view)
+                return session_result(view, await rt.mcp_status(project))
+            case c.McpConfig(project=project):
+                return mcp_result(await rt.mcp_status(project))
+            case c.TrustMcpConfig(project=project, hash=digest):
+                return mcp_result(await rt.trust_mcp_config(project, digest))
             case c.Unsubscribe(session=session):
                 self.client.unsubscribe(session)
             case c.SendMessage(session=session, content=content):

@@ -29,7 +29,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import greenroom.actors.session as session_module
+import greenroom.agent.toolbox as toolbox_module
 from greenroom.actors.events import (
     Event,
     LoadingChanged,
@@ -356,7 +356,7 @@ def run_example(
             references={s: await reference_steps(finals[s]) for s in seen},
         )
 
-    with mock.patch.object(session_module, "run_tool", tool_runs.wrap(run_tool)):
+    with mock.patch.object(toolbox_module, "run_tool", tool_runs.wrap(run_tool)):
         return trio.run(
             main,
             clock=trio.testing.MockClock(autojump_threshold=0),

@@ -368,8 +368,34 @@ async def test_unknown_tool_result_still_ends_the_turn() -> None:
         Message(role="tool", content="ok", tool_call_id="x"),
     )
     chunks = await collect(messages)
-    assert text_of(chunks) == "Done."
+    assert text_of(chunks) == "shell answered: ok"
     assert ending(chunks)[1].reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "arguments"),
+    [
+        ("call tool mcp__demo__add with {\"a\": 1}", "mcp__demo__add", '{"a": 1}'),
+        ("Please call the tool mcp__demo__ping", "mcp__demo__ping", "{}"),
+        (
+            "search files for def\\s+main in src",
+            "search_files",
+            '{"pattern": "def\\\\s+main", "path": "src"}',
+        ),
+        ("glob **/*.py", "glob", '{"pattern": "**/*.py"}'),
+    ],
+)
+async def test_any_tool_by_name(text: str, name: str, arguments: str) -> None:
+    chunks = await collect(request(user(text)))
+    calls = [c for c in chunks if isinstance(c, ToolCallDelta)]
+    assert calls[0].name == name
+    assert "".join(c.arguments for c in calls) == arguments
+    answered = request(
+        user(text),
+        Message(role="assistant", tool_calls=(ToolCall(id="x", name=name, arguments="{}"),)),
+        Message(role="tool", content="error: no such server\nmore", tool_call_id="x"),
+    )
+    assert text_of(await collect(answered)) == f"I could not run {name}: no such server"
 
 
 # --- directives ------------------------------------------------------------------------------

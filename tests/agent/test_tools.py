@@ -36,7 +36,15 @@ def root(tmp_path: Path) -> Path:
 
 def test_schemas() -> None:
     names = [tool.name for tool in TOOLS]
-    assert names == ["read_file", "write_file", "edit_file", "list_files", "delete_file"]
+    assert names == [
+        "read_file",
+        "write_file",
+        "edit_file",
+        "list_files",
+        "delete_file",
+        "search_files",
+        "glob",
+    ]
     for tool in TOOLS:
         assert tool.description
         assert tool.parameters["type"] == "object"
@@ -402,12 +410,14 @@ async def test_delete_through_outside_link_refused(root: Path, tmp_path: Path) -
 # --- confinement through the tools -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["read_file", "write_file", "delete_file", "list_files"])
+@pytest.mark.parametrize(
+    "name", ["read_file", "write_file", "delete_file", "list_files", "search_files", "glob"]
+)
 async def test_every_tool_is_confined(root: Path, tmp_path: Path, name: str) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("secret")
     for path in ["../secret.txt", str(secret), "a/../../secret.txt"]:
-        arguments = json.dumps({"path": path, "content": "pwned"})
+        arguments = json.dumps({"path": path, "content": "pwned", "pattern": "secret"})
         message = await refused(root, name, arguments)
         assert "outside the project" in message or "absolute" in message
     assert secret.read_text() == "secret"

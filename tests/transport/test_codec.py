@@ -33,6 +33,7 @@ from greenroom.actors.events import (
 )
 from greenroom.actors.state import SessionView
 from greenroom.agent.chat import Message, ToolCall
+from greenroom.agent.mcp.config import ProjectMcpStatus, parse_server
 from greenroom.convert import structure, summary_to_wire, unstructure
 from greenroom.transport import codec as codec_module
 from greenroom.transport.codec import (
@@ -52,6 +53,7 @@ from greenroom.transport.codec import (
     _scrub,
     choose_subprotocol,
     empty_result,
+    mcp_result,
     project_result,
     projects_result,
     send_message_result,
@@ -73,6 +75,7 @@ from greenroom.transport.commands import (
     FocusProject,
     ListProjects,
     ListSessions,
+    McpConfig,
     NewChat,
     OpenSession,
     Ping,
@@ -82,10 +85,16 @@ from greenroom.transport.commands import (
     StopAll,
     StopGeneration,
     Subscribe,
+    TrustMcpConfig,
     Unsubscribe,
     command_to_wire,
 )
 from greenroom.transport.outbox import estimate
+
+NO_MCP = ProjectMcpStatus(state="none")
+NO_MCP_WIRE = {
+    "mcp": {"file": ".mcp.json", "state": "none", "hash": None, "servers": [], "error": None}
+}
 
 JSON = Codec(SUBPROTOCOL_JSON)
 MSGPACK = Codec(SUBPROTOCOL_MSGPACK)
@@ -157,6 +166,11 @@ EXAMPLES: list[tuple[dict[str, Any], Command]] = [
     ({"id": 13, "op": "stopAll"}, StopAll()),
     ({"id": "stats-1", "op": "stats"}, Stats()),
     ({"id": -5, "op": "ping"}, Ping()),
+    ({"id": 16, "op": "mcpConfig", "project": "blog"}, McpConfig(project="blog")),
+    (
+        {"id": 17, "op": "trustMcpConfig", "project": "blog", "hash": "AB" * 32},
+        TrustMcpConfig(project="blog", hash="ab" * 32),
+    ),
     # Unknown fields are ignored (forward compatibility).
     ({"id": 14, "op": "ping", "future": [1, {"x": 2}]}, Ping()),
     (
@@ -222,6 +236,13 @@ ERRORS: list[tuple[Any, Any, str, str]] = [
     ({"id": 2, "op": "subscribe", "session": ""}, 2, "invalid_argument", "session"),
     ({"id": 2, "op": "subscribe", "session": "s" * 129}, 2, "invalid_argument", "session"),
     ({"id": 2, "op": "subscribe", "session": "s", "since": "3"}, 2, "bad_request", "'since'"),
+    ({"id": 2, "op": "trustMcpConfig", "project": "p"}, 2, "bad_request", "'hash'"),
+    (
+        {"id": 2, "op": "trustMcpConfig", "project": "p", "hash": "x" * 64},
+        2,
+        "invalid_argument",
+        "sha256",
+    ),
     ({"id": 2, "op": "subscribe", "session": "s", "since": True}, 2, "bad_request", "'since'"),
     ({"id": 2, "op": "subscribe", "session": "s", "since": 1.0}, 2, "bad_request", "'since'"),
     ({"id": 2, "op": "subscribe", "session": "s", "since": -1}, 2, "invalid_argument", "'since'"),
@@ -377,6 +398,7 @@ def command_strategy(cls: type[Command]) -> st.SearchStrategy[Command]:
     )
     fields["temperature"] = st.none() | st.floats(0, 2)
     fields["maxTokens"] = st.none() | st.integers(1, 2**31 - 1)
+    fields["hash"] = st.text("0123456789abcdef", min_size=64, max_size=64)
     return st.builds(cls, **{a.name: fields[a.name] for a in attrs.fields(cls)})
 
 
@@ -414,6 +436,7 @@ near_commands = st.fixed_dictionaries(
         "project": field_values,
         "content": field_values,
         "since": field_values,
+        "hash": field_values,
         "extra": field_values,
     },
 )
@@ -866,7 +889,7 @@ def test_state_to_wire() -> None:
 )
 def test_any_state_round_trips(view: SessionView) -> None:
     for codec in (JSON, MSGPACK):
-        reply = parse(codec.encode([Reply(re=1, result=session_result(view))]))
+        reply = parse(codec.encode([Reply(re=1, result=session_result(view, NO_MCP))]))
         assert structure(reply["result"]["session"], SessionView) == view
 
 
@@ -885,7 +908,24 @@ def test_result_helpers() -> None:
     }
     assert project_result("blog") == {"project": "blog"}
     assert sessions_result([SUMMARY]) == {"sessions": [SUMMARY]}  # written by the codec
-    assert session_result(VIEW) == {"session": STATE_WIRE}
+    assert session_result(VIEW, NO_MCP) == {"session": STATE_WIRE, **NO_MCP_WIRE}
+
+
+def test_mcp_result() -> None:
+    server = parse_server("files", {"command": "npx", "args": ["x"], "env": {"K": "secret"}},
+                          where="t", source="project")
+    status = ProjectMcpStatus(state="untrusted", hash="ab" * 32, servers=(server,))
+    assert mcp_result(status) == {
+        "mcp": {
+            "file": ".mcp.json",
+            "state": "untrusted",
+            "hash": "ab" * 32,
+            "servers": [
+                {"name": "files", "type": "stdio", "command": "npx", "args": ["x"], "env": ["K"]}
+            ],
+            "error": None,
+        }
+    }
     assert subscribe_result(42) == {"seq": 42}
     assert send_message_result(True) == {"queued": True}
     assert stop_generation_result(("a", "b")) == {"discarded": ["a", "b"]}

@@ -29,6 +29,8 @@ PROTOCOL_OPS = {
     "newChat",
     "deleteSession",
     "focusProject",
+    "mcpConfig",
+    "trustMcpConfig",
     "stopAll",
     "stats",
     "ping",

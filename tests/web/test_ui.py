@@ -6,11 +6,17 @@ Shown text is compared with what the protocol says was committed.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
+import sys
+import time
 from typing import Any
 
 from playwright.sync_api import Page, expect
 
+from tests.agent.test_mcp import SERVER
 from tests.web.conftest import Served, Shots
 
 SLOW = "[[tokens:200]] [[rate:40]]"  # about five seconds of streaming
@@ -195,3 +201,39 @@ def test_a_server_restart_mid_stream_loses_nothing_on_the_page(
     messages = served.committed("eta")
     shown = page.locator("#messages .msg .text")
     expect(shown).to_have_text([m["content"] for m in messages if m["role"] != "tool"])
+
+
+def test_a_project_mcp_file_is_shown_and_approved_before_its_servers_start(
+    page: Page, served: Served, shots: Shots
+) -> None:
+    folder = served.folder / "data" / "projects" / "eta"
+    folder.mkdir(parents=True)
+    entry = {"command": sys.executable, "args": [str(SERVER)], "env": {"KEY": "s3cret"}}
+    (folder / ".mcp.json").write_text(json.dumps({"mcpServers": {"demo": entry}}))
+    page.goto(served.page_url)
+    project(page, "eta").locator("button").click()
+    expect(page.locator("#mcp")).to_be_visible()
+    expect(page.locator("#mcp-servers li")).to_have_text(
+        f"demo: {sys.executable} {SERVER} (sets KEY)"
+    )
+    assert "s3cret" not in page.content()
+    shots("mcp-asks")
+
+    page.click("#mcp-approve")
+    expect(page.locator("#mcp")).to_be_hidden()
+    send(page, "call tool mcp__demo__pid [[rate:inf]]")
+    result = page.locator("#messages .tool-result")
+    expect(result).to_have_text(re.compile(r"← \d+"))
+    shots("mcp-approved")
+    pid = int(str(result.text_content()).removeprefix("← "))
+    os.kill(pid, 0)  # the server runs
+
+    served.stop(signal.SIGTERM)  # and stops with greenroom
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "the MCP server outlived greenroom"
+        time.sleep(0.1)

@@ -123,9 +123,10 @@ async function select(project) {
 
 // openSession, then subscribe since its seq: the events in between are replayed.
 async function open(chat, attempts = 3) {
-  const { session } = await call("openSession", { project: chat.project });
+  const { session, mcp } = await call("openSession", { project: chat.project });
   if (state.chat !== chat) return;  // the user moved on meanwhile
   chat.load(session);
+  chat.mcp = mcp ?? null;
   state.sessions.set(session.session, summaryOf(session));
   render();
   await subscribe(chat, attempts);
@@ -179,6 +180,28 @@ function bindControls() {
     if (!panel.hidden) refreshSessions();
   });
   $("stop-all").addEventListener("click", () => call("stopAll").catch(report));
+  $("mcp-approve").addEventListener("click", approveMcp);
+}
+
+// A project's .mcp.json starts programs: its servers run only once the user approves the
+// exact contents shown (the hash); a file changed meanwhile is refused, and shown again.
+async function approveMcp() {
+  const chat = state.chat;
+  if (!chat?.mcp?.hash) return;
+  try {
+    const { mcp } = await call("trustMcpConfig", { project: chat.project, hash: chat.mcp.hash });
+    chat.mcp = mcp;
+  } catch (err) {
+    report(err);
+    try { chat.mcp = (await call("mcpConfig", { project: chat.project })).mcp; } catch (e) { /* shown */ }
+  }
+  render();
+}
+
+function describeServer(server) {
+  const what = server.type === "http" ? server.url : [server.command, ...(server.args ?? [])].join(" ");
+  const names = server.env ?? server.headers ?? [];
+  return `${server.name}: ${what}${names.length ? ` (sets ${names.join(", ")})` : ""}`;
 }
 
 async function send() {
@@ -340,6 +363,16 @@ function renderChat() {
   $("stop").disabled = !(ready && chat.loading);
   $("error").hidden = !chat?.error;
   $("error-text").textContent = chat?.error ? `The turn failed: ${explain(chat.error)}` : "";
+  const mcp = chat?.mcp;
+  const asking = mcp?.state === "untrusted" || mcp?.state === "invalid";
+  $("mcp").hidden = !asking;
+  if (asking) {
+    $("mcp-text").textContent = mcp.state === "invalid"
+      ? `This project's .mcp.json is unusable, so its MCP servers do not start: ${mcp.error}`
+      : "This project's .mcp.json would start these MCP servers, with your permissions. They do not start until you approve them:";
+    $("mcp-servers").replaceChildren(...(mcp.servers ?? []).map((s) => el("li", { textContent: describeServer(s) })));
+    $("mcp-approve").hidden = mcp.state === "invalid";
+  }
   const box = $("messages");
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   if (!chat) {

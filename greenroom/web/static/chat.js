@@ -20,6 +20,7 @@ export class Chat {
     this.replayUntil = undefined; // undefined: subscribe not answered yet; null: live
     this.held = [];
     this.version = 0;         // grows when `messages` changes, so the page redraws them
+    this.mcp = null;          // the project's .mcp.json as openSession showed it (docs/mcp.md)
   }
 
   load(state) {
