@@ -58,6 +58,7 @@ from greenroom.actors.session import (
     StopGeneration,
 )
 from greenroom.actors.state import SessionView
+from greenroom.actors.tally import Tally
 from greenroom.agent.provider import Provider
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import Config
@@ -204,6 +205,8 @@ class Runtime:
     _journal_actor: JournalActor
     # How many clients subscribe to each session: a subscribed session is never unloaded.
     _subscribers: dict[str, int]
+    tally: Tally = attrs.Factory(Tally)
+    """Live counters for the metrics: turns, streamed text, provider failures, durations."""
     _client_ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
 
     # -- projects and sessions --------------------------------------------------------------
@@ -447,8 +450,9 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
     # and the clients see it (see greenroom.actors.bus and greenroom.actors.journal).
     bus.set_gate(journal_box.ref)
     bus.attach(notifier_box.ref, notifier_wants)
+    tally = Tally()
     journal = JournalActor(
-        files=files, mirror=mirror, bus=bus, sync_interval=config.flush_interval
+        files=files, mirror=mirror, bus=bus, sync_interval=config.flush_interval, tally=tally
     )
 
     sup = config.supervision
@@ -486,6 +490,7 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
         bus=bus,
         on_checkpoint=journal.checkpoint,
         stats=PersistenceStatistics(quarantined=restored.quarantined),
+        flush_seconds=tally.flush_seconds,
     )
     notifier = NotifierActor()
 
@@ -534,6 +539,7 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
                 persistence_actor=persistence,
                 journal_actor=journal,
                 subscribers=subscribers,
+                tally=tally,
             )
     finally:
         with trio.CancelScope(shield=True):
