@@ -11,7 +11,9 @@ from greenroom import cli
 from greenroom.settings import SettingsError, resolve
 
 
-def settings_of(tmp_path: Path, file: str, env: dict[str, str], argv: list[str]) -> dict[str, object]:
+def settings_of(
+    tmp_path: Path, file: str, env: dict[str, str], argv: list[str]
+) -> dict[str, object]:
     (tmp_path / "config.toml").write_text(file)
     args = cli.make_parser().parse_args(["serve", *argv])
     resolved = resolve(file=tmp_path / "config.toml", env=env, flags=vars(args))
