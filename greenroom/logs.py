@@ -110,7 +110,7 @@ def setup_logging(level: int, log_format: str = "text", stream: TextIO | None = 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # trio-websocket logs every handshake and close at INFO, httpx every model request.
+    # trio-websocket logs every handshake and close at INFO, httpx2 every model request.
     chatty = logging.WARNING if level > logging.DEBUG else logging.NOTSET
-    logging.getLogger("trio-websocket").setLevel(chatty)
-    logging.getLogger("httpx").setLevel(chatty)
+    for name in ("trio-websocket", "httpx2"):
+        logging.getLogger(name).setLevel(chatty)

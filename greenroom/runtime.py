@@ -89,7 +89,7 @@ def make_provider(config: Config) -> Provider:
             seed=sim.seed, tokens_per_second=sim.tokens_per_second, reply_tokens=sim.reply_tokens
         )
     if config.provider == "openai":
-        # Imported here: the offline default never loads httpx.
+        # Imported here: the offline default never loads httpx2.
         from greenroom.agent.openai import DEFAULT_BASE_URL, OpenAIProvider
 
         if not config.model:

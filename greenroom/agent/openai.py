@@ -14,6 +14,9 @@ chunk the session has shown text, and a retry would show it twice.
 
 The API key is sent as a bearer token and appears nowhere else: not in reprs, logs or error
 messages (a server that echoes it has it replaced by ``***``).
+
+HTTP is httpx2, the maintained successor of httpx (the same API under a new name, on anyio,
+so it runs on trio); the OpenAI and Anthropic SDKs moved to it too.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, Final
 
-import httpx
+import httpx2
 import trio
 
 from greenroom.agent.chat import Message
@@ -157,7 +160,7 @@ def classify_error(
     return ProviderError("bad_request", f"the model server refused the request ({code}){said}")
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def _retry_after(headers: httpx2.Headers) -> float | None:
     """Seconds the server asks to wait (``retry-after-ms`` or ``Retry-After`` in seconds)."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         raw = headers.get(name)
@@ -264,13 +267,13 @@ def _usage(usage: dict[str, Any]) -> Usage:
 
 @asynccontextmanager
 async def _map_exceptions() -> AsyncIterator[None]:
-    """httpx's exceptions, turned into ProviderError once, at the I/O boundary."""
+    """httpx2's exceptions, turned into ProviderError once, at the I/O boundary."""
     try:
         yield
-    except httpx.TimeoutException as error:
+    except httpx2.TimeoutException as error:
         what = f"the model server did not answer in time ({type(error).__name__})"
         raise ProviderError("timeout", what) from None
-    except httpx.HTTPError as error:
+    except httpx2.HTTPError as error:
         what = type(error).__name__
         raise ProviderError("network", f"cannot reach the model server ({what})") from None
 
@@ -289,7 +292,7 @@ class OpenAIProvider:
         base_url: str,
         api_key: str | None,
         model: str,
-        client: httpx.AsyncClient | None = None,
+        client: httpx2.AsyncClient | None = None,
         max_retries: int = 3,
         connect_timeout: float = 10.0,
         read_timeout: float = 120.0,
@@ -309,7 +312,7 @@ class OpenAIProvider:
         self._client = client
         self._owns_client = client is None
         self._max_retries = max_retries
-        self._timeout = httpx.Timeout(
+        self._timeout = httpx2.Timeout(
             connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=connect_timeout
         )
         self._rng = rng or random.Random()
@@ -337,12 +340,12 @@ class OpenAIProvider:
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await client.aclose()
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> httpx2.AsyncClient:
         if self._client is None:
             # No connection cap: every running turn holds one streaming response, and
             # greenroom.config's max_concurrent_turns is what bounds them.
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
-            self._client = httpx.AsyncClient(limits=limits, timeout=self._timeout)
+            limits = httpx2.Limits(max_connections=None, max_keepalive_connections=32)
+            self._client = httpx2.AsyncClient(limits=limits, timeout=self._timeout)
         return self._client
 
     async def stream(self, request: CompletionRequest) -> AsyncGenerator[Chunk, None]:
@@ -374,7 +377,7 @@ class OpenAIProvider:
             await self._sleep(delay)
 
     @asynccontextmanager
-    async def _response(self, body: dict[str, Any], model: str) -> AsyncIterator[httpx.Response]:
+    async def _response(self, body: dict[str, Any], model: str) -> AsyncIterator[httpx2.Response]:
         """A streaming response with a 2xx status; an error status raises ProviderError."""
         client = self._http()
         headers = {"Accept": "text/event-stream"}
@@ -394,7 +397,7 @@ class OpenAIProvider:
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await response.aclose()
 
-    async def _error(self, response: httpx.Response, model: str) -> ProviderError:
+    async def _error(self, response: httpx2.Response, model: str) -> ProviderError:
         raw = bytearray()
         body_bytes = response.aiter_bytes()
         try:
@@ -417,7 +420,7 @@ class OpenAIProvider:
         return error
 
     async def _chunks(
-        self, response: httpx.Response, mapper: ChunkMapper
+        self, response: httpx2.Response, mapper: ChunkMapper
     ) -> AsyncGenerator[Chunk, None]:
         decoder = SSEDecoder()
         body = response.aiter_bytes()
@@ -451,15 +454,15 @@ class OpenAIProvider:
 
 
 async def _close(
-    response: httpx.Response, body: AsyncIterator[bytes], *, drain: bool = False
+    response: httpx2.Response, body: AsyncIterator[bytes], *, drain: bool = False
 ) -> None:
     """Close ``response`` and run its body iterator to the end, shielded and bounded.
 
     ``drain``: read the rest of the body first (after ``[DONE]`` it is only the end of the
     chunked body), which lets the connection go back to the pool. Otherwise closing the
     response closes the connection, at once. The iterator is then run to its end either way:
-    httpx's body iterators are async generators nested five deep, and one abandoned mid-way
-    is finalized later by trio with a ResourceWarning; run on, they end with an error.
+    httpx2's body iterators (as httpx's were) are async generators nested deep, and one abandoned
+    mid-way is finalized later by trio with a ResourceWarning; run on, they end with an error.
     """
     if drain:
         with trio.move_on_after(DRAIN_TIMEOUT, shield=True), contextlib.suppress(Exception):
