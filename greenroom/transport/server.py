@@ -261,7 +261,10 @@ class Server:
         settings = self.settings
         request: trio_websocket.WebSocketRequest | None = None
         head: RequestHead | None = None
-        with trio.move_on_after(settings.handshake_timeout):
+        # One budget for the head and the handshake, as a client sees them; time spent
+        # waiting for the sessions to be restored is not the client's and restarts it.
+        deadline = trio.current_time() + settings.handshake_timeout
+        with trio.move_on_at(deadline):
             head = await read_request_head(stream, max_bytes=settings.max_head_bytes)
             if head is None:  # gone, or a bad head (answered)
                 return
@@ -270,8 +273,11 @@ class Server:
                 return
         if head is None:  # no complete head in time
             return
+        waited = not self._has_runtime.is_set()
         runtime = await self._runtime_for_upgrade()
-        with trio.move_on_after(settings.handshake_timeout):
+        if waited:
+            deadline = trio.current_time() + settings.handshake_timeout
+        with trio.move_on_at(deadline):
             request = await trio_websocket.wrap_server_stream(
                 cast(trio.Nursery, reader),  # it only calls start_soon
                 PrefixedStream(stream=stream, prefix=head.raw),
@@ -319,6 +325,8 @@ class Server:
         self.counters.connections_total += 1
         scope = trio.CancelScope()
         self._live.add(scope)
+        if self.stopping:  # serving() ended during the handshake: close at once (1001)
+            scope.cancel()
         try:
             with scope:
                 await handle_connection(
