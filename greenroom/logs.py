@@ -28,6 +28,7 @@ __all__ = ["LOG_FORMATS", "JsonFormatter", "Redact", "add_secret", "setup_loggin
 LOG_FORMATS: Final = ("text", "json")
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(message)s"
 _MASK: Final = "***"
+_SHORTEST_SECRET: Final = 8
 _PATTERNS: Final = (
     re.compile(r"(?i)([?&]token=)[^&\s'\"]+"),
     re.compile(r"(?i)(bearer\s+)[^\s'\"]+"),
@@ -38,8 +39,9 @@ _secrets: set[str] = set()
 
 
 def add_secret(value: str | None) -> None:
-    """Never write ``value`` in a log line from now on."""
-    if value:
+    """Never write ``value`` in a log line from now on (a value under 8 characters is no
+    secret worth the name, and masking it would garble ordinary words)."""
+    if value and len(value) >= _SHORTEST_SECRET:
         _secrets.add(value)
 
 
