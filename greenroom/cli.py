@@ -25,6 +25,7 @@ import gc
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -37,7 +38,9 @@ import trio
 from greenroom import __version__
 from greenroom.config import Config, default_config_dir
 from greenroom.errors import GreenroomError
+from greenroom.logs import LOG_FORMATS, add_secret, setup_logging
 from greenroom.settings import (
+    BOOLEAN,
     CONFIG_FILE,
     SETTINGS,
     Settings,
@@ -64,6 +67,7 @@ logger = logging.getLogger("greenroom")
 
 DISCOVERY_FILE: Final = "server.json"
 NO_SERVER: Final = "no greenroom server found; start one with `greenroom serve`"
+MIN_TOKEN_CHARS: Final = 16
 SHUTDOWN_GRACE: Final = 15.0
 """Seconds a stopping server gets to commit and flush before it is cut short."""
 LIFECYCLE_LOGGED: Final = frozenset(
@@ -187,6 +191,17 @@ def _describe(event: Mapping[str, Any]) -> str | None:
     return f"session {event.get('session')} {event.get('project')}: {what}"
 
 
+def _event_fields(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A lifecycle line's fields for ``--log-format json``."""
+    data = event.get("data") or {}
+    fields = {"event": event.get("event"), "session": event.get("session"),
+              "project": event.get("project")}  # fmt: skip
+    for name in ("loading", "reason", "error", "restarts"):
+        if data.get(name) is not None:
+            fields[name] = data[name]
+    return fields
+
+
 async def _log_lifecycle(runtime: Any) -> None:
     """Log one line per session lifecycle change, for as long as the server runs."""
     from greenroom.convert import event_to_wire
@@ -198,9 +213,10 @@ async def _log_lifecycle(runtime: Any) -> None:
                     event = await events.receive()
                 except trio.EndOfChannel:
                     break  # overflowed (a burst of thousands): connect again
-                line = _describe(event_to_wire(event))
+                wire = event_to_wire(event)
+                line = _describe(wire)
                 if line is not None:
-                    logger.info("%s", line)
+                    logger.info("%s", line, extra=_event_fields(wire))
         logger.warning("lifecycle log fell behind; some lines were skipped")
 
 
@@ -224,6 +240,20 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def token_from_env(env: Mapping[str, str] = os.environ) -> str | None:
+    """``GREENROOM_TOKEN`` for ``greenroom serve`` (containers, systemd), checked; None if
+    unset. It must be safe in a URL and not trivially guessed."""
+    token = env.get("GREENROOM_TOKEN", "").strip()
+    if not token:
+        return None
+    if len(token) < MIN_TOKEN_CHARS or not re.fullmatch(r"[A-Za-z0-9._~-]+", token):
+        raise UsageError(
+            f"GREENROOM_TOKEN must be at least {MIN_TOKEN_CHARS} characters of A-Z a-z 0-9 . _ ~ -"
+            " (make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
+
+
 async def run_server(
     config: Config,
     host: str,
@@ -231,25 +261,38 @@ async def run_server(
     directory: Path,
     *,
     out: TextIO = sys.stdout,
+    token: str | None = None,
+    allowed_origins: tuple[str, ...] = (),
+    metrics_public: bool = False,
 ) -> None:
     """``greenroom serve``: run until SIGINT or SIGTERM, then shut down gracefully.
 
     In this order: the data folder's lock (a second server on the folder stops here, having
     read nothing), the listening socket (a port in use stops here, having restored nothing),
-    then the sessions are restored and served."""
+    then the sessions are restored and served. ``token`` (from ``GREENROOM_TOKEN``) is used
+    as given and never printed; without it, the token file's is used (made on first start)."""
     from greenroom.allocator import pin_mmap_threshold
     from greenroom.store.lock import lock_data_dir
     from greenroom.transport.server import ServerSettings
 
     tune_gc()
     pin_mmap_threshold()
-    token = load_or_create_token(directory)
-    settings = ServerSettings(host=host, port=port, token=token)
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        token=token or load_or_create_token(directory),
+        allowed_origins=allowed_origins,
+        metrics_public=metrics_public,
+    )
+    add_secret(settings.token)
+    add_secret(config.api_key)
     with lock_data_dir(config.data_dir) as lock:
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()[1]
         lock.describe(url=f"ws://{_url_host(host)}:{bound}/ws")
-        await _serve_restored(config, directory, settings, out, lock, listeners)
+        await _serve_restored(
+            config, directory, settings, out, lock, listeners, show_token=token is None
+        )
 
 
 async def _serve_restored(
@@ -259,12 +302,18 @@ async def _serve_restored(
     out: TextIO,
     lock: DataDirLock,
     listeners: list[trio.SocketListener],
+    *,
+    show_token: bool,
 ) -> None:
-    """Restore the sessions (the folder locked, the port bound) and serve until a signal."""
+    """Restore the sessions (the folder locked, the port bound: meanwhile the server answers
+    /healthz, and /readyz says it is restoring) and serve until a signal."""
     from greenroom.runtime import open_runtime
-    from greenroom.transport.server import serve
+    from greenroom.transport.server import Server
 
-    token = settings.token
+    # The token is shown only when it is the token file's: one given in the environment is
+    # the operator's own, and stdout may well be a shared log.
+    with_token = f"?token={settings.token}" if show_token else ""
+    from_env = "" if show_token else " (token: GREENROOM_TOKEN)"
     discovery = directory / DISCOVERY_FILE
     stop = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -281,15 +330,15 @@ async def _serve_restored(
                     outer.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
 
             outer.start_soon(on_signals)
+            server = Server(settings=settings, listeners=listeners)
+            address = await outer.start(server.run)
             try:
                 async with (
                     open_runtime(config, data_lock=lock) as runtime,
+                    server.serving(runtime),
                     trio.open_nursery() as nursery,
                 ):
                     freeze_startup_heap()
-                    address = await nursery.start(
-                        functools.partial(serve, runtime, settings, listeners=listeners)
-                    )
                     url = f"ws://{_url_host(address.host)}:{address.port}/ws"
                     ui = f"http://{_url_host(address.host)}:{address.port}/"
                     info = {"url": url, "ui": ui, "pid": os.getpid(), "port": address.port}
@@ -299,14 +348,15 @@ async def _serve_restored(
                         label = " (offline replies, no model is called)"
                     else:
                         label = f" (model {config.model} at {config.base_url or 'the default URL'})"
-                    print(f"greenroom serving at {url}?token={token}", file=out)
+                    print(f"greenroom serving at {url}{with_token}{from_env}", file=out)
                     print(f"provider: {provider}{label}", file=out)
-                    print(f"open {ui}?token={token} in a browser", file=out)
+                    print(f"open {ui}{with_token} in a browser{from_env}", file=out)
                     out.flush()
                     nursery.start_soon(_log_lifecycle, runtime)
                     await stop.wait()
-                    nursery.cancel_scope.cancel()  # stop serving (clients get 1001)
-                # Leaving open_runtime stops the sessions, which commit their partial text, and
+                    nursery.cancel_scope.cancel()
+                # Leaving serving() closes every websocket (1001) and makes /readyz say 503;
+                # leaving open_runtime stops the sessions, which commit their partial text, and
                 # flushes every snapshot.
             finally:
                 _remove_discovery(discovery)
@@ -689,8 +739,10 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
         if setting.flag is not None:
             default = setting.default if not callable(setting.default) else None
             shown = "" if default is None else f" (default {default})"
+            # A true-or-false setting may be given bare (--metrics-public).
+            bare: dict[str, Any] = {"nargs": "?", "const": True} if setting.kind is BOOLEAN else {}
             parser.add_argument(
-                setting.flag, type=argparse_type(setting), help=setting.help + shown
+                setting.flag, type=argparse_type(setting), help=setting.help + shown, **bare
             )
     parser.add_argument("--config-dir", help="where config.toml, the token and server.json live")
 
@@ -706,7 +758,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="greenroom", description="Run and watch many supervised AI chat sessions."
     )
     parser.add_argument("--version", action="version", version=f"greenroom {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _logging_flags(parser, default=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -735,19 +787,33 @@ def make_parser() -> argparse.ArgumentParser:
     stop = sub.add_parser("stop", help="stop a session's running turn")
     stop.add_argument("session", help="session id (or project name)")
     _client_flags(stop)
+    for command in sub.choices.values():  # -v, -q and --log-format after the command too
+        _logging_flags(command, default=argparse.SUPPRESS)
     return parser
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
+def _logging_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """``default`` is None on the main parser; SUPPRESS on a command's, so that a flag given
+    before the command is not undone by the command's default."""
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="debug logging"
     )
-    if not verbose:
-        # trio-websocket logs every handshake and close at INFO, httpx every model request.
-        logging.getLogger("trio-websocket").setLevel(logging.WARNING)
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    loud.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="warnings and errors only"
+    )
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=default,
+        help="text, or json: one object per line (env GREENROOM_LOG_FORMAT)",
+    )  # fmt: skip
+
+
+def _setup_logging(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    log_format = _setting(args.log_format, env, "GREENROOM_LOG_FORMAT", "text")
+    if log_format not in LOG_FORMATS:
+        raise UsageError(f"GREENROOM_LOG_FORMAT: give one of {', '.join(LOG_FORMATS)}")
+    setup_logging(level, log_format)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -762,8 +828,14 @@ def _run(args: argparse.Namespace) -> int:
         settings = load_settings(args)
         config = settings.config()
         host, port = settings.address
+        serve = functools.partial(
+            run_server,
+            token=token_from_env(),
+            allowed_origins=settings.values["allowed_origins"],
+            metrics_public=settings.values["metrics_public"],
+        )
         try:
-            trio.run(run_server, config, host, port, config_dir(args))
+            trio.run(serve, config, host, port, config_dir(args))
         except BaseExceptionGroup as group:
             # Starting failed inside the task tree: report the one cause plainly.
             cause = _only_leaf(group)
@@ -806,8 +878,8 @@ def _only_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``greenroom`` entry point; returns the exit code."""
     args = make_parser().parse_args(argv)
-    _setup_logging(args.verbose)
     try:
+        _setup_logging(args)
         return _run(args)
     except BaseExceptionGroup as group:
         cause = _only_leaf(group)

@@ -58,6 +58,7 @@ from greenroom.actors.session import (
     StopGeneration,
 )
 from greenroom.actors.state import SessionView
+from greenroom.actors.tally import Tally
 from greenroom.agent.mcp.config import ProjectMcpStatus
 from greenroom.agent.mcp.hub import McpRegistry
 from greenroom.agent.provider import Provider
@@ -99,7 +100,7 @@ def make_provider(config: Config) -> Provider:
             f"the {config.provider} provider needs a model: set model in config.toml, "
             "GREENROOM_MODEL or --model"
         )
-    # Imported here: the offline default never loads httpx.
+    # Imported here: the offline default never loads httpx2.
     from greenroom.agent import anthropic, openai
 
     dialect = openai if config.provider == "openai" else anthropic
@@ -216,6 +217,8 @@ class Runtime:
     _mcp: McpRegistry
     # How many clients subscribe to each session: a subscribed session is never unloaded.
     _subscribers: dict[str, int]
+    tally: Tally = attrs.Factory(Tally)
+    """Live counters for the metrics: turns, streamed text, provider failures, durations."""
     _client_ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
 
     # -- projects and sessions --------------------------------------------------------------
@@ -481,8 +484,9 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
     # and the clients see it (see greenroom.actors.bus and greenroom.actors.journal).
     bus.set_gate(journal_box.ref)
     bus.attach(notifier_box.ref, notifier_wants)
+    tally = Tally()
     journal = JournalActor(
-        files=files, mirror=mirror, bus=bus, sync_interval=config.flush_interval
+        files=files, mirror=mirror, bus=bus, sync_interval=config.flush_interval, tally=tally
     )
 
     sup = config.supervision
@@ -529,6 +533,7 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
         bus=bus,
         on_checkpoint=journal.checkpoint,
         stats=PersistenceStatistics(quarantined=restored.quarantined),
+        flush_seconds=tally.flush_seconds,
     )
     notifier = NotifierActor()
 
@@ -578,6 +583,7 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
                 journal_actor=journal,
                 mcp=mcp,
                 subscribers=subscribers,
+                tally=tally,
             )
     finally:
         with trio.CancelScope(shield=True):

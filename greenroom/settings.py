@@ -39,6 +39,7 @@ from greenroom.config import (
     default_data_dir,
 )
 from greenroom.errors import InvalidArgument
+from greenroom.transport.auth import check_origin
 
 CONFIG_FILE: Final = "config.toml"
 DEFAULT_HOST: Final = "127.0.0.1"
@@ -162,7 +163,38 @@ def _mcp_servers(raw: object, text: bool) -> tuple[McpServer, ...]:
         raise SettingsError(error.message) from None
 
 
+def _boolean(raw: object, text: bool) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if text and isinstance(raw, str) and raw.strip().lower() in _BOOLEAN_WORDS:
+        return _BOOLEAN_WORDS[raw.strip().lower()]
+    raise ValueError
+
+
+_BOOLEAN_WORDS: Final = {"true": True, "1": True, "yes": True, "on": True,
+                         "false": False, "0": False, "no": False, "off": False}  # fmt: skip
+
+
+def _origins(raw: object, text: bool) -> tuple[str, ...]:
+    # Text (a flag, the environment) is a comma- or space-separated list; the file an array.
+    if text and isinstance(raw, str):
+        items: list[Any] = raw.replace(",", " ").split()
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        raise ValueError
+    if not all(isinstance(item, str) for item in items):
+        raise ValueError
+    return tuple(check_origin(str(item)) for item in items)  # ValueError for a bad one
+
+
 STRING = Kind(expect="a string", convert=_string)
+BOOLEAN = Kind(expect="true or false", convert=_boolean)
+ORIGINS = Kind(
+    expect="origins like https://greenroom.example.com (a list in the file; comma-separated "
+    "in a flag or the environment)",
+    convert=_origins,
+)
 PATH = Kind(expect="a path", convert=lambda raw, text: Path(_string(raw, text)).expanduser())
 POSITIVE = Kind(expect="a number above 0 (inf for no limit)", convert=_positive)
 
@@ -251,6 +283,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(key="mcp_servers", kind=Kind(expect="a table of servers", convert=_mcp_servers),
             default=(), help="MCP servers every session gets ([mcp_servers.NAME] tables in "
             "config.toml: command, args, env, or type = \"http\" and url; see docs/mcp.md)"),
+    Setting(key="allowed_origins", kind=ORIGINS, default=(),
+            env=("GREENROOM_ALLOWED_ORIGINS",), flag="--allowed-origins",
+            help="web origins allowed besides the local ones, comma-separated (the public "
+            "https:// origin of a reverse proxy: its host passes the Host check too)"),
+    Setting(key="metrics_public", kind=BOOLEAN, default=False,
+            env=("GREENROOM_METRICS_PUBLIC",), flag="--metrics-public",
+            help="serve /metrics without the token (true or false)"),
     Setting(key="limits.max_sessions", kind=_integer(1, None),
             default=_default(Limits, "max_sessions"), env=("GREENROOM_MAX_SESSIONS",),
             flag="--max-sessions", help="sessions at most"),

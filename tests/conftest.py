@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -85,3 +86,16 @@ async def next_event(client: Client, match: Callable[[Event], bool], limit: floa
 
 def turn_ended(session: str) -> Callable[[Event], bool]:
     return lambda e: e.session == session and e.name == "loadingChanged" and not e.data.loading  # type: ignore[union-attr]
+
+
+# What a developer's shell may set that would change every server and client the tests start
+# (a token in GREENROOM_TOKEN takes the token out of the banner the e2e tests read). A test
+# that wants one sets it itself. GREENROOM_CHROMIUM only says where the browser is.
+_KEPT_VARIABLES = frozenset({"GREENROOM_CHROMIUM"})
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("GREENROOM_") and name not in _KEPT_VARIABLES:
+            monkeypatch.delenv(name)

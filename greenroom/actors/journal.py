@@ -29,6 +29,7 @@ from greenroom.actors.bus import EventBus
 from greenroom.actors.events import Event
 from greenroom.actors.mailbox import Inbox
 from greenroom.actors.persistence import Mirror
+from greenroom.actors.tally import Tally
 from greenroom.store.journal import JournalFiles, JournalWriteError, encode_record
 
 logger = logging.getLogger("greenroom.journal")
@@ -63,6 +64,7 @@ class JournalActor:
     sync_interval: float
     keep_bytes: int = KEEP_BYTES
     stats: JournalStatistics = attrs.Factory(JournalStatistics)
+    tally: Tally = attrs.Factory(Tally)
     _checkpointed: int = -1  # the mirror's applied count at the last successful flush
 
     async def run(
@@ -101,9 +103,11 @@ class JournalActor:
         self.stats.batches += 1
         self.stats.records += len(batch)
         self.stats.bytes_written += len(data)
-        mirror, bus = self.mirror, self.bus
+        self.stats.size = self.files.size
+        mirror, bus, tally = self.mirror, self.bus, self.tally
         for event in batch:
             mirror.apply(event)
+            tally.count(event)
             stopped = bus.release_nowait(event)
             if stopped is not None:
                 await bus.release_rest(event, stopped)
@@ -137,6 +141,7 @@ class JournalActor:
             self.stats.syncs += 1
             self.stats.last_sync_seconds = took
             self.stats.max_sync_seconds = max(self.stats.max_sync_seconds, took)
+            self.tally.sync_seconds.observe(took)
         removable = files.removable(self._checkpointed, self.keep_bytes)
         if removable:
             files.forget(removable)

@@ -42,6 +42,7 @@ from greenroom.actors.events import (
 )
 from greenroom.actors.mailbox import Inbox, Reply
 from greenroom.actors.state import SessionState, Streaming
+from greenroom.actors.tally import Durations
 from greenroom.agent.chat import Message
 from greenroom.convert import structure, summary_to_record, unstructure
 from greenroom.errors import GreenroomError
@@ -395,6 +396,8 @@ class PersistenceActor:
     # Told the mirror's applied count after each successful flush (the journal's checkpoint).
     on_checkpoint: Callable[[int], None] = lambda applied: None
     stats: PersistenceStatistics = attrs.Factory(PersistenceStatistics)
+    # Where each flush's duration is counted (the metrics' histogram).
+    flush_seconds: Durations = attrs.Factory(Durations)
     _flush_lock: trio.Lock = attrs.Factory(trio.Lock)
 
     async def run(
@@ -512,6 +515,7 @@ class PersistenceActor:
             took = trio.current_time() - started
             self.stats.last_flush_seconds = took
             self.stats.max_flush_seconds = max(self.stats.max_flush_seconds, took)
+            self.flush_seconds.observe(took)
             self.stats.flushes += 1
             self.stats.snapshot_writes += len(batch.snapshots)
             if batch.partials is not None:

@@ -129,6 +129,13 @@ def describe_provider_error(error: ProviderError) -> str:
     return f"{error.kind}: {error.message}"
 
 
+def provider_error_kind(described: str | None) -> str | None:
+    """The kind of a failure as :func:`describe_provider_error` wrote it (None if it is not
+    one): the metrics count failed turns by it."""
+    kind, colon, _ = (described or "").partition(": ")
+    return kind if colon and kind.replace("_", "").isalpha() and kind.islower() else None
+
+
 @attrs.define(eq=False)
 class _ToolCallBuilder:
     """Assembles one streamed tool call: pieces of ``arguments`` are concatenated in order."""

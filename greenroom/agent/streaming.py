@@ -15,6 +15,9 @@ reply) is ``disconnected``. Both name the provider's base URL, without any crede
 
 The API key is sent in one header and appears nowhere else: not in reprs, logs or error
 messages (a server that echoes it has it replaced by ``***``).
+
+HTTP is httpx2, the maintained successor of httpx (the same API under a new name, on anyio,
+so it runs on trio); the OpenAI and Anthropic SDKs moved to it too.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, ClassVar, Final, Protocol
 
-import httpx
+import httpx2
 import trio
 
 from greenroom.agent.provider import Chunk, CompletionRequest
@@ -68,7 +71,7 @@ def event_json(event: ServerSentEvent, secret: str | None) -> object:
 
 def public_url(base_url: str) -> str:
     """``base_url`` as errors name it: no user, password or query (which may hold a key)."""
-    url = httpx.URL(base_url)
+    url = httpx2.URL(base_url)
     host = f"[{url.host}]" if ":" in url.host else url.host  # an IPv6 address
     port = f":{url.port}" if url.port is not None else ""
     return f"{url.scheme}://{host}{port}{url.path}".rstrip("/")
@@ -142,7 +145,7 @@ def classify_error(
     return ProviderError("bad_request", f"the model server refused the request ({code}){said}")
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def _retry_after(headers: httpx2.Headers) -> float | None:
     """Seconds the server asks to wait (``retry-after-ms`` or ``Retry-After`` in seconds)."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         raw = headers.get(name)
@@ -174,7 +177,7 @@ class EventMapper(Protocol):
 
 @asynccontextmanager
 async def _map_exceptions(where: str) -> AsyncIterator[None]:
-    """httpx's exceptions, turned into ProviderError once, at the I/O boundary.
+    """httpx2's exceptions, turned into ProviderError once, at the I/O boundary.
 
     A server that cannot be reached (``network``) is told apart from a connection that broke
     once the request was out (``disconnected``): the first is a wrong URL or a server that is
@@ -182,17 +185,17 @@ async def _map_exceptions(where: str) -> AsyncIterator[None]:
     """
     try:
         yield
-    except httpx.ConnectTimeout:
+    except httpx2.ConnectTimeout:
         raise ProviderError(
             "timeout", f"the model server at {where} did not accept the connection in time"
         ) from None
-    except httpx.TimeoutException as error:
+    except httpx2.TimeoutException as error:
         what = f"the model server at {where} did not answer in time ({type(error).__name__})"
         raise ProviderError("timeout", what) from None
-    except httpx.ConnectError as error:
+    except httpx2.ConnectError as error:
         what = f"cannot reach the model server at {where} ({type(error).__name__})"
         raise ProviderError("network", what) from None
-    except httpx.HTTPError as error:
+    except httpx2.HTTPError as error:
         what = type(error).__name__
         raise ProviderError(
             "disconnected",
@@ -226,7 +229,7 @@ class StreamingProvider:
         base_url: str,
         api_key: str | None,
         model: str,
-        client: httpx.AsyncClient | None = None,
+        client: httpx2.AsyncClient | None = None,
         max_retries: int = 3,
         connect_timeout: float = 10.0,
         read_timeout: float = 120.0,
@@ -244,8 +247,8 @@ class StreamingProvider:
         if not model:
             raise InvalidArgument(f"the {self.name} provider needs a model: set model or --model")
         try:
-            url = httpx.URL(base_url)
-        except httpx.InvalidURL as error:
+            url = httpx2.URL(base_url)
+        except httpx2.InvalidURL as error:
             raise InvalidArgument(f"bad base_url: {error}") from None
         self._url = url.copy_with(path=url.path.rstrip("/") + self.PATH, query=None)
         # Parameters written into base_url are kept; the ``query`` setting adds to them.
@@ -259,7 +262,7 @@ class StreamingProvider:
         self._client = client
         self._owns_client = client is None
         self._max_retries = max_retries
-        self._timeout = httpx.Timeout(
+        self._timeout = httpx2.Timeout(
             connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=connect_timeout
         )
         self._rng = rng or random.Random()
@@ -299,12 +302,12 @@ class StreamingProvider:
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await client.aclose()
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> httpx2.AsyncClient:
         if self._client is None:
             # No connection cap: every running turn holds one streaming response, and
             # greenroom.config's max_concurrent_turns is what bounds them.
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
-            self._client = httpx.AsyncClient(limits=limits, timeout=self._timeout)
+            limits = httpx2.Limits(max_connections=None, max_keepalive_connections=32)
+            self._client = httpx2.AsyncClient(limits=limits, timeout=self._timeout)
         return self._client
 
     def _headers(self) -> dict[str, str]:
@@ -350,7 +353,7 @@ class StreamingProvider:
             await self._sleep(delay)
 
     @asynccontextmanager
-    async def _response(self, body: dict[str, Any], model: str) -> AsyncIterator[httpx.Response]:
+    async def _response(self, body: dict[str, Any], model: str) -> AsyncIterator[httpx2.Response]:
         """A streaming response with a 2xx status; an error status raises ProviderError."""
         client = self._http()
         http_request = client.build_request(
@@ -372,7 +375,7 @@ class StreamingProvider:
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await response.aclose()
 
-    async def _error(self, response: httpx.Response, model: str) -> ProviderError:
+    async def _error(self, response: httpx2.Response, model: str) -> ProviderError:
         raw = bytearray()
         body_bytes = response.aiter_bytes()
         try:
@@ -397,7 +400,7 @@ class StreamingProvider:
         return error
 
     async def _chunks(
-        self, response: httpx.Response, mapper: EventMapper
+        self, response: httpx2.Response, mapper: EventMapper
     ) -> AsyncGenerator[Chunk, None]:
         decoder = SSEDecoder()
         body = response.aiter_bytes()
@@ -421,14 +424,14 @@ class StreamingProvider:
 
 
 async def _close(
-    response: httpx.Response, body: AsyncIterator[bytes], *, drain: bool = False
+    response: httpx2.Response, body: AsyncIterator[bytes], *, drain: bool = False
 ) -> None:
     """Close ``response`` and run its body iterator to the end, shielded and bounded.
 
     ``drain``: read the rest of the body first (after the end event it is only the end of the
     chunked body), which lets the connection go back to the pool. Otherwise closing the
     response closes the connection, at once. The iterator is then run to its end either way:
-    httpx's body iterators are async generators nested five deep, and one abandoned mid-way
+    httpx2's body iterators are async generators nested five deep, and one abandoned mid-way
     is finalized later by trio with a ResourceWarning; run on, they end with an error.
     """
     if drain:

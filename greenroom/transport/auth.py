@@ -12,10 +12,17 @@ Decisions:
   proven it holds the token: path (404), Host (403), Origin (403), token (401), subprotocol
   (400). The connection limit (503) is the server's, after these.
 - Host: when the server listens on a loopback address, a ``Host`` that is not ``localhost``,
-  ``127.0.0.1`` or ``[::1]`` (any port) is refused, so that a web page on a rebound DNS name
-  cannot reach the server even if it guessed the token.
+  ``127.0.0.1``, ``[::1]`` or the host of an allowed origin (any port) is refused, so that a web
+  page on a rebound DNS name cannot reach the server even if it guessed the token. The host of
+  an allowed origin passes because a reverse proxy (Caddy, nginx with ``Host $host``) hands on
+  the public name: the operator who allowed that origin vouches for the name.
+- ``X-Forwarded-Host`` and ``X-Forwarded-Proto`` are never read: a page on a rebound name can
+  send them itself (a same-origin request with a custom header needs no preflight), so they
+  cannot carry a security decision.
 - Origin: a browser always sends one; a script usually does not, and is allowed. An origin is
-  compared as ``scheme://host[:port]`` in lower case, without a trailing slash.
+  compared as ``scheme://host[:port]`` in lower case, without a trailing slash. A page of the
+  very host it connects to (``Origin`` equal to ``http://`` or ``https://`` and the ``Host``) is
+  same-origin and allowed.
 """
 
 from __future__ import annotations
@@ -33,19 +40,25 @@ import attrs
 from greenroom.transport.codec import Subprotocol, choose_subprotocol
 
 __all__ = [
+    "FOREIGN_HOST",
     "TOKEN_FILE",
     "WS_PATH",
     "Accepted",
     "HandshakeRequest",
     "Refused",
     "check_handshake",
+    "check_origin",
+    "host_refused",
     "is_loopback",
     "load_or_create_token",
+    "origin_hosts",
+    "request_token",
     "tokens_match",
 ]
 
 TOKEN_FILE = "token"
 WS_PATH = "/ws"
+FOREIGN_HOST = "forbidden: Host must be localhost, 127.0.0.1 or the host of an allowed origin"
 _LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -144,8 +157,8 @@ def check_handshake(
     url = urlsplit(request.target)
     if url.path != WS_PATH:
         return Refused(status=404, body=f"not found: the websocket is at {WS_PATH}")
-    if is_loopback(listen_host) and not _local_host(request.host):
-        return Refused(status=403, body="forbidden: Host must be localhost or 127.0.0.1")
+    if host_refused(request.host, listen_host, allowed_origins):
+        return Refused(status=403, body=FOREIGN_HOST)
     origin = _header(request.headers, b"origin")
     if origin is not None and not _origin_allowed(
         origin, listen_host, listen_port, allowed_origins, request.host
@@ -171,12 +184,17 @@ def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
 
 
 def _token(request: HandshakeRequest) -> str | None:
-    authorization = _header(request.headers, b"authorization")
+    return request_token(request.target, request.headers)
+
+
+def request_token(target: str, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The token a request carries: ``Authorization: Bearer T``, else ``?token=T``."""
+    authorization = _header(headers, b"authorization")
     if authorization is not None:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    values = parse_qs(urlsplit(request.target).query).get("token")
+    values = parse_qs(urlsplit(target).query).get("token")
     return values[0] if values else None
 
 
@@ -190,8 +208,36 @@ def _split_host(host: str) -> str:
     return host
 
 
-def _local_host(host: str | None) -> bool:
-    return host is not None and _split_host(host) in _LOCAL_NAMES
+def host_refused(host: str | None, listen_host: str, allowed_origins: Iterable[str]) -> bool:
+    """Whether a request's ``Host`` is refused (see the module docstring): only ever on a
+    server that listens on a loopback address."""
+    if not is_loopback(listen_host):
+        return False
+    if host is None:
+        return True
+    name = _split_host(host)
+    return name not in _LOCAL_NAMES and name not in origin_hosts(allowed_origins)
+
+
+def origin_hosts(origins: Iterable[str]) -> frozenset[str]:
+    """The host names of ``origins``, in lower case."""
+    return frozenset(urlsplit(_normal_origin(origin)).hostname or "" for origin in origins)
+
+
+def check_origin(origin: str) -> str:
+    """``origin`` as an allowed origin is kept: ``http(s)://host[:port]`` in lower case,
+    without a trailing slash; ValueError for anything else (a path, another scheme)."""
+    normal = _normal_origin(origin)
+    url = urlsplit(normal)
+    try:
+        url.port  # noqa: B018 (a bad port raises)
+    except ValueError:
+        raise ValueError(f"bad port in {origin!r}") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"{origin!r} is not an origin: give http(s)://host[:port]")
+    if url.path or url.query or url.fragment or url.username or url.password:
+        raise ValueError(f"{origin!r} is not an origin: no path, query or user")
+    return normal
 
 
 def _normal_origin(origin: str) -> str:
@@ -209,19 +255,20 @@ def _origin_allowed(
     if origin in {_normal_origin(o) for o in allowed}:
         return True
     url = urlsplit(origin)
-    if url.scheme != "http" or url.path or url.query or url.fragment:
+    if url.scheme not in ("http", "https") or url.path or url.query or url.fragment:
         return False
     try:
         port = url.port
     except ValueError:
         return False
     name = url.hostname or ""
-    if name in _LOCAL_NAMES:
+    if url.scheme == "http" and name in _LOCAL_NAMES:
         return True  # http://localhost and http://127.0.0.1 on any port
     own = listen_host.strip("[]").lower()
-    if name == own and port == listen_port:
+    if url.scheme == "http" and name == own and port == listen_port:
         return True
     # Same origin: the page was served from the very host and port the browser now connects
     # to (the web UI opened at http://<LAN address>:PORT/ of a server on 0.0.0.0). A page
-    # from elsewhere cannot pass this by DNS rebinding without also knowing the token.
+    # from elsewhere cannot pass this by DNS rebinding without also knowing the token. Behind
+    # a TLS proxy that keeps the Host (Caddy does), the page is https:// on that same name.
     return host is not None and url.netloc.lower() == host.strip().lower()

@@ -152,10 +152,12 @@ async def handle_connection(
     *,
     counters: TransportCounters | None = None,
     encodings: EventEncodings | None = None,
+    outboxes: set[Outbox] | None = None,
 ) -> Closing:
     """Serve the accepted ``ws`` until it closes; returns how it ended.
 
     Peer behaviour never makes it raise; the caller still owns (and closes) the stream below.
+    The connection's send queue is in ``outboxes`` while it lasts (the metrics sum them).
     """
     counters = counters if counters is not None else TransportCounters()
     subprotocol: Subprotocol = (
@@ -163,22 +165,28 @@ async def handle_connection(
     )
     codec = Codec(subprotocol, max_frame_bytes=settings.max_frame_bytes, encodings=encodings)
     async with runtime.connect(capacity=settings.subscription_capacity) as client:
+        outbox = Outbox(
+            limit=settings.send_queue_bytes,
+            counters=counters,
+            # Merge once more than a frame waits, well before the bound closes the client.
+            merge_above=min(BATCH_BYTES, settings.send_queue_bytes // 4),
+            sizes=codec,  # real encoded sizes: the bound holds whatever the events
+        )
         connection = _Connection(
             runtime=runtime,
             ws=ws,
             settings=settings,
             client=client,
             codec=codec,
-            outbox=Outbox(
-                limit=settings.send_queue_bytes,
-                counters=counters,
-                # Merge once more than a frame waits, well before the bound closes the client.
-                merge_above=min(BATCH_BYTES, settings.send_queue_bytes // 4),
-                sizes=codec,  # real encoded sizes: the bound holds whatever the events
-            ),
+            outbox=outbox,
             counters=counters,
         )
-        return await connection.run()
+        live = outboxes if outboxes is not None else set()
+        live.add(outbox)
+        try:
+            return await connection.run()
+        finally:
+            live.discard(outbox)
 
 
 @attrs.define(eq=False)

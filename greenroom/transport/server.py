@@ -9,9 +9,18 @@ Per accepted TCP stream: the HTTP request head is read first (under ``handshake_
 at most ``max_head_bytes``). A websocket upgrade goes on, with the bytes already read put back
 in front, to the websocket handshake, the checks of :mod:`greenroom.transport.auth` and the
 connection limit (refused with an HTTP status, the websocket never opens), then
-:func:`~greenroom.transport.connection.handle_connection`. Any other request is plain HTTP:
-the web UI's static files (:mod:`greenroom.web`), one response per connection. The stream is
-closed when the connection ends, whatever the reason.
+:func:`~greenroom.transport.connection.handle_connection`. Any other request is plain HTTP,
+one response per connection: ``/healthz``, ``/readyz`` and ``/metrics`` (see
+:data:`OPERATIONS_PATHS`), else the web UI's static files (:mod:`greenroom.web`). The stream
+is closed when the connection ends, whatever the reason.
+
+A server may listen before it has a runtime: ``greenroom serve`` binds, starts the server,
+restores the sessions, then hands the runtime over with :meth:`Server.serving`. Meanwhile
+``/healthz`` answers, ``/readyz`` says 503 (restoring), and a websocket upgrade waits for the
+runtime (as it waited in the listen queue before: a client that reconnects during a restart
+gets through once the sessions are back, rather than a refusal it would give up on).
+Leaving :meth:`Server.serving` makes ``/readyz`` 503 again (stopping) and closes every
+websocket with 1001 before the runtime goes.
 """
 
 from __future__ import annotations
@@ -19,12 +28,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final, cast
+from urllib.parse import urlsplit
 
 import attrs
 import trio
 import trio_websocket
+from prometheus_client import CollectorRegistry
 
 from greenroom.runtime import Runtime
 from greenroom.transport.auth import (
@@ -34,6 +46,8 @@ from greenroom.transport.auth import (
     Refused,
     check_handshake,
     is_loopback,
+    request_token,
+    tokens_match,
 )
 from greenroom.transport.codec import EventEncodings
 from greenroom.transport.connection import (
@@ -42,13 +56,26 @@ from greenroom.transport.connection import (
     handle_connection,
     websocket_io,
 )
-from greenroom.transport.outbox import TransportCounters
-from greenroom.web.http import PrefixedStream, answer_http, read_request_head
-from greenroom.web.site import Site, load_site
+from greenroom.transport.metrics import CONTENT_TYPE, metrics_registry, render_metrics
+from greenroom.transport.outbox import Outbox, TransportCounters
+from greenroom.web.http import PrefixedStream, RequestHead, answer_http, read_request_head
+from greenroom.web.site import Reply, Site, body_reply, load_site, text_reply
 
-__all__ = ["Server", "ServerAddress", "ServerSettings", "ServerStatistics", "serve"]
+__all__ = [
+    "OPERATIONS_PATHS",
+    "Server",
+    "ServerAddress",
+    "ServerSettings",
+    "ServerStatistics",
+    "serve",
+]
 
 log = logging.getLogger("greenroom.transport")
+
+OPERATIONS_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+"""Plain-HTTP endpoints for operators (docs/protocol.md, "Health and metrics"): ``/healthz``
+(the process answers) and ``/readyz`` (restored and serving) without the token, tiny bodies;
+``/metrics`` (Prometheus) with the token unless ``metrics_public``."""
 
 
 @attrs.frozen(kw_only=True)
@@ -59,7 +86,10 @@ class ServerSettings:
     port: int = 8765
     token: str
     allowed_origins: tuple[str, ...] = ()
-    """Origins allowed besides the server's own and http://localhost, http://127.0.0.1."""
+    """Origins allowed besides the server's own and http://localhost, http://127.0.0.1; their
+    hosts pass the Host check too (a reverse proxy's public name)."""
+    metrics_public: bool = False
+    """Whether ``/metrics`` answers without the token (see docs/deploy.md)."""
     max_frame_bytes: int = 1 << 20
     max_connections: int = 1000
     send_queue_bytes: int = 8 << 20
@@ -137,11 +167,13 @@ class ServerStatistics:
 
 @attrs.define(eq=False)
 class Server:
-    """One listening server and its connections. Use :func:`serve` unless you need
+    """One listening server and its connections. Use :func:`serve` unless the server must
+    listen before the runtime is there (see the module docstring) or you need
     :meth:`statistics` from outside."""
 
-    runtime: Runtime
     settings: ServerSettings
+    runtime: Runtime | None = None
+    """None until :meth:`serving` (or given here: serving from the start)."""
     counters: TransportCounters = attrs.Factory(TransportCounters)
     # Each event encoded once for all the connections (see EventEncodings).
     encodings: EventEncodings = attrs.Factory(EventEncodings)
@@ -149,15 +181,53 @@ class Server:
     site: Site | None = None
     listeners: list[trio.SocketListener] | None = None
     """Already bound (``greenroom serve`` binds before it restores anything); None: bind here."""
+    outboxes: set[Outbox] = attrs.Factory(set)
+    """The open connections' send queues."""
+    stopping: bool = False
+    _has_runtime: trio.Event = attrs.Factory(trio.Event)
+    _live: set[trio.CancelScope] = attrs.Factory(set)  # one per open websocket connection
+    _all_closed: trio.Event = attrs.Factory(trio.Event)
+    _waiting: int = 0  # upgrades waiting for the runtime
+    _registry: CollectorRegistry = attrs.field(init=False)  # what /metrics renders
+
+    def __attrs_post_init__(self) -> None:
+        if self.runtime is not None:
+            self._has_runtime.set()
+        self._registry = metrics_registry(self)
+
+    @property
+    def ready(self) -> bool:
+        """Restored and serving: what ``/readyz`` says."""
+        return self.runtime is not None and not self.stopping
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(**attrs.asdict(self.counters))
+
+    @asynccontextmanager
+    async def serving(self, runtime: Runtime) -> AsyncIterator[None]:
+        """Serve ``runtime`` inside the block; on the way out, say not ready and close every
+        websocket (1001), so that none outlives the runtime."""
+        self.runtime = runtime
+        self._has_runtime.set()
+        try:
+            yield
+        finally:
+            self.stopping = True
+            for scope in list(self._live):
+                scope.cancel()
+            with trio.CancelScope(shield=True), trio.move_on_after(
+                self.settings.close_timeout + 1
+            ):
+                if self._live:
+                    await self._all_closed.wait()
 
     async def run(
         self, *, task_status: trio.TaskStatus[ServerAddress] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Listen and serve until cancelled."""
-        self.site = await trio.to_thread.run_sync(load_site, self.settings.host)
+        self.site = await trio.to_thread.run_sync(
+            load_site, self.settings.host, self.settings.allowed_origins
+        )
         listeners = self.listeners or await trio.open_tcp_listeners(
             self.settings.port, host=self.settings.host
         )
@@ -190,20 +260,30 @@ class Server:
     async def _serve_stream(self, stream: trio.SocketStream, reader: _ShieldedStarter) -> None:
         settings = self.settings
         request: trio_websocket.WebSocketRequest | None = None
-        with trio.move_on_after(settings.handshake_timeout):
+        head: RequestHead | None = None
+        # One budget for the head and the handshake, as a client sees them; time spent
+        # waiting for the sessions to be restored is not the client's and restarts it.
+        deadline = trio.current_time() + settings.handshake_timeout
+        with trio.move_on_at(deadline):
             head = await read_request_head(stream, max_bytes=settings.max_head_bytes)
             if head is None:  # gone, or a bad head (answered)
                 return
             if not head.upgrade:
-                assert self.site is not None  # loaded before listening
-                await answer_http(stream, head, self.site)
+                await answer_http(stream, head, self._answer(head))
                 return
+        if head is None:  # no complete head in time
+            return
+        waited = not self._has_runtime.is_set()
+        runtime = await self._runtime_for_upgrade()
+        if waited:
+            deadline = trio.current_time() + settings.handshake_timeout
+        with trio.move_on_at(deadline):
             request = await trio_websocket.wrap_server_stream(
                 cast(trio.Nursery, reader),  # it only calls start_soon
                 PrefixedStream(stream=stream, prefix=head.raw),
                 max_message_size=settings.max_frame_bytes,
             )
-        if request is None:  # no complete request or handshake in time
+        if request is None:  # no complete handshake in time
             return
         verdict = check_handshake(
             _handshake_request(request),
@@ -212,6 +292,8 @@ class Server:
             listen_port=self.address.port if self.address else settings.port,
             allowed_origins=settings.allowed_origins,
         )
+        if isinstance(verdict, Accepted) and runtime is None:
+            verdict = Refused(status=503, body="server busy: shutting down or restoring")
         if isinstance(verdict, Accepted) and self.counters.connections >= settings.max_connections:
             verdict = Refused(
                 status=503,
@@ -231,6 +313,7 @@ class Server:
                     body=verdict.body.encode("utf-8"),
                 )
             return
+        assert runtime is not None  # else refused above
         # A client that offered no subprotocol gets JSON without the header (RFC 6455 4.2.2).
         offered = request.proposed_subprotocols
         try:
@@ -240,16 +323,63 @@ class Server:
             return  # the client left during the handshake
         self.counters.connections += 1
         self.counters.connections_total += 1
+        scope = trio.CancelScope()
+        self._live.add(scope)
+        if self.stopping:  # serving() ended during the handshake: close at once (1001)
+            scope.cancel()
         try:
-            await handle_connection(
-                self.runtime,
-                ws,
-                settings.connection_settings(),
-                counters=self.counters,
-                encodings=self.encodings,
-            )
+            with scope:
+                await handle_connection(
+                    runtime,
+                    ws,
+                    settings.connection_settings(),
+                    counters=self.counters,
+                    encodings=self.encodings,
+                    outboxes=self.outboxes,
+                )
         finally:
             self.counters.connections -= 1
+            self._live.discard(scope)
+            if not self._live and self.stopping:
+                self._all_closed.set()
+
+    async def _runtime_for_upgrade(self) -> Runtime | None:
+        """The runtime, once restored (None when stopping, or too many wait already)."""
+        if not self._has_runtime.is_set():
+            if self._waiting >= self.settings.max_connections:
+                return None
+            self._waiting += 1
+            try:
+                await self._has_runtime.wait()
+            finally:
+                self._waiting -= 1
+        return None if self.stopping else self.runtime
+
+    def _answer(self, head: RequestHead) -> Reply:
+        """The reply to a plain HTTP request: an operations endpoint or the web UI."""
+        assert self.site is not None  # loaded before listening
+        path = urlsplit(head.target).path
+        if path not in OPERATIONS_PATHS or head.method not in ("GET", "HEAD"):
+            return self.site.answer(head.method, head.target, head.host)
+        refused = self.site.refuse_host(head.host)
+        if refused is not None:
+            return refused
+        if path == "/healthz":
+            return text_reply(200, "ok")
+        if path == "/readyz":
+            if self.ready:
+                return text_reply(200, "ready")
+            return text_reply(503, "stopping" if self.stopping else "restoring")
+        if not self.settings.metrics_public and not tokens_match(
+            request_token(head.target, head.headers), self.settings.token
+        ):
+            return text_reply(
+                401,
+                "unauthorized: /metrics needs the token (Authorization: Bearer T), unless "
+                "metrics_public is set",
+                (("WWW-Authenticate", 'Bearer realm="greenroom"'),),
+            )
+        return body_reply(CONTENT_TYPE, render_metrics(self._registry))
 
 
 async def serve(

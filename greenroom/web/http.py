@@ -1,5 +1,6 @@
 """Plain HTTP next to the websocket, on the same port: read a request head, then either hand the
-stream on (a websocket upgrade) or answer it from the :class:`~greenroom.web.site.Site`.
+stream on (a websocket upgrade) or send it the reply the server chose (a file of the
+:class:`~greenroom.web.site.Site`, or an operations endpoint: health, readiness, metrics).
 
 h11 parses the head. Every byte read is kept, so that an upgrade can be replayed, whole, to
 trio-websocket through a :class:`PrefixedStream`: the websocket library then sees the stream
@@ -17,7 +18,7 @@ import attrs
 import h11
 import trio
 
-from greenroom.web.site import Reply, Site, error_reply
+from greenroom.web.site import Reply, error_reply
 
 __all__ = ["PrefixedStream", "RequestHead", "answer_http", "read_request_head"]
 
@@ -37,6 +38,8 @@ class RequestHead:
     host: str | None
     upgrade: bool
     """Whether it asks for a websocket (``Upgrade: websocket``)."""
+    headers: tuple[tuple[bytes, bytes], ...]
+    """Every header, names in lower case (as h11 gives them)."""
     raw: bytes
 
 
@@ -70,9 +73,8 @@ async def read_request_head(stream: trio.abc.Stream, *, max_bytes: int) -> Reque
         conn.receive_data(chunk)  # b"" means EOF, which h11 turns into an event or an error
 
 
-async def answer_http(stream: trio.abc.Stream, head: RequestHead, site: Site) -> None:
-    """Answer a plain (non-websocket) request, then leave the stream to be closed."""
-    reply = site.answer(head.method, head.target, head.host)
+async def answer_http(stream: trio.abc.Stream, head: RequestHead, reply: Reply) -> None:
+    """Send ``reply`` to a plain (non-websocket) request, then leave the stream to be closed."""
     log.debug("%s %s -> %s", head.method, head.target[:200].split("?")[0], reply.status)
     conn = h11.Connection(h11.SERVER)
     conn.receive_data(head.raw)
@@ -131,6 +133,7 @@ def _head(request: h11.Request, raw: bytes) -> RequestHead:
         target=request.target.decode("latin-1"),
         host=host,
         upgrade=upgrade,
+        headers=tuple((bytes(name), bytes(value)) for name, value in request.headers),
         raw=raw,
     )
 

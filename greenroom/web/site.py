@@ -10,8 +10,9 @@ Decisions:
 - Every reply carries a Content-Security-Policy that allows scripts, styles and connections
   from this origin only (``connect-src`` names the websocket of the Host the page came from),
   ``no-referrer`` (the page's URL may hold the token) and ``nosniff``.
-- When the server listens on a loopback address, a Host that is not local is refused with 403,
-  as the websocket handshake does: a rebound DNS name gets nothing from us.
+- When the server listens on a loopback address, a Host that is neither local nor the host of
+  an allowed origin is refused with 403, as the websocket handshake does: a rebound DNS name
+  gets nothing from us (see :func:`greenroom.transport.auth.host_refused`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from greenroom.transport.auth import WS_PATH, is_loopback
+from greenroom.transport.auth import FOREIGN_HOST, WS_PATH, host_refused
 
-__all__ = ["Reply", "Site", "StaticFile", "load_site"]
+__all__ = ["Reply", "Site", "StaticFile", "body_reply", "error_reply", "load_site", "text_reply"]
 
 STATIC_PREFIX = "/static/"
 CONTENT_TYPES = MappingProxyType(
@@ -38,7 +39,6 @@ CONTENT_TYPES = MappingProxyType(
         ".ico": "image/x-icon",
     }
 )
-_LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 # A Host value we are willing to echo into the CSP header: a name or address and a port.
 _HOST_VALUE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
 
@@ -60,16 +60,19 @@ class Reply:
 
 @attrs.frozen(kw_only=True)
 class Site:
-    """The static files by URL path, and what the server listens on (for the Host check)."""
+    """The static files by URL path, and what the Host check needs: the address the server
+    listens on and the allowed origins."""
 
     files: Mapping[str, StaticFile]
     listen_host: str
+    allowed_origins: tuple[str, ...] = ()
 
     def answer(self, method: str, target: str, host: str | None) -> Reply:
         """The reply to one request (``target`` as sent, with its query string)."""
         path = urlsplit(target).path
-        if self._foreign_host(host):
-            return _text(403, "forbidden: Host must be localhost or 127.0.0.1")
+        refused = self.refuse_host(host)
+        if refused is not None:
+            return refused
         if method not in ("GET", "HEAD"):
             return _text(405, "method not allowed", (("Allow", "GET, HEAD"),))
         if path == WS_PATH:
@@ -89,10 +92,11 @@ class Site:
         )
         return Reply(status=200, headers=headers, body=file.body)  # HEAD: the writer drops it
 
-    def _foreign_host(self, host: str | None) -> bool:
-        if not is_loopback(self.listen_host):
-            return False
-        return host is None or _host_name(host) not in _LOCAL_NAMES
+    def refuse_host(self, host: str | None) -> Reply | None:
+        """The 403 for a foreign Host (see the module docstring), or None."""
+        if host_refused(host, self.listen_host, self.allowed_origins):
+            return _text(403, FOREIGN_HOST)
+        return None
 
 
 _COMMON_HEADERS = (
@@ -102,7 +106,7 @@ _COMMON_HEADERS = (
 )
 
 
-def load_site(listen_host: str) -> Site:
+def load_site(listen_host: str, allowed_origins: tuple[str, ...] = ()) -> Site:
     """Read the packaged static files (blocking: run it in a thread)."""
     folder = resources.files("greenroom.web").joinpath("static")
     files: dict[str, StaticFile] = {}
@@ -114,12 +118,32 @@ def load_site(listen_host: str) -> Site:
         files[STATIC_PREFIX + entry.name] = file
         if entry.name == "index.html":
             files["/"] = file
-    return Site(files=MappingProxyType(files), listen_host=listen_host)
+    return Site(
+        files=MappingProxyType(files), listen_host=listen_host, allowed_origins=allowed_origins
+    )
 
 
 def error_reply(status: int, message: str) -> Reply:
     """A plain-text error, for requests that could not be read."""
     return _text(status, message)
+
+
+def text_reply(
+    status: int, message: str, extra: tuple[tuple[str, str], ...] = ()
+) -> Reply:
+    """A short plain-text answer (the health endpoints), with the common headers."""
+    return _text(status, message, extra)
+
+
+def body_reply(content_type: str, body: bytes) -> Reply:
+    """A 200 with ``body`` (the metrics), with the common headers and no caching."""
+    headers = (
+        ("Content-Type", content_type),
+        ("Cache-Control", "no-store"),
+        ("Content-Security-Policy", "default-src 'none'"),
+        *_COMMON_HEADERS,
+    )
+    return Reply(status=200, headers=headers, body=body)
 
 
 def _text(status: int, message: str, extra: tuple[tuple[str, str], ...] = ()) -> Reply:
@@ -133,21 +157,13 @@ def _text(status: int, message: str, extra: tuple[tuple[str, str], ...] = ()) ->
 
 
 def _csp(host: str | None) -> str:
-    # 'self' covers ws: to the same host and port in CSP 3; the explicit ws:// source is for
-    # browsers that still read it the CSP 2 way.
-    websocket = f" ws://{host}" if host is not None and _HOST_VALUE.match(host) else ""
+    # 'self' covers ws: and wss: to the same host and port in CSP 3; the explicit sources are
+    # for browsers that still read it the CSP 2 way (wss: for a page behind a TLS proxy).
+    valid = host is not None and _HOST_VALUE.match(host)
+    websocket = f" ws://{host} wss://{host}" if valid else ""
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         f"connect-src 'self'{websocket}; base-uri 'none'; form-action 'none'; "
         "frame-ancestors 'none'"
     )
 
-
-def _host_name(host: str) -> str:
-    """``[::1]:80`` -> ``::1``, ``localhost:8765`` -> ``localhost``."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1:].partition("]")[0]
-    if host.count(":") == 1:
-        return host.partition(":")[0]
-    return host

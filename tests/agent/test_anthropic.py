@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import trio
 
@@ -60,8 +60,8 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as http:
+async def client() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient() as http:
         yield http
 
 
@@ -72,7 +72,7 @@ def sleeps() -> list[float]:
 
 @pytest.fixture
 def make(
-    fake: FakeOpenAI, client: httpx.AsyncClient, sleeps: list[float]
+    fake: FakeOpenAI, client: httpx2.AsyncClient, sleeps: list[float]
 ) -> Callable[..., AnthropicProvider]:
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
