@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from greenroom import cli
+from greenroom import cli, cli_client
+from greenroom.cli_chat import Output
 from greenroom.config import default_data_dir
 
 
@@ -23,7 +24,7 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["serve", "--resume", "sometimes"], ["serve", "--port", "x"], ["chat", "demo"]):
+    for argv in (["serve", "--resume", "sometimes"], ["serve", "--port", "x"], ["chat"]):
         with pytest.raises(SystemExit) as exited:
             cli.main(argv)
         assert exited.value.code == 2
@@ -86,9 +87,18 @@ def test_settings_precedence(tmp_path: Path) -> None:
 
 
 def test_no_server_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["sessions"], ["chat", "demo", "hi"], ["stop", "s-1"], ["watch"]):
-        assert cli.main([*argv, "--config-dir", str(tmp_path)]) == 2
-        assert capsys.readouterr().err.strip() == f"greenroom: {cli.NO_SERVER}"
+    for argv in (
+        ["sessions"],
+        ["projects"],
+        ["chat", "demo", "hi"],
+        ["stop", "s-1"],
+        ["delete", "s-1"],
+        ["new-chat", "s-1"],
+        ["resume", "s-1"],
+        ["watch"],
+    ):
+        assert cli.main([*argv, "--config-dir", str(tmp_path)]) == cli.EXIT_NO_SERVER
+        assert capsys.readouterr().err.strip() == f"greenroom: {cli_client.NO_SERVER}"
 
 
 def test_stale_discovery_file_and_dead_url(
@@ -98,19 +108,19 @@ def test_stale_discovery_file_and_dead_url(
     info = {"url": "ws://127.0.0.1:9/ws", "pid": 2**22 + 12345, "port": 9}
     (tmp_path / "server.json").write_text(json.dumps(info))
     assert cli.discover(tmp_path) is None
-    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == 2
+    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == cli.EXIT_NO_SERVER
     # A live pid whose URL does not answer: the same message.
     info["pid"] = os.getpid()
     (tmp_path / "server.json").write_text(json.dumps(info))
     assert cli.discover(tmp_path) == "ws://127.0.0.1:9/ws"
     capsys.readouterr()
-    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == 2
-    assert cli.NO_SERVER in capsys.readouterr().err
+    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == cli.EXIT_NO_SERVER
+    assert cli_client.NO_SERVER in capsys.readouterr().err
 
 
 def test_output_appends_deltas_at_offsets() -> None:
     out = io.StringIO()
-    shown = cli._Output(out)
+    shown = Output(out)
     shown.streaming({"offset": 0, "delta": "Hel"})
     shown.streaming({"offset": 0, "delta": "Hello"})  # merged, overlapping what we have
     shown.streaming({"offset": 2, "delta": "l"})  # ends before what we have: ignored
@@ -146,7 +156,7 @@ def test_sessions_table_and_lifecycle_lines() -> None:
         "queued": ["next"],
         "error": None,
     }
-    table = cli.sessions_table([summary], now=1090.0).splitlines()
+    table = cli_client.sessions_table([summary], now=1090.0).splitlines()
     assert table[0].split() == ["SESSION", "PROJECT", "STATUS", "MESSAGES", "LAST", "ACTIVITY",
                                 "PREVIEW"]  # fmt: skip
     assert "s-1" in table[1] and "running (+1 queued)" in table[1] and "1m ago" in table[1]
