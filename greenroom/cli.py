@@ -392,6 +392,25 @@ docs/cli.md has the details."""
 SESSION_HELP: Final = "a session id (s-...) or a project name (its session)"
 
 
+class _Intermixed(argparse.ArgumentParser):
+    """A command's parser that takes its options anywhere among its positionals:
+    ``greenroom chat demo --json "hi"`` sends "hi" (plain argparse stops filling an optional
+    positional at the first option, and then refuses "hi")."""
+
+    _parsing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._parsing:  # parse_known_intermixed_args calls this method, twice
+            return super().parse_known_args(args, namespace)
+        self._parsing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing = False
+
+
 def make_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -409,7 +428,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"greenroom {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Intermixed)
     sub.required = True
 
     def command(name: str, help: str, *examples: str) -> argparse.ArgumentParser:

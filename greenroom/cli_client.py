@@ -242,6 +242,11 @@ async def cmd_stop(args: argparse.Namespace) -> int:
 async def cmd_delete(args: argparse.Namespace) -> int:
     async def body(client: GreenroomClient) -> int:
         if args.project:
+            projects = (await client.list_projects())["projects"]
+            if not any(p.get("project") == args.target for p in projects):
+                # The server's deleteProject is idempotent; a user who typed a name wants to
+                # hear that there was nothing by that name.
+                raise CommandError("not_found", f"no project {args.target!r}")
             await client.delete_project(args.target)
             result: dict[str, Any] = {"project": args.target, "folder": "removed"}
             text = f"deleted project {args.target} and its folder"
