@@ -337,7 +337,11 @@ async def interactive(chat: Chat, prompt_out: TextIO) -> int:
                 continue
             if text in LEAVE:
                 return 0
-            code = await chat.turn(line, keys)
+            try:
+                code = await chat.turn(line, keys)
+            except CommandError as error:  # refused (too long, queue full): the prompt stays
+                print_err(f"greenroom: {error}")
+                continue
             if chat.left:
                 return code
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import io
 import json
+import logging
 import os
 import stat
 from pathlib import Path
@@ -12,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from greenroom import cli, cli_client
-from greenroom.cli_chat import Output
+from greenroom.cli_chat import Output, logs_on_their_own_line
 from greenroom.config import default_data_dir
+from greenroom.settings import SETTINGS
 
 
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -193,3 +196,52 @@ def test_serving_tunes_the_collector_and_freezes_what_startup_made() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_help_shows_choices_environment_variables_and_examples() -> None:
+    parser = cli.make_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        text = command.format_help()
+        assert "examples:\n  greenroom " + name in text, name
+        for action in command._actions:
+            if not action.option_strings:
+                assert action.help, f"{name} {action.dest} has no help"
+    serve = commands.choices["serve"].format_help()
+    assert "--provider {simulated,openai}" in serve
+    assert "--resume {auto,manual}" in serve
+    for setting in SETTINGS:
+        if setting.flag is not None:
+            for variable in setting.env:
+                assert variable in " ".join(serve.split()), setting.key
+    chat = " ".join(commands.choices["chat"].format_help().split())
+    assert "env GREENROOM_URL" in chat and "env GREENROOM_TOKEN" in chat
+    assert "exit codes:" in parser.format_help()
+
+
+def test_a_bad_choice_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", "--provider", "claude"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'claude' (choose from" in capsys.readouterr().err
+
+
+def test_a_log_line_ends_the_reply_line_first(capsys: pytest.CaptureFixture[str]) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    handler = logging.StreamHandler(Terminal())
+    logging.getLogger().addHandler(handler)
+    try:
+        out = Terminal()
+        output = Output(out)
+        with logs_on_their_own_line(output):
+            output.streaming({"offset": 0, "delta": "half a rep"})
+            logging.getLogger("greenroom.test").warning("the server is slow")
+            output.streaming({"offset": 10, "delta": "ly"})
+        logging.getLogger("greenroom.test").warning("after the chat")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert out.getvalue() == "half a rep\nly"
+    assert handler.stream.getvalue() == "the server is slow\nafter the chat\n"

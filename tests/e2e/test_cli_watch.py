@@ -4,6 +4,7 @@ terminal shows is rendered by pyte, a terminal emulator."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pyte
@@ -11,7 +12,7 @@ import pytest
 import trio
 
 from greenroom.transport.client import connect
-from tests.e2e.harness import Cli, Server, cli_env, open_tty_cli, run_cli
+from tests.e2e.harness import Cli, Server, cli_env, open_cli, open_tty_cli, run_cli
 
 ROWS, COLUMNS = 30, 160
 
@@ -86,3 +87,18 @@ async def test_watch_ticks_and_clears_the_streaming_column(
         assert b"\x1b[2J" not in written
     else:
         assert written.count(b"\x1b[H\x1b[2J") >= 3
+
+
+async def test_watch_into_a_pipe_writes_one_line_per_change(server: Server) -> None:
+    assert (await run_cli(server, "chat", "blog", "[[tokens:3]] hi")).returncode == 0
+    async with open_cli(server, "watch") as cli:
+        await cli.out.shows("SESSION")
+        await cli.out.shows("blog")
+        async with connect(server.url, server.token) as client:
+            session = (await client.open_session("blog"))["session"]["session"]
+            await client.send_message(session, "[[tokens:3]] again")
+            done = await cli.out.shows(f"session {session} blog: turn completed")
+        cli.process.send_signal(signal.SIGINT)
+        assert await cli.wait() == 0, "Ctrl-C is how one leaves watch"
+    assert f"session {session} blog: turn started\n" in cli.out.text[:done]
+    assert "\x1b[" not in cli.out.text, "no terminal codes into a pipe"
