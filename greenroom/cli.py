@@ -2,7 +2,7 @@
 
 ``greenroom serve`` runs the supervision tree and the websocket server, prints the URL with the
 token, and writes ``<config dir>/server.json`` (the URL without the token, the pid, the port)
-so that ``chat``, ``sessions``, ``watch`` and ``stop`` find the local server by themselves;
+so that the client commands (``chat``, ``sessions``, ``watch``, ...) find the local server;
 they read the token from ``<config dir>/token``. The server's settings come from defaults, then
 ``<config dir>/config.toml``, then environment variables, then flags (see
 :mod:`greenroom.settings`; ``greenroom config`` shows the result and where each value came

@@ -17,6 +17,7 @@ from greenroom import cli, cli_client
 from greenroom.cli_chat import Output, logs_on_their_own_line
 from greenroom.config import default_data_dir
 from greenroom.settings import SETTINGS
+from greenroom.transport.client import websocket_url
 
 
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -245,3 +246,17 @@ def test_a_log_line_ends_the_reply_line_first(capsys: pytest.CaptureFixture[str]
         logging.getLogger().removeHandler(handler)
     assert out.getvalue() == "half a rep\nly"
     assert handler.stream.getvalue() == "the server is slow\nafter the chat\n"
+
+
+def test_websocket_url_takes_what_users_have_at_hand() -> None:
+    assert websocket_url("ws://127.0.0.1:8765/ws") == "ws://127.0.0.1:8765/ws"
+    assert websocket_url("http://127.0.0.1:8765/?token=T") == "ws://127.0.0.1:8765/ws?token=T"
+    assert websocket_url("https://greenroom.example") == "wss://greenroom.example/ws"
+    assert websocket_url(" localhost:8765 ") == "ws://localhost:8765/ws"
+    assert websocket_url("[::1]:9000") == "ws://[::1]:9000/ws"
+    for bad in ("ftp://x:1", "localhost", "http://", "x:99999", "http://x:port", "ws://x/#f", ""):
+        with pytest.raises(ValueError, match="give ws://HOST:PORT/ws, http://HOST:PORT or"):
+            websocket_url(bad)
+    with pytest.raises(ValueError) as refused:
+        websocket_url("ftp://x:1/ws?token=secret")
+    assert "secret" not in str(refused.value)

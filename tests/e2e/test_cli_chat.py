@@ -148,3 +148,21 @@ async def test_delete_project_asks_on_a_terminal(server: Server) -> None:
         await cli.type("y\n")
         assert await cli.wait() == 0
     assert "deleted project blog" in cli.out.text and not folder.exists()
+
+
+async def test_a_refused_message_keeps_the_prompt(tmp_path: Path) -> None:
+    server = await start_server(tmp_path, "--max-message-chars", "20")
+    try:
+        async with open_tty_cli(server, "chat", "demo") as cli:
+            end = await cli.out.shows(">>> ")
+            await cli.type("x" * 30 + "\n")
+            end = await cli.out.shows("greenroom: too_large:", after=end)
+            end = await cli.out.shows(">>> ", after=end)
+            await cli.type("[[tokens:2]] short\n")
+            end = await cli.out.shows(">>> ", after=end)
+            await cli.type("/bye\n")
+            assert await cli.wait() == 0
+        users = [m["content"] for m in (await state(server, "demo"))["messages"]]
+        assert users[0] == "[[tokens:2]] short"
+    finally:
+        await kill_server(server)
