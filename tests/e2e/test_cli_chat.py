@@ -73,9 +73,7 @@ async def test_a_second_ctrl_c_leaves_the_turn_running(server: Server, tmp_path:
 
 
 @pytest.mark.parametrize("policy", ["auto", "manual"])
-async def test_chat_follows_the_turn_across_a_server_restart(
-    tmp_path: Path, policy: str
-) -> None:
+async def test_chat_follows_the_turn_across_a_server_restart(tmp_path: Path, policy: str) -> None:
     """kill -9 mid-reply, a new server on the same folder and port: the chat goes on to the
     end of the resumed turn (the server resumes it under auto; the chat asks under manual)."""
     server = await start_server(tmp_path, "--resume", policy)
