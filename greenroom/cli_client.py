@@ -283,7 +283,10 @@ def chat_message(given: str | None) -> str | None:
         return given
     if given is None and sys.stdin.isatty():
         return None
-    text = sys.stdin.read().rstrip("\r\n")
+    try:
+        text = sys.stdin.buffer.read().decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise UsageError("the message on stdin is not UTF-8 text") from None
     if not text.strip():
         raise UsageError("no message: stdin was empty")
     return text

@@ -33,17 +33,22 @@ class WatchView:
     sessions: dict[str, dict[str, Any]] = attrs.Factory(dict)
     text: dict[str, str] = attrs.Factory(dict)
 
-    def apply(self, event: Mapping[str, Any]) -> str | None:
-        """Take one event in; the id of a session that has just appeared, to subscribe to."""
+    def apply(self, event: Mapping[str, Any]) -> list[str]:
+        """Take one event in; the sessions that have just appeared, to subscribe to (the ones
+        already subscribed to are subscribed again by the client after a reconnect)."""
         name, data = event.get("event"), event.get("data") or {}
         session = event.get("session")
         if name in ("sessionCreated", "sessionUpdated"):
             self.sessions[data["session"]] = dict(data)
-            return str(data["session"]) if name == "sessionCreated" else None
+            return [str(data["session"])] if name == "sessionCreated" else []
         if not isinstance(session, str):
-            if name == "reconnected":
+            if name == "reconnected":  # sessions may have come and gone meanwhile
+                known = set(self.sessions)
                 self.sessions = {s["session"]: dict(s) for s in data.get("sessions", ())}
-            return None
+                for gone in known - set(self.sessions):
+                    self.text.pop(gone, None)
+                return [s for s in self.sessions if s not in known]
+            return []
         if name == "sessionDeleted":
             self.sessions.pop(session, None)
             self.text.pop(session, None)
@@ -54,7 +59,7 @@ class WatchView:
         elif name == "loadingChanged":
             # A new turn starts blank; a session that went idle streams nothing.
             self.text.pop(session, None)
-        return None
+        return []
 
     def rows(self, now: float) -> list[list[str]]:
         rows = [list(HEADER)]
@@ -175,8 +180,7 @@ async def _redraw(
                 event = await events.__anext__()
             except StopAsyncIteration:
                 return
-            new = view.apply(event)
-            if new is not None:
+            for new in view.apply(event):
                 nursery.start_soon(_subscribe, client, new)
             dirty = True
             continue
@@ -191,8 +195,7 @@ async def _lines(
     out.write(sessions_table(list(view.sessions.values()), time.time()) + "\n")
     out.flush()
     async for event in client.events():
-        new = view.apply(event)
-        if new is not None:
+        for new in view.apply(event):
             nursery.start_soon(_subscribe, client, new)
         line = _describe(event)
         if line is not None:

@@ -67,7 +67,7 @@ def test_watch_view_clears_the_streaming_text_when_a_turn_ends() -> None:
         return {"event": name, "session": "s-1", "project": "blog", "seq": 1, "data": data}
 
     summary = {"session": "s-1", "project": "blog", "status": "running", "lastActivity": 10.0}
-    assert view.apply(event("sessionCreated", **summary)) == "s-1"
+    assert view.apply(event("sessionCreated", **summary)) == ["s-1"]
     view.apply(event("streamingUpdate", offset=0, delta="Hello"))
     view.apply(event("streamingUpdate", offset=5, delta=" world"))
     assert view.rows(now=12.0)[1][-2:] == ["2s ago", "Hello world"]
@@ -75,6 +75,15 @@ def test_watch_view_clears_the_streaming_text_when_a_turn_ends() -> None:
     assert view.rows(now=13.0)[1][-2:] == ["3s ago", ""]
     view.apply(event("sessionDeleted"))
     assert view.rows(now=13.0) == [list(view.rows(0)[0])]
+
+    # A reconnect brings the sessions made meanwhile, to subscribe to, and drops the gone ones.
+    view.apply(event("sessionCreated", **summary))
+    view.apply(event("streamingUpdate", offset=0, delta="cut"))
+    other = {**summary, "session": "s-2", "project": "shop"}
+    welcome = {"event": "reconnected", "session": None, "project": None, "seq": None,
+               "data": {"sessions": [other]}}  # fmt: skip
+    assert view.apply(welcome) == ["s-2"]
+    assert [row[0] for row in view.rows(now=13.0)[1:]] == ["s-2"] and view.text == {}
 
 
 async def test_chat_streams_to_the_output(tmp_path: Path) -> None:

@@ -54,6 +54,9 @@ async def test_chat_reads_the_message_from_stdin(server: Server) -> None:
     empty = await run_cli(server, "chat", "demo", stdin=b"  \n")
     assert empty.returncode == 2
     assert empty.stderr.decode() == "greenroom: no message: stdin was empty\n"
+    binary = await run_cli(server, "chat", "demo", "-", stdin=b"\xff\xfe not text")
+    assert binary.returncode == 2
+    assert binary.stderr.decode() == "greenroom: the message on stdin is not UTF-8 text\n"
 
 
 async def test_chat_json_prints_the_events_as_lines(server: Server) -> None:
