@@ -174,7 +174,7 @@ async def test_delete_project_needs_a_yes_off_a_terminal(server: Server) -> None
     done = await run_cli(server, "delete", "blog", "--project", "--yes", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"project": "blog", "folder": "removed"}
-    assert not folder.exists()
+    assert not folder.exists(), sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
     assert await sessions(server) == []
     gone = await run_cli(server, "delete", "blog", "--project", "--yes")
     assert gone.returncode == 1
