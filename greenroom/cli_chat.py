@@ -181,6 +181,12 @@ class Chat:
             return EXIT_INTERRUPTED
         return code
 
+    def _note(self, text: str) -> None:
+        """A status line on stderr, on a line of its own when the reply is on a terminal."""
+        if self.out.isatty():
+            self.output.newline()
+        print_err(text)
+
     async def _resume(self) -> None:
         """Ask for the interrupted turn to go on (see the module docstring): refused, and
         harmless, when the server resumed it already or it has ended since."""
@@ -193,7 +199,7 @@ class Chat:
         async for event in self.events:
             name, data = event.get("event"), event.get("data") or {}
             if name == "reconnected":
-                print_err("(reconnected to the server)")
+                self._note("(reconnected to the server)")
                 if interrupted:
                     nursery.start_soon(self._resume)
                 continue
@@ -211,7 +217,7 @@ class Chat:
             elif name == "streamingUpdate" and ours and not self.json_lines:
                 self.output.streaming(data)
             elif name == "resync":
-                print_err("(missed part of the stream; some text may be lost)")
+                self._note("(missed part of the stream; some text may be lost)")
             elif name == "sessionDeleted":
                 self.output.newline()
                 print_err("the session was deleted")
@@ -219,7 +225,7 @@ class Chat:
             elif name == "loadingChanged" and data.get("loading"):
                 if interrupted:
                     interrupted = False
-                    print_err("(the turn resumed)")
+                    self._note("(the turn resumed)")
             elif name == "loadingChanged":
                 reason = data.get("reason")
                 if reason == "interrupted":

@@ -173,16 +173,17 @@ async def session_of(client: GreenroomClient, target: str) -> str:
 
 async def cmd_chat(args: argparse.Namespace) -> int:
     from greenroom.cli_chat import RECONNECT_TIMEOUT as CHAT_RECONNECT
-    from greenroom.cli_chat import interactive, one_message, open_chat
+    from greenroom.cli_chat import interactive, logs_on_their_own_line, one_message, open_chat
 
     async def body(client: GreenroomClient) -> int:
         chat = await open_chat(
             client, args.project, sys.stdout, model=args.model, json_lines=args.json
         )
-        if args.message is None:
-            prompts = sys.stdout if sys.stdout.isatty() else sys.stderr
-            return await interactive(chat, prompts)
-        return await one_message(chat, args.message)
+        with logs_on_their_own_line(chat.output):
+            if args.message is None:
+                prompts = sys.stdout if sys.stdout.isatty() else sys.stderr
+                return await interactive(chat, prompts)
+            return await one_message(chat, args.message)
 
     return await with_client(args, body, reconnect_timeout=CHAT_RECONNECT)
 

@@ -4,6 +4,7 @@ pseudo-terminal, and a server killed and restarted under a running chat."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,19 @@ async def test_a_refused_message_keeps_the_prompt(tmp_path: Path) -> None:
         assert users[0] == "[[tokens:2]] short"
     finally:
         await kill_server(server)
+
+
+async def test_log_lines_never_land_in_a_reply_line(server: Server) -> None:
+    """With -v the client logs every frame it receives, in the middle of a reply: on the
+    terminal, each log line starts a line of its own."""
+    args = ("-v", "chat", "demo", "[[tokens:40]] [[rate:40]] go")
+    async with open_tty_cli(server, *args) as cli:
+        assert await cli.wait() == 0
+    logged = [line for line in cli.out.text.split("\r\n") if " DEBUG " in line]
+    assert len(logged) > 40, "a log line for every frame"
+    for line in logged:
+        prefix = line[: line.index(" DEBUG ")]
+        assert not re.search("[a-z]", prefix), f"a log line in a reply line: {line!r}"
+    reply = (await state(server, "demo"))["messages"][-1]["content"]
+    shown = " ".join(line for line in cli.out.text.split("\r\n") if " DEBUG " not in line)
+    assert " ".join(reply.split()) in " ".join(shown.split())
