@@ -4,9 +4,11 @@ stdin, ``--json``, exit codes, ``--url`` forms, the project and session commands
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import Server, cli_env, run_cli
+from greenroom.transport.client import connect
+from tests.e2e.harness import Server, cli_env, kill_server, run_cli, start_server
 
 JSON = dict[str, Any]
 
@@ -23,8 +25,6 @@ async def sessions(server: Server) -> list[JSON]:
 
 
 async def state(server: Server, project: str) -> JSON:
-    from greenroom.transport.client import connect
-
     async with connect(server.url, server.token) as client:
         result: JSON = (await client.open_session(project))["session"]
     return result
@@ -179,3 +179,31 @@ async def test_delete_project_needs_a_yes_off_a_terminal(server: Server) -> None
     gone = await run_cli(server, "delete", "blog", "--project", "--yes")
     assert gone.returncode == 1
     assert gone.stderr.decode() == "greenroom: not_found: no project 'blog'\n"
+
+
+async def test_resume_continues_an_interrupted_turn(tmp_path: Path) -> None:
+    """Under --resume manual a turn cut by kill -9 waits; `greenroom resume` continues it."""
+    server = await start_server(tmp_path, "--resume", "manual")
+    port = server.url.rsplit(":", 1)[1].split("/")[0]
+    back: Server | None = None
+    try:
+        async with connect(server.url, server.token) as client:
+            session = (await client.open_session("demo"))["session"]["session"]
+            await client.subscribe(session)
+            await client.send_message(session, "[[tokens:400]] [[rate:40]] go")
+            async for event in client.events():
+                if event["event"] == "streamingUpdate":
+                    break
+        await kill_server(server)
+        back = await start_server(tmp_path, "--port", port, "--resume", "manual")
+        (summary,) = await sessions(back)
+        assert summary["status"] == "interrupted"
+        done = await run_cli(back, "resume", "demo", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"session": session}
+        assert (await state(back, "demo"))["loading"] is True
+        assert (await run_cli(back, "stop", "demo")).returncode == 0
+    finally:
+        for running in (server, back):
+            if running is not None:
+                await kill_server(running)
