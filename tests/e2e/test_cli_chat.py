@@ -13,7 +13,15 @@ import pytest
 import trio
 
 from greenroom.transport.client import connect
-from tests.e2e.harness import Server, kill_server, open_cli, open_tty_cli, run_cli, start_server
+from tests.e2e.harness import (
+    Server,
+    kill_server,
+    open_cli,
+    open_tty_cli,
+    run_cli,
+    start_server,
+    stop_server,
+)
 
 JSON = dict[str, Any]
 SLOW = "[[tokens:3000]] [[rate:40]] a long story"
@@ -73,17 +81,26 @@ async def test_a_second_ctrl_c_leaves_the_turn_running(server: Server, tmp_path:
         await kill_server(back)
 
 
-@pytest.mark.parametrize("policy", ["auto", "manual"])
-async def test_chat_follows_the_turn_across_a_server_restart(tmp_path: Path, policy: str) -> None:
-    """kill -9 mid-reply, a new server on the same folder and port: the chat goes on to the
-    end of the resumed turn (the server resumes it under auto; the chat asks under manual)."""
+@pytest.mark.parametrize(
+    ("policy", "down"),
+    [("auto", "kill"), ("manual", "kill"), ("auto", "term"), ("manual", "term")],
+)
+async def test_chat_follows_the_turn_across_a_server_restart(
+    tmp_path: Path, policy: str, down: str
+) -> None:
+    """kill -9 (or SIGTERM) mid-reply, a new server on the same folder and port: the chat goes
+    on to the end of the resumed turn (the server resumes it under auto; the chat asks under
+    manual)."""
     server = await start_server(tmp_path, "--resume", policy)
     port = server.url.rsplit(":", 1)[1].split("/")[0]
     back: Server | None = None
     try:
         async with open_cli(server, "chat", "demo", "[[tokens:200]] [[rate:40]] go") as cli:
             await cli.out.shows(" ")
-            await kill_server(server)
+            if down == "kill":
+                await kill_server(server)
+            else:
+                assert await stop_server(server) == 0
             back = await start_server(tmp_path, "--port", port, "--resume", policy)
             assert await cli.wait() == 0, cli.err.text
         final = await state(back, "demo")
