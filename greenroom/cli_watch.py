@@ -78,7 +78,8 @@ class WatchView:
         return rows
 
     def footer(self) -> str:
-        return f"{len(self.sessions)} sessions; Ctrl-C to quit"
+        count = len(self.sessions)
+        return f"{count} session{'' if count == 1 else 's'}; Ctrl-C to quit"
 
 
 class Screen(Protocol):

@@ -55,7 +55,7 @@ async def test_watch_redraws_on_a_terminal(tmp_path: Path) -> None:
             await out.shows("idle")
             nursery.cancel_scope.cancel()
     screen = out.screen()
-    assert "blog" in screen and session in screen and "1 sessions" in screen
+    assert "blog" in screen and session in screen and "1 session;" in screen
     row = next(line for line in screen.splitlines() if line.startswith(session))
     assert row.rstrip().endswith("ago"), "the streaming column is cleared once idle"
 

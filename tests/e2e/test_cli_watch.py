@@ -80,7 +80,7 @@ async def test_watch_ticks_and_clears_the_streaming_column(
             await screen.shows(session, "running", streaming=True)
             idle = await screen.shows(session, "idle")
         assert idle.endswith("ago"), f"the streaming column is cleared once idle: {idle!r}"
-        assert "1 sessions; Ctrl-C to quit" in screen.lines()
+        assert "1 session; Ctrl-C to quit" in screen.lines()
     written = bytes(cli.out.data)
     if rich:
         # rich.live rewrites the lines in place: it never clears the whole screen.
