@@ -442,6 +442,7 @@ def make_parser() -> argparse.ArgumentParser:
         "greenroom serve",
         "greenroom serve --port 0 --data-dir ./data",
         "greenroom serve --provider openai --base-url http://localhost:11434/v1 --model llama3.2",
+        "GREENROOM_API_KEY=sk-... greenroom serve --provider openai --model gpt-4o-mini",
     )
     _settings_flags(serve)
 
