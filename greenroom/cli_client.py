@@ -3,16 +3,8 @@
 
 Each finds the server (``--url``, else ``GREENROOM_URL``, else the local server's
 ``server.json``) and its token (``--token``, else ``GREENROOM_TOKEN``, else the token file),
-connects, runs one small body and maps what went wrong to an exit code (docs/cli.md):
-
-====  =====================================================================================
-0     done
-1     the server said no (an unknown session or project, a conflict), or the turn failed
-2     a usage error: bad arguments or settings, a bad ``--url``, a refused token, a deletion
-      not confirmed
-3     no server: none found, nothing answers at the address, or it went away for good
-130   Ctrl-C (``chat`` stopped the turn, or left it); ``watch`` exits 0 on Ctrl-C
-====  =====================================================================================
+connects, runs one small body and maps what went wrong to an exit code (``cli.EXIT_CODES``:
+1 the server said no, 2 a usage error, 3 no server).
 
 Wherever a command takes a session, a project name works too (the project's session).
 """
