@@ -428,7 +428,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"greenroom {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Intermixed)
+    sub = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        help="what to do (greenroom COMMAND --help shows its options and examples)",
+        parser_class=_Intermixed,
+    )
     sub.required = True
 
     def command(name: str, help: str, *examples: str) -> argparse.ArgumentParser:

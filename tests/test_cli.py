@@ -202,6 +202,7 @@ def test_serving_tunes_the_collector_and_freezes_what_startup_made() -> None:
 def test_help_shows_choices_environment_variables_and_examples() -> None:
     parser = cli.make_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert commands.help
     for name, command in commands.choices.items():
         text = command.format_help()
         assert "examples:\n  greenroom " + name in text, name
