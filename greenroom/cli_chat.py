@@ -236,6 +236,8 @@ class Chat:
                         print_err("(the server restarted; following the resumed turn)")
                         interrupted = True
                         nursery.start_soon(self._resume)
+                    else:  # under resume=manual, it waits for `greenroom resume`
+                        print_err("(the server restarted; the message waits behind its turn)")
                     continue
                 if not ours:
                     if reason == "stopped":
