@@ -2,24 +2,25 @@
 
 ``greenroom serve`` runs the supervision tree and the websocket server, prints the URL with the
 token, and writes ``<config dir>/server.json`` (the URL without the token, the pid, the port)
-so that ``chat``, ``sessions``, ``watch`` and ``stop`` find the local server by themselves;
+so that the client commands (``chat``, ``sessions``, ``watch``, ...) find the local server;
 they read the token from ``<config dir>/token``. The server's settings come from defaults, then
 ``<config dir>/config.toml``, then environment variables, then flags (see
 :mod:`greenroom.settings`; ``greenroom config`` shows the result and where each value came
 from). ``GREENROOM_CONFIG_DIR``, and ``GREENROOM_URL``, ``GREENROOM_TOKEN`` for the client
 commands, are read here.
 
-Exit codes: 0 success, 1 a turn or command failed, 2 usage errors and no server, 130 Ctrl-C
-(``watch`` exits 0 on Ctrl-C: that is how one leaves it).
+Exit codes (:data:`EXIT_CODES`, docs/cli.md): 0 success, 1 the server said no or the turn
+failed, 2 usage errors, 3 no server, 130 Ctrl-C (``watch`` exits 0 on Ctrl-C: that is how one
+leaves it).
 
-One file of some 700 lines: each subcommand is small, and they share the settings, the
-discovery of the local server and the output helpers.
+This module holds the parser, the settings, ``serve``, ``config`` and ``token``; the commands
+that talk to a running server are in :mod:`greenroom.cli_client`, with ``chat`` and ``watch`` in
+modules of their own. They are imported when they run, and import what they share from here.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import gc
 import json
@@ -28,8 +29,7 @@ import os
 import re
 import signal
 import sys
-import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
@@ -53,10 +53,6 @@ from greenroom.transport.auth import TOKEN_FILE, load_or_create_token
 from greenroom.transport.client import (
     ClientError,
     CommandError,
-    ConnectFailed,
-    GreenroomClient,
-    HandshakeRefused,
-    connect,
 )
 
 if TYPE_CHECKING:  # the server's modules load only when it runs
@@ -75,8 +71,19 @@ LIFECYCLE_LOGGED: Final = frozenset(
 )
 
 
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_NO_SERVER: Final = 3
+EXIT_INTERRUPTED: Final = 130
+
+
 class UsageError(Exception):
-    """A problem the user fixes (a bad setting, no server): one line on stderr, exit 2."""
+    """A problem the user fixes (a bad setting, a bad URL): one line on stderr, exit 2."""
+
+
+class NoServer(UsageError):
+    """No server to talk to: exit 3, so that a script can tell it from a usage error."""
 
 
 # -- settings ---------------------------------------------------------------------------------
@@ -373,422 +380,227 @@ def _remove_discovery(path: Path) -> None:
         pass
 
 
-# -- client commands --------------------------------------------------------------------------
-
-
-def _client_target(args: argparse.Namespace) -> tuple[str, str | None]:
-    directory = config_dir(args)
-    url = _setting(args.url, os.environ, "GREENROOM_URL") or discover(directory)
-    if url is None:
-        raise UsageError(NO_SERVER)
-    token = _setting(args.token, os.environ, "GREENROOM_TOKEN") or read_token(directory)
-    return url, token
-
-
 def _print_err(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-class _Output:
-    """Streams a session's reply text to ``out``: appends deltas at their offsets."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.printed = 0  # characters of the current partial message already written
-        self.at_line_start = True
-
-    def write(self, text: str) -> None:
-        if text:
-            self.out.write(text)
-            self.out.flush()
-            self.at_line_start = text.endswith("\n")
-
-    def newline(self) -> None:
-        if not self.at_line_start:
-            self.write("\n")
-
-    def streaming(self, data: Mapping[str, Any]) -> None:
-        offset, delta = int(data.get("offset", 0)), str(data.get("delta", ""))
-        if offset + len(delta) <= self.printed:
-            return  # already shown (a merged or repeated update)
-        self.write(delta[max(0, self.printed - offset) :])
-        self.printed = offset + len(delta)
-
-    def message(self, message: Mapping[str, Any]) -> None:
-        """A committed message: finish the streamed text, show tool calls and results."""
-        role = message.get("role")
-        if role == "assistant":
-            content = message.get("content") or ""
-            if len(content) > self.printed:
-                self.write(content[self.printed :])
-            self.printed = 0
-            for call in message.get("tool_calls") or ():
-                function = call.get("function") or {}
-                self.newline()
-                self.write(f"-> {function.get('name')}({_short(function.get('arguments'), 80)})\n")
-        elif role == "tool":
-            self.newline()
-            first = str(message.get("content") or "").splitlines() or [""]
-            self.write(f"<- {_short(first[0], 100)}\n")
-
-
-def _short(value: object, limit: int) -> str:
-    text = "" if value is None else str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-Ask = Callable[[str], Awaitable[bool]]
-"""Asks the user a yes-or-no question (``chat`` on a terminal)."""
-
-
-async def ask_on_tty(question: str) -> bool:
-    """Ask on the terminal; anything but y or yes is no."""
-
-    def read() -> str:
-        sys.stderr.write(question)
-        sys.stderr.flush()
-        return sys.stdin.readline()
-
-    answer = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
-    return answer.strip().lower() in ("y", "yes")
-
-
-def describe_mcp_servers(servers: list[dict[str, Any]]) -> str:
-    """The servers of a ``.mcp.json`` as a user is shown them before approving."""
-    lines = []
-    for server in servers:
-        if server.get("type") == "http":
-            what = str(server.get("url"))
-        else:
-            what = " ".join([str(server.get("command")), *map(str, server.get("args") or ())])
-        names = server.get("env") or server.get("headers") or []
-        extra = f" (sets {', '.join(map(str, names))})" if names else ""
-        lines.append(f"  {server.get('name')}: {what}{extra}")
-    return "\n".join(lines)
-
-
-async def approve_mcp(
-    client: GreenroomClient, project: str, mcp: dict[str, Any] | None, ask: Ask | None
-) -> None:
-    """Ask whether to start the servers of the project's unapproved ``.mcp.json`` (with no
-    ``ask``, as when stdin is not a terminal, only say that they do not start)."""
-    if not mcp or mcp.get("state") not in ("untrusted", "invalid"):
-        return
-    if mcp.get("state") == "invalid":
-        _print_err(f"{project}/.mcp.json is unusable, its MCP servers do not start: {mcp['error']}")
-        return
-    shown = describe_mcp_servers(mcp.get("servers") or [])
-    if ask is None:
-        _print_err(
-            f"{project}/.mcp.json is not approved, so its MCP servers do not start:\n{shown}\n"
-            "(run greenroom chat on a terminal to approve it)"
-        )
-        return
-    question = (
-        f"{project}/.mcp.json would start these MCP servers:\n{shown}\n"
-        "Approve them (they run with your permissions)? [y/N] "
-    )
-    if await ask(question):
-        await client.trust_mcp_config(project, str(mcp["hash"]))
-        _print_err("approved")
-    else:
-        _print_err("not approved: its MCP servers do not start")
-
-
-async def chat(
-    client: GreenroomClient, project: str, content: str, out: TextIO, ask: Ask | None = None
-) -> int:
-    """Send ``content`` to the project's session and stream the turn it starts; first ask
-    (with ``ask``) to approve the project's MCP servers if it has unapproved ones."""
-    opened = await client.open_session(project)
-    await approve_mcp(client, project, opened.get("mcp"), ask)
-    session = opened["session"]["session"]
-    await client.subscribe(session)
-    reply = await client.send_message(session, content)
-    if reply.get("queued"):
-        _print_err("(queued behind the running turn)")
-    output = _Output(out)
-    ours = False  # whether our message was committed: what follows is our turn
-    async for event in client.events():
-        if event.get("session") != session:
-            continue
-        name, data = event.get("event"), event.get("data") or {}
-        if name == "messageAdded":
-            message = data.get("message") or {}
-            if not ours:
-                ours = message.get("role") == "user" and message.get("content") == content
-                continue
-            output.message(message)
-        elif name == "streamingUpdate" and ours:
-            output.streaming(data)
-        elif name == "resync":
-            _print_err("(missed part of the stream; some text may be lost)")
-        elif name == "sessionDeleted":
-            output.newline()
-            _print_err("the session was deleted")
-            return 1
-        elif name == "loadingChanged" and not data.get("loading"):
-            if not ours:
-                if data.get("reason") in ("stopped", "interrupted"):
-                    _print_err("the running turn was stopped and the message discarded")
-                    return 1
-                continue  # the turn we were queued behind ended
-            output.newline()
-            reason = data.get("reason")
-            if reason == "completed":
-                return 0
-            error = data.get("error")
-            if reason == "truncated" and not error:
-                error = "the reply was cut off at the model's length limit (raise max_tokens)"
-            _print_err(f"turn {reason}" + (f": {error}" if error else ""))
-            return 1
-    _print_err("connection closed before the turn ended")
-    return 1
-
-
-def _ago(when: object, now: float) -> str:
-    if not isinstance(when, int | float):
-        return "-"
-    seconds = max(0, int(now - when))
-    if seconds < 60:
-        return f"{seconds}s ago"
-    if seconds < 3600:
-        return f"{seconds // 60}m ago"
-    if seconds < 86400:
-        return f"{seconds // 3600}h ago"
-    return f"{seconds // 86400}d ago"
-
-
-def format_table(rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell (the last one is not padded)."""
-    if not rows:
-        return ""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
-        lines.append("  ".join([*cells, row[-1]]).rstrip())
-    return "\n".join(lines)
-
-
-def sessions_table(summaries: Sequence[Mapping[str, Any]], now: float) -> str:
-    """The ``greenroom sessions`` table."""
-    rows = [["SESSION", "PROJECT", "STATUS", "MESSAGES", "LAST ACTIVITY", "PREVIEW"]]
-    for s in sorted(summaries, key=lambda s: str(s.get("project"))):
-        status = str(s.get("status"))
-        if s.get("queued"):
-            status += f" (+{len(s['queued'])} queued)"
-        rows.append(
-            [
-                str(s.get("session")),
-                str(s.get("project")),
-                status,
-                str(s.get("messageCount", 0)),
-                _ago(s.get("lastActivity"), now),
-                _short((s.get("preview") or "").replace("\n", " "), 50),
-            ]
-        )
-    return format_table(rows)
-
-
-async def watch(client: GreenroomClient, out: TextIO, *, redraw_every: float = 0.25) -> None:
-    """A live view of every session until cancelled: a redrawn block on a terminal, one
-    line per lifecycle change otherwise."""
-    tty = out.isatty()
-    sessions: dict[str, dict[str, Any]] = {s["session"]: dict(s) for s in client.welcome.get(
-        "sessions", ())}  # fmt: skip
-    text: dict[str, str] = {}
-
-    async def subscribe(session: str) -> None:
-        with contextlib.suppress(CommandError):  # deleted meanwhile
-            await client.subscribe(session)
-
-    def draw() -> None:
-        now = time.time()
-        rows = [["SESSION", "PROJECT", "STATUS", "MESSAGES", "LAST ACTIVITY", "STREAMING"]]
-        for s in sorted(sessions.values(), key=lambda s: str(s.get("project"))):
-            streaming = text.get(s["session"], "")[-60:].replace("\n", " ")
-            rows.append(
-                [
-                    str(s["session"]),
-                    str(s.get("project")),
-                    str(s.get("status")),
-                    str(s.get("messageCount", 0)),
-                    _ago(s.get("lastActivity"), now),
-                    streaming,
-                ]
-            )
-        out.write("\x1b[H\x1b[2J" + format_table(rows) + "\n")
-        out.write(f"\n{len(sessions)} sessions; Ctrl-C to quit\n")
-        out.flush()
-
-    async with trio.open_nursery() as nursery:
-        for sid in sessions:
-            nursery.start_soon(subscribe, sid)
-        dirty = True
-        next_draw = trio.current_time()
-        if not tty:
-            out.write(sessions_table(list(sessions.values()), time.time()) + "\n")
-            out.flush()
-        events = client.events()
-        while True:
-            with trio.move_on_at(next_draw if dirty and tty else float("inf")):
-                try:
-                    event = await events.__anext__()
-                except StopAsyncIteration:
-                    return
-                name, data = event.get("event"), event.get("data") or {}
-                session = event.get("session")
-                if name in ("sessionCreated", "sessionUpdated"):
-                    sessions[data["session"]] = dict(data)
-                    if name == "sessionCreated":
-                        nursery.start_soon(subscribe, data["session"])
-                elif name == "sessionDeleted" and isinstance(session, str):
-                    sessions.pop(session, None)
-                    text.pop(session, None)
-                elif name == "streamingUpdate" and isinstance(session, str):
-                    current = text.get(session, "")
-                    offset = int(data.get("offset", 0))
-                    text[session] = current[:offset] + str(data.get("delta", ""))
-                elif name == "loadingChanged" and data.get("loading") and isinstance(session, str):
-                    text[session] = ""
-                elif name == "reconnected":
-                    sessions = {s["session"]: dict(s) for s in data.get("sessions", ())}
-                if not tty:
-                    line = _describe(event)
-                    if line is not None:
-                        out.write(line + "\n")
-                        out.flush()
-                dirty = True
-                continue
-            if tty and dirty:
-                draw()
-                dirty = False
-                next_draw = trio.current_time() + redraw_every
-
-
-async def _with_client(
-    args: argparse.Namespace, body: Callable[[GreenroomClient], Coroutine[Any, Any, int]]
-) -> int:
-    url, token = _client_target(args)
-    try:
-        async with connect(url, token, reconnect_timeout=10.0) as client:
-            return await body(client)
-    except HandshakeRefused as refused:
-        if refused.status == 401:
-            raise UsageError(
-                "the server refused the token; check `greenroom token` or pass --token"
-            ) from None
-        raise UsageError(refused.message) from None
-    except ConnectFailed:
-        raise UsageError(NO_SERVER) from None
-
-
-async def _cmd_chat(args: argparse.Namespace) -> int:
-    ask = ask_on_tty if sys.stdin.isatty() and sys.stderr.isatty() else None
-    return await _with_client(
-        args, lambda client: chat(client, args.project, args.message, sys.stdout, ask)
-    )
-
-
-async def _cmd_sessions(args: argparse.Namespace) -> int:
-    async def body(client: GreenroomClient) -> int:
-        result = await client.list_sessions()
-        if args.json:
-            print(json.dumps(result["sessions"], indent=2))
-        elif not result["sessions"]:
-            print("no sessions")
-        else:
-            print(sessions_table(result["sessions"], time.time()))
-        return 0
-
-    return await _with_client(args, body)
-
-
-async def _cmd_watch(args: argparse.Namespace) -> int:
-    async def body(client: GreenroomClient) -> int:
-        await watch(client, sys.stdout)
-        return 0
-
-    return await _with_client(args, body)
-
-
-async def _cmd_stop(args: argparse.Namespace) -> int:
-    async def body(client: GreenroomClient) -> int:
-        target = args.session
-        sessions = (await client.list_sessions())["sessions"]
-        if not any(s["session"] == target for s in sessions):
-            # A project name works too.
-            named = [s["session"] for s in sessions if s["project"] == target]
-            if named:
-                target = named[0]
-        result = await client.stop_generation(target)
-        discarded = result.get("discarded") or []
-        print(f"stopped {target}" + (f"; discarded {len(discarded)} queued" if discarded else ""))
-        return 0
-
-    return await _with_client(args, body)
 
 
 # -- the parser and main ----------------------------------------------------------------------
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
-    """The server's settings as flags, from the one table in greenroom.settings."""
+    """The server's settings as flags, from the one table in greenroom.settings; each help
+    names the setting's environment variable, and a setting with a short list of values shows
+    them (argparse ``choices``)."""
     for setting in SETTINGS:
-        if setting.flag is not None:
-            default = setting.default if not callable(setting.default) else None
-            shown = "" if default is None else f" (default {default})"
+        if setting.flag is None:
+            continue
+        default = setting.default if not callable(setting.default) else None
+        notes = [f"env {' or '.join(setting.env)}"] if setting.env else []
+        if default is not None:
+            notes.append(f"default {default}")
+        shown = f" ({'; '.join(notes)})" if notes else ""
+        if setting.kind.choices:
+            parser.add_argument(
+                setting.flag, choices=setting.kind.choices, help=setting.help + shown
+            )
+        else:
             # A true-or-false setting may be given bare (--metrics-public).
             bare: dict[str, Any] = {"nargs": "?", "const": True} if setting.kind is BOOLEAN else {}
             parser.add_argument(
                 setting.flag, type=argparse_type(setting), help=setting.help + shown, **bare
             )
-    parser.add_argument("--config-dir", help="where config.toml, the token and server.json live")
+    parser.add_argument(
+        "--config-dir",
+        help="where config.toml, the token and server.json live (env GREENROOM_CONFIG_DIR)",
+    )
 
 
-def _client_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="server URL (default: from server.json)")
-    parser.add_argument("--token", help="access token (default: from the token file)")
-    parser.add_argument("--config-dir", help="where the token and server.json live")
+def _client_flags(parser: argparse.ArgumentParser, *, json_help: str | None = None) -> None:
+    if json_help is not None:
+        parser.add_argument("--json", action="store_true", help=json_help)
+    parser.add_argument(
+        "--url",
+        help="the server: ws://HOST:PORT/ws, http://HOST:PORT or HOST:PORT "
+        "(env GREENROOM_URL; default: the local server, from server.json)",
+    )
+    parser.add_argument(
+        "--token", help="access token (env GREENROOM_TOKEN; default: from the token file)"
+    )
+    parser.add_argument(
+        "--config-dir", help="where the token and server.json live (env GREENROOM_CONFIG_DIR)"
+    )
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+EXIT_CODES: Final = """exit codes:
+  0    done
+  1    the server said no (unknown session or project, conflict) or the turn failed
+  2    usage error: bad arguments or settings, bad --url, token refused, not confirmed
+  3    no server: none found, nothing answers, or it went away for good
+  130  Ctrl-C (watch exits 0 on Ctrl-C)
+
+docs/cli.md has the details."""
+
+SESSION_HELP: Final = "a session id (s-...) or a project name (its session)"
+
+
+class _Intermixed(argparse.ArgumentParser):
+    """A command's parser that takes its options anywhere among its positionals:
+    ``greenroom chat demo --json "hi"`` sends "hi" (plain argparse stops filling an optional
+    positional at the first option, and then refuses "hi")."""
+
+    _parsing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._parsing:  # parse_known_intermixed_args calls this method, twice
+            return super().parse_known_args(args, namespace)
+        self._parsing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing = False
 
 
 def make_parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="greenroom", description="Run and watch many supervised AI chat sessions."
+        prog="greenroom",
+        description="Run and watch many supervised AI chat sessions.",
+        epilog=_examples(
+            "greenroom serve",
+            'greenroom chat demo "create file notes.txt with buy milk"',
+            "greenroom sessions",
+            "greenroom watch",
+        )
+        + "\n\n"
+        + EXIT_CODES,
+        formatter_class=raw,
     )
     parser.add_argument("--version", action="version", version=f"greenroom {__version__}")
     _logging_flags(parser, default=None)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        help="what to do (greenroom COMMAND --help shows its options and examples)",
+        parser_class=_Intermixed,
+    )
     sub.required = True
 
-    serve = sub.add_parser("serve", help="run the server")
+    def command(name: str, help: str, *examples: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help, description=help, epilog=_examples(*examples), formatter_class=raw
+        )
+
+    serve = command(
+        "serve",
+        "run the server",
+        "greenroom serve",
+        "greenroom serve --port 0 --data-dir ./data",
+        "greenroom serve --provider openai --base-url http://localhost:11434/v1 --model llama3.2",
+        "GREENROOM_API_KEY=sk-... greenroom serve --provider openai --model gpt-4o-mini",
+    )
     _settings_flags(serve)
 
-    config = sub.add_parser("config", help="print the effective settings and where each came from")
+    config = command(
+        "config",
+        "print the effective settings and where each came from",
+        "greenroom config",
+        "greenroom config --json",
+        "GREENROOM_PORT=9000 greenroom config --provider openai",
+    )
     config.add_argument("--json", action="store_true", help="print them as JSON")
     _settings_flags(config)
 
-    token = sub.add_parser("token", help="print the access token")
-    token.add_argument("--config-dir", help="where the token lives")
+    token = command("token", "print the access token", "greenroom token")
+    token.add_argument("--config-dir", help="where the token lives (env GREENROOM_CONFIG_DIR)")
 
-    chat_ = sub.add_parser("chat", help="send a message to a project and stream the reply")
-    chat_.add_argument("project")
-    chat_.add_argument("message")
-    _client_flags(chat_)
+    chat = command(
+        "chat",
+        "send a message to a project and stream the reply; no message on a terminal: a prompt",
+        'greenroom chat demo "hello"',
+        "greenroom chat demo                      # a prompt; /bye or Ctrl-D leaves",
+        "git diff | greenroom chat demo           # the message from stdin",
+        'greenroom chat demo --json "hi" | jq -c .event',
+    )
+    chat.add_argument("project", help="the project to chat in (created if it does not exist yet)")
+    chat.add_argument(
+        "message",
+        nargs="?",
+        help="the message; - (or no message, with stdin not a terminal): read it from stdin",
+    )
+    chat.add_argument("--model", help="the model this session's turns use (default: the server's)")
+    _client_flags(chat, json_help="print the session's events as JSON lines, not the text")
 
-    sessions = sub.add_parser("sessions", help="list the sessions")
-    sessions.add_argument("--json", action="store_true", help="print the summaries as JSON")
-    _client_flags(sessions)
+    sessions = command(
+        "sessions", "list the sessions", "greenroom sessions", "greenroom sessions --json"
+    )
+    _client_flags(sessions, json_help="print the summaries as JSON")
 
-    watch_ = sub.add_parser("watch", help="a live view of every session")
-    _client_flags(watch_)
+    projects = command(
+        "projects",
+        "list the projects, with their sessions",
+        "greenroom projects",
+        "greenroom projects --json",
+    )
+    _client_flags(projects, json_help="print the projects as JSON")
 
-    stop = sub.add_parser("stop", help="stop a session's running turn")
-    stop.add_argument("session", help="session id (or project name)")
-    _client_flags(stop)
-    for command in sub.choices.values():  # -v, -q and --log-format after the command too
-        _logging_flags(command, default=argparse.SUPPRESS)
+    watch = command(
+        "watch",
+        "a live view of every session (Ctrl-C leaves)",
+        "greenroom watch",
+        "greenroom watch | tee sessions.log        # one line per change",
+    )
+    _client_flags(watch)
+
+    stop = command(
+        "stop",
+        "stop a session's running turn (and discard its queued messages)",
+        "greenroom stop demo",
+        "greenroom stop s-2fdb034a --json",
+    )
+    stop.add_argument("session", help=SESSION_HELP)
+    _client_flags(stop, json_help="print the result as JSON")
+
+    delete = command(
+        "delete",
+        "delete a session (its history files stay), or with --project a project and its folder",
+        "greenroom delete demo",
+        "greenroom delete demo --project          # asks first",
+        "greenroom delete demo --project --yes",
+    )
+    delete.add_argument("target", help=SESSION_HELP + "; with --project, the project to delete")
+    delete.add_argument(
+        "--project",
+        action="store_true",
+        help="delete the project: its session and its folder, with every file in it",
+    )
+    delete.add_argument(
+        "-y", "--yes", action="store_true", help="do not ask before deleting a project"
+    )
+    _client_flags(delete, json_help="print the result as JSON")
+
+    new_chat = command(
+        "new-chat",
+        "start an empty chat in a session (the old chat's history file stays)",
+        "greenroom new-chat demo",
+    )
+    new_chat.add_argument("session", help=SESSION_HELP)
+    _client_flags(new_chat, json_help="print the result as JSON")
+
+    resume = command(
+        "resume",
+        "continue a turn that was interrupted (under --resume manual) or failed",
+        "greenroom resume demo",
+    )
+    resume.add_argument("session", help=SESSION_HELP)
+    _client_flags(resume, json_help="print the result as JSON")
+    for each in sub.choices.values():  # -v, -q and --log-format after the command too
+        _logging_flags(each, default=argparse.SUPPRESS)
     return parser
 
 
@@ -845,14 +657,14 @@ def _run(args: argparse.Namespace) -> int:
                 raise cause from None
             raise
         return 0
-    commands = {
-        "chat": _cmd_chat,
-        "sessions": _cmd_sessions,
-        "watch": _cmd_watch,
-        "stop": _cmd_stop,
-    }
+    from greenroom.cli_client import COMMANDS, prepare
+
+    if not args.verbose:
+        # Only warnings, so that nothing but a problem lands between the lines of a reply.
+        logging.getLogger().setLevel(logging.WARNING)
+    prepare(args)
     try:
-        result: int = trio.run(commands[args.command], args)
+        result: int = trio.run(COMMANDS[args.command], args)
     except BaseException as error:
         if isinstance(error, BaseExceptionGroup):
             error = _only_leaf(error) or error
@@ -897,13 +709,13 @@ def _report(error: BaseException) -> int:
         return 130
     if isinstance(error, UsageError):
         _print_err(f"greenroom: {error}")
-        return 2
+        return EXIT_NO_SERVER if isinstance(error, NoServer) else EXIT_USAGE
     if isinstance(error, CommandError):
         _print_err(f"greenroom: {error}")
-        return 1
-    if isinstance(error, ClientError):
+        return EXIT_FAILED
+    if isinstance(error, ClientError):  # the server went away, and reconnecting gave up
         _print_err(f"greenroom: {error.message}")
-        return 1
+        return EXIT_NO_SERVER
     assert isinstance(error, GreenroomError)
     _print_err(f"greenroom: {error.message}")  # a bad setting found at start (the provider)
     return 2

@@ -54,10 +54,12 @@ class SettingsError(InvalidArgument):
 @attrs.frozen(kw_only=True)
 class Kind:
     """How a setting's value is read: ``convert`` takes text (environment, flags) when
-    ``text`` is true, else a TOML value, and raises ValueError; ``expect`` says what is wanted."""
+    ``text`` is true, else a TOML value, and raises ValueError; ``expect`` says what is wanted,
+    ``choices`` the values allowed when there is a short list of them (shown in ``--help``)."""
 
     expect: str
     convert: Callable[[object, bool], Any]
+    choices: tuple[str, ...] = ()
 
 
 def _string(raw: object, text: bool) -> str:
@@ -100,7 +102,7 @@ def _choice(*options: str) -> Kind:
             raise ValueError
         return str(raw)
 
-    return Kind(expect="one of " + ", ".join(options), convert=convert)
+    return Kind(expect="one of " + ", ".join(options), convert=convert, choices=options)
 
 
 def _temperature(raw: object, text: bool) -> float:
@@ -462,6 +464,15 @@ def _shown(setting: Setting, value: Any) -> Any:
     return value
 
 
+def _effective(settings: Settings, setting: Setting) -> tuple[Any, str]:
+    """The value in effect and its source, as shown. An unset projects_dir is shown as the
+    folder in use (inside the data folder), since that is what a user looks for."""
+    value, source = settings.values[setting.key], settings.sources[setting.key]
+    if setting.key == "projects_dir" and value is None:
+        return settings.config().projects_root, f"{source}: inside data_dir"
+    return value, source
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, float) and math.isinf(value):
         return "inf"
@@ -485,8 +496,8 @@ def render(settings: Settings) -> str:
         if prefix != table:
             lines += ["", f"[{prefix}]"]
             table = prefix
-        value = _shown(setting, settings.values[setting.key])
-        source = settings.sources[setting.key]
+        value, source = _effective(settings, setting)
+        value = _shown(setting, value)
         if value is None:
             lines.append(f"# {name} is not set  # {source}")
         else:
@@ -500,8 +511,9 @@ def render_json(settings: Settings) -> str:
     """The effective settings as JSON: ``{key: {"value", "source"}}``; secrets masked."""
     shown: dict[str, Any] = {}
     for setting in SETTINGS:
-        value = _shown(setting, settings.values[setting.key])
+        value, source = _effective(settings, setting)
+        value = _shown(setting, value)
         if isinstance(value, float) and math.isinf(value):
             value = "inf"  # JSON has no infinity
-        shown[setting.key] = {"value": value, "source": settings.sources[setting.key]}
+        shown[setting.key] = {"value": value, "source": source}
     return json.dumps(shown, indent=2)

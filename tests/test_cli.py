@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import io
 import json
+import logging
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from greenroom import cli
+from greenroom import cli, cli_client
+from greenroom.cli_chat import Output, logs_on_their_own_line
 from greenroom.config import default_data_dir
+from greenroom.settings import SETTINGS
+from greenroom.transport.client import websocket_url
 
 
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -23,7 +28,7 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["serve", "--resume", "sometimes"], ["serve", "--port", "x"], ["chat", "demo"]):
+    for argv in (["serve", "--resume", "sometimes"], ["serve", "--port", "x"], ["chat"]):
         with pytest.raises(SystemExit) as exited:
             cli.main(argv)
         assert exited.value.code == 2
@@ -86,9 +91,18 @@ def test_settings_precedence(tmp_path: Path) -> None:
 
 
 def test_no_server_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["sessions"], ["chat", "demo", "hi"], ["stop", "s-1"], ["watch"]):
-        assert cli.main([*argv, "--config-dir", str(tmp_path)]) == 2
-        assert capsys.readouterr().err.strip() == f"greenroom: {cli.NO_SERVER}"
+    for argv in (
+        ["sessions"],
+        ["projects"],
+        ["chat", "demo", "hi"],
+        ["stop", "s-1"],
+        ["delete", "s-1"],
+        ["new-chat", "s-1"],
+        ["resume", "s-1"],
+        ["watch"],
+    ):
+        assert cli.main([*argv, "--config-dir", str(tmp_path)]) == cli.EXIT_NO_SERVER
+        assert capsys.readouterr().err.strip() == f"greenroom: {cli_client.NO_SERVER}"
 
 
 def test_stale_discovery_file_and_dead_url(
@@ -98,19 +112,19 @@ def test_stale_discovery_file_and_dead_url(
     info = {"url": "ws://127.0.0.1:9/ws", "pid": 2**22 + 12345, "port": 9}
     (tmp_path / "server.json").write_text(json.dumps(info))
     assert cli.discover(tmp_path) is None
-    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == 2
+    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == cli.EXIT_NO_SERVER
     # A live pid whose URL does not answer: the same message.
     info["pid"] = os.getpid()
     (tmp_path / "server.json").write_text(json.dumps(info))
     assert cli.discover(tmp_path) == "ws://127.0.0.1:9/ws"
     capsys.readouterr()
-    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == 2
-    assert cli.NO_SERVER in capsys.readouterr().err
+    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == cli.EXIT_NO_SERVER
+    assert cli_client.NO_SERVER in capsys.readouterr().err
 
 
 def test_output_appends_deltas_at_offsets() -> None:
     out = io.StringIO()
-    shown = cli._Output(out)
+    shown = Output(out)
     shown.streaming({"offset": 0, "delta": "Hel"})
     shown.streaming({"offset": 0, "delta": "Hello"})  # merged, overlapping what we have
     shown.streaming({"offset": 2, "delta": "l"})  # ends before what we have: ignored
@@ -146,7 +160,7 @@ def test_sessions_table_and_lifecycle_lines() -> None:
         "queued": ["next"],
         "error": None,
     }
-    table = cli.sessions_table([summary], now=1090.0).splitlines()
+    table = cli_client.sessions_table([summary], now=1090.0).splitlines()
     assert table[0].split() == ["SESSION", "PROJECT", "STATUS", "MESSAGES", "LAST", "ACTIVITY",
                                 "PREVIEW"]  # fmt: skip
     assert "s-1" in table[1] and "running (+1 queued)" in table[1] and "1m ago" in table[1]
@@ -183,3 +197,67 @@ def test_serving_tunes_the_collector_and_freezes_what_startup_made() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_help_shows_choices_environment_variables_and_examples() -> None:
+    parser = cli.make_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert commands.help
+    for name, command in commands.choices.items():
+        text = command.format_help()
+        assert "examples:\n  greenroom " + name in text, name
+        for action in command._actions:
+            if not action.option_strings:
+                assert action.help, f"{name} {action.dest} has no help"
+    serve = commands.choices["serve"].format_help()
+    assert "--provider {simulated,openai}" in serve
+    assert "--resume {auto,manual}" in serve
+    for setting in SETTINGS:
+        if setting.flag is not None:
+            for variable in setting.env:
+                assert variable in " ".join(serve.split()), setting.key
+    chat = " ".join(commands.choices["chat"].format_help().split())
+    assert "env GREENROOM_URL" in chat and "env GREENROOM_TOKEN" in chat
+    assert "exit codes:" in parser.format_help()
+
+
+def test_a_bad_choice_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", "--provider", "claude"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'claude' (choose from" in capsys.readouterr().err
+
+
+def test_a_log_line_ends_the_reply_line_first(capsys: pytest.CaptureFixture[str]) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    handler = logging.StreamHandler(Terminal())
+    logging.getLogger().addHandler(handler)
+    try:
+        out = Terminal()
+        output = Output(out)
+        with logs_on_their_own_line(output):
+            output.streaming({"offset": 0, "delta": "half a rep"})
+            logging.getLogger("greenroom.test").warning("the server is slow")
+            output.streaming({"offset": 10, "delta": "ly"})
+        logging.getLogger("greenroom.test").warning("after the chat")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert out.getvalue() == "half a rep\nly"
+    assert handler.stream.getvalue() == "the server is slow\nafter the chat\n"
+
+
+def test_websocket_url_takes_what_users_have_at_hand() -> None:
+    assert websocket_url("ws://127.0.0.1:8765/ws") == "ws://127.0.0.1:8765/ws"
+    assert websocket_url("http://127.0.0.1:8765/?token=T") == "ws://127.0.0.1:8765/ws?token=T"
+    assert websocket_url("https://greenroom.example") == "wss://greenroom.example/ws"
+    assert websocket_url(" localhost:8765 ") == "ws://localhost:8765/ws"
+    assert websocket_url("[::1]:9000") == "ws://[::1]:9000/ws"
+    for bad in ("ftp://x:1", "localhost", "http://", "x:99999", "http://x:port", "ws://x/#f", ""):
+        with pytest.raises(ValueError, match="give ws://HOST:PORT/ws, http://HOST:PORT or"):
+            websocket_url(bad)
+    with pytest.raises(ValueError) as refused:
+        websocket_url("ftp://x:1/ws?token=secret")
+    assert "secret" not in str(refused.value)

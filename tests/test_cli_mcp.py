@@ -11,10 +11,18 @@ from pathlib import Path
 import pytest
 import trio
 
-from greenroom import cli
-from greenroom.transport.client import connect
+from greenroom.cli_chat import Ask, one_message, open_chat
+from greenroom.transport.client import GreenroomClient, connect
 from tests.agent.test_mcp import SERVER
 from tests.transport.test_client import TOKEN, running_server
+
+
+async def chat(
+    client: GreenroomClient, content: str, out: io.StringIO, ask: Ask | None = None
+) -> int:
+    """``greenroom chat demo CONTENT``, on a terminal when ``ask`` is given."""
+    return await one_message(await open_chat(client, "demo", out, ask=ask), content)
+
 
 ASK = "call tool mcp__demo__add with {\"a\": 2, \"b\": 3} [[rate:inf]]"
 
@@ -40,8 +48,8 @@ async def test_chat_asks_before_starting_project_servers(
         async with running_server(tmp_path) as (runtime, url, _), connect(url, TOKEN) as client:
             write_mcp_file(runtime.config.projects_root)
             out = io.StringIO()
-            code = await cli.chat(client, "demo", ASK, out, ask)
-            again = await cli.chat(client, "demo", ASK, io.StringIO(), ask)
+            code = await chat(client, ASK, out, ask)
+            again = await chat(client, ASK, io.StringIO(), ask)
     assert code == again == 0
     assert len(questions) == (1 if answer else 2)  # approved once, or asked each time
     assert "demo: " + sys.executable in questions[0] and "(sets KEY)" in questions[0]
@@ -59,7 +67,7 @@ async def test_chat_without_a_terminal_only_says_so(
     with trio.fail_after(120):
         async with running_server(tmp_path) as (runtime, url, _), connect(url, TOKEN) as client:
             write_mcp_file(runtime.config.projects_root)
-            assert await cli.chat(client, "demo", "hello [[rate:inf]]", io.StringIO()) == 0
+            assert await chat(client, "hello [[rate:inf]]", io.StringIO()) == 0
             assert (await client.mcp_config("demo"))["mcp"]["state"] == "untrusted"
     err = capsys.readouterr().err
     assert "is not approved, so its MCP servers do not start" in err

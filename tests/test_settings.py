@@ -10,7 +10,7 @@ import pytest
 
 from greenroom import cli
 from greenroom.agent.openai import OpenAIProvider
-from greenroom.config import Config, Limits
+from greenroom.config import Config, Limits, default_data_dir
 from greenroom.errors import InvalidArgument
 from greenroom.runtime import make_provider
 from greenroom.settings import SettingsError, load_file, mask, resolve
@@ -165,6 +165,9 @@ def test_config_command(
     assert "port = 0  # flag --port" in out
     assert "max_steps = 7  # file" in out
     assert "# system_prompt is not set  # default" in out
+    # The projects folder in effect, not "not set".
+    data_dir = json.dumps(str(default_data_dir() / "projects"))
+    assert f"projects_dir = {data_dir}  # default: inside data_dir" in out
     assert "[limits]\nmax_sessions = 5  # file" in out
     assert "tokens_per_second = inf  # file" in out
 
@@ -172,7 +175,10 @@ def test_config_command(
     shown = json.loads(capsys.readouterr().out)
     assert shown["api_key"] == {"value": "...1234", "source": "file"}
     assert shown["limits.max_concurrent_turns"] == {"value": 3, "source": "file"}
-    assert shown["projects_dir"] == {"value": None, "source": "default"}
+    assert shown["projects_dir"] == {
+        "value": str(default_data_dir() / "projects"),
+        "source": "default: inside data_dir",
+    }
     assert shown["simulated.tokens_per_second"] == {"value": "inf", "source": "file"}
 
 

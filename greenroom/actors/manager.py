@@ -218,6 +218,9 @@ class SessionManager:
                 validate_project_name(project)
                 if project in self._by_project:
                     await self._remove(self._by_project[project])
+                # History lines still waiting for a flush (of this session, or of one deleted
+                # just before) would make the folder again after it is removed: write them first.
+                await self.persistence.ask(Flush())
                 folder = self.config.projects_root / project
                 await trio.to_thread.run_sync(shutil.rmtree, folder, True)
                 if self.mcp is not None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import re
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -68,6 +69,7 @@ __all__ = [
     "GreenroomClient",
     "HandshakeRefused",
     "connect",
+    "websocket_url",
 ]
 
 logger = logging.getLogger(__name__)
@@ -714,13 +716,14 @@ async def connect(
 ) -> AsyncIterator[GreenroomClient]:
     """A connected client; closed (code 1000) when the block ends.
 
-    ``token`` is sent as ``Authorization: Bearer``; a URL with ``?token=`` works too.
-    Raises :class:`HandshakeRefused` (401, 403) or :class:`ConnectFailed` when the first
-    connection cannot be made.
+    ``url`` is anything :func:`websocket_url` accepts. ``token`` is sent as
+    ``Authorization: Bearer``; a URL with ``?token=`` works too. Raises :class:`HandshakeRefused`
+    (401, 403) or :class:`ConnectFailed` when the first connection cannot be made.
     """
     if subprotocol not in SUBPROTOCOLS:
         raise ValueError(f"unknown subprotocol {subprotocol!r}")
-    _split_url(url)  # a bad URL is the caller's mistake: ValueError now, not a retry loop
+    # A bad URL is the caller's mistake: ValueError now, not a retry loop.
+    url = websocket_url(url)
     client = GreenroomClient(
         url=url,
         token=token,
@@ -752,6 +755,35 @@ async def connect(
         raise failed
     if body_error is not None:
         raise body_error
+
+
+_SCHEMES: Final = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
+_BARE: Final = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})/?")
+
+
+def websocket_url(text: str) -> str:
+    """The server's websocket URL for what a user typed: a ``ws://`` or ``wss://`` URL, the
+    ``http://`` or ``https://`` address of the server (the one the web UI is opened at, its
+    ``?token=`` kept), or a bare ``host:port``. A URL without a path gets the server's ``/ws``.
+    Anything else is a ValueError that says what is accepted."""
+    text = text.strip()
+    bare = _BARE.fullmatch(text)
+    if bare is not None:
+        text = f"ws://{bare['host']}:{bare['port']}"
+    parts = urllib.parse.urlsplit(text)
+    scheme = _SCHEMES.get(parts.scheme.lower())
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # not a number, or above 65535
+        port_ok = False
+    if scheme is None or not parts.hostname or not port_ok or parts.fragment:
+        shown = text.split("?", 1)[0]  # the query may hold the token
+        raise ValueError(
+            f"not a server address: {shown!r}; give ws://HOST:PORT/ws, http://HOST:PORT "
+            "or HOST:PORT"
+        )
+    path = parts.path if parts.path not in ("", "/") else "/ws"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
 def _split_url(url: str) -> tuple[str, int, str, bool]:

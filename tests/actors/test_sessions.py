@@ -562,3 +562,30 @@ async def test_a_session_may_name_its_own_model(
         await next_event(c, turn_ended(own.session))
     assert again.summary.model == "big"
     assert provider.models == ["small", "server-default", "big"]
+
+
+async def test_delete_project_removes_the_folder_for_good(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """History lines still waiting for the next flush when the project is deleted do not
+    make its folder again afterwards."""
+    config = make_config(tmp_path, flush_interval=30.0)
+    async with open_test_runtime(config) as runtime, runtime.connect() as client:
+        session = (await runtime.open_session("blog")).summary.session
+        client.subscribe(session)
+        await runtime.send_message(session, "hello there")
+        await next_event(client, turn_ended(session))
+        folder = config.projects_root / "blog"
+        assert folder.is_dir()
+        await runtime.delete_project("blog")
+        assert not folder.exists()
+        # The same when the session was deleted just before its project.
+        shop = (await runtime.open_session("shop")).summary.session
+        client.subscribe(shop)
+        await runtime.send_message(shop, "hello there")
+        await next_event(client, turn_ended(shop))
+        await runtime.delete_session(shop)
+        await runtime.delete_project("shop")
+        await trio.sleep(120)  # every pending flush is done
+        for gone in (folder, config.projects_root / "shop"):
+            assert not gone.exists(), sorted(str(p) for p in gone.rglob("*"))

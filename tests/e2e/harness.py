@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
 import signal
+import struct
 import subprocess
 import sys
+import termios
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
@@ -83,3 +90,165 @@ async def kill_server(server: Server) -> None:
         server.process.kill()
     with trio.fail_after(10):
         await server.process.wait()
+
+
+# -- the CLI as a subprocess ----------------------------------------------------------------------
+
+
+def cli_env(server: Server | None, **extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess: the test's own config folder (so that it finds
+    ``server`` by its server.json and token), none of the caller's GREENROOM_ variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GREENROOM_")}
+    if server is not None:
+        env["GREENROOM_CONFIG_DIR"] = str(server.config_dir)
+    env.update(extra)
+    return env
+
+
+def cli_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "greenroom", *args]
+
+
+async def run_cli(
+    server: Server | None, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``greenroom ARGS`` to its end, stdin and the outputs being pipes."""
+    with trio.fail_after(60):
+        return await trio.run_process(
+            cli_argv(*args),
+            stdin=stdin,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env if env is not None else cli_env(server),
+            cwd=REPO,
+        )
+
+
+@attrs.define(eq=False)
+class Output:
+    """What a running CLI process wrote on one stream, to be waited on."""
+
+    data: bytearray = attrs.Factory(bytearray)
+    changed: trio.Event = attrs.Factory(trio.Event)
+    closed: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+    async def pump(self, stream: trio.abc.ReceiveStream) -> None:
+        try:
+            while chunk := await stream.receive_some(65536):
+                self.data += chunk
+                self.changed.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # a pty whose other side closed reads as EIO
+        self.closed = True
+        self.changed.set()
+
+    async def shows(self, text: str, *, after: int = 0, limit: float = 60) -> int:
+        """Wait until ``text`` is written (at or after offset ``after``); where it ends."""
+        with trio.fail_after(limit):
+            while True:
+                found = self.text.find(text, after)
+                if found >= 0:
+                    return found + len(text)
+                if self.closed:
+                    raise AssertionError(f"{text!r} never came; got {self.text!r}")
+                self.changed = trio.Event()
+                await self.changed.wait()
+
+
+@attrs.define(eq=False)
+class Cli:
+    """A running CLI process: its outputs, and its stdin (a pipe, or the pty's other side)."""
+
+    process: trio.Process
+    out: Output
+    err: Output
+    typing: trio.abc.SendStream | None
+
+    async def type(self, text: str) -> None:
+        assert self.typing is not None
+        await self.typing.send_all(text.encode())
+
+    async def wait(self, limit: float = 60) -> int:
+        with trio.fail_after(limit):
+            return await self.process.wait()
+
+
+@asynccontextmanager
+async def open_cli(
+    server: Server | None, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[Cli]:
+    """``greenroom ARGS`` running, with its outputs as pipes (stdin: /dev/null); killed on
+    the way out if it still runs."""
+    process = await trio.lowlevel.open_process(
+        cli_argv(*args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env if env is not None else cli_env(server),
+        cwd=REPO,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    cli = Cli(process=process, out=Output(), err=Output(), typing=None)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cli.out.pump, process.stdout)
+            nursery.start_soon(cli.err.pump, process.stderr)
+            try:
+                yield cli
+            finally:
+                await _end(process)
+    finally:
+        await _end(process)
+
+
+@asynccontextmanager
+async def open_tty_cli(
+    server: Server | None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    rows: int = 40,
+    columns: int = 160,
+) -> AsyncIterator[Cli]:
+    """``greenroom ARGS`` on a pseudo-terminal (stdin, stdout and stderr), as in a terminal
+    window of ``rows`` x ``columns``. ``out`` has what it draws (stdout and stderr together,
+    as a terminal shows them); ``err`` stays empty."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    environment = env if env is not None else cli_env(server)
+    environment.update(TERM="xterm-256color", COLUMNS=str(columns), LINES=str(rows))
+    try:
+        process = await trio.lowlevel.open_process(
+            cli_argv(*args),
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            env=environment,
+            cwd=REPO,
+            start_new_session=True,  # a session of its own, as a shell gives a job
+        )
+    finally:
+        os.close(follower)
+    terminal = trio.lowlevel.FdStream(leader)
+    cli = Cli(process=process, out=Output(), err=Output(), typing=terminal)
+    try:
+        async with terminal, trio.open_nursery() as nursery:
+            nursery.start_soon(cli.out.pump, terminal)
+            try:
+                yield cli
+            finally:
+                await _end(process)
+                nursery.cancel_scope.cancel()
+    finally:
+        await _end(process)
+
+
+async def _end(process: trio.Process) -> None:
+    if process.returncode is None:
+        process.kill()
+    with trio.CancelScope(shield=True), trio.move_on_after(10):
+        await process.wait()

@@ -1,0 +1,438 @@
+"""``greenroom chat``: send messages to a project's session and stream the replies.
+
+One message (given, ``-`` for stdin, or piped in) runs one turn; no message on a terminal
+opens a prompt that keeps the session until ``/bye`` or Ctrl-D, as ``ollama run`` does.
+
+Decisions (docs/cli.md says the same for users):
+
+- **Ctrl-C** stops the running turn (``stopGeneration``) and waits for it to end; a second
+  Ctrl-C leaves at once without waiting for the stop (the server may be unreachable just then)
+  and says how to stop the turn later. At the prompt, Ctrl-C only says how to leave.
+- **A restart of the server** is not the end of the turn: the client reconnects and resumes the
+  session's events from the last one shown; an ``interrupted`` turn is followed to its end.
+  Under ``resume = "auto"`` the server resumes it by itself; under ``manual`` the chat asks for
+  it (``resumeSession``), since its user is waiting for that very reply. A resume that finds
+  the turn already running or finished is refused by the server, and that is fine.
+- **Logs never split a reply**: only warnings are shown by default, on stderr, and on a
+  terminal a log line first ends the reply's current line.
+- ``--json`` prints every event of the session, one JSON object per line, instead of the text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any, Final, TextIO
+
+import attrs
+import trio
+
+from greenroom.cli import EXIT_INTERRUPTED
+from greenroom.cli_client import print_err, short
+from greenroom.transport.client import (
+    ClientError,
+    CommandError,
+    EventStream,
+    GreenroomClient,
+)
+
+PROMPT: Final = ">>> "
+LEAVE: Final = frozenset({"/bye", "/exit", "/quit"})
+RECONNECT_TIMEOUT: Final = 120.0
+"""Seconds ``chat`` keeps reconnecting to a server that went away (a restart takes a few)."""
+
+
+class Output:
+    """Streams a session's reply text to ``out``: appends deltas at their offsets."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.printed = 0  # characters of the current partial message already written
+        self.at_line_start = True
+
+    def write(self, text: str) -> None:
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self.at_line_start = text.endswith("\n")
+
+    def newline(self) -> None:
+        if not self.at_line_start:
+            self.write("\n")
+
+    def streaming(self, data: Mapping[str, Any]) -> None:
+        offset, delta = int(data.get("offset", 0)), str(data.get("delta", ""))
+        if offset + len(delta) <= self.printed:
+            return  # already shown (a merged or repeated update)
+        self.write(delta[max(0, self.printed - offset) :])
+        self.printed = offset + len(delta)
+
+    def message(self, message: Mapping[str, Any]) -> None:
+        """A committed message: finish the streamed text, show tool calls and results."""
+        role = message.get("role")
+        if role == "assistant":
+            content = message.get("content") or ""
+            if len(content) > self.printed:
+                self.write(content[self.printed :])
+            self.printed = 0
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") or {}
+                self.newline()
+                self.write(f"-> {function.get('name')}({short(function.get('arguments'), 80)})\n")
+        elif role == "tool":
+            self.newline()
+            first = str(message.get("content") or "").splitlines() or [""]
+            self.write(f"<- {short(first[0], 100)}\n")
+
+
+class _EndLineFirst(logging.Filter):
+    """Ends the reply's current line on the terminal before a log line is written."""
+
+    def __init__(self, output: Output) -> None:
+        super().__init__()
+        self.output = output
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.output.newline()
+        return True
+
+
+@contextlib.contextmanager
+def logs_on_their_own_line(output: Output) -> Iterator[None]:
+    """While the chat runs, a log line (stderr) never lands in the middle of a reply line
+    (stdout) on a shared terminal. Output to a pipe is left exactly as the server sent it."""
+    if not output.out.isatty():
+        yield
+        return
+    handlers = list(logging.getLogger().handlers)
+    guard = _EndLineFirst(output)
+    for handler in handlers:
+        handler.addFilter(guard)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(guard)
+
+
+@attrs.define(eq=False)
+class Chat:
+    """One project's session, opened for chatting on a connected client."""
+
+    client: GreenroomClient
+    project: str
+    session: str
+    out: TextIO
+    json_lines: bool = False
+    events: EventStream = attrs.field(init=False)
+    output: Output = attrs.field(init=False)
+    left: bool = attrs.field(init=False, default=False)
+    """Whether the user left a turn with a second Ctrl-C (the prompt ends too)."""
+
+    def __attrs_post_init__(self) -> None:
+        self.events = self.client.events()
+        self.output = Output(self.out)
+
+    async def turn(self, content: str, interrupts: trio.abc.ReceiveChannel[int]) -> int:
+        """Send ``content`` and follow the turn it starts to its end, Ctrl-C included: the
+        exit code (0 completed, 1 failed, 130 stopped or left by Ctrl-C)."""
+        reply = await self.client.send_message(self.session, content)
+        if reply.get("queued"):
+            print_err("(queued behind the running turn)")
+        code: int | None = None
+        stopping = False
+        async with trio.open_nursery() as nursery:
+
+            async def follow() -> None:
+                nonlocal code
+                code = await self._follow(content, nursery)
+                nursery.cancel_scope.cancel()
+
+            async def stop() -> None:
+                with contextlib.suppress(ClientError, CommandError):
+                    await self.client.stop_generation(self.session)
+
+            async def on_ctrl_c() -> None:
+                nonlocal code, stopping
+                async for _ in interrupts:
+                    self.output.newline()
+                    if not stopping:
+                        stopping = True
+                        print_err("stopping the turn (press Ctrl-C again to leave without waiting)")
+                        nursery.start_soon(stop)
+                        continue
+                    print_err(
+                        "left without waiting for the turn to stop; if it still runs, "
+                        f"`greenroom stop {self.project}` stops it"
+                    )
+                    code, self.left = EXIT_INTERRUPTED, True
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(follow)
+            nursery.start_soon(on_ctrl_c)
+        assert code is not None
+        if stopping and code != 0:
+            return EXIT_INTERRUPTED
+        return code
+
+    def _note(self, text: str) -> None:
+        """A status line on stderr, on a line of its own when the reply is on a terminal."""
+        if self.out.isatty():
+            self.output.newline()
+        print_err(text)
+
+    async def _resume(self) -> None:
+        """Ask for the interrupted turn to go on (see the module docstring): refused, and
+        harmless, when the server resumed it already or it has ended since."""
+        with contextlib.suppress(ClientError, CommandError):
+            await self.client.resume_session(self.session)
+
+    async def _follow(self, content: str, nursery: trio.Nursery) -> int:
+        ours = False  # whether our message was committed: what follows is our turn
+        interrupted = False  # our turn was cut by a restart of the server, not resumed yet
+        async for event in self.events:
+            name, data = event.get("event"), event.get("data") or {}
+            if name == "reconnected":
+                self._note("(reconnected to the server)")
+                if interrupted:
+                    nursery.start_soon(self._resume)
+                continue
+            if event.get("session") != self.session:
+                continue
+            if self.json_lines:
+                self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
+                self.out.flush()
+            if name == "messageAdded":
+                message = data.get("message") or {}
+                if not ours:
+                    ours = message.get("role") == "user" and message.get("content") == content
+                elif not self.json_lines:
+                    self.output.message(message)
+            elif name == "streamingUpdate" and ours and not self.json_lines:
+                self.output.streaming(data)
+            elif name == "resync":
+                self._note("(missed part of the stream; some text may be lost)")
+            elif name == "sessionDeleted":
+                self.output.newline()
+                print_err("the session was deleted")
+                return 1
+            elif name == "loadingChanged" and data.get("loading"):
+                if interrupted:
+                    interrupted = False
+                    self._note("(the turn resumed)")
+            elif name == "loadingChanged":
+                reason = data.get("reason")
+                if reason == "interrupted":
+                    # The server went down mid-turn: the turn (or the one we are queued behind)
+                    # goes on once it is back.
+                    self.output.newline()
+                    if ours:
+                        print_err("(the server restarted; following the resumed turn)")
+                        interrupted = True
+                        nursery.start_soon(self._resume)
+                    else:  # under resume=manual, it waits for `greenroom resume`
+                        print_err("(the server restarted; the message waits behind its turn)")
+                    continue
+                if not ours:
+                    if reason == "stopped":
+                        print_err("the running turn was stopped and the message discarded")
+                        return 1
+                    continue  # the turn we were queued behind ended
+                self.output.newline()
+                if reason == "completed":
+                    return 0
+                error = data.get("error")
+                if reason == "truncated" and not error:
+                    error = "the reply was cut off at the model's length limit (raise max_tokens)"
+                print_err(f"turn {reason}" + (f": {error}" if error else ""))
+                return EXIT_INTERRUPTED if reason == "stopped" else 1
+        self.output.newline()
+        print_err("connection closed before the turn ended")
+        return 1
+
+
+Ask = Callable[[str], Awaitable[bool]]
+"""Asks the user a yes-or-no question (``chat`` on a terminal)."""
+
+
+async def ask_on_tty(question: str) -> bool:
+    """Ask on the terminal; anything but y or yes is no."""
+
+    def read() -> str:
+        sys.stderr.write(question)
+        sys.stderr.flush()
+        return sys.stdin.readline()
+
+    answer = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
+    return answer.strip().lower() in ("y", "yes")
+
+
+def describe_mcp_servers(servers: list[dict[str, Any]]) -> str:
+    """The servers of a ``.mcp.json`` as a user is shown them before approving."""
+    lines = []
+    for server in servers:
+        if server.get("type") == "http":
+            what = str(server.get("url"))
+        else:
+            what = " ".join([str(server.get("command")), *map(str, server.get("args") or ())])
+        names = server.get("env") or server.get("headers") or []
+        extra = f" (sets {', '.join(map(str, names))})" if names else ""
+        lines.append(f"  {server.get('name')}: {what}{extra}")
+    return "\n".join(lines)
+
+
+async def approve_mcp(
+    client: GreenroomClient, project: str, mcp: dict[str, Any] | None, ask: Ask | None
+) -> None:
+    """Ask whether to start the servers of the project's unapproved ``.mcp.json`` (with no
+    ``ask``, as when stdin is not a terminal, only say that they do not start)."""
+    if not mcp or mcp.get("state") not in ("untrusted", "invalid"):
+        return
+    if mcp.get("state") == "invalid":
+        print_err(f"{project}/.mcp.json is unusable, its MCP servers do not start: {mcp['error']}")
+        return
+    shown = describe_mcp_servers(mcp.get("servers") or [])
+    if ask is None:
+        print_err(
+            f"{project}/.mcp.json is not approved, so its MCP servers do not start:\n{shown}\n"
+            "(run greenroom chat on a terminal to approve it)"
+        )
+        return
+    question = (
+        f"{project}/.mcp.json would start these MCP servers:\n{shown}\n"
+        "Approve them (they run with your permissions)? [y/N] "
+    )
+    if await ask(question):
+        await client.trust_mcp_config(project, str(mcp["hash"]))
+        print_err("approved")
+    else:
+        print_err("not approved: its MCP servers do not start")
+
+
+async def open_chat(
+    client: GreenroomClient,
+    project: str,
+    out: TextIO,
+    *,
+    model: str | None = None,
+    json_lines: bool = False,
+    ask: Ask | None = None,
+) -> Chat:
+    """The project's session, subscribed; a project that does not exist yet is created, and
+    stderr says so (a typo in a project name should not go unnoticed). A project whose
+    ``.mcp.json`` is not approved yet is asked about first (with ``ask``)."""
+    projects = (await client.list_projects())["projects"]
+    if not any(p.get("project") == project for p in projects):
+        try:
+            await client.create_project(project)
+        except CommandError as error:
+            if error.code != "conflict":  # made meanwhile by someone else: fine
+                raise
+        else:
+            print_err(f"created project {project}")
+    opened = await client.open_session(project, model=model)
+    await approve_mcp(client, project, opened.get("mcp"), ask)
+    session = opened["session"]["session"]
+    await client.subscribe(session)
+    return Chat(client=client, project=project, session=session, out=out, json_lines=json_lines)
+
+
+@contextlib.asynccontextmanager
+async def ctrl_c() -> AsyncIterator[trio.abc.ReceiveChannel[int]]:
+    """Ctrl-C presses as a channel, instead of KeyboardInterrupt, while the block runs."""
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        send, receive = trio.open_memory_channel[int](16)  # presses beyond 16 are dropped
+
+        async def forward() -> None:
+            async for signum in signals:
+                with contextlib.suppress(trio.WouldBlock):
+                    send.send_nowait(signum)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(forward)
+            yield receive
+            nursery.cancel_scope.cancel()
+
+
+async def one_message(chat: Chat, content: str) -> int:
+    """``greenroom chat PROJECT MESSAGE``: one turn; its exit code."""
+    async with ctrl_c() as interrupts:
+        return await chat.turn(content, interrupts)
+
+
+class _Lines:
+    """Lines typed on stdin, read by trio so that waiting for one can be cancelled."""
+
+    def __init__(self, stream: trio.lowlevel.FdStream) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+
+    async def readline(self) -> str | None:
+        """The next line without its newline, or None at end of input (Ctrl-D)."""
+        while b"\n" not in self.buffer:
+            chunk = await self.stream.receive_some(4096)
+            if not chunk:
+                if not self.buffer:
+                    return None
+                break
+            self.buffer += chunk
+        line, _, rest = bytes(self.buffer).partition(b"\n")
+        self.buffer[:] = rest
+        return line.decode("utf-8", "replace").rstrip("\r")
+
+
+async def interactive(chat: Chat, prompt_out: TextIO) -> int:
+    """``greenroom chat PROJECT`` on a terminal: a prompt that keeps the session."""
+    print_err(
+        f"chatting in project {chat.project} (session {chat.session}); "
+        "Ctrl-C stops a reply, /bye or Ctrl-D leaves"
+    )
+    # A duplicate, so that closing the stream (which restores the blocking mode) leaves the
+    # process's stdin open.
+    async with trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) as stream, ctrl_c() as keys:
+        lines = _Lines(stream)
+        while True:
+            line = await _prompt(lines, keys, prompt_out)
+            if line is None:
+                prompt_out.write("\n")
+                prompt_out.flush()
+                return 0
+            text = line.strip()
+            if not text:
+                continue
+            if text in LEAVE:
+                return 0
+            try:
+                code = await chat.turn(line, keys)
+            except CommandError as error:  # refused (too long, queue full): the prompt stays
+                print_err(f"greenroom: {error}")
+                continue
+            if chat.left:
+                return code
+
+
+async def _prompt(lines: _Lines, keys: trio.abc.ReceiveChannel[int], out: TextIO) -> str | None:
+    out.write(PROMPT)
+    out.flush()
+    line: str | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def hint() -> None:
+            async for _ in keys:
+                out.write(f"\n(Ctrl-D or /bye leaves; Ctrl-C stops a reply)\n{PROMPT}")
+                out.flush()
+
+        async def read() -> None:
+            nonlocal line
+            line = await lines.readline()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(hint)
+        nursery.start_soon(read)
+    return line
