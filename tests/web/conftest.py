@@ -204,3 +204,52 @@ def shots(page: Any, request: pytest.FixtureRequest) -> Shots:
     taken = Shots(page, request.node.name)
     print(f"screenshots: {taken.folder}")
     return taken
+
+
+# -- steps shared by the browser tests
+
+
+def create_project(page: Any, name: str) -> None:
+    from playwright.sync_api import expect
+
+    page.fill("#new-project-name", name)
+    page.click("#new-project button[type=submit]")
+    expect(page.locator("#chat-title")).to_have_text(name)
+    expect(page.locator("#input")).to_be_enabled()
+
+
+def send(page: Any, text: str) -> None:
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def project(page: Any, name: str) -> Any:
+    return page.locator(f"#projects li[data-project='{name}']")
+
+
+def shown_texts(page: Any) -> list[str]:
+    """The text of each message bubble shown, trimmed (Markdown adds line ends)."""
+    texts = page.locator("#messages .msg:not([hidden]) > .text").all_text_contents()
+    return [" ".join(str(text).split()) for text in texts]
+
+
+def expected_texts(messages: list[dict[str, Any]]) -> list[str]:
+    """The bubbles' texts the page should show for committed ``messages``: a stopped assistant
+    text that another assistant text follows was resumed, and the two read as one reply."""
+    texts: list[str] = []
+    joinable = False
+    for message in messages:
+        if message["role"] == "tool":
+            joinable = False
+            continue
+        content = message.get("content") or ""
+        if message["role"] == "assistant" and joinable:
+            texts[-1] += content
+        else:
+            texts.append(content)
+        joinable = (
+            message["role"] == "assistant"
+            and bool(message.get("stopped"))
+            and not message.get("tool_calls")
+        )
+    return [" ".join(text.split()) for text in texts]

@@ -20,6 +20,7 @@ export class Chat {
     this.replayUntil = undefined; // undefined: subscribe not answered yet; null: live
     this.held = [];
     this.version = 0;         // grows when `messages` changes, so the page redraws them
+    this.deleted = false;     // the session was deleted while shown: a new message opens one
   }
 
   load(state) {
@@ -33,6 +34,7 @@ export class Chat {
     this.seq = state.seq;
     this.replayUntil = undefined;
     this.held = [];
+    this.deleted = false;
     this.version++;
   }
 
@@ -93,9 +95,13 @@ export class Chat {
         break;
       case "sessionDeleted":
         this.session = null;
+        this.name = "";
         this.messages = [];
         this.streaming = null;
         this.loading = false;
+        this.error = null;
+        this.queued = [];
+        this.deleted = true;
         this.version++;
         break;
     }
