@@ -199,7 +199,7 @@ function bindControls() {
   // A click outside the popover (and outside its button) closes it; so does one outside the
   // phone's drawer.
   document.addEventListener("click", (e) => {
-    if ($("confirm").open) return;
+    if ($("confirm").open || $("confirm").contains(e.target)) return;  // the dialog's own clicks
     if (!$("sessions-panel").hidden && !$("sessions-panel").contains(e.target) && !$("status").contains(e.target)) {
       closePanel(false);
     }
