@@ -1,7 +1,7 @@
 // Assistant text as Markdown, made safe: marked parses, highlight.js colours code blocks,
 // DOMPurify keeps only harmless HTML. A model's text is untrusted input: no script it writes
-// ever runs, no remote image loads (images become links), links open in a new tab without a
-// referrer.
+// ever runs, HTML it writes shows as text, no remote image loads (images become links), links
+// open in a new tab without a referrer.
 
 import { Marked } from "./vendor/marked.js";
 import DOMPurify from "./vendor/purify.js";
@@ -30,6 +30,12 @@ const marked = new Marked({
       const body = known ? hljs.highlight(text, { language: name, ignoreIllegals: true }).value : escapeHtml(text);
       const label = known ? ` class="hljs language-${escapeHtml(name)}"` : ' class="hljs"';
       return `<pre><code${label}>${body}</code></pre>\n`;
+    },
+    // HTML the model writes shows as the text it is. It would be sanitized anyway, but even
+    // parsing it (in DOMPurify's inert document) makes the browser report every inline handler
+    // to the page's CSP, and HTML in a chat reply is more often an example than an intent.
+    html({ text, block }) {
+      return block ? `<pre><code>${escapeHtml(text.replace(/\n+$/, ""))}</code></pre>\n` : escapeHtml(text);
     },
     image({ href, text }) {
       // The page's CSP forbids remote images anyway; a link says what was meant.
