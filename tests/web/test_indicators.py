@@ -49,7 +49,7 @@ def test_the_popover_goes_to_a_project_ticks_stops_deletes_and_closes(
     beta = panel.locator("tr", has_text="beta")
     expect(alpha.locator(".when")).to_have_text("now")  # streaming: active now
     expect(alpha.locator(".preview")).not_to_be_empty()
-    expect(alpha.locator(".count")).to_have_text("1")
+    expect(alpha.locator(".msgs")).to_have_text("1")
     # An idle session's last activity ticks while the popover is open.
     expect(beta.locator(".when")).to_have_text(re.compile(r"^\d+s ago$"))
     before = str(beta.locator(".when").text_content())

@@ -413,7 +413,7 @@ function renderSessions() {
         closePanel(false);
         if (s) select(s.project);
       } })),
-    el("td", { className: "count" }),
+    el("td", { className: "msgs" }),
     el("td", { className: "when" }),
     el("td", { className: "preview" }),
     el("td", { className: "actions" },
@@ -425,7 +425,7 @@ function renderSessions() {
     const s = bySession.get(session);
     row.querySelector(".go").textContent = s.project;
     row.querySelector(".ind").className = indicator(s).className;
-    row.querySelector(".count").textContent = String(s.messageCount);
+    row.querySelector(".msgs").textContent = String(s.messageCount);
     row.querySelector(".when").textContent = lastActivity(s);
     row.querySelector(".preview").textContent = s.loading ? (s.preview ?? "") : "";
     row.querySelector(".stop").disabled = !s.loading;
