@@ -39,6 +39,7 @@ def test_at_390_px_the_sidebar_is_a_drawer_behind_a_button(
         expect(page.locator("#streaming .text")).not_to_be_empty()
         # The running count shows on the menu button while the drawer is closed.
         expect(page.locator("#menu-running")).to_have_text("1")
+        expect(page.locator("#menu-spinner")).to_be_visible()
         no_sideways_scroll(page)
         inside_the_window(page, "#send")
         shots("phone-chat")
@@ -58,6 +59,7 @@ def test_at_390_px_the_sidebar_is_a_drawer_behind_a_button(
         expect(page.locator("#stop")).to_be_enabled()
         page.keyboard.press("Escape")  # then the turn
         expect(page.locator("#stop")).to_be_disabled()
+        expect(page.locator("#menu-spinner")).to_be_hidden()
         no_sideways_scroll(page)
 
 

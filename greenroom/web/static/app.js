@@ -338,6 +338,7 @@ function renderTop() {
   $("status").setAttribute("aria-label", `${said}: show them`);
   $("menu-running").textContent = String(running);
   $("menu-running").hidden = running === 0;
+  $("menu-spinner").hidden = running === 0;
   $("menu").setAttribute("aria-label", `projects (${running} running)`);
   const where = state.chat ? `${state.chat.project} · ` : "";
   document.title = `${running ? `(${running} running) ` : ""}${where}greenroom`;
