@@ -22,9 +22,7 @@ def inside_the_window(page: Page, selector: str) -> None:
     assert box["x"] + box["width"] <= page.viewport_size["width"], box
 
 
-def test_at_390_px_the_sidebar_is_a_drawer_behind_a_button(
-    browser: Any, served: Served
-) -> None:
+def test_at_390_px_the_sidebar_is_a_drawer_behind_a_button(browser: Any, served: Served) -> None:
     with open_page(browser, viewport={"width": 390, "height": 800}) as page:
         shots = Shots(page, "phone")
         page.goto(served.page_url)
@@ -90,7 +88,9 @@ def test_the_keyboard_alone_works_and_focus_shows(page: Page, served: Served) ->
     page.keyboard.type("[[rate:inf]] [[tokens:4]] typed")
     page.keyboard.press("Shift+Enter")  # a new line, not a send
     page.keyboard.type("and a second line")
-    expect(page.locator("#input")).to_have_value("[[rate:inf]] [[tokens:4]] typed\nand a second line")
+    expect(page.locator("#input")).to_have_value(
+        "[[rate:inf]] [[tokens:4]] typed\nand a second line"
+    )
     page.keyboard.press("Enter")  # sends
     expect(page.locator("#input")).to_have_value("")
     expect(page.locator("#messages .msg.assistant")).to_have_count(1)

@@ -54,7 +54,8 @@ def test_the_pictures_of_the_guide(page: Page, served: Served) -> None:
     shoot("markdown", reply)
 
     page.click("#status")
-    expect(page.locator("#sessions-panel tr", has_text="shop").locator(".preview")).not_to_be_empty()
+    shop = page.locator("#sessions-panel tr", has_text="shop")
+    expect(shop.locator(".preview")).not_to_be_empty()
     shoot("popover")
     page.keyboard.press("Escape")
 
