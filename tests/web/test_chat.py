@@ -139,3 +139,19 @@ def test_deleting_the_session_being_viewed_asks_and_leaves_a_usable_view(
     expect(page.locator("#messages .msg.assistant")).to_have_count(2)
     expect(page.locator("#chat-name")).to_have_text(name)
     shots("reopened")
+
+
+def test_a_long_reply_streams_in_spaced_redraws_and_ends_whole(page: Page, served: Served) -> None:
+    page.goto(served.page_url)
+    create_project(page, "long")
+    send(page, "[[tokens:6000]] [[rate:1500]] a long one")
+    streaming = page.locator("#streaming .text")
+    # Past 20,000 characters the redraws are spaced, but they go on.
+    page.wait_for_function(
+        "() => (document.querySelector('#streaming .text')?.textContent.length ?? 0) > 20000"
+    )
+    expect(streaming).to_have_count(0, timeout=30_000)  # the turn ended
+    committed = served.committed("long")[-1]["content"]
+    assert len(committed) > 25000
+    shown = page.locator("#messages .msg.assistant > .text").last.text_content()
+    assert " ".join(str(shown).split()) == " ".join(committed.split())

@@ -499,6 +499,7 @@ function renderStreaming(chat) {
   if (lastNode) lastNode.hidden = joined;
   if (!partial) { slot.replaceChildren(); slot.className = ""; delete slot.dataset.index; return; }
   slot.className = "msg assistant streaming";
+  if (drawLater(partial.text)) return;
   const block = {
     role: "assistant",
     text: joined ? last.text + partial.text : partial.text,
@@ -507,7 +508,21 @@ function renderStreaming(chat) {
     streaming: true,
     toolCalls: partial.toolCalls ?? [],
   };
+  stream.at = performance.now();
   fillBlock(slot, block, { label: simulatedLabel, open: state.openTools, key: "streaming" });
+  stream.cost = performance.now() - stream.at;
+}
+
+// A long reply is parsed again on each redraw while it streams: past LONG_STREAM characters
+// the redraws are spaced so that parsing takes at most a tenth of the time; a timer makes
+// sure the last text is drawn.
+const LONG_STREAM = 20000;
+const stream = { cost: 0, at: 0, timer: null };
+function drawLater(text) {
+  const wait = stream.at + stream.cost * 10 - performance.now();
+  if (text.length <= LONG_STREAM || wait <= 0) return false;
+  stream.timer ??= setTimeout(() => { stream.timer = null; render(); }, wait);
+  return true;
 }
 
 // -- toasts

@@ -70,11 +70,12 @@ function html(text) {
   return value;
 }
 
-// Fills `node` (a .text element) with the rendered Markdown of `text`, if it changed.
-export function fillMarkdown(node, text) {
+// Fills `node` (a .text element) with the rendered Markdown of `text`, if it changed. Text
+// being streamed is not cached: each frame's text is new, and would only push the rest out.
+export function fillMarkdown(node, text, cache = true) {
   if (node.dataset.source === text) return;
   node.dataset.source = text;
-  node.innerHTML = text.length > 20000 ? markdownToHtml(text) : html(text);
+  node.innerHTML = cache && text.length <= 20000 ? html(text) : markdownToHtml(text);
 }
 
 function oneLine(text) {
@@ -133,7 +134,7 @@ export function blockNode(block, { label, open }) {
 export function fillBlock(node, block, { label, open, key }) {
   const assistant = block.role === "assistant";
   const text = node.querySelector(":scope > .text") ?? el("div", { className: assistant ? "text md" : "text" });
-  if (assistant) fillMarkdown(text, block.text);
+  if (assistant) fillMarkdown(text, block.text, !block.streaming);
   else text.textContent = block.text;
   node.replaceChildren(...[
     assistant ? label?.() : null,
