@@ -196,15 +196,14 @@ function bindControls() {
   $("confirm-delete").addEventListener("click", () => $("confirm").close("delete"));
   $("confirm").addEventListener("close", confirmed);
   document.addEventListener("keydown", onKey);
-  // A click outside the popover (and outside its button) closes it; so does one outside the
-  // phone's drawer.
+  // A click outside the popover (and outside its button) closes it; else one outside the
+  // phone's drawer closes that: one click, one thing closed, as with Escape.
   document.addEventListener("click", (e) => {
-    if ($("confirm").open || $("confirm").contains(e.target)) return;  // the dialog's own clicks
-    if (!$("sessions-panel").hidden && !$("sessions-panel").contains(e.target) && !$("status").contains(e.target)) {
-      closePanel(false);
-    }
-    if ($("sidebar").classList.contains("open") && !$("sidebar").contains(e.target)
-        && !$("menu").contains(e.target) && $("sessions-panel").hidden) {
+    const outside = (...ids) => !ids.some((id) => $(id).contains(e.target));
+    if ($("confirm").open || !outside("confirm")) return;  // the dialog's own clicks
+    if (!$("sessions-panel").hidden) {
+      if (outside("sessions-panel", "status")) closePanel(false);
+    } else if ($("sidebar").classList.contains("open") && outside("sidebar", "menu")) {
       closeDrawer();
     }
   });
