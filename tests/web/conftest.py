@@ -41,6 +41,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = REPO / "tests" / "web" / "artifacts"
+RESUMED = "resumed after an interruption"  # the marker under a reply resumed after a cut
 T = TypeVar("T")
 
 

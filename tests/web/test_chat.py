@@ -7,8 +7,6 @@ from playwright.sync_api import Page, expect
 
 from tests.web.conftest import Served, Shots, create_project, project, send
 
-RESUMED = "resumed after an interruption"  # the marker of a reply resumed after a cut
-
 HOSTILE = """[[echo]] [[rate:inf]] # Title
 
 <script>window.__pwned = "script"</script>

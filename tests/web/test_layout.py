@@ -63,6 +63,10 @@ def test_at_390_px_the_sidebar_is_a_drawer_behind_a_button(browser: Any, served:
         expect(page.locator("#sidebar")).to_be_visible()
         page.mouse.click(370, 400)  # beside the drawer
         expect(page.locator("#sidebar")).to_be_hidden()
+        page.click("#menu")  # the button stays in view above the drawer: it closes it too
+        expect(page.locator("#sidebar")).to_be_visible()
+        page.click("#menu")
+        expect(page.locator("#sidebar")).to_be_hidden()
 
 
 def test_at_1440_px_everything_is_in_view(browser: Any, served: Served) -> None:

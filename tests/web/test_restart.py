@@ -10,6 +10,7 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from tests.web.conftest import (
+    RESUMED,
     Served,
     Shots,
     create_project,
@@ -19,7 +20,6 @@ from tests.web.conftest import (
     send,
     shown_texts,
 )
-from tests.web.test_chat import RESUMED
 
 
 def what_is_shown(page: Page) -> dict[str, Any]:

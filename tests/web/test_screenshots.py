@@ -74,6 +74,9 @@ def test_the_pictures_of_the_guide(page: Page, served: Served) -> None:
     shoot("phone")
     page.click("#menu")
     expect(page.locator("#sidebar")).to_be_visible()
+    page.wait_for_function(
+        "() => document.getElementById('sidebar').getBoundingClientRect().left === 0"
+    )
     shoot("phone-drawer")
     names = ["markdown", "phone", "phone-drawer", "popover", "sessions", "toast"]
     assert {path.name for path in out.glob("web-ui-*.png")} == {f"web-ui-{n}.png" for n in names}

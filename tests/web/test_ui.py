@@ -12,6 +12,7 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from tests.web.conftest import (
+    RESUMED,
     Served,
     Shots,
     create_project,
@@ -159,7 +160,7 @@ def test_a_provider_failure_is_shown_with_its_meaning(
     reply = page.locator("#messages .msg.assistant")
     expect(reply).to_have_count(1)
     expect(reply.locator("> .text")).to_have_text(messages[1]["content"] + messages[2]["content"])
-    expect(reply.locator(".marker.resumed")).to_have_text("resumed after an interruption")
+    expect(reply.locator(".marker.resumed")).to_have_text(RESUMED)
     expect(reply.locator(".cut")).to_have_count(0)
     shots("resumed")
 
