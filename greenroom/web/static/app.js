@@ -9,7 +9,6 @@ import { Wire } from "./wire.js";
 const TOKEN_KEY = "greenroom.token";
 const TOAST_MS = 20000;
 const TICK_MS = 1000;  // the popover's "last activity" and its fresh summaries
-const PHONE = "(max-width: 700px)";
 const ERROR_MEANINGS = {
   auth: "the provider refused the API key",
   quota: "the provider account is out of quota or credit",
@@ -32,6 +31,7 @@ const state = {
   sessions: new Map(),   // session id -> summary
   chat: null,            // the selected project's Chat
   renderedVersion: -1,
+  blocks: [],            // what the committed messages show as (messages.js)
   openTools: new Set(),  // keys of the tool calls/results the user unfolded
 };
 
@@ -496,7 +496,7 @@ function renderStreaming(chat) {
   const lastNode = slot.previousElementSibling;
   const joined = Boolean(partial && continues(last));
   if (lastNode) lastNode.hidden = joined;
-  if (!partial) { slot.replaceChildren(); slot.className = ""; delete slot.dataset.index; return; }
+  if (!partial) { slot.replaceChildren(); slot.className = ""; return; }
   slot.className = "msg assistant streaming";
   if (drawLater(partial.text)) return;
   const block = {
