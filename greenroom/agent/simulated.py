@@ -50,6 +50,10 @@ Directives, anywhere in the last user message, removed from the text before anyt
   ``ProviderError(KIND, "simulated KIND failure")``.
 - ``[[fail-before:KIND]]``: raise before any token of the first step.
 - ``[[stall]]``: stream at most three tokens of the first step, then sleep until cancelled.
+- ``[[echo]]``: the reply is the message's own text (without its directives), as written, so a
+  test can make the "model" say anything: Markdown, HTML, a script. No tool call.
+- ``[[markdown]]``: the reply is a fixed Markdown sample (:data:`MARKDOWN_SAMPLE`: a heading, a
+  list, a link, a table, a Python code block) for the web UI's rendering. No tool call.
 - ``[[stamp]]``: each text token is streamed as ``word@T `` where T is ``time.monotonic()``
   when it was emitted (for the benchmarks' latency figures; a stamped reply is not resumed
   exactly, since the stamps differ).
@@ -109,12 +113,35 @@ FAILURE_KINDS = frozenset(
 MAX_REPLY_TOKENS = 100_000
 STALL_AFTER_TOKENS = 3
 _QUOTED_CHARS = 200
+# The reply to ``[[markdown]]``: one of each thing the web UI renders.
+MARKDOWN_SAMPLE = """\
+## A plan for the footer
+
+Three steps, **in order**:
+
+1. Add a `footer` element to the *base* template.
+2. Style it (see [the guide](https://example.org/footer)).
+3. Check it at phone width.
+
+| file | change |
+|---|---|
+| `base.html` | a new footer |
+| `site.css` | its style |
+
+```python
+def footer(year: int) -> str:
+    \"\"\"The footer's text.\"\"\"
+    return f"<footer>(c) {year}</footer>"
+```
+
+> Nothing else changes.
+"""
 
 # Linear on any input: the lookbehind starts a match only where a whitespace run starts, and
 # the possessive quantifiers (`*+`) never give back what they took, so nothing backtracks.
 _DIRECTIVE = re.compile(
     r"(?<!\s)\s*+\[\[\s*+(?:(?P<key>tokens|rate|fail-before|fail)\s*+:\s*+"
-    r"(?P<value>[^\[\]\s]*+)\s*+|(?P<flag>stall|stamp)\s*+)\]\]",
+    r"(?P<value>[^\[\]\s]*+)\s*+|(?P<flag>stall|stamp|echo|markdown)\s*+)\]\]",
     re.IGNORECASE,
 )
 _TOKEN = re.compile(r"\S+\s*|\s+")
@@ -174,6 +201,8 @@ class _Directives:
     fail_before: str | None = None
     stall: bool = False
     stamp: bool = False
+    echo: bool = False
+    markdown: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -197,10 +226,14 @@ def _parse_directives(text: str) -> tuple[_Directives, str]:
     directives = _Directives()
     for match in _DIRECTIVE.finditer(text):
         if match["flag"]:
-            if match["flag"].lower() == "stall":
-                directives = attrs.evolve(directives, stall=True)
-            else:
-                directives = attrs.evolve(directives, stamp=True)
+            flag = match["flag"].lower()
+            directives = attrs.evolve(
+                directives,
+                stall=directives.stall or flag == "stall",
+                stamp=directives.stamp or flag == "stamp",
+                echo=directives.echo or flag == "echo",
+                markdown=directives.markdown or flag == "markdown",
+            )
             continue
         key, value = match["key"].lower(), match["value"].strip()
         if key == "tokens":
@@ -375,9 +408,13 @@ class SimulatedProvider:
             call = next((c for c in calls if c.id == result.tool_call_id), None)
             confirmation = _confirmation(call, result.content or "")
             return _Step(tokens=_tokenize(confirmation), tool_call=None, finish="stop", rate=rate)
-        command = _command(text)
+        command = None if directives.echo or directives.markdown else _command(text)
         tool_call: ToolCall | None = None
-        if command is None:
+        if directives.echo:
+            tokens = _tokenize(text)
+        elif directives.markdown:
+            tokens = _tokenize(MARKDOWN_SAMPLE)
+        elif command is None:
             count = self._reply_tokens if directives.tokens is None else directives.tokens
             tokens = _pseudo_tokens(self._seed, text, count)
         else:

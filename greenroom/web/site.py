@@ -6,7 +6,9 @@ Decisions:
 - The files are the package's ``greenroom/web/static/`` folder, read once into memory when the
   server starts (:func:`load_site`). A path is looked up by exact name in that table, so no
   request can name a file outside it: there is no path joining, hence no traversal.
-- Only ``GET`` and ``HEAD``. ``/`` is ``index.html``; ``/static/<name>`` the other files.
+- Only ``GET`` and ``HEAD``. ``/`` is ``index.html``; ``/static/<name>`` the other files, and
+  ``/static/vendor/<name>`` the vendored libraries (their license files are not served: no
+  ``.txt`` type).
 - Every reply carries a Content-Security-Policy that allows scripts, styles and connections
   from this origin only (``connect-src`` names the websocket of the Host the page came from),
   ``no-referrer`` (the page's URL may hold the token) and ``nosniff``.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from importlib import resources
+from importlib.resources.abc import Traversable
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
@@ -110,17 +113,24 @@ def load_site(listen_host: str, allowed_origins: tuple[str, ...] = ()) -> Site:
     """Read the packaged static files (blocking: run it in a thread)."""
     folder = resources.files("greenroom.web").joinpath("static")
     files: dict[str, StaticFile] = {}
-    for entry in folder.iterdir():
-        suffix = "." + entry.name.rpartition(".")[2]
-        if not entry.is_file() or suffix not in CONTENT_TYPES:
-            continue
-        file = StaticFile(content_type=CONTENT_TYPES[suffix], body=entry.read_bytes())
-        files[STATIC_PREFIX + entry.name] = file
-        if entry.name == "index.html":
-            files["/"] = file
+    _read_folder(folder, STATIC_PREFIX, files)
+    files["/"] = files[STATIC_PREFIX + "index.html"]
     return Site(
         files=MappingProxyType(files), listen_host=listen_host, allowed_origins=allowed_origins
     )
+
+
+def _read_folder(folder: Traversable, prefix: str, files: dict[str, StaticFile]) -> None:
+    """Every file of ``folder`` and its subfolders (``vendor/``) with a known type, by URL."""
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            _read_folder(entry, f"{prefix}{entry.name}/", files)
+            continue
+        suffix = "." + entry.name.rpartition(".")[2]
+        if entry.is_file() and suffix in CONTENT_TYPES:
+            files[prefix + entry.name] = StaticFile(
+                content_type=CONTENT_TYPES[suffix], body=entry.read_bytes()
+            )
 
 
 def error_reply(status: int, message: str) -> Reply:

@@ -22,7 +22,7 @@ from greenroom.agent.provider import (
     ToolCallDelta,
     Usage,
 )
-from greenroom.agent.simulated import SimulatedProvider
+from greenroom.agent.simulated import MARKDOWN_SAMPLE, SimulatedProvider
 from greenroom.agent.tools import TOOLS, run_tool
 from greenroom.errors import ProviderError
 
@@ -635,3 +635,25 @@ async def test_stamp_marks_each_token_with_the_monotonic_time_it_was_emitted() -
     assert stamps == sorted(stamps)
     plain = await collect(request(user("hello [[tokens:5]] [[rate:inf]]")))
     assert [w.partition("@")[0] for w in words] == "".join(texts(plain)).split()
+
+
+async def test_echo_replies_with_the_message_as_written() -> None:
+    """``[[echo]]`` lets a test make the model say anything, even what looks like a command."""
+    said = "# Title\n\n<script>alert(1)</script>\n\ncreate file a.txt with b"
+    chunks = await collect(request(user(f"[[echo]] {said} [[tokens:3]]")))
+    assert text_of(chunks) == said
+    assert not [chunk for chunk in chunks if isinstance(chunk, ToolCallDelta)]
+    assert ending(chunks)[1].reason == "stop"
+
+
+async def test_markdown_replies_with_the_sample(autojump_clock: trio.testing.MockClock) -> None:
+    chunks = await collect(request(user("show me [[markdown]] [[rate:10]]")), SimulatedProvider())
+    assert text_of(chunks) == MARKDOWN_SAMPLE
+    assert len(texts(chunks)) > 20  # streamed token by token, like any reply
+    assert "```python\n" in MARKDOWN_SAMPLE and "| file | change |" in MARKDOWN_SAMPLE
+
+
+async def test_an_echo_cut_short_resumes_where_it_was() -> None:
+    said = "[[echo]] one two three four"
+    chunks = await collect(request(user(said), stopped("one tw")))
+    assert text_of(chunks) == "o three four"

@@ -8,12 +8,14 @@ available here. A missing Chromium fails the tests with a message, never skips t
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +41,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = REPO / "tests" / "web" / "artifacts"
+RESUMED = "resumed after an interruption"  # the marker under a reply resumed after a cut
 T = TypeVar("T")
 
 
@@ -165,17 +168,20 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1200, "height": 760})
-    context.set_default_timeout(15_000)  # every wait is bounded
-    opened = context.new_page()
+@contextlib.contextmanager
+def open_page(browser: Any, **context: Any) -> Iterator[Any]:
+    """A page in a context of its own (``viewport``, ``color_scheme``, ...), that fails the test
+    if the page logged an error."""
+    context.setdefault("viewport", {"width": 1200, "height": 760})
+    opened_context = browser.new_context(**context)
+    opened_context.set_default_timeout(15_000)  # every wait is bounded
+    opened = opened_context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
 
     def console(message: Any) -> None:
         # A failed websocket attempt while the server is away is expected (the page retries
-        # and says so); anything else logged as an error is a bug.
+        # and says so); anything else logged as an error is a bug (a CSP refusal included).
         if message.type == "error" and "WebSocket connection to" not in message.text:
             errors.append(message.text)
 
@@ -183,8 +189,14 @@ def page(browser: Any) -> Iterator[Any]:
     try:
         yield opened
     finally:
-        context.close()
+        opened_context.close()
     assert not errors, f"the page logged errors: {errors}"
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    with open_page(browser) as opened:
+        yield opened
 
 
 class Shots:
@@ -208,3 +220,69 @@ def shots(page: Any, request: pytest.FixtureRequest) -> Shots:
     taken = Shots(page, request.node.name)
     print(f"screenshots: {taken.folder}")
     return taken
+
+
+# -- steps shared by the browser tests
+
+
+def create_project(page: Any, name: str) -> None:
+    from playwright.sync_api import expect
+
+    page.fill("#new-project-name", name)
+    page.click("#new-project button[type=submit]")
+    expect(page.locator("#chat-title")).to_have_text(name)
+    expect(page.locator("#input")).to_be_enabled()
+
+
+def send(page: Any, text: str) -> None:
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def project(page: Any, name: str) -> Any:
+    return page.locator(f"#projects li[data-project='{name}']")
+
+
+def shown_texts(page: Any) -> list[str]:
+    """The text of each message bubble shown, trimmed (Markdown adds line ends)."""
+    texts = page.locator("#messages .msg:not([hidden]) > .text").all_text_contents()
+    return [" ".join(str(text).split()) for text in texts]
+
+
+def expected_texts(messages: list[dict[str, Any]]) -> list[str]:
+    """The bubbles' texts the page should show for committed ``messages``: a stopped assistant
+    text that another assistant text follows was resumed, and the two read as one reply."""
+    texts: list[str] = []
+    joinable = False
+    for message in messages:
+        if message["role"] == "tool":
+            joinable = False
+            continue
+        content = message.get("content") or ""
+        if message["role"] == "assistant" and joinable:
+            texts[-1] += content
+        else:
+            texts.append(content)
+        joinable = (
+            message["role"] == "assistant"
+            and bool(message.get("stopped"))
+            and not message.get("tool_calls")
+        )
+    return [" ".join(text.split()) for text in texts]
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Poll ``check`` (a file on disk, a process) until it holds; a generous cap, not a bound."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.05)
+
+
+def replies_in_history(served: Served, project: str) -> int:
+    """How many assistant messages the project's history files hold (written by the server)."""
+    count = 0
+    for path in served.folder.glob(f"data/**/{project}/.ai/history/*.jsonl"):
+        count += sum('"assistant"' in line for line in path.read_text().splitlines())
+    return count

@@ -3,6 +3,7 @@ websocket's own port (raw sockets, no browser)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,31 @@ SITE = load_site("127.0.0.1")
 def test_the_packaged_files_are_all_there() -> None:
     names = {path.removeprefix(STATIC_PREFIX) for path in SITE.files if path != "/"}
     assert {"index.html", "app.js", "chat.js", "wire.js", "style.css"} <= names
+    assert {"markdown.js", "messages.js", "vendor/marked.js", "vendor/purify.js"} <= names
     assert SITE.files["/"] is SITE.files["/static/index.html"]
+
+
+def test_every_module_a_page_imports_is_served() -> None:
+    """The browser resolves each relative import against /static/: a missing one is a blank
+    page, so check them all here, without a browser."""
+    for path, file in SITE.files.items():
+        if not path.endswith(".js"):
+            continue
+        folder = path.rpartition("/")[0]
+        for target in re.findall(rb'from\s*"(\./[^"]+)"', file.body):
+            wanted = f"{folder}/{target.decode().removeprefix('./')}"
+            assert wanted in SITE.files, f"{path} imports {wanted}, which is not served"
+
+
+def test_the_vendored_libraries_come_with_their_licenses_which_are_not_served() -> None:
+    folder = Path(__file__).parents[2] / "greenroom" / "web" / "static" / "vendor"
+    for name in ("marked", "dompurify", "highlight"):
+        assert (folder / f"{name}.LICENSE.txt").stat().st_size > 500
+    assert SITE.answer("GET", "/static/vendor/marked.LICENSE.txt", "localhost").status == 404
+    assert SITE.answer("GET", "/static/vendor/README.md", "localhost").status == 404
+    reply = SITE.answer("GET", "/static/vendor/purify.js", "localhost")
+    assert reply.status == 200
+    assert dict(reply.headers)["Content-Type"] == "text/javascript; charset=utf-8"
 
 
 @pytest.mark.parametrize(

@@ -17,25 +17,18 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from tests.agent.test_mcp import SERVER
-from tests.web.conftest import Served, Shots
+from tests.web.conftest import (
+    RESUMED,
+    Served,
+    Shots,
+    create_project,
+    expected_texts,
+    project,
+    send,
+    shown_texts,
+)
 
 SLOW = "[[tokens:200]] [[rate:40]]"  # about five seconds of streaming
-
-
-def create_project(page: Page, name: str) -> None:
-    page.fill("#new-project-name", name)
-    page.click("#new-project button[type=submit]")
-    expect(page.locator("#chat-title")).to_have_text(name)
-    expect(page.locator("#input")).to_be_enabled()
-
-
-def send(page: Page, text: str) -> None:
-    page.fill("#input", text)
-    page.press("#input", "Enter")
-
-
-def project(page: Page, name: str) -> Any:
-    return page.locator(f"#projects li[data-project='{name}']")
 
 
 def last_reply(served: Served, name: str) -> dict[str, Any]:
@@ -45,14 +38,16 @@ def last_reply(served: Served, name: str) -> dict[str, Any]:
 
 
 def shown_reply(page: Page) -> str:
-    return str(page.locator("#messages .msg.assistant:not(.streaming) .text").last.text_content())
+    text = page.locator("#messages .msg.assistant:not(.streaming) > .text").last.text_content()
+    return str(text).strip()
 
 
 def test_a_turn_in_the_background_ends_in_a_toast_that_opens_it(
     page: Page, served: Served, shots: Shots
 ) -> None:
     page.goto(served.page_url)
-    expect(page.locator("#status")).to_have_text("0 sessions · 0 running")
+    expect(page.locator("#status-total")).to_have_text("0")
+    expect(page.locator("#status-running")).to_be_hidden()
     assert "token" not in page.url  # kept in sessionStorage, not in the address bar
     expect(page.locator("#provider")).to_have_text("simulated replies")
     create_project(page, "alpha")
@@ -72,7 +67,10 @@ def test_a_turn_in_the_background_ends_in_a_toast_that_opens_it(
     expect(page.locator("#chat-title")).to_have_text("beta")
     expect(project(page, "alpha").locator(".spinner")).to_be_visible()
     expect(project(page, "beta").locator(".dot.idle")).to_be_visible()
-    expect(page.locator("#status")).to_have_text("2 sessions · 1 running")
+    expect(page.locator("#status-total")).to_have_text("2")
+    expect(page.locator("#status-running")).to_have_text("1")
+    expect(page.locator("#status-spinner")).to_be_visible()
+    expect(page).to_have_title("(1 running) beta · greenroom")
     page.click("#status")
     row = page.locator("#sessions-rows tr", has_text="alpha")
     expect(row.locator(".preview")).not_to_be_empty()
@@ -83,16 +81,20 @@ def test_a_turn_in_the_background_ends_in_a_toast_that_opens_it(
 
     toast = page.locator(".toast", has_text="alpha")
     expect(toast).to_be_visible(timeout=20_000)
+    expect(toast.locator("strong")).to_have_text("alpha finished")
     expect(project(page, "alpha").locator(".dot.idle")).to_be_visible()
-    expect(page.locator("#status")).to_have_text("2 sessions · 0 running")
+    expect(page.locator("#status-running")).to_be_hidden()
+    expect(page.locator("#status-spinner")).to_be_hidden()
+    expect(page).to_have_title("beta · greenroom")
     shots("toast")
 
-    toast.locator("button.open").click()
+    toast.locator("button.view").click()
+    expect(toast).to_be_hidden()
     expect(page.locator("#chat-title")).to_have_text("alpha")
     committed = last_reply(served, "alpha")["content"]
-    expect(page.locator("#messages .msg.assistant .text").last).to_have_text(committed)
+    expect(page.locator("#messages .msg.assistant > .text").last).to_have_text(committed)
     expect(page.locator("#messages .msg.assistant .label").last).to_have_text("simulated")
-    assert shown_reply(page) == committed
+    assert shown_reply(page) == committed.strip()
     shots("opened")
 
 
@@ -105,12 +107,12 @@ def test_stop_cuts_the_turn_and_shows_what_was_kept(
     expect(page.locator("#streaming .text")).to_have_text(re.compile(r"\S+ \S+ \S+ \S+"))
     shots("streaming")
     page.click("#stop")
-    expect(page.locator("#messages .msg.assistant .muted")).to_have_text("(cut short)")
+    expect(page.locator("#messages .msg.assistant .cut")).to_have_text("(cut short)")
     expect(page.locator("#stop")).to_be_disabled()
     expect(project(page, "gamma").locator(".dot.idle")).to_be_visible()
     reply = last_reply(served, "gamma")
     assert reply.get("stopped") is True
-    assert shown_reply(page) == reply["content"]
+    assert shown_reply(page) == reply["content"].strip()
     assert len(reply["content"].split()) < 1000  # cut well before its end
     shots("stopped")
 
@@ -123,13 +125,13 @@ def test_reloading_mid_stream_continues_without_loss_or_duplication(
     send(page, f"{SLOW} a story to reload in")
     streaming = page.locator("#streaming .text")
     expect(streaming).to_have_text(re.compile(r"(\S+ ){5}"))
-    before = str(streaming.text_content())
+    before = str(streaming.text_content()).strip()
     shots("before-reload")
 
     page.reload()
     expect(page.locator("#chat-title")).to_have_text("delta")  # the project is in the URL
     expect(streaming).to_have_text(re.compile(re.escape(before)))  # picked up where it was
-    seen = [str(streaming.text_content())]
+    seen = [str(streaming.text_content()).strip()]
     shots("after-reload")
     expect(page.locator("#messages .msg.assistant:not(.streaming)")).to_have_count(
         1, timeout=20_000
@@ -137,7 +139,7 @@ def test_reloading_mid_stream_continues_without_loss_or_duplication(
     committed = last_reply(served, "delta")["content"]
     for partial in [before, *seen]:
         assert committed.startswith(partial)
-    assert shown_reply(page) == committed
+    assert shown_reply(page) == committed.strip()
     # One user message and one reply: nothing was applied twice.
     expect(page.locator("#messages .msg")).to_have_count(2)
     shots("completed")
@@ -159,9 +161,13 @@ def test_a_provider_failure_is_shown_with_its_meaning(
     expect(project(page, "epsilon").locator(".dot.idle")).to_be_visible()
     messages = served.committed("epsilon")
     assert [m["role"] for m in messages] == ["user", "assistant", "assistant"]
-    expect(page.locator("#messages .msg.assistant .text")).to_have_text(
-        [m["content"] for m in messages[1:]]
-    )
+    assert messages[1]["stopped"] is True
+    # The kept half and the resumed rest read as one reply, with a quiet marker.
+    reply = page.locator("#messages .msg.assistant")
+    expect(reply).to_have_count(1)
+    expect(reply.locator("> .text")).to_have_text(messages[1]["content"] + messages[2]["content"])
+    expect(reply.locator(".marker.resumed")).to_have_text(RESUMED)
+    expect(reply.locator(".cut")).to_have_count(0)
     shots("resumed")
 
 
@@ -171,11 +177,24 @@ def test_tool_calls_and_their_results_show_and_new_chat_empties_the_pane(
     page.goto(served.page_url)
     create_project(page, "zeta")
     send(page, "create file notes.txt with hello")
-    expect(page.locator("#messages .tool-call")).to_contain_text('write_file({"path": "notes.txt"')
-    expect(page.locator("#messages .tool-result")).to_have_text("← wrote 5 bytes to notes.txt")
+    call = page.locator("#messages .tool-call")
+    result = page.locator("#messages .tool-result")
+    # Folded: the tool's name and a one-line summary; the whole of it one click away.
+    expect(call.locator(".tool-name")).to_have_text("→ write_file")
+    expect(call.locator(".tool-summary")).to_have_text("notes.txt, hello")
+    expect(result.locator(".tool-name")).to_have_text("← write_file")
+    expect(result.locator(".tool-summary")).to_have_text("wrote 5 bytes to notes.txt")
+    expect(call.locator(".tool-body")).to_be_hidden()
     expect(page.locator("#messages .msg")).to_have_count(4)  # user, call, result, confirmation
     expect(page.locator("#stop")).to_be_disabled()
     shots("tool-call")
+    call.locator("summary").click()
+    expect(call.locator(".tool-body")).to_have_text(
+        '{\n  "path": "notes.txt",\n  "content": "hello"\n}'
+    )
+    result.locator("summary").click()
+    expect(result.locator(".tool-body")).to_have_text("wrote 5 bytes to notes.txt")
+    shots("tool-call-open")
     name = str(page.locator("#chat-name").text_content())
     page.click("#new-chat")
     expect(page.locator("#messages .msg")).to_have_count(0)
@@ -198,9 +217,7 @@ def test_a_server_restart_mid_stream_loses_nothing_on_the_page(
     expect(project(page, "eta").locator(".dot.idle")).to_be_visible(timeout=20_000)
     shots("reconnected")
     # Whatever the restart did to the turn, the page shows exactly what was committed.
-    messages = served.committed("eta")
-    shown = page.locator("#messages .msg .text")
-    expect(shown).to_have_text([m["content"] for m in messages if m["role"] != "tool"])
+    assert shown_texts(page) == expected_texts(served.committed("eta"))
 
 
 def test_a_project_mcp_file_is_shown_and_approved_before_its_servers_start(

@@ -1,12 +1,14 @@
-// The page: projects in the sidebar, the sessions list, the chat of the selected project, toasts.
-// Server state comes only from the protocol (docs/protocol.md); see chat.js for the seq rules.
+// The page: projects in the sidebar with the sessions indicator and its popover, the chat of
+// the selected project, toasts. Server state comes only from the protocol (docs/protocol.md);
+// see chat.js for the seq rules and messages.js for how messages are drawn.
 
 import { Chat } from "./chat.js";
+import { blockNode, blocksOf, continues, el, fillBlock } from "./messages.js";
 import { Wire } from "./wire.js";
 
 const TOKEN_KEY = "greenroom.token";
 const TOAST_MS = 20000;
-const SESSIONS_POLL_MS = 1000;
+const TICK_MS = 1000;  // the popover's "last activity" and its fresh summaries
 const ERROR_MEANINGS = {
   auth: "the provider refused the API key",
   quota: "the provider account is out of quota or credit",
@@ -18,6 +20,8 @@ const ERROR_MEANINGS = {
   timeout: "the provider did not answer in time: resume to try again",
   bad_response: "the provider sent a reply greenroom could not read",
 };
+// A turn's end, as a toast says it.
+const ENDINGS = { completed: "finished", stopped: "stopped", failed: "failed" };
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -27,6 +31,8 @@ const state = {
   sessions: new Map(),   // session id -> summary
   chat: null,            // the selected project's Chat
   renderedVersion: -1,
+  blocks: [],            // what the committed messages show as (messages.js)
+  openTools: new Set(),  // keys of the tool calls/results the user unfolded
 };
 
 // -- start: the token comes from ?token=, then lives in sessionStorage, out of the address bar
@@ -58,9 +64,10 @@ function start() {
   state.wire = new Wire(url, { welcome, event: onEvent, status: showConnection });
   bindControls();
   state.wire.start();
+  render();
   // Previews change with every token, and the server does not send an event for each: the
-  // open sessions list asks for fresh summaries instead.
-  setInterval(() => { if (!$("sessions-panel").hidden) refreshSessions(); }, SESSIONS_POLL_MS);
+  // open popover asks for fresh summaries, and its times tick, once a second.
+  setInterval(() => { if (!$("sessions-panel").hidden) { refreshSessions(); render(); } }, TICK_MS);
 }
 
 const call = (op, fields, options) => state.wire.call(op, fields, options);
@@ -75,14 +82,16 @@ async function welcome(data) {
   state.provider = data.provider;
   state.sessions = new Map(data.sessions.map((s) => [s.session, s]));
   for (const s of data.sessions) state.projects.add(s.project);
+  // Turns that ended while no page was open: the same toasts as live ones.
   for (const note of data.notifications ?? []) onEvent(note);
   render();
   try {
     const { projects } = await call("listProjects");
     for (const p of projects) state.projects.add(p.project);
     render();
-    const wanted = state.chat?.project ?? decodeURIComponent(location.hash.slice(1));
+    const wanted = state.chat?.project ?? shownProject();
     if (state.chat?.session) await resume(state.chat);
+    else if (state.chat?.deleted) await call("focusProject", { project: state.chat.project });
     else if (wanted) await select(wanted);
   } catch (err) { report(err); }
 }
@@ -90,7 +99,7 @@ async function welcome(data) {
 function onEvent(item) {
   const { event, data } = item;
   if (event === "notification") {
-    toast({ ...data, open: data.project });
+    notify(data);
   } else if (event === "sessionCreated" || event === "sessionUpdated") {
     state.sessions.set(data.session, data);
     state.projects.add(data.project);
@@ -105,14 +114,21 @@ function onEvent(item) {
   render();
 }
 
+// The project shown now, or about to be (a reload: the one in the URL).
+function shownProject() {
+  return state.chat?.project ?? decodeURIComponent(location.hash.slice(1));
+}
+
 // -- choosing a project; reopening it after a reconnect
 
 async function select(project) {
+  closeDrawer();
   const previous = state.chat;
-  if (previous?.project === project && previous.session) return;
+  if (previous?.project === project && (previous.session || previous.deleted)) return;
   if (previous?.session) call("unsubscribe", { session: previous.session }).catch(() => {});
   const chat = new Chat(project);
   state.chat = chat;
+  state.openTools.clear();
   location.hash = encodeURIComponent(project);
   render();
   try {
@@ -173,14 +189,37 @@ function bindControls() {
   $("stop").addEventListener("click", () => sessionCall("stopGeneration"));
   $("new-chat").addEventListener("click", () => sessionCall("newChat"));
   $("resume").addEventListener("click", () => sessionCall("resumeSession"));
-  $("status").addEventListener("click", () => {
-    const panel = $("sessions-panel");
-    panel.hidden = !panel.hidden;
-    $("status").setAttribute("aria-expanded", String(!panel.hidden));
-    if (!panel.hidden) refreshSessions();
-  });
+  $("delete").addEventListener("click", () => { if (state.chat?.session) askDelete(state.chat.session); });
+  $("status").addEventListener("click", () => ($("sessions-panel").hidden ? openPanel() : closePanel()));
   $("stop-all").addEventListener("click", () => call("stopAll").catch(report));
   $("mcp-approve").addEventListener("click", approveMcp);
+  $("menu").addEventListener("click", () => ($("sidebar").classList.contains("open") ? closeDrawer() : openDrawer()));
+  $("confirm-cancel").addEventListener("click", () => $("confirm").close("cancel"));
+  $("confirm-delete").addEventListener("click", () => $("confirm").close("delete"));
+  $("confirm").addEventListener("close", confirmed);
+  document.addEventListener("keydown", onKey);
+  // A click outside the popover (and outside its button) closes it; else one outside the
+  // phone's drawer closes that: one click, one thing closed, as with Escape.
+  document.addEventListener("click", (e) => {
+    const outside = (...ids) => !ids.some((id) => $(id).contains(e.target));
+    if ($("confirm").open || !outside("confirm")) return;  // the dialog's own clicks
+    if (!$("sessions-panel").hidden) {
+      if (outside("sessions-panel", "status")) closePanel(false);
+    } else if ($("sidebar").classList.contains("open") && outside("sidebar", "menu")) {
+      closeDrawer();
+    }
+  });
+  window.addEventListener("resize", () => { if (!$("sessions-panel").hidden) placePanel(); });
+}
+
+// Escape closes what is open (popover, drawer), else stops the turn being viewed.
+function onKey(e) {
+  if (e.key !== "Escape" || e.isComposing || $("confirm").open) return;  // the dialog has its own
+  if (!$("sessions-panel").hidden) closePanel();
+  else if ($("sidebar").classList.contains("open")) closeDrawer();
+  else if (state.chat?.session && state.chat.loading) sessionCall("stopGeneration");
+  else return;
+  e.preventDefault();
 }
 
 // A project's .mcp.json starts programs: its servers run only once the user approves the
@@ -207,9 +246,10 @@ function describeServer(server) {
 async function send() {
   const chat = state.chat;
   const content = $("input").value;
-  if (!chat?.session || !content.trim()) return;
+  if (!chat || !content.trim() || !(chat.session || chat.deleted)) return;
   $("input").value = "";
   try {
+    if (!chat.session) await open(chat);  // the shown session was deleted: open the project again
     await call("sendMessage", { session: chat.session, content });
   } catch (err) {
     $("input").value = content;  // nothing was sent: keep what the user wrote
@@ -230,6 +270,59 @@ function sessionCall(op) {
   if (session) call(op, { session }).catch(report);
 }
 
+// -- the popover, the drawer, the delete dialog
+
+function openPanel() {
+  $("sessions-panel").hidden = false;
+  $("status").setAttribute("aria-expanded", "true");
+  placePanel();
+  refreshSessions();
+  render();
+}
+
+function closePanel(focusBack = true) {
+  $("sessions-panel").hidden = true;
+  $("status").setAttribute("aria-expanded", "false");
+  if (focusBack && $("status").offsetParent !== null) $("status").focus();
+}
+
+// Below the indicator, inside the window; its width is fixed in CSS, so it never jumps.
+function placePanel() {
+  const panel = $("sessions-panel");
+  const anchor = $("status").getBoundingClientRect();
+  const width = panel.offsetWidth;
+  const left = Math.max(8, Math.min(anchor.left, window.innerWidth - width - 8));
+  panel.style.left = `${left}px`;
+  panel.style.top = `${anchor.bottom + 6}px`;
+}
+
+function openDrawer() {
+  $("sidebar").classList.add("open");
+  $("menu").setAttribute("aria-expanded", "true");
+}
+
+function closeDrawer() {
+  if (!$("sidebar").classList.contains("open")) return;
+  $("sidebar").classList.remove("open");
+  $("menu").setAttribute("aria-expanded", "false");
+}
+
+let deleting = null;
+function askDelete(session) {
+  const summary = state.sessions.get(session);
+  deleting = session;
+  $("confirm-project").textContent = summary?.project ?? session;
+  $("confirm").returnValue = "";
+  $("confirm").showModal();
+  $("confirm-cancel").focus();
+}
+
+function confirmed() {
+  const session = deleting;
+  deleting = null;
+  if ($("confirm").returnValue === "delete" && session) call("deleteSession", { session }).catch(report);
+}
+
 // -- drawing; several events in one frame cost one redraw
 
 let pending = false;
@@ -245,27 +338,32 @@ function render() {
   });
 }
 
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node[key] = value;
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
-
 function showConnection(status, detail) {
   const conn = $("conn");
   conn.textContent = status === "open" ? "" : status === "connecting" ? "connecting…" : `reconnecting: ${detail}`;
   conn.hidden = status === "open";
 }
 
+function plural(count, word) {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
+
 function renderTop() {
   const all = [...state.sessions.values()];
   const running = all.filter((s) => s.loading).length;
-  $("status").textContent = `${all.length} session${all.length === 1 ? "" : "s"} · ${running} running`;
+  $("status-total").textContent = String(all.length);
+  $("status-running").textContent = String(running);
+  $("status-running").hidden = running === 0;
+  $("status-spinner").hidden = running === 0;
+  const said = `${plural(all.length, "session")}, ${running} running`;
+  $("status").title = said;
+  $("status").setAttribute("aria-label", `${said}: show them`);
+  $("menu-running").textContent = String(running);
+  $("menu-running").hidden = running === 0;
+  $("menu-spinner").hidden = running === 0;
+  $("menu").setAttribute("aria-label", `projects (${running} running)`);
+  const where = state.chat ? `${state.chat.project} · ` : "";
+  document.title = `${running ? `(${running} running) ` : ""}${where}greenroom`;
   const provider = $("provider");
   provider.hidden = !state.provider;
   provider.textContent = state.provider === "simulated" ? "simulated replies" : state.provider ?? "";
@@ -291,11 +389,13 @@ function keyed(container, keys, create, update) {
   }
 }
 
-function indicatorClass(summary) {
-  if (!summary) return "ind";
-  if (summary.loading) return "ind spinner";
+// Spinner while a turn runs, red dot when the last turn failed (or was cut and waits for a
+// resume), green dot when idle, nothing without a session.
+function indicator(summary) {
+  if (!summary) return { className: "ind", title: "no session" };
+  if (summary.loading) return { className: "ind spinner", title: "running" };
   const bad = summary.status === "failed" || summary.status === "interrupted" || summary.error;
-  return `ind dot ${bad ? "bad" : "idle"}`;
+  return { className: `ind dot ${bad ? "bad" : "idle"}`, title: bad ? `${summary.status}: ${summary.error ?? ""}` : "idle" };
 }
 
 function renderProjects() {
@@ -304,43 +404,53 @@ function renderProjects() {
       el("span", { className: "ind" }), el("span", { className: "name", textContent: name }))),
   (li, name) => {
     const summary = sessionOfProject(name);
-    li.firstChild.classList.toggle("selected", state.chat?.project === name);
+    const selected = state.chat?.project === name;
+    li.firstChild.classList.toggle("selected", selected);
+    if (selected) li.firstChild.setAttribute("aria-current", "page");
+    else li.firstChild.removeAttribute("aria-current");
+    const { className, title } = indicator(summary);
     const ind = li.querySelector(".ind");
-    ind.className = indicatorClass(summary);
-    ind.title = summary ? (summary.loading ? "running" : summary.status) : "no session";
+    ind.className = className;
+    ind.title = title;
   });
 }
 
-function ago(seconds) {
-  const s = Math.max(0, Math.round(Date.now() / 1000 - seconds));
+// A running session is active now; an idle one's time ticks with the popover's clock.
+function lastActivity(summary) {
+  if (summary.loading) return "now";
+  const s = Math.max(0, Math.round(Date.now() / 1000 - summary.lastActivity));
   if (s < 60) return `${s}s ago`;
   if (s < 3600) return `${Math.floor(s / 60)}m ago`;
-  return `${Math.floor(s / 3600)}h ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
 }
 
 function renderSessions() {
-  const rows = [...state.sessions.values()].sort((a, b) => b.lastActivity - a.lastActivity);
+  const rows = [...state.sessions.values()].sort((a, b) => a.project.localeCompare(b.project));
   const bySession = new Map(rows.map((s) => [s.session, s]));
+  $("sessions-empty").hidden = rows.length > 0;
   keyed($("sessions-rows"), rows.map((s) => s.session), (session) => el("tr", { dataset: { session } },
-    el("td", {}, el("a", { href: "#", onclick: (e) => {
-      e.preventDefault();
-      const s = state.sessions.get(session);
-      if (s) select(s.project);
-    } })),
-    el("td", { className: "count" }),
+    el("td", {}, el("span", { className: "ind" }), el("button", { type: "button", className: "link go",
+      onclick: () => {
+        const s = state.sessions.get(session);
+        closePanel(false);
+        if (s) select(s.project);
+      } })),
+    el("td", { className: "msgs" }),
     el("td", { className: "when" }),
     el("td", { className: "preview" }),
-    el("td", {},
+    el("td", { className: "actions" },
       el("button", { type: "button", className: "stop", textContent: "stop",
         onclick: () => call("stopGeneration", { session }).catch(report) }),
       el("button", { type: "button", className: "delete", textContent: "delete",
-        onclick: () => call("deleteSession", { session }).catch(report) }))),
+        onclick: () => askDelete(session) }))),
   (row, session) => {
     const s = bySession.get(session);
-    row.querySelector("a").textContent = s.project;
-    row.querySelector(".count").textContent = String(s.messageCount);
-    row.querySelector(".when").textContent = ago(s.lastActivity);
-    row.querySelector(".preview").textContent = s.loading ? (s.preview ?? "").slice(0, 50) : "";
+    row.querySelector(".go").textContent = s.project;
+    row.querySelector(".ind").className = indicator(s).className;
+    row.querySelector(".msgs").textContent = String(s.messageCount);
+    row.querySelector(".when").textContent = lastActivity(s);
+    row.querySelector(".preview").textContent = s.loading ? (s.preview ?? "") : "";
     row.querySelector(".stop").disabled = !s.loading;
   });
 }
@@ -355,11 +465,11 @@ function renderChat() {
   const chat = state.chat;
   const ready = Boolean(chat?.session);
   $("chat-title").textContent = chat ? chat.project : "pick or create a project";
-  $("chat-name").textContent = chat?.name ?? "";
-  $("queued").textContent = chat?.queued.length ? `${chat.queued.length} queued` : "";
-  $("input").disabled = !ready;
-  $("send").disabled = !ready;
+  $("chat-name").textContent = chat?.deleted ? "session deleted" : chat?.name ?? "";
+  $("input").disabled = !(ready || chat?.deleted);
+  $("send").disabled = !(ready || chat?.deleted);
   $("new-chat").disabled = !ready;
+  $("delete").disabled = !ready;
   $("stop").disabled = !(ready && chat.loading);
   $("error").hidden = !chat?.error;
   $("error-text").textContent = chat?.error ? `The turn failed: ${explain(chat.error)}` : "";
@@ -373,62 +483,101 @@ function renderChat() {
     $("mcp-servers").replaceChildren(...(mcp.servers ?? []).map((s) => el("li", { textContent: describeServer(s) })));
     $("mcp-approve").hidden = mcp.state === "invalid";
   }
+  renderQueue(chat);
   const box = $("messages");
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-  if (!chat) {
-    box.replaceChildren();
-    state.renderedVersion = -1;
-  } else if (state.renderedVersion !== `${chat.project}/${chat.version}`) {
-    box.replaceChildren(...chat.messages.map(renderMessage), el("div", { id: "streaming" }));
-    state.renderedVersion = `${chat.project}/${chat.version}`;
+  const version = chat ? `${chat.project}/${chat.version}/${chat.deleted}` : "";
+  if (state.renderedVersion !== version) {
+    state.blocks = chat ? blocksOf(chat.messages) : [];
+    const options = { label: simulatedLabel, open: state.openTools };
+    const empty = chat ? emptyState(chat) : null;
+    box.replaceChildren(...state.blocks.map((block) => blockNode(block, options)),
+      el("div", { id: "streaming" }), ...(empty ? [empty] : []));
+    state.renderedVersion = version;
   }
   renderStreaming(chat);
   if (atBottom) box.scrollTop = box.scrollHeight;
+}
+
+function emptyState(chat) {
+  if (chat.messages.length || chat.streaming) return null;
+  const text = chat.deleted
+    ? "The session was deleted. Its history file stays in the project folder: a new message opens the project again, which picks it up."
+    : chat.session ? "No messages yet: say what to do." : "Opening…";
+  return el("p", { id: "empty", className: "muted", textContent: text });
+}
+
+function renderQueue(chat) {
+  const queued = chat?.queued ?? [];
+  $("queue").hidden = queued.length === 0;
+  $("queued").textContent = queued.length ? `${queued.length} queued` : "";
+  keyed($("queue-items"), queued.map((_, i) => String(i)), () => el("li", {}),
+    (li, i) => { li.textContent = queued[Number(i)]; li.title = queued[Number(i)]; });
 }
 
 function simulatedLabel() {
   return state.provider === "simulated" ? el("span", { className: "label", textContent: "simulated" }) : null;
 }
 
-function toolCall(call) {
-  const fn = call.function ?? call;  // committed {function: {name, arguments}} or streamed {name, arguments}
-  return el("div", { className: "tool-call", textContent: `→ ${fn.name ?? "…"}(${fn.arguments ?? ""})` });
-}
-
-function renderMessage(message) {
-  const role = message.role;
-  if (role === "tool") {
-    return el("div", { className: "msg tool" },
-      el("div", { className: "tool-result", textContent: `← ${message.content ?? ""}` }));
-  }
-  return el("div", { className: `msg ${role}` },
-    role === "assistant" ? simulatedLabel() : null,
-    el("div", { className: "text", textContent: message.content ?? "" }),
-    ...(message.tool_calls ?? []).map(toolCall),
-    message.stopped ? el("div", { className: "muted", textContent: "(cut short)" }) : null);
-}
-
+// The text being streamed. When it continues a reply cut by a restart (the last block is a
+// stopped assistant text), the two show as one reply, exactly as the committed messages will.
 function renderStreaming(chat) {
   const slot = $("streaming");
   if (!slot) return;
   const partial = chat?.streaming;
+  const last = state.blocks[state.blocks.length - 1];
+  const lastNode = slot.previousElementSibling;
+  const joined = Boolean(partial && continues(last));
+  if (lastNode) lastNode.hidden = joined;
   if (!partial) { slot.replaceChildren(); slot.className = ""; return; }
   slot.className = "msg assistant streaming";
-  const text = slot.querySelector(".text") ?? el("div", { className: "text" });
-  text.textContent = partial.text;
-  slot.replaceChildren(...[simulatedLabel(), text, ...(partial.toolCalls ?? []).map(toolCall)].filter(Boolean));
+  if (drawLater(partial.text)) return;
+  const block = {
+    role: "assistant",
+    text: joined ? last.text + partial.text : partial.text,
+    resumed: joined,
+    stopped: false,
+    streaming: true,
+    toolCalls: partial.toolCalls ?? [],
+  };
+  stream.at = performance.now();
+  fillBlock(slot, block, { label: simulatedLabel, open: state.openTools, key: "streaming" });
+  stream.cost = performance.now() - stream.at;
+}
+
+// A long reply is parsed again on each redraw while it streams: past LONG_STREAM characters
+// the redraws are spaced so that parsing takes at most a tenth of the time; a timer makes
+// sure the last text is drawn.
+const LONG_STREAM = 20000;
+const stream = { cost: 0, at: 0, timer: null };
+function drawLater(text) {
+  const wait = stream.at + stream.cost * 10 - performance.now();
+  if (text.length <= LONG_STREAM || wait <= 0) return false;
+  stream.timer ??= setTimeout(() => { stream.timer = null; render(); }, wait);
+  return true;
 }
 
 // -- toasts
 
-function toast({ title, body, kind, open }) {
+// A turn ended where this page is not looking: "<project> finished", with View.
+function notify(data) {
+  const project = data.project;
+  if (project && project === shownProject()) return;  // seen already
+  const ending = ENDINGS[data.kind];
+  const title = project && ending ? `${project} ${ending}` : data.title;
+  const body = data.kind === "failed" ? explain(data.body ?? "") : data.body;
+  toast({ title, body, kind: data.kind, view: project });
+}
+
+function toast({ title, body, kind, view }) {
   const node = el("div", { className: `toast ${kind ?? ""}`, role: "status" },
     el("strong", { textContent: title }),
     el("div", { className: "body", textContent: (body ?? "").slice(0, 160) }),
-    open ? el("button", { type: "button", className: "open", textContent: "open",
-      onclick: () => { node.remove(); select(open); } }) : null,
+    view ? el("button", { type: "button", className: "view", textContent: "View",
+      onclick: () => { node.remove(); select(view); } }) : null,
     el("button", { type: "button", className: "close", textContent: "×", title: "dismiss",
-      onclick: () => node.remove() }));
+      ariaLabel: "dismiss" }));
+  node.querySelector(".close").addEventListener("click", () => node.remove());
   $("toasts").append(node);
   setTimeout(() => node.remove(), TOAST_MS);
 }

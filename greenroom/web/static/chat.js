@@ -21,6 +21,7 @@ export class Chat {
     this.held = [];
     this.version = 0;         // grows when `messages` changes, so the page redraws them
     this.mcp = null;          // the project's .mcp.json as openSession showed it (docs/mcp.md)
+    this.deleted = false;     // the session was deleted while shown: a new message opens one
   }
 
   load(state) {
@@ -34,6 +35,7 @@ export class Chat {
     this.seq = state.seq;
     this.replayUntil = undefined;
     this.held = [];
+    this.deleted = false;
     this.version++;
   }
 
@@ -94,9 +96,13 @@ export class Chat {
         break;
       case "sessionDeleted":
         this.session = null;
+        this.name = "";
         this.messages = [];
         this.streaming = null;
         this.loading = false;
+        this.error = null;
+        this.queued = [];
+        this.deleted = true;
         this.version++;
         break;
     }
