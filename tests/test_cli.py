@@ -210,7 +210,7 @@ def test_help_shows_choices_environment_variables_and_examples() -> None:
             if not action.option_strings:
                 assert action.help, f"{name} {action.dest} has no help"
     serve = commands.choices["serve"].format_help()
-    assert "--provider {simulated,openai}" in serve
+    assert "--provider {simulated,openai,anthropic}" in serve
     assert "--resume {auto,manual}" in serve
     for setting in SETTINGS:
         if setting.flag is not None:
