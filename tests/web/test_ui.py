@@ -240,9 +240,10 @@ def test_a_project_mcp_file_is_shown_and_approved_before_its_servers_start(
     expect(page.locator("#mcp")).to_be_hidden()
     send(page, "call tool mcp__demo__pid [[rate:inf]]")
     result = page.locator("#messages .tool-result")
-    expect(result).to_have_text(re.compile(r"← \d+"))
+    expect(result.locator(".tool-name")).to_have_text("← mcp__demo__pid")
+    expect(result.locator(".tool-summary")).to_have_text(re.compile(r"^\d+$"))
     shots("mcp-approved")
-    pid = int(str(result.text_content()).removeprefix("← "))
+    pid = int(str(result.locator(".tool-summary").text_content()))
     os.kill(pid, 0)  # the server runs
 
     served.stop(signal.SIGTERM)  # and stops with greenroom
