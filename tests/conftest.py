@@ -9,11 +9,19 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, settings
 
 from greenroom.actors.events import Event
 from greenroom.agent.provider import Provider
 from greenroom.config import Config, SimulatedConfig, SupervisionConfig
 from greenroom.runtime import Client, Runtime, open_runtime
+
+# No wall-time bound on an example: on a busy machine one can take seconds, and that is the
+# machine, not the code. Speed is measured in bench/, never asserted here.
+settings.register_profile(
+    "greenroom", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("greenroom")
 
 
 class ThreadsHoldTheClock(trio.abc.Instrument):

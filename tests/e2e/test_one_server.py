@@ -5,6 +5,7 @@ Every wait is bounded and every process is stopped in a finally.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -52,12 +53,20 @@ async def test_a_second_server_on_the_same_folder_exits_and_touches_nothing(
         message = second.stderr.decode()
         assert f"pid {server.process.pid}" in message and server.url in message, message
         assert second.stdout == b""  # it never said it was serving
-        assert history_bytes(server) == before  # nothing appended by the second one
         await wait_idle(client)
         state = (await client.open_session("locked"))["session"]
         assert [m["role"] for m in state["messages"]] == ["user", "assistant"] * 2
         assert not any(m.get("stopped") for m in state["messages"])  # the turn ran through
     assert await stop_server(server) == 0
+    # The first server alone wrote the history, appending only (it may have written some of
+    # it while the second one ran): the two turns, and no stopped fragment from the second.
+    after = history_bytes(server)
+    assert len(after) == 1 and before.keys() <= after.keys()
+    for name, text in after.items():
+        assert text.startswith(before.get(name, b""))
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert [m["role"] for m in lines] == ["user", "assistant"] * 2, lines
+        assert not any(m.get("stopped") for m in lines)
 
 
 async def test_a_notification_made_while_nobody_is_connected_is_kept(server: Server) -> None:
