@@ -1,9 +1,9 @@
 """The static supervisor: a fixed, ordered list of children, restarted by strategy.
 
-It is the root of greenroom's tree (event bus, persistence, notifier, session supervisor,
-session manager, websocket server). It handles one exit at a time, like OTP's supervisors:
-restarts are rare there, and the strategies that restart several children need the children
-to start one after the other anyway.
+It is the root of greenroom's tree (persistence, journal, notifier, the sessions' dynamic
+supervisor, session manager, idle sweeper; see ``runtime.open_runtime``). It handles one exit
+at a time, like OTP's supervisors: restarts are rare there, and the strategies that restart
+several children need the children to start one after the other anyway.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Who may open a websocket: the token, the Origin and Host checks, and the path.
 
-Everything here is pure (no sockets, no trio): :func:`check_handshake` looks at what a client
-sent in its HTTP upgrade request and says either which subprotocol to speak or which HTTP status
-to refuse it with. The server calls it once per handshake, before the websocket opens.
+No sockets and no trio here; the one function that touches the disk is
+:func:`load_or_create_token` (the token file). :func:`check_handshake` is pure: it looks at
+what a client sent in its HTTP upgrade request and says either which subprotocol to speak or
+which HTTP status to refuse it with. The server calls it once per handshake, before the
+websocket opens.
 
 Decisions:
 
