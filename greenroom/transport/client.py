@@ -1,10 +1,10 @@
 """The Python client of the greenroom protocol, with automatic reconnect and resume.
 
-``async with connect(url, token) as client:`` opens a websocket, reads the ``welcome`` and
+``async with open_client(url, token) as client:`` opens a websocket, reads the ``welcome`` and
 yields a :class:`GreenroomClient`: one awaitable method per command (the result dict, or
 :class:`CommandError`), and :meth:`GreenroomClient.events`, the events in order. One task
 reads the socket and routes replies by id to their callers and events to a bounded queue;
-every task lives in the nursery the ``connect`` context owns. (One file of some 750 lines: the
+every task lives in the nursery the ``open_client`` context owns. (One file of some 750 lines: the
 calls, the reader's routing and the resume bookkeeping share one connection state, and the
 reconnect rules below only make sense read together.)
 
@@ -69,6 +69,7 @@ __all__ = [
     "GreenroomClient",
     "HandshakeRefused",
     "connect",
+    "open_client",
     "websocket_url",
 ]
 
@@ -181,7 +182,7 @@ class EventStream:
 
 @attrs.define(eq=False)
 class GreenroomClient:
-    """A connection to a greenroom server that survives reconnects. Use :func:`connect`."""
+    """A connection to a greenroom server that survives reconnects. Use :func:`open_client`."""
 
     url: str
     token: str | None
@@ -702,7 +703,7 @@ class GreenroomClient:
 
 
 @asynccontextmanager
-async def connect(
+async def open_client(
     url: str,
     token: str | None = None,
     *,
@@ -755,6 +756,10 @@ async def connect(
         raise failed
     if body_error is not None:
         raise body_error
+
+
+connect = open_client
+"""The name :func:`open_client` had first; kept for the code that uses it."""
 
 
 _SCHEMES: Final = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
