@@ -59,6 +59,7 @@ from trio_websocket import (
 from greenroom.errors import GreenroomError
 from greenroom.transport import commands as cmd
 from greenroom.transport.codec import SUBPROTOCOLS, Codec, Subprotocol
+from greenroom.transport.resume import ResumeTracker
 
 __all__ = [
     "ClientError",
@@ -140,17 +141,6 @@ class _Pending:
     error: GreenroomError | None = None
 
 
-@attrs.define(eq=False)
-class _Tracker:
-    """What the client knows of one subscribed session's event stream."""
-
-    last: int | None = None  # the last seq delivered; None until the first subscribe answers
-    project: str | None = None
-    pending: bool = False  # a subscribe with since is on its way: hold this session's events
-    held: list[JSON] = attrs.Factory(list)
-    replay_until: int | None = None  # the replay after a subscribe reply runs up to this seq
-
-
 class EventStream:
     """The client's events, in order: ``async for event in client.events()``.
 
@@ -200,7 +190,7 @@ class GreenroomClient:
     _codec: Codec = attrs.field(init=False)
     _ids: itertools.count[int] = attrs.field(init=False, factory=lambda: itertools.count(1))
     _pending: dict[int, _Pending] = attrs.field(init=False, factory=dict)
-    _trackers: dict[str, _Tracker] = attrs.field(init=False, factory=dict)
+    _resume: ResumeTracker = attrs.field(init=False, factory=ResumeTracker)
     _focus: Any = attrs.field(init=False, default=_UNSET)
     _ws: WebSocketConnection | None = attrs.field(init=False, default=None)
     _stream: trio.abc.Stream | None = attrs.field(init=False, default=None)
@@ -258,24 +248,18 @@ class GreenroomClient:
         ``{"seq": N}``, plus ``"reset": true`` when events after ``since`` are gone (then a
         ``resync`` event is queued too).
         """
-        tracker = self._trackers.setdefault(session, _Tracker())
-        if since is not None:
-            tracker.pending = True
+        handle = self._resume.subscribing(session, since)
         try:
             return await self._call(
                 cmd.Subscribe(session=session, since=since),
                 on_ok=lambda result: self._subscribed(session, since, result),
             )
         except GreenroomError:
-            if self._trackers.get(session) is tracker and tracker.last is None:
-                del self._trackers[session]
-                await self._release(tracker)
+            await self._deliver_all(self._resume.subscribe_failed(session, handle))
             raise
 
     async def unsubscribe(self, session: str) -> JSON:
-        tracker = self._trackers.pop(session, None)
-        if tracker is not None:
-            await self._release(tracker)
+        await self._deliver_all(self._resume.unsubscribe(session))
         return await self._call(cmd.Unsubscribe(session=session))
 
     async def send_message(self, session: str, content: str) -> JSON:
@@ -315,12 +299,11 @@ class GreenroomClient:
     @property
     def subscribed(self) -> frozenset[str]:
         """The sessions this client is subscribed to (and resubscribes after a reconnect)."""
-        return frozenset(self._trackers)
+        return self._resume.subscribed
 
     def last_seq(self, session: str) -> int | None:
         """The last ``seq`` delivered for a subscribed session."""
-        tracker = self._trackers.get(session)
-        return None if tracker is None else tracker.last
+        return self._resume.last_seq(session)
 
     @property
     def connected(self) -> bool:
@@ -426,66 +409,15 @@ class GreenroomClient:
         pending.done.set()
 
     async def _on_event(self, event: JSON) -> None:
-        session, seq = event.get("session"), event.get("seq")
-        tracker = self._trackers.get(session) if isinstance(session, str) else None
-        if tracker is None or not isinstance(seq, int):
-            await self._deliver(event)
-            return
-        if event.get("project") is not None:
-            tracker.project = event["project"]
-        if tracker.pending:
-            tracker.held.append(event)
-            return
-        if tracker.replay_until is not None and seq > tracker.replay_until:
-            await self._release(tracker)  # the replay is over: the held events come next
-        if tracker.last is not None and seq <= tracker.last:
-            return  # a duplicate (replayed, or resent after a reconnect)
-        tracker.last = seq
-        await self._deliver(event)
-        if event.get("event") == "sessionDeleted":
-            del self._trackers[event["session"]]  # nothing more will come: no resubscribe
-            return
-        if tracker.replay_until is not None and seq >= tracker.replay_until:
-            await self._release(tracker)
+        await self._deliver_all(self._resume.event(event))
 
     async def _subscribed(self, session: str, since: int | None, result: JSON) -> None:
         """A subscribe reply, in frame order: set where the stream of ``session`` resumes."""
-        tracker = self._trackers.get(session)
-        if tracker is None:  # unsubscribed meanwhile
-            return
-        seq = int(result.get("seq", 0))
-        tracker.pending = False
-        if result.get("reset"):
-            tracker.last = max(seq, tracker.last or 0)
-            await self._deliver(
-                {
-                    "event": "resync",
-                    "session": session,
-                    "project": tracker.project,
-                    "seq": None,
-                    "data": {"seq": seq},
-                }
-            )
-            await self._release(tracker)
-        elif since is None:
-            tracker.last = max(seq, tracker.last or 0)
-            await self._release(tracker)
-        else:
-            tracker.last = since if tracker.last is None else min(tracker.last, since)
-            tracker.replay_until = seq
-            if seq <= tracker.last:
-                await self._release(tracker)
+        await self._deliver_all(self._resume.subscribed_reply(session, since, result))
 
-    async def _release(self, tracker: _Tracker) -> None:
-        """End a replay: deliver the held events that are newer than what was delivered."""
-        tracker.replay_until = None
-        tracker.pending = False
-        held, tracker.held = tracker.held, []
-        for event in held:
-            seq = event["seq"]
-            if tracker.last is None or seq > tracker.last:
-                tracker.last = seq
-                await self._deliver(event)
+    async def _deliver_all(self, events: list[JSON]) -> None:
+        for event in events:
+            await self._deliver(event)
 
     async def _deliver(self, event: JSON) -> None:
         # Blocks while the queue is full: that is the backpressure (module docstring).
@@ -599,10 +531,7 @@ class GreenroomClient:
         # Hold every subscribed session's events until its resubscribe reply says where the
         # stream resumes. A session whose first subscribe is still unanswered is left to that
         # call, which is retried on this connection.
-        resume = {s: t.last for s, t in self._trackers.items() if t.last is not None}
-        for session in resume:
-            tracker = self._trackers[session]
-            tracker.pending, tracker.replay_until = True, None
+        resume = self._resume.reconnected()
         if reconnected:
             await self._deliver(
                 {"event": "reconnected", "session": None, "project": None, "seq": None,
@@ -648,9 +577,7 @@ class GreenroomClient:
             )
         except CommandError as error:  # the session is gone (deleted while we were away)
             logger.info("greenroom: cannot resubscribe to %s: %s", session, error)
-            tracker = self._trackers.pop(session, None)
-            if tracker is not None:
-                await self._release(tracker)
+            await self._deliver_all(self._resume.resubscribe_failed(session))
         except ConnectionLost:
             pass  # the next connection tries again
 
