@@ -4,9 +4,9 @@
 yields a :class:`GreenroomClient`: one awaitable method per command (the result dict, or
 :class:`CommandError`), and :meth:`GreenroomClient.events`, the events in order. One task
 reads the socket and routes replies by id to their callers and events to a bounded queue;
-every task lives in the nursery the ``open_client`` context owns. (One file of some 750 lines: the
-calls, the reader's routing and the resume bookkeeping share one connection state, and the
-reconnect rules below only make sense read together.)
+every task lives in the nursery the ``open_client`` context owns. Where each session's stream
+resumes is decided by :class:`~greenroom.transport.resume.ResumeTracker`, sans I/O; this module
+is the trio shell around it: the calls, the reader's routing and the reconnect loop.
 
 Decisions (docs/protocol.md, "The Python client", says the same for users):
 
