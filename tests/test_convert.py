@@ -21,24 +21,11 @@ from greenroom.convert import (
     summary_to_wire,
     unstructure,
 )
+from tests import strategies
 
-# Text with what JSON and msgpack treat specially: quotes, escapes, non-ASCII, lone surrogates.
-tricky = st.lists(st.sampled_from(['"', "\\", "\n", "\x00", "é", "✓", "\ud83d", "\udfff", "a"]))
-texts = st.text(max_size=20) | tricky.map("".join)
-summaries = st.builds(
-    Summary,
-    session=texts,
-    project=texts,
-    name=texts,
-    status=st.sampled_from(["idle", "running", "stopping", "interrupted", "failed"]),
-    loading=st.booleans(),
+summaries = strategies.summaries(
     message_count=st.integers(),
     last_activity=st.floats() | st.integers(),  # an int, if one ever gets in, stays an int
-    preview=st.none() | texts,
-    queued=st.lists(texts, max_size=3).map(tuple),
-    error=st.none() | texts,
-    waiting=st.booleans(),
-    model=st.none() | texts,
 )
 
 
