@@ -38,8 +38,9 @@ from typing import Any
 import attrs
 import trio
 
-from greenroom.actors.events import Event, SessionDeleted, StreamingUpdate, merged_update
+from greenroom.actors.events import Event, SessionDeleted, StreamingUpdate
 from greenroom.actors.mailbox import ActorRef
+from greenroom.actors.text import DeltaRun
 from greenroom.errors import MailboxFull
 
 
@@ -131,42 +132,12 @@ class Subscription:
 
 DEFAULT_RETAIN = 2048
 
-_JOIN_PARTS = 64  # a run's deltas are joined every so many, to keep few objects alive
+def _first_seq(entry: Event | DeltaRun) -> int:
+    return ((entry.first if isinstance(entry, DeltaRun) else entry).seq) or 0
 
 
-@attrs.define(eq=False)
-class _Run:
-    """Consecutive text deltas of one session, retained as one merged update."""
-
-    first: Event  # the first delta: its offset, and the first seq the run covers
-    last: Event  # the newest: its seq and tool calls
-    parts: list[str]
-    end: int  # where the run's text ends in the partial message
-
-    @classmethod
-    def start(cls, first: Event, data: StreamingUpdate) -> _Run:
-        return cls(first=first, last=first, parts=[data.delta], end=data.offset + len(data.delta))
-
-    def add(self, event: Event, data: StreamingUpdate) -> None:
-        self.last = event
-        self.parts.append(data.delta)
-        self.end += len(data.delta)
-        if len(self.parts) >= _JOIN_PARTS:
-            self.parts[:] = ["".join(self.parts)]
-
-    def event(self) -> Event:
-        """The run as one ``streamingUpdate``."""
-        if self.first is self.last:
-            return self.first
-        return merged_update(self.first, self.last, "".join(self.parts))
-
-
-def _first_seq(entry: Event | _Run) -> int:
-    return ((entry.first if isinstance(entry, _Run) else entry).seq) or 0
-
-
-def _last_seq(entry: Event | _Run) -> int:
-    return ((entry.last if isinstance(entry, _Run) else entry).seq) or 0
+def _last_seq(entry: Event | DeltaRun) -> int:
+    return ((entry.last if isinstance(entry, DeltaRun) else entry).seq) or 0
 
 
 _GATE = -1  # where a publication stopped: at the gate's full mailbox
@@ -179,7 +150,7 @@ class EventBus:
 
     retain: int = DEFAULT_RETAIN
     _gate: ActorRef[Any] | None = None
-    _logs: dict[str, deque[Event | _Run]] = attrs.Factory(dict)
+    _logs: dict[str, deque[Event | DeltaRun]] = attrs.Factory(dict)
     _attached: list[tuple[ActorRef[Any], Callable[[Event], bool]]] = attrs.Factory(list)
     _subscriptions: list[Subscription] = attrs.Factory(list)
     _published: int = 0
@@ -287,7 +258,7 @@ class EventBus:
         if since + 1 < _first_seq(log[0]):
             return None
         return tuple(
-            entry.event() if isinstance(entry, _Run) else entry
+            entry.event() if isinstance(entry, DeltaRun) else entry
             for entry in log
             if _last_seq(entry) > since
         )
@@ -315,15 +286,15 @@ class EventBus:
         if type(data) is StreamingUpdate and log:
             assert isinstance(data, StreamingUpdate)
             tail = log[-1]
-            if isinstance(tail, _Run):
+            if isinstance(tail, DeltaRun):
                 if tail.end == data.offset:
-                    tail.add(event, data)
+                    tail.add(event, data.delta)
                     return
             elif isinstance(tail.data, StreamingUpdate):
                 before = tail.data
                 if before.offset + len(before.delta) == data.offset:
-                    run = _Run.start(tail, before)
-                    run.add(event, data)
+                    run = DeltaRun(tail)
+                    run.add(event, data.delta)
                     log[-1] = run
                     return
         log.append(event)

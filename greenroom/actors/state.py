@@ -22,6 +22,7 @@ from greenroom.actors.events import (
     StreamingUpdate,
     Summary,
 )
+from greenroom.actors.text import Text
 from greenroom.agent.chat import Message
 
 # The status a turn leaves behind, by the reason it ended (completed and stopped: idle).
@@ -30,41 +31,29 @@ _STATUS_AFTER: dict[str, Status] = {"failed": "failed", "interrupted": "interrup
 
 @attrs.define(eq=False)
 class Streaming:
-    """The assistant message being streamed: text kept as parts, so appending is O(1)."""
+    """The assistant message being streamed (its text a :class:`Text`: appending is O(1))."""
 
-    parts: list[str] = attrs.Factory(list)
-    length: int = 0
+    content: Text = attrs.Factory(Text)
     tool_calls: tuple[PartialToolCall, ...] | None = None
-    _joined: str | None = None
 
     @classmethod
     def of(cls, text: str, tool_calls: tuple[PartialToolCall, ...] | None = None) -> Streaming:
         """A partial message already streamed up to ``text``."""
-        return cls(parts=[text] if text else [], length=len(text), tool_calls=tool_calls)
+        return cls(content=Text(text), tool_calls=tool_calls)
 
     @property
     def text(self) -> str:
-        if self._joined is None or len(self._joined) != self.length:
-            self._joined = "".join(self.parts)
-            self.parts = [self._joined] if self._joined else []
-        return self._joined
+        return str(self.content)
 
     def apply(self, update: StreamingUpdate) -> None:
-        if update.offset < self.length:
-            # A rewind: keep what came before the offset (never happens for an append-only
-            # producer, but a merged or replayed update must still land in the right place).
-            kept = self.text[: update.offset]
-            self.parts, self.length = [kept] if kept else [], len(kept)
-        if update.delta:
-            self.parts.append(update.delta)
-            self.length += len(update.delta)
+        # A rewind keeps what came before the offset (never happens for an append-only
+        # producer, but a merged or replayed update must still land in the right place).
+        self.content.put(update.offset, update.delta)
         if update.tool_calls is not None:
             self.tool_calls = update.tool_calls
 
     def preview(self) -> str:
-        if self.parts and len(self.parts[0]) >= PREVIEW_CHARS:
-            return self.parts[0][:PREVIEW_CHARS]
-        return self.text[:PREVIEW_CHARS]
+        return self.content.head(PREVIEW_CHARS)
 
 
 @attrs.frozen(kw_only=True)

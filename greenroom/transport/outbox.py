@@ -41,8 +41,8 @@ from greenroom.actors.events import (
     MessageAdded,
     SessionDeleted,
     StreamingUpdate,
-    merged_update,
 )
+from greenroom.actors.text import DeltaRun
 from greenroom.transport.codec import ErrorReply, Outgoing, Reply, Welcome
 
 __all__ = ["Estimates", "Outbox", "Sizes", "TransportCounters", "estimate"]
@@ -145,30 +145,25 @@ class _Pending:
     item: Outgoing
     size: int
     live: bool  # a live event (bounded), rather than what a command asked for
-    parts: list[str] | None = None
-    last: Event | None = None
+    run: DeltaRun | None = None  # once a delta merged into this one
     taken: bool = False
 
     def merge(self, event: Event, delta: str, size: int) -> None:
-        if self.parts is None:
-            assert isinstance(self.item, Event) and isinstance(self.item.data, StreamingUpdate)
-            self.parts = [self.item.data.delta]
-        self.parts.append(delta)
-        self.last = event
+        if self.run is None:
+            assert isinstance(self.item, Event)
+            self.run = DeltaRun(self.item)
+        self.run.add(event, delta)
         self.size += size
 
     def end(self) -> int:
         """Where the (merged) update's text ends in the partial message."""
+        if self.run is not None:
+            return self.run.end
         assert isinstance(self.item, Event) and isinstance(self.item.data, StreamingUpdate)
-        if self.parts is None:
-            return self.item.data.offset + len(self.item.data.delta)
-        return self.item.data.offset + sum(len(p) for p in self.parts)
+        return self.item.data.offset + len(self.item.data.delta)
 
     def build(self) -> Outgoing:
-        if self.parts is None or self.last is None:
-            return self.item
-        assert isinstance(self.item, Event)
-        return merged_update(self.item, self.last, "".join(self.parts))
+        return self.item if self.run is None else self.run.event()
 
 
 @attrs.define(eq=False)
