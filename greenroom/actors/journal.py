@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 
 import attrs
+import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 import trio
 
 from greenroom.actors.bus import EventBus
@@ -66,6 +67,7 @@ class JournalActor:
     stats: JournalStatistics = attrs.Factory(JournalStatistics)
     tally: Tally = attrs.Factory(Tally)
     _checkpointed: int = -1  # the mirror's applied count at the last successful flush
+    _packer: msgpack.Packer = attrs.field(init=False, factory=msgpack.Packer)
 
     async def run(
         self,
@@ -90,7 +92,8 @@ class JournalActor:
                 await self._sync()
 
     async def _write_and_release(self, batch: list[Event]) -> None:
-        data = b"".join([encode_record(event) for event in batch])
+        pack = self._packer.pack
+        data = b"".join([encode_record(event, pack) for event in batch])
         while True:
             try:
                 self.files.append(data, self.mirror.applied)
