@@ -1,4 +1,4 @@
-"""Cancelling one queued message with its × button, in a real browser against a real
+"""Cancelling one queued message with its cross button, in a real browser against a real
 ``greenroom serve``."""
 
 from __future__ import annotations
