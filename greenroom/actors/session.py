@@ -408,9 +408,10 @@ class SessionActor:
             async with self._queue_lock:
                 following = None
                 if ended and not scope.cancel_called and self.state.queued and not self._deleted:
-                    # Taken out of the queue and committed as the user message back to back
-                    # (no checkpoint between them while the bus has room, so one journal
-                    # write): a kill -9 finds the text in the queue or in the chat, not neither.
+                    # Taken out of the queue and committed as the user message back to back:
+                    # while the bus has room there is no checkpoint between the two events, so
+                    # the journal writes them in one batch, and a kill -9 finds the text in the
+                    # queue or in the chat.
                     following, *rest = self.state.queued
                     await self._update(queued=tuple(rest))
                     await self._commit(Message(role="user", content=following))
