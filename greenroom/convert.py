@@ -31,6 +31,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.preconf.msgpack import MsgpackConverter, make_converter
 
 from greenroom.actors.events import (
+    QUEUED_PREVIEW_CHARS,
     Event,
     EventData,
     LoadingChanged,
@@ -44,6 +45,7 @@ from greenroom.actors.events import (
     SessionUpdated,
     StreamingUpdate,
     Summary,
+    queued_preview,
 )
 from greenroom.actors.state import SessionView
 from greenroom.agent.chat import Message, ToolCall
@@ -51,6 +53,7 @@ from greenroom.store.history import thinking_from_json, thinking_to_json
 
 __all__ = [
     "EVENT_TYPES",
+    "QUEUED_PREVIEW_CHARS",
     "camel",
     "converter",
     "event_from_record",
@@ -150,16 +153,10 @@ for _cls in (
 # -- summaries and session state ----------------------------------------------------------
 
 
-QUEUED_PREVIEW_CHARS = 200
-"""How much of each queued text a summary on the wire carries (openSession's state, the
-journal and the snapshots carry them whole): a summary goes to every client with every
-change, and must stay small whatever was queued."""
-
-
 def queued_previews(queued: tuple[str, ...]) -> list[str]:
     """The queued texts as a summary on the wire shows them: each cut to its first
     :data:`QUEUED_PREVIEW_CHARS` characters."""
-    return [text[:QUEUED_PREVIEW_CHARS] for text in queued]
+    return [queued_preview(text) for text in queued]
 
 
 def summary_to_wire(summary: Summary) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from greenroom.actors.persistence import (
     dormant_from_payload,
 )
 from greenroom.actors.session import (
+    CancelQueued,
     GetState,
     NewChat,
     ResumeSession,
@@ -264,6 +265,16 @@ class Runtime:
     async def stop_generation(self, session: str) -> tuple[str, ...]:
         """Stop the running turn; returns the queued texts that were discarded."""
         return await (await self._session(session)).ask(StopGeneration())
+
+    async def cancel_queued(self, session: str, index: int, preview: str) -> str:
+        """Remove the queued text at ``index`` if ``preview`` (its summary preview, or the
+        whole text) still names it; returns the text removed, once its removal is journaled
+        (a kill -9 after the reply does not bring it back)."""
+        removed = await (await self._session(session)).ask(
+            CancelQueued(index=index, preview=preview)
+        )
+        await self.bus.settled()
+        return removed
 
     async def resume_session(self, session: str) -> None:
         await (await self._session(session)).ask(ResumeSession())

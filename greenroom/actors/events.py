@@ -19,6 +19,16 @@ NotificationKind = Literal["completed", "truncated", "stopped", "failed"]
 
 PREVIEW_CHARS = 50
 
+QUEUED_PREVIEW_CHARS = 200
+"""How much of each queued text a summary on the wire carries (openSession's state, the
+journal and the snapshots carry them whole): a summary goes to every client with every
+change, and must stay small whatever was queued. ``cancelQueued`` names a queued text by it."""
+
+
+def queued_preview(text: str) -> str:
+    """A queued text as a summary on the wire shows it."""
+    return text[:QUEUED_PREVIEW_CHARS]
+
 
 @attrs.frozen(kw_only=True)
 class Summary:

@@ -40,6 +40,7 @@ from greenroom.actors.events import (
     SessionRestarted,
     SessionUpdated,
     StreamingUpdate,
+    queued_preview,
 )
 from greenroom.actors.mailbox import Inbox, Reply
 from greenroom.actors.state import SessionState, SessionView
@@ -54,7 +55,14 @@ from greenroom.agent.provider import (
 )
 from greenroom.agent.toolbox import STOPPED_CALL, Toolbox, open_toolbox
 from greenroom.config import Config
-from greenroom.errors import Conflict, GreenroomError, LimitReached, ProviderError, TooLarge
+from greenroom.errors import (
+    Conflict,
+    GreenroomError,
+    InvalidArgument,
+    LimitReached,
+    ProviderError,
+    TooLarge,
+)
 from greenroom.supervisor import RestartInfo
 
 logger = logging.getLogger("greenroom.session")
@@ -80,6 +88,16 @@ class StopGeneration:
     """Cancel the running turn and drop the queue. Replies with the dropped texts."""
 
     reply: Reply[tuple[str, ...]] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class CancelQueued:
+    """Remove the queued text at ``index``, if it is still the one the client saw there
+    (``preview``: its summary preview, or the whole text). Replies with the text removed."""
+
+    index: int
+    preview: str
+    reply: Reply[str] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -120,7 +138,14 @@ class GetState:
 
 
 SessionMessage = (
-    SendMessage | StopGeneration | ResumeSession | NewChat | DeleteSession | SetSettings | GetState
+    SendMessage
+    | StopGeneration
+    | CancelQueued
+    | ResumeSession
+    | NewChat
+    | DeleteSession
+    | SetSettings
+    | GetState
 )
 
 
@@ -183,6 +208,11 @@ class SessionActor:
     _turn_done: trio.Event | None = attrs.field(default=None, init=False)
     _cancel_reason: EndReason = attrs.field(default="stopped", init=False)
     _emit_lock: trio.StrictFIFOLock = attrs.field(factory=trio.StrictFIFOLock, init=False)
+    # Held by every change of the queue and by the end of a turn, from its look at the queue
+    # until the next turn runs (or none does): so that each sees the queue and the turn as the
+    # one before left them, and a queued text runs as a turn or is removed, never both, never
+    # neither (see _run_turn).
+    _queue_lock: trio.StrictFIFOLock = attrs.field(factory=trio.StrictFIFOLock, init=False)
     _deleted: bool = attrs.field(default=False, init=False)
 
     async def run(
@@ -216,6 +246,8 @@ class SessionActor:
                     reply.send(await self._send_message(content))
                 case StopGeneration(reply=reply):
                     reply.send(await self._stop())
+                case CancelQueued(index=index, preview=preview, reply=reply):
+                    reply.send(await self._cancel_queued(index, preview))
                 case ResumeSession(reply=reply):
                     self._resume()
                     reply.send(None)
@@ -243,16 +275,38 @@ class SessionActor:
             raise TooLarge(
                 f"message is {len(content)} characters; the limit is {limits.max_message_chars}"
             )
-        if self._turn_scope is None:
-            self._start_turn(content)
-            return False
-        if len(self.state.queued) >= limits.max_queued_messages:
-            raise LimitReached(
-                f"session {self.state.session} already has "
-                f"{limits.max_queued_messages} queued messages"
-            )
-        await self._update(queued=(*self.state.queued, content))
-        return True
+        async with self._queue_lock:
+            if self._turn_scope is None:
+                self._start_turn(content)
+                return False
+            if len(self.state.queued) >= limits.max_queued_messages:
+                raise LimitReached(
+                    f"session {self.state.session} already has "
+                    f"{limits.max_queued_messages} queued messages"
+                )
+            await self._update(queued=(*self.state.queued, content))
+            return True
+
+    async def _cancel_queued(self, index: int, preview: str) -> str:
+        """Remove the queued text at ``index`` if it is the one ``preview`` names: a text
+        that a turn took meanwhile moved the rest, and is no longer in the queue."""
+        if index < 0:
+            raise InvalidArgument(f"index must be 0 or more, not {index}")
+        async with self._queue_lock:
+            queued = self.state.queued
+            if index >= len(queued):
+                raise Conflict(
+                    f"no queued message at index {index} of session {self.state.session} "
+                    f"(it has {len(queued)}): the queue changed"
+                )
+            text = queued[index]
+            if preview not in (text, queued_preview(text)):
+                raise Conflict(
+                    f"the queued message at index {index} of session {self.state.session} "
+                    "is not the one given: the queue changed"
+                )
+            await self._update(queued=(*queued[:index], *queued[index + 1 :]))
+            return text
 
     async def _set_settings(self, settings: SetSettings) -> None:
         changes: dict[str, Any] = {}
@@ -264,9 +318,10 @@ class SessionActor:
             await self._update(**changes)
 
     async def _stop(self) -> tuple[str, ...]:
-        discarded = tuple(self.state.queued)
-        if discarded:
-            await self._update(queued=())
+        async with self._queue_lock:
+            discarded = tuple(self.state.queued)
+            if discarded:
+                await self._update(queued=())
         if self._turn_scope is not None:
             await self._cancel_turn("stopped")
         return discarded
@@ -303,9 +358,11 @@ class SessionActor:
 
     # -- turns ------------------------------------------------------------------------------
 
-    def _start_turn(self, content: str | None) -> None:
+    def _start_turn(self, content: str | None, *, committed: bool = False) -> None:
+        """Run a turn for ``content`` (None: continue the chat as it is). ``committed``: the
+        turn's user message is in the chat already (a queued text, see _run_turn)."""
         assert self._nursery is not None
-        if content is None:
+        if content is None and not committed:
             # A started turn is logged by the lifecycle log from its loadingChanged; a resumed
             # one is said here too, as it often starts before any log is listening (at boot).
             logger.info(
@@ -318,10 +375,13 @@ class SessionActor:
         self._nursery.start_soon(self._run_turn, content, self._turn_scope)
 
     async def _cancel_turn(self, reason: EndReason) -> None:
-        assert self._turn_scope is not None and self._turn_done is not None
-        self._cancel_reason = reason
-        self._turn_scope.cancel()
-        await self._turn_done.wait()
+        # A turn that was ending as it was cancelled may have taken the next queued text: that
+        # one started as a turn, and is cancelled too, so that none runs once this returns.
+        while self._turn_scope is not None:
+            assert self._turn_done is not None
+            self._cancel_reason = reason
+            self._turn_scope.cancel()
+            await self._turn_done.wait()
 
     async def _run_turn(self, content: str | None, scope: trio.CancelScope) -> None:
         reason: EndReason = "completed"
@@ -344,16 +404,34 @@ class SessionActor:
             await self._commit_partial()
             await self._emit(LoadingChanged(loading=False, reason=reason, error=error))
             await self._update()
+            ended = reason in ("completed", "truncated", "failed")
+            async with self._queue_lock:
+                following = None
+                if ended and not scope.cancel_called and self.state.queued and not self._deleted:
+                    # Taken out of the queue and committed as the user message back to back:
+                    # while the bus has room there is no checkpoint between the two events, so
+                    # the journal writes them in one batch, and a kill -9 finds the text in the
+                    # queue or in the chat.
+                    following, *rest = self.state.queued
+                    await self._update(queued=tuple(rest))
+                    await self._commit(Message(role="user", content=following))
+                # Still under the lock: from here on, a text sent, cancelled or stopped sees
+                # the next turn running, or none.
+                self._end_turn(scope, following)
         finally:
-            done = self._turn_done
-            self._turn_scope = self._turn_done = None
-            if done is not None:
-                done.set()
-        ended = reason in ("completed", "truncated", "failed")
-        if ended and self.state.queued and not self._deleted:
-            following, *rest = self.state.queued
-            await self._update(queued=tuple(rest))
-            self._start_turn(following)
+            self._end_turn(scope, None)
+
+    def _end_turn(self, scope: trio.CancelScope, following: str | None) -> None:
+        """Let go of the turn of ``scope`` (once: a second call does nothing), and start the
+        one for the queued text ``following`` (committed already) before anyone sees none."""
+        if self._turn_scope is not scope:
+            return
+        done = self._turn_done
+        self._turn_scope = self._turn_done = None
+        if following is not None:
+            self._start_turn(None, committed=True)
+        if done is not None:
+            done.set()
 
     @asynccontextmanager
     async def _turn_slot(self) -> AsyncIterator[None]:

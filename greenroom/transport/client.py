@@ -269,6 +269,11 @@ class GreenroomClient:
     async def stop_generation(self, session: str) -> JSON:
         return await self._call(cmd.StopGeneration(session=session))
 
+    async def cancel_queued(self, session: str, index: int, preview: str) -> JSON:
+        """Remove the queued text at ``index`` that ``preview`` (its summary preview, or the
+        whole text) names: ``{"removed": text}``, or a ``conflict`` if the queue moved."""
+        return await self._call(cmd.CancelQueued(session=session, index=index, preview=preview))
+
     async def resume_session(self, session: str) -> JSON:
         return await self._call(cmd.ResumeSession(session=session))
 

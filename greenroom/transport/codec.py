@@ -62,6 +62,7 @@ __all__ = [
     "Subprotocol",
     "Summaries",
     "Welcome",
+    "cancel_queued_result",
     "choose_subprotocol",
     "empty_result",
     "project_result",
@@ -249,6 +250,11 @@ def stop_generation_result(discarded: Iterable[str]) -> dict[str, Any]:
     return {"discarded": list(discarded)}
 
 
+def cancel_queued_result(removed: str) -> dict[str, Any]:
+    """``cancelQueued``: the whole text that was removed from the queue."""
+    return {"removed": removed}
+
+
 def stop_all_result(stopped: int) -> dict[str, Any]:
     """``stopAll``: how many sessions were stopped."""
     return {"stopped": stopped}
@@ -372,6 +378,14 @@ def _max_tokens(name: str, value: object) -> int:
     return value
 
 
+def _index(name: str, value: object) -> int:
+    if type(value) is not int:
+        raise BadRequest(f"field {name!r} must be an integer")
+    if not 0 <= value < 2**31:
+        raise InvalidArgument(f"field {name!r} must be from 0 to 2**31 - 1")
+    return value
+
+
 def _hash(name: str, value: object) -> str:
     digest = _string(name, value)
     if not _SHA256.fullmatch(digest):
@@ -398,6 +412,8 @@ _CHECKS = {
     "temperature": _temperature,
     "maxTokens": _max_tokens,
     "hash": _hash,
+    "index": _index,
+    "preview": _string,
 }
 _FIELDS: dict[type[Any], tuple[tuple[str, bool], ...]] = {
     cls: tuple((f.name, f.default is attrs.NOTHING) for f in attrs.fields(cls))

@@ -15,6 +15,7 @@ import attrs
 
 __all__ = [
     "COMMANDS",
+    "CancelQueued",
     "Command",
     "CreateProject",
     "DeleteProject",
@@ -108,6 +109,17 @@ class StopGeneration:
 
 
 @attrs.frozen(kw_only=True)
+class CancelQueued:
+    """Remove the queued text at ``index``, if ``preview`` (its summary preview, or the whole
+    text) still names it: the queue may have moved since the client saw it."""
+
+    op: ClassVar[str] = "cancelQueued"
+    session: str
+    index: int
+    preview: str
+
+
+@attrs.frozen(kw_only=True)
 class ResumeSession:
     """Continue an interrupted or failed turn."""
 
@@ -179,6 +191,7 @@ Command = (
     | Unsubscribe
     | SendMessage
     | StopGeneration
+    | CancelQueued
     | ResumeSession
     | NewChat
     | DeleteSession
@@ -202,6 +215,7 @@ COMMANDS: dict[str, type[Command]] = {
         Unsubscribe,
         SendMessage,
         StopGeneration,
+        CancelQueued,
         ResumeSession,
         NewChat,
         DeleteSession,

@@ -66,6 +66,7 @@ from greenroom.transport.codec import (
     Reply,
     Subprotocol,
     Welcome,
+    cancel_queued_result,
     empty_result,
     mcp_result,
     project_result,
@@ -323,6 +324,8 @@ class _Connection:
                 return send_message_result(await rt.send_message(session, content))
             case c.StopGeneration(session=session):
                 return stop_generation_result(await rt.stop_generation(session))
+            case c.CancelQueued(session=session, index=index, preview=preview):
+                return cancel_queued_result(await rt.cancel_queued(session, index, preview))
             case c.ResumeSession(session=session):
                 await rt.resume_session(session)
             case c.NewChat(session=session):

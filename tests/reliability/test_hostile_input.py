@@ -206,6 +206,7 @@ _NEEDS_STRING = {
     "unsubscribe": "session",
     "sendMessage": "session",
     "stopGeneration": "session",
+    "cancelQueued": "session",
     "resumeSession": "session",
     "newChat": "session",
     "deleteSession": "session",

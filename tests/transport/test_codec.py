@@ -51,6 +51,7 @@ from greenroom.transport.codec import (
     Subprotocol,
     Welcome,
     _scrub,
+    cancel_queued_result,
     choose_subprotocol,
     empty_result,
     mcp_result,
@@ -68,6 +69,7 @@ from greenroom.transport.codec import (
 )
 from greenroom.transport.commands import (
     COMMANDS,
+    CancelQueued,
     Command,
     CreateProject,
     DeleteProject,
@@ -158,6 +160,14 @@ EXAMPLES: list[tuple[dict[str, Any], Command]] = [
         SendMessage(session="s-1f3a", content="add a footer"),
     ),
     ({"id": 8, "op": "stopGeneration", "session": "s-1"}, StopGeneration(session="s-1")),
+    (
+        {"id": 18, "op": "cancelQueued", "session": "s-1", "index": 2, "preview": "add a footer"},
+        CancelQueued(session="s-1", index=2, preview="add a footer"),
+    ),
+    (
+        {"id": 18, "op": "cancelQueued", "session": "s-1", "index": 0, "preview": ""},
+        CancelQueued(session="s-1", index=0, preview=""),
+    ),
     ({"id": 9, "op": "resumeSession", "session": "s-1"}, ResumeSession(session="s-1")),
     ({"id": 10, "op": "newChat", "session": "s-1"}, NewChat(session="s-1")),
     ({"id": 11, "op": "deleteSession", "session": "s-1"}, DeleteSession(session="s-1")),
@@ -257,6 +267,50 @@ ERRORS: list[tuple[Any, Any, str, str]] = [
     ({"id": 3, "op": "deleteProject", "project": "a" * 65}, 3, "invalid_argument", "64"),
     ({"id": 3, "op": "focusProject", "project": "a" * 10_000}, 3, "invalid_argument", "64"),
     ({"id": 3, "op": "focusProject", "project": False}, 3, "bad_request", "'project'"),
+    ({"id": 4, "op": "cancelQueued", "session": "s", "preview": "x"}, 4, "bad_request", "'index'"),
+    ({"id": 4, "op": "cancelQueued", "session": "s", "index": 0}, 4, "bad_request", "'preview'"),
+    (
+        {"id": 4, "op": "cancelQueued", "session": "s", "index": "0", "preview": "x"},
+        4,
+        "bad_request",
+        "'index'",
+    ),
+    (
+        {"id": 4, "op": "cancelQueued", "session": "s", "index": True, "preview": "x"},
+        4,
+        "bad_request",
+        "'index'",
+    ),
+    (
+        {"id": 4, "op": "cancelQueued", "session": "s", "index": 1.0, "preview": "x"},
+        4,
+        "bad_request",
+        "'index'",
+    ),
+    (
+        {"id": 4, "op": "cancelQueued", "session": "s", "index": -1, "preview": "x"},
+        4,
+        "invalid_argument",
+        "'index'",
+    ),
+    (
+        {"id": 4, "op": "cancelQueued", "session": "s", "index": 2**31, "preview": "x"},
+        4,
+        "invalid_argument",
+        "'index'",
+    ),
+    (
+        {"id": 4, "op": "cancelQueued", "session": "s", "index": 0, "preview": 5},
+        4,
+        "bad_request",
+        "'preview'",
+    ),
+    (
+        {"id": 4, "op": "cancelQueued", "session": "", "index": 0, "preview": "x"},
+        4,
+        "invalid_argument",
+        "session",
+    ),
 ]
 
 
@@ -400,6 +454,8 @@ def command_strategy(cls: type[Command]) -> st.SearchStrategy[Command]:
     fields["temperature"] = st.none() | st.floats(0, 2)
     fields["maxTokens"] = st.none() | st.integers(1, 2**31 - 1)
     fields["hash"] = st.text("0123456789abcdef", min_size=64, max_size=64)
+    fields["index"] = st.integers(0, 2**31 - 1)
+    fields["preview"] = st.text()
     return st.builds(cls, **{a.name: fields[a.name] for a in attrs.fields(cls)})
 
 
@@ -921,6 +977,7 @@ def test_mcp_result() -> None:
     assert subscribe_result(42) == {"seq": 42}
     assert send_message_result(True) == {"queued": True}
     assert stop_generation_result(("a", "b")) == {"discarded": ["a", "b"]}
+    assert cancel_queued_result("the whole text") == {"removed": "the whole text"}
     assert stop_all_result(3) == {"stopped": 3}
     assert stats_result({"sessions": {"idle": 2}}) == {"sessions": {"idle": 2}}
     assert empty_result() == {}

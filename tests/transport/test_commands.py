@@ -25,6 +25,7 @@ PROTOCOL_OPS = {
     "unsubscribe",
     "sendMessage",
     "stopGeneration",
+    "cancelQueued",
     "resumeSession",
     "newChat",
     "deleteSession",

@@ -88,7 +88,7 @@ def test_queued_messages_show_and_escape_stops_the_turn_and_them(
     send(page, "the second, waiting")
     send(page, "the third, waiting too")
     expect(page.locator("#queued")).to_have_text("2 queued")
-    expect(page.locator("#queue-items li")).to_have_text(
+    expect(page.locator("#queue-items .queued-text")).to_have_text(
         ["the second, waiting", "the third, waiting too"]
     )
     expect(page.locator("#queue")).to_contain_text("stop discards them all")

@@ -511,8 +511,38 @@ function renderQueue(chat) {
   const queued = chat?.queued ?? [];
   $("queue").hidden = queued.length === 0;
   $("queued").textContent = queued.length ? `${queued.length} queued` : "";
-  keyed($("queue-items"), queued.map((_, i) => String(i)), () => el("li", {}),
-    (li, i) => { li.textContent = queued[Number(i)]; li.title = queued[Number(i)]; });
+  keyed($("queue-items"), queued.map((_, i) => String(i)), queuedItem, (li, i) => {
+    const text = queued[Number(i)];
+    li.preview = text;  // what this × names: the server checks it is still at this index
+    li.firstChild.textContent = text;
+    li.firstChild.title = text;
+  });
+}
+
+function queuedItem() {
+  const cancel = el("button", { type: "button", className: "cancel-queued", textContent: "×",
+    title: "cancel this message", ariaLabel: "Cancel queued message" });
+  const li = el("li", {}, el("span", { className: "queued-text" }), cancel);
+  cancel.addEventListener("click", () => cancelQueued(cancel, Number(li.dataset.key), li.preview));
+  return li;
+}
+
+// The item goes when the summary (sessionUpdated) says so, not before: a conflict (the text
+// started as a turn, or the queue moved) leaves the queue as the server has it, and says so.
+async function cancelQueued(button, index, preview) {
+  const session = state.chat?.session;
+  if (!session) return;
+  button.disabled = true;
+  try {
+    await call("cancelQueued", { session, index, preview });
+  } catch (err) {
+    if (err.code !== "conflict") report(err);
+    else toast({ title: "not cancelled", kind: "failed",
+      body: "That message already started as a turn, or the queue changed: check the queue again." });
+  } finally {
+    button.disabled = false;
+    render();  // each × names its text as the last summary has it again
+  }
 }
 
 function simulatedLabel() {
