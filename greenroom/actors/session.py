@@ -276,7 +276,7 @@ class SessionActor:
                 f"message is {len(content)} characters; the limit is {limits.max_message_chars}"
             )
         async with self._queue_lock:
-            if self._turn_scope is None:
+            if self._turn_scope is None and not self.state.queued:
                 self._start_turn(content)
                 return False
             if len(self.state.queued) >= limits.max_queued_messages:
@@ -285,6 +285,10 @@ class SessionActor:
                     f"{limits.max_queued_messages} queued messages"
                 )
             await self._update(queued=(*self.state.queued, content))
+            if self._turn_scope is None:
+                # Texts that a restart left queued (no turn took them) go first, in order.
+                await self._take_queued()
+                self._start_turn(None, committed=True)
             return True
 
     async def _cancel_queued(self, index: int, preview: str) -> str:
@@ -353,8 +357,16 @@ class SessionActor:
         if self.state.status in ("running", "stopping"):
             reason: EndReason = "stopped" if self.state.status == "stopping" else "interrupted"
             await self._emit(LoadingChanged(loading=False, reason=reason))
-        if self.state.status == "interrupted" and self.config.resume == "auto":
-            self._start_turn(None)
+        if self.config.resume != "auto":
+            return
+        if self.state.status == "interrupted":
+            self._start_turn(None)  # its end takes the queued texts, as any turn's does
+        elif self.state.queued and self.state.status == "idle":
+            # Stopped after a turn ended but before the next text was taken (two journal
+            # writes when the bus was full): that text runs now.
+            async with self._queue_lock:
+                await self._take_queued()
+                self._start_turn(None, committed=True)
 
     # -- turns ------------------------------------------------------------------------------
 
@@ -412,14 +424,20 @@ class SessionActor:
                     # while the bus has room there is no checkpoint between the two events, so
                     # the journal writes them in one batch, and a kill -9 finds the text in the
                     # queue or in the chat.
-                    following, *rest = self.state.queued
-                    await self._update(queued=tuple(rest))
-                    await self._commit(Message(role="user", content=following))
+                    following = await self._take_queued()
                 # Still under the lock: from here on, a text sent, cancelled or stopped sees
                 # the next turn running, or none.
                 self._end_turn(scope, following)
         finally:
             self._end_turn(scope, None)
+
+    async def _take_queued(self) -> str:
+        """Take the first queued text out of the queue and commit it as the user message of
+        the next turn (under the queue lock, before that turn starts)."""
+        following, *rest = self.state.queued
+        await self._update(queued=tuple(rest))
+        await self._commit(Message(role="user", content=following))
+        return following
 
     def _end_turn(self, scope: trio.CancelScope, following: str | None) -> None:
         """Let go of the turn of ``scope`` (once: a second call does nothing), and start the

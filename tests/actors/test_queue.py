@@ -15,6 +15,7 @@ from greenroom.actors.events import QUEUED_PREVIEW_CHARS, SessionUpdated
 from greenroom.config import SimulatedConfig
 from greenroom.errors import Conflict, InvalidArgument, NotFound
 from greenroom.runtime import Runtime
+from greenroom.store.snapshots import decode_snapshot, encode_snapshot
 from tests.conftest import make_config, next_event, open_test_runtime, turn_ended
 
 
@@ -128,6 +129,47 @@ async def test_a_cancelled_text_stays_cancelled_after_a_restart(
         await runtime.stop_generation(session)
 
 
+async def test_texts_left_queued_by_a_restart_run_before_a_new_one(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = make_config(tmp_path, resume="manual")
+    async with open_test_runtime(config) as runtime:
+        session = (await runtime.open_session("q")).summary.session
+        await runtime.send_message(session, "busy [[stall]]")
+        await runtime.send_message(session, "keep me")
+    async with open_test_runtime(config) as runtime, runtime.connect() as client:
+        state = await runtime.get_state(session)
+        assert (state.summary.status, state.summary.queued) == ("interrupted", ("keep me",))
+        assert await runtime.send_message(session, "new") is True  # behind "keep me"
+        for _ in range(2):
+            await next_event(client, turn_ended(session))
+        assert await user_texts(runtime, session) == ["busy [[stall]]", "keep me", "new"]
+
+
+async def test_an_idle_session_restored_with_a_queue_runs_it_under_auto_resume(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = make_config(tmp_path)
+    async with open_test_runtime(config) as runtime:
+        session = (await runtime.open_session("q")).summary.session
+        await runtime.send_message(session, "first")
+        await runtime.send_message(session, "second")
+        await runtime.stop_generation(session)  # idle, the queue discarded
+    # A stop between a turn's end and the taking of the next text leaves an idle session
+    # with a queue: written here into its snapshot (the journal ends where it does).
+    path = config.data_dir / "sessions" / f"{session}.msgpack"
+    _, payload = decode_snapshot(path.read_bytes())
+    assert payload["summary"]["status"] == "idle"
+    payload["summary"]["queued"] = ["left behind"]
+    path.write_bytes(encode_snapshot(session, payload))
+    async with open_test_runtime(config) as runtime:
+        with trio.fail_after(60):  # virtual time: the turn is ten tokens at 20 a second
+            while (state := await runtime.get_state(session)).messages[-1].role != "assistant":  # noqa: ASYNC110 - polling the runtime
+                await trio.sleep(0.1)
+        assert state.summary.queued == ()
+        assert await user_texts(runtime, session) == ["first", "left behind"]
+
+
 # -- the property: every text sent runs once or is cancelled, in order -----------------------
 
 TICK = 0.05  # one simulated token at 20 tokens a second: turns end on this grid
@@ -179,7 +221,7 @@ async def _run_schedule(data_dir: Path, schedule: list[tuple[str, int, int]]) ->
         ran = await user_texts(runtime, session)
     assert len(set(ran)) == len(ran) and not set(ran) & set(cancelled)
     assert sorted(ran + cancelled, key=sent.index) == sent
-    assert ran == sorted(ran, key=sent.index) and cancelled == sorted(cancelled, key=sent.index)
+    assert ran == sorted(ran, key=sent.index)  # cancelled ones go in whatever order asked
 
 
 @settings(
@@ -187,6 +229,7 @@ async def _run_schedule(data_dir: Path, schedule: list[tuple[str, int, int]]) ->
 )  # no deadline: examples run many virtual turns, and the machine may be loaded
 @given(schedule=operations)
 @example(schedule=[SEND] * 5 + [("cancel", 0, 4), ("cancel", 1, 3), ("cancel", 0, 2)])
+@example(schedule=[SEND] * 3 + [("cancel", 1, 0), ("cancel", 0, 0)])  # the later one first
 def test_texts_run_plus_texts_cancelled_are_the_texts_sent(
     schedule: list[tuple[str, int, int]],
 ) -> None:
