@@ -559,6 +559,8 @@ def _summary_json(summary: Summary) -> str:
             _json_optional(summary.temperature),
             ',"maxTokens":',
             _json_optional(summary.max_tokens),
+            ',"preset":',
+            _json_optional(summary.preset),
             "}",
         )
     )

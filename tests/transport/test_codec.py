@@ -514,6 +514,7 @@ SUMMARY_WIRE = {
     "model": None,
     "temperature": None,
     "maxTokens": None,
+    "preset": None,
 }
 CALLING = Message(
     role="assistant",
@@ -865,6 +866,9 @@ VIEW = SessionView(
 )
 STATE_WIRE = {
     **SUMMARY_WIRE,
+    "systemPrompt": None,
+    "mcpServers": None,
+    "tools": {},
     "messages": [{"role": "user", "content": "add a footer"}, CALLING_WIRE],
     "streaming": {"role": "assistant", "content": "Here is the foo", "stopped": True},
     "seq": 42,
