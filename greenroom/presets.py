@@ -155,7 +155,9 @@ def parse_preset(name: object, table: object, *, where: str, source: Source) -> 
             or not isinstance(value, int | float)
             or not (math.isfinite(value) and 0 <= value <= MAX_TEMPERATURE)
         ):
-            raise PresetError(f"{where}: temperature must be a number from 0 to {MAX_TEMPERATURE:g}")
+            raise PresetError(
+                f"{where}: temperature must be a number from 0 to {MAX_TEMPERATURE:g}"
+            )
         fields["temperature"] = float(value)
     if "max_tokens" in table:
         value = table["max_tokens"]
@@ -186,7 +188,9 @@ def _servers(value: object, where: str) -> tuple[str, ...]:
 
 def _tools(value: object, where: str) -> dict[str, Policy]:
     if not isinstance(value, dict):
-        raise PresetError(f'{where}: tools must be a table of tool names to "allow", "ask" or "deny"')
+        raise PresetError(
+            f'{where}: tools must be a table of tool names to "allow", "ask" or "deny"'
+        )
     if len(value) > MAX_TOOL_RULES:
         raise PresetError(f"{where}: tools has {len(value)} entries; at most {MAX_TOOL_RULES}")
     rules: dict[str, Policy] = {}
@@ -194,9 +198,7 @@ def _tools(value: object, where: str) -> dict[str, Policy]:
         if not _TOOL.fullmatch(tool):
             raise PresetError(f"{where}: tools: {tool!r} is not a tool's name")
         if policy not in POLICIES:
-            raise PresetError(
-                f'{where}: tools: {tool} = {policy!r}: give "allow", "ask" or "deny"'
-            )
+            raise PresetError(f'{where}: tools: {tool} = {policy!r}: give "allow", "ask" or "deny"')
         rules[tool] = policy
     return rules
 

@@ -406,7 +406,13 @@ def load_file(path: Path) -> dict[str, Any]:
             close = difflib.get_close_matches(key, list(BY_KEY), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SettingsError(f"{path}: unknown setting {key!r}{hint}")
-        values[key] = setting.parse(value, text=False, source=str(path))
+        try:
+            values[key] = setting.parse(value, text=False, source=str(path))
+        except SettingsError as error:
+            if error.message.startswith(f"{path}:"):
+                raise
+            # A table's own parser (presets, MCP servers) does not know the file's name.
+            raise SettingsError(f"{path}: {error.message}") from None
     return values
 
 
