@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import attrs
-import trio
 
 from greenroom.config import MAX_TEMPERATURE, MAX_TOKENS
 from greenroom.errors import InvalidArgument, NotFound
@@ -42,7 +41,9 @@ stays well under a frame's megabyte."""
 MAX_NAME_CHARS: Final = 64
 MAX_MODEL_CHARS: Final = 200
 MAX_DESCRIPTION_CHARS: Final = 500
-MAX_SYSTEM_PROMPT_CHARS: Final = 100_000
+MAX_SYSTEM_PROMPT_CHARS: Final = 32_000
+"""The prompt is kept in the session's summary record, which the journal writes with every
+change of the summary: the bound keeps that cost small."""
 MAX_TOOL_RULES: Final = 64
 SHOWN_PROMPT_CHARS: Final = 200
 """How much of a system prompt a listing shows."""
@@ -290,6 +291,9 @@ class PresetCatalog:
         """The presets of ``project`` (None: the global ones only). The name must be valid."""
         if project is None:
             return PresetListing(presets=self.presets)
+        # Imported here: the codec uses this module's names, and must not load trio.
+        import trio
+
         found = await trio.to_thread.run_sync(read_project_file, self.projects_root / project)
         if found.error is not None and self._reported.get(project) != found.error:
             logger.error("project %s: presets unusable: %s", project, found.error)

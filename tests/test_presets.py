@@ -87,6 +87,7 @@ def test_no_presets_by_default(tmp_path: Path) -> None:
         ("[presets.a]\nmax_tokens = 10.0\n", "max_tokens must be a whole number"),
         ("[presets.a]\nmodel = 5\n", "model must be a string"),
         ("[presets.a]\nsystem_prompt = ''\n", "system_prompt must be 1 to"),
+        (f"[presets.a]\nsystem_prompt = '{'x' * 32_001}'\n", "system_prompt must be 1 to 32000"),
         ("[presets.a]\nmcp_servers = 'github'\n", "mcp_servers must be a list"),
         ("[presets.a]\nmcp_servers = ['a b']\n", "'a b' is not an MCP server's name"),
         ("[presets.a]\ntools = ['read_file']\n", "tools must be a table"),

@@ -73,6 +73,7 @@ from greenroom.transport.commands import (
     DeleteProject,
     DeleteSession,
     FocusProject,
+    ListPresets,
     ListProjects,
     ListSessions,
     McpConfig,
@@ -170,6 +171,12 @@ EXAMPLES: list[tuple[dict[str, Any], Command]] = [
     (
         {"id": 17, "op": "trustMcpConfig", "project": "blog", "hash": "AB" * 32},
         TrustMcpConfig(project="blog", hash="ab" * 32),
+    ),
+    ({"id": 18, "op": "listPresets"}, ListPresets()),
+    ({"id": 18, "op": "listPresets", "project": "blog"}, ListPresets(project="blog")),
+    (
+        {"id": 19, "op": "openSession", "project": "blog", "preset": "review.v2"},
+        OpenSession(project="blog", preset="review.v2"),
     ),
     # Unknown fields are ignored (forward compatibility).
     ({"id": 14, "op": "ping", "future": [1, {"x": 2}]}, Ping()),
@@ -389,7 +396,7 @@ def command_strategy(cls: type[Command]) -> st.SearchStrategy[Command]:
         "session": sessions,
         "content": st.text(),
     }
-    if cls is FocusProject:
+    if cls in (FocusProject, ListPresets):
         fields["project"] = st.none() | project_names
     if cls is Subscribe:
         fields["since"] = st.none() | seqs
@@ -399,6 +406,7 @@ def command_strategy(cls: type[Command]) -> st.SearchStrategy[Command]:
     fields["temperature"] = st.none() | st.floats(0, 2)
     fields["maxTokens"] = st.none() | st.integers(1, 2**31 - 1)
     fields["hash"] = st.text("0123456789abcdef", min_size=64, max_size=64)
+    fields["preset"] = st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", fullmatch=True)
     return st.builds(cls, **{a.name: fields[a.name] for a in attrs.fields(cls)})
 
 
