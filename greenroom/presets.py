@@ -20,7 +20,9 @@ from __future__ import annotations
 import difflib
 import logging
 import math
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -245,8 +247,19 @@ def read_project_file(project_dir: Path) -> ProjectPresets:
     """Read and check ``<project>/.ai/presets.toml``. Blocking: call it from a worker thread."""
     path = project_dir / PROJECT_FILE
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
+        # Non-blocking, and a regular file only: a FIFO put there would hang the thread.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return ProjectPresets(error=f"{PROJECT_FILE}: not a regular file")
+            data = b""
+            while len(data) <= MAX_FILE_BYTES:  # one byte over the limit is enough to tell
+                chunk = os.read(fd, MAX_FILE_BYTES + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(fd)
     except (FileNotFoundError, NotADirectoryError):
         return ProjectPresets()
     except OSError as error:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,17 @@ def test_reading_a_project_file(tmp_path: Path) -> None:
     assert found.error is not None
     assert found.error.startswith(".ai/presets.toml: preset 'x': temperature")
     assert str(tmp_path) not in found.error  # a client sees it: no host paths
+    write(tmp_path / PROJECT_FILE, "#" * (256 * 1024 + 1))
+    assert read_project_file(tmp_path).error == ".ai/presets.toml: over 256 KiB"
+
+
+def test_a_project_file_that_is_not_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / ".ai").mkdir()
+    os.mkfifo(tmp_path / PROJECT_FILE)  # opening it to read would block: it is not read
+    assert read_project_file(tmp_path).error == ".ai/presets.toml: not a regular file"
+    (tmp_path / PROJECT_FILE).unlink()
+    (tmp_path / PROJECT_FILE).mkdir()
+    assert read_project_file(tmp_path).error == ".ai/presets.toml: not a regular file"
 
 
 async def test_project_presets_replace_global_ones_of_the_same_name(tmp_path: Path) -> None:
