@@ -31,6 +31,7 @@ PROTOCOL_OPS = {
     "focusProject",
     "mcpConfig",
     "trustMcpConfig",
+    "listPresets",
     "stopAll",
     "stats",
     "ping",
