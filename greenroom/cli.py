@@ -526,6 +526,7 @@ def make_parser() -> argparse.ArgumentParser:
         "greenroom chat demo                      # a prompt; /bye or Ctrl-D leaves",
         "git diff | greenroom chat demo           # the message from stdin",
         'greenroom chat demo --json "hi" | jq -c .event',
+        'greenroom chat demo --preset review "look at main.py"',
     )
     chat.add_argument("project", help="the project to chat in (created if it does not exist yet)")
     chat.add_argument(
@@ -534,6 +535,10 @@ def make_parser() -> argparse.ArgumentParser:
         help="the message; - (or no message, with stdin not a terminal): read it from stdin",
     )
     chat.add_argument("--model", help="the model this session's turns use (default: the server's)")
+    chat.add_argument(
+        "--preset",
+        help="open the session with this preset (see `greenroom presets`); --model wins over it",
+    )
     _client_flags(chat, json_help="print the session's events as JSON lines, not the text")
 
     sessions = command(
@@ -548,6 +553,17 @@ def make_parser() -> argparse.ArgumentParser:
         "greenroom projects --json",
     )
     _client_flags(projects, json_help="print the projects as JSON")
+
+    presets = command(
+        "presets",
+        "list the session presets (with a project, its own too)",
+        "greenroom presets",
+        "greenroom presets demo --json",
+    )
+    presets.add_argument(
+        "project", nargs="?", help="also list this project's presets (.ai/presets.toml)"
+    )
+    _client_flags(presets, json_help="print the presets (and the project file's error) as JSON")
 
     watch = command(
         "watch",

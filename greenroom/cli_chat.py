@@ -321,14 +321,23 @@ async def open_chat(
     out: TextIO,
     *,
     model: str | None = None,
+    preset: str | None = None,
     json_lines: bool = False,
     ask: Ask | None = None,
 ) -> Chat:
     """The project's session, subscribed; a project that does not exist yet is created, and
     stderr says so (a typo in a project name should not go unnoticed). A project whose
-    ``.mcp.json`` is not approved yet is asked about first (with ``ask``)."""
+    ``.mcp.json`` is not approved yet is asked about first (with ``ask``). With ``preset``,
+    the session is opened with that preset (``model`` wins over the preset's)."""
     projects = (await client.list_projects())["projects"]
     if not any(p.get("project") == project for p in projects):
+        if preset is not None:
+            # A new project has no presets of its own: a name the server lacks would leave an
+            # empty project behind a failed open.
+            names = [p["name"] for p in (await client.list_presets())["presets"]]
+            if preset not in names:
+                known = ", ".join(names) or "none"
+                raise CommandError("not_found", f"no preset {preset!r} (presets: {known})")
         try:
             await client.create_project(project)
         except CommandError as error:
@@ -336,7 +345,7 @@ async def open_chat(
                 raise
         else:
             print_err(f"created project {project}")
-    opened = await client.open_session(project, model=model)
+    opened = await client.open_session(project, model=model, preset=preset)
     await approve_mcp(client, project, opened.get("mcp"), ask)
     session = opened["session"]["session"]
     await client.subscribe(session)

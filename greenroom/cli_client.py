@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final
 
 from greenroom.cli import (
+    EXIT_FAILED,
     EXIT_OK,
     NoServer,
     UsageError,
@@ -126,6 +127,15 @@ def projects_table(projects: Sequence[Mapping[str, Any]]) -> str:
     return format_table(rows)
 
 
+def presets_table(presets: Sequence[Mapping[str, Any]]) -> str:
+    """The ``greenroom presets`` table."""
+    rows = [["PRESET", "SOURCE", "MODEL", "DESCRIPTION"]]
+    for p in presets:
+        description = short((p.get("description") or "").replace("\n", " "), 60)
+        rows.append([str(p.get("name")), str(p.get("source")), p.get("model") or "-", description])
+    return format_table(rows)
+
+
 Body = Callable[[GreenroomClient], Coroutine[Any, Any, int]]
 
 
@@ -177,7 +187,13 @@ async def cmd_chat(args: argparse.Namespace) -> int:
 
     async def body(client: GreenroomClient) -> int:
         chat = await open_chat(
-            client, args.project, sys.stdout, model=args.model, json_lines=args.json, ask=ask
+            client,
+            args.project,
+            sys.stdout,
+            model=args.model,
+            preset=args.preset,
+            json_lines=args.json,
+            ask=ask,
         )
         with logs_on_their_own_line(chat.output):
             if args.message is None:
@@ -211,6 +227,25 @@ async def cmd_projects(args: argparse.Namespace) -> int:
             print("no projects")
         else:
             print(projects_table(projects))
+        return EXIT_OK
+
+    return await with_client(args, body)
+
+
+async def cmd_presets(args: argparse.Namespace) -> int:
+    async def body(client: GreenroomClient) -> int:
+        listed = await client.list_presets(args.project)
+        presets, error = listed["presets"], listed.get("error")
+        if args.json:
+            print_json(listed)
+        elif not presets:
+            print("no presets")
+        else:
+            print(presets_table(presets))
+        if error:
+            # The listing went through, but the project's own presets cannot be used.
+            print_err(f"project {args.project}: {error}")
+            return EXIT_FAILED
         return EXIT_OK
 
     return await with_client(args, body)
@@ -333,6 +368,7 @@ COMMANDS: Final[Mapping[str, Callable[[argparse.Namespace], Coroutine[Any, Any, 
     "chat": cmd_chat,
     "sessions": cmd_sessions,
     "projects": cmd_projects,
+    "presets": cmd_presets,
     "watch": cmd_watch,
     "stop": cmd_stop,
     "delete": cmd_delete,

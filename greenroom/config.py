@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 import platformdirs
 
 from greenroom.agent.mcp.config import McpServer, McpTimings
+
+if TYPE_CHECKING:  # greenroom.presets checks its values against the limits defined here
+    from greenroom.presets import Preset
 
 APP_NAME = "greenroom"
 
@@ -109,6 +112,8 @@ class Config:
     # MCP servers every session gets (config.toml's [mcp_servers.NAME]), and their timings.
     mcp_servers: tuple[McpServer, ...] = ()
     mcp_timings: McpTimings = attrs.Factory(McpTimings)
+    # Session presets from config.toml's [presets.NAME] (a project's own are read on demand).
+    presets: tuple[Preset, ...] = ()
     seed: int | None = None
     now: Callable[[], float] = time.time
 

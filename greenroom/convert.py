@@ -160,7 +160,8 @@ def queued_previews(queued: tuple[str, ...]) -> list[str]:
 
 
 def summary_to_wire(summary: Summary) -> dict[str, Any]:
-    """The protocol's ``summary`` (camelCase keys), queued texts cut to previews."""
+    """The protocol's ``summary`` (camelCase keys), queued texts cut to previews, without what
+    only the session's state shows (``systemPrompt``, ``mcpServers``, ``tools``)."""
     return _summary_fields(summary, queued_previews(summary.queued))
 
 
@@ -171,7 +172,11 @@ def summary_to_record(summary: Summary) -> dict[str, Any]:
     listing of 100,000 sessions builds 100,000. It must stay exactly what the generated camelCase
     hook makes (same keys, same order, same values); tests/test_convert.py compares the two.
     """
-    return _summary_fields(summary, list(summary.queued))
+    out = _summary_fields(summary, list(summary.queued))
+    out["systemPrompt"] = summary.system_prompt
+    out["mcpServers"] = None if summary.mcp_servers is None else list(summary.mcp_servers)
+    out["tools"] = dict(summary.tools)
+    return out
 
 
 def _summary_fields(summary: Summary, queued: list[str]) -> dict[str, Any]:
@@ -190,6 +195,7 @@ def _summary_fields(summary: Summary, queued: list[str]) -> dict[str, Any]:
         "model": summary.model,
         "temperature": summary.temperature,
         "maxTokens": summary.max_tokens,
+        "preset": summary.preset,
     }
 
 

@@ -66,6 +66,7 @@ from greenroom.agent.provider import Provider
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import Config
 from greenroom.errors import ActorError, GreenroomError, InvalidArgument, NotFound
+from greenroom.presets import PresetCatalog, PresetListing
 from greenroom.store.history import history_name
 from greenroom.store.journal import JournalFiles, JournalRead, read_journal
 from greenroom.store.lock import DataDirLock, lock_data_dir
@@ -216,6 +217,7 @@ class Runtime:
     _persistence_actor: PersistenceActor
     _journal_actor: JournalActor
     _mcp: McpRegistry
+    _presets: PresetCatalog
     # How many clients subscribe to each session: a subscribed session is never unloaded.
     _subscribers: dict[str, int]
     tally: Tally = attrs.Factory(Tally)
@@ -243,12 +245,18 @@ class Runtime:
         *,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        preset: str | None = None,
     ) -> SessionView:
         """The project's session (reused if it exists, else new), and its whole state;
         ``model``, ``temperature`` and ``max_tokens`` are what its turns use (None keeps what
-        it had, at first the server's)."""
+        it had, at first the server's). A ``preset`` (a name ``list_presets`` shows) sets all
+        it carries first, and the explicit settings win over it."""
         opening = OpenSession(
-            project=project, model=model, temperature=temperature, max_tokens=max_tokens
+            project=project,
+            preset=preset,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
         )
         session = await self._manager.ref.ask(opening)
         return await self.get_state(session)
@@ -282,6 +290,12 @@ class Runtime:
     async def new_chat(self, session: str) -> None:
         name = history_name(self.config.now(), self._rng)
         await (await self._session(session)).ask(NewChat(name=name))
+
+    async def list_presets(self, project: str | None = None) -> PresetListing:
+        """The presets a session of ``project`` may be opened with (None: the global ones)."""
+        if project is not None:
+            validate_project_name(project)
+        return await self._presets.visible(project)
 
     async def mcp_status(self, project: str) -> ProjectMcpStatus:
         """The project's ``.mcp.json``: absent, approved, awaiting approval, or unusable."""
@@ -520,8 +534,10 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
         rng=random.Random(config.seed),
     )
     await mcp.load()
+    presets = PresetCatalog(presets=config.presets, projects_root=config.projects_root)
     manager = SessionManager(
         mcp=mcp,
+        presets=presets,
         config=config,
         bus=bus,
         provider=provider or make_provider(config),
@@ -593,6 +609,7 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
                 persistence_actor=persistence,
                 journal_actor=journal,
                 mcp=mcp,
+                presets=presets,
                 subscribers=subscribers,
                 tally=tally,
             )

@@ -39,6 +39,7 @@ from greenroom.config import (
     default_data_dir,
 )
 from greenroom.errors import InvalidArgument
+from greenroom.presets import Preset, PresetError, parse_presets
 from greenroom.transport.auth import check_origin
 
 CONFIG_FILE: Final = "config.toml"
@@ -165,6 +166,15 @@ def _mcp_servers(raw: object, text: bool) -> tuple[McpServer, ...]:
         raise SettingsError(error.message) from None
 
 
+def _presets(raw: object, text: bool) -> tuple[Preset, ...]:
+    if text:
+        raise ValueError  # tables, not a string: config.toml only
+    try:
+        return parse_presets(raw, where="presets", source="global")
+    except PresetError as error:
+        raise SettingsError(error.message) from None
+
+
 def _boolean(raw: object, text: bool) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -285,6 +295,10 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(key="mcp_servers", kind=Kind(expect="a table of servers", convert=_mcp_servers),
             default=(), help="MCP servers every session gets ([mcp_servers.NAME] tables in "
             "config.toml: command, args, env, or type = \"http\" and url; see docs/mcp.md)"),
+    Setting(key="presets", kind=Kind(expect="a table of presets", convert=_presets),
+            default=(), help="session presets a client may open a session with ([presets.NAME] "
+            "tables in config.toml: description, model, temperature, max_tokens, system_prompt, "
+            "mcp_servers, tools; see docs/presets.md)"),
     Setting(key="allowed_origins", kind=ORIGINS, default=(),
             env=("GREENROOM_ALLOWED_ORIGINS",), flag="--allowed-origins",
             help="web origins allowed besides the local ones, comma-separated (the public "
@@ -355,6 +369,7 @@ class Settings:
             limits=Limits(**_table(v, "limits")),
             simulated=SimulatedConfig(**_table(v, "simulated")),
             mcp_servers=v["mcp_servers"],
+            presets=v["presets"],
         )
 
     @property
@@ -391,7 +406,13 @@ def load_file(path: Path) -> dict[str, Any]:
             close = difflib.get_close_matches(key, list(BY_KEY), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SettingsError(f"{path}: unknown setting {key!r}{hint}")
-        values[key] = setting.parse(value, text=False, source=str(path))
+        try:
+            values[key] = setting.parse(value, text=False, source=str(path))
+        except SettingsError as error:
+            if error.message.startswith(f"{path}:"):
+                raise
+            # A table's own parser (presets, MCP servers) does not know the file's name.
+            raise SettingsError(f"{path}: {error.message}") from None
     return values
 
 
@@ -455,6 +476,8 @@ def _shown(setting: Setting, value: Any) -> Any:
         return None
     if setting.key == "mcp_servers":
         return [server.describe() for server in value]  # names of env and headers, no values
+    if setting.key == "presets":
+        return {preset.name: preset.describe() for preset in value}
     if setting.secret and isinstance(value, dict):
         return {name: mask(str(item)) for name, item in value.items()}  # the names are useful
     if setting.secret:

@@ -39,6 +39,10 @@ def summary_fields(text: st.SearchStrategy[str] = texts) -> dict[str, st.SearchS
         "model": st.none() | text,
         "temperature": st.none() | st.floats(0, 2),
         "max_tokens": st.none() | st.integers(1, 2**31 - 1),
+        "preset": st.none() | text,
+        "system_prompt": st.none() | text,
+        "mcp_servers": st.none() | st.lists(text, max_size=2).map(tuple),
+        "tools": st.dictionaries(text, st.sampled_from(["allow", "ask", "deny"]), max_size=2),
     }
 
 

@@ -63,6 +63,9 @@ def test_a_summary_on_the_wire_carries_previews_of_its_queue(summary: Summary, l
     assert wire["queued"] == [text[:QUEUED_PREVIEW_CHARS] for text in summary.queued]
     assert len(wire["queued"][-1]) == QUEUED_PREVIEW_CHARS
     assert summary_to_record(summary)["queued"][-1] == long  # stored whole
+    state_only = {"queued", "systemPrompt", "mcpServers", "tools"}
+    assert not state_only & (set(wire) - {"queued"})  # the preset's details: state only
+    assert wire["preset"] == summary.preset
     assert {k: v for k, v in wire.items() if k != "queued"} == {
-        k: v for k, v in summary_to_record(summary).items() if k != "queued"
+        k: v for k, v in summary_to_record(summary).items() if k not in state_only
     } or math.isnan(summary.last_activity)

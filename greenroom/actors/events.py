@@ -7,6 +7,7 @@ here and camelCase on the wire (the codec renames them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import attrs
@@ -37,7 +38,14 @@ class Summary:
     ``queued`` (the texts waiting), ``error`` (why the last turn failed) and ``waiting`` (the
     turn waits for a slot under ``max_concurrent_turns``) and ``model``, ``temperature`` and
     ``max_tokens`` (what this session asked for, None for the server's) are greenroom's
-    additions to the protocol's summary.
+    additions to the protocol's summary, and so is ``preset`` (the preset the session was
+    opened with, or None).
+
+    ``system_prompt``, ``mcp_servers`` (None: every configured server) and ``tools`` (the
+    preset's tool policy, tool name -> ``allow``/``ask``/``deny``) come with the preset. They
+    are kept with the session (journal, snapshots) and shown in ``openSession``'s state, but
+    left out of the summary on the wire, which goes to every client with every change and
+    must stay small.
     """
 
     session: str
@@ -54,6 +62,11 @@ class Summary:
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    preset: str | None = None
+    system_prompt: str | None = None
+    mcp_servers: tuple[str, ...] | None = None
+    # A dict in a frozen class: summaries are compared, never hashed.
+    tools: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)

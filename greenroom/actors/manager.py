@@ -49,6 +49,7 @@ from greenroom.agent.mcp.hub import McpRegistry
 from greenroom.agent.provider import Provider
 from greenroom.config import Config
 from greenroom.errors import ActorError, Conflict, GreenroomError, LimitReached, NotFound
+from greenroom.presets import Preset, PresetCatalog
 from greenroom.store.history import history_name, history_path, newest_history, read_history
 from greenroom.store.projects import project_path, validate_project_name
 from greenroom.supervisor import ChildSpec, DynamicSupervisor, Restart, RestartInfo
@@ -61,6 +62,7 @@ class OpenSession:
     """The project's session id, creating (and starting) the session if needed."""
 
     project: str
+    preset: str | None = None
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
@@ -157,6 +159,7 @@ class SessionManager:
     subscribers: Mapping[str, int] = attrs.Factory(dict)
     turn_slots: trio.CapacityLimiter | None = None
     mcp: McpRegistry | None = None
+    presets: PresetCatalog | None = None
     make_session_id: Callable[[], str] = attrs.field(default=lambda: f"s-{secrets.token_hex(4)}")
     _entries: dict[str, _Entry] = attrs.Factory(dict)
     _by_project: dict[str, str] = attrs.Factory(dict)
@@ -241,10 +244,17 @@ class SessionManager:
     async def _open(self, opening: OpenSession) -> str:
         project = opening.project
         validate_project_name(project)
+        preset: Preset | None = None
+        if opening.preset is not None:
+            catalog = self.presets or PresetCatalog(
+                presets=self.config.presets, projects_root=self.config.projects_root
+            )
+            preset = (await catalog.visible(project)).find(opening.preset)
         existing = self._by_project.get(project)
         if existing is not None:
             ref = await self._lookup(existing)
             settings = SetSettings(
+                preset=preset,
                 model=opening.model,
                 temperature=opening.temperature,
                 max_tokens=opening.max_tokens,
@@ -269,6 +279,13 @@ class SessionManager:
         await self.persistence.ask(Flush())
         newest, count = await trio.to_thread.run_sync(prepare)
         session = self.make_session_id()
+        chosen = {} if preset is None else preset.session_settings()
+        explicit = {
+            "model": opening.model,
+            "temperature": opening.temperature,
+            "max_tokens": opening.max_tokens,
+        }
+        chosen.update({name: value for name, value in explicit.items() if value is not None})
         summary = Summary(
             session=session,
             project=project,
@@ -278,9 +295,7 @@ class SessionManager:
             message_count=count,
             last_activity=self.config.now(),
             preview=None,
-            model=opening.model,
-            temperature=opening.temperature,
-            max_tokens=opening.max_tokens,
+            **chosen,
         )
         await self.bus.publish(
             Event(session=session, project=project, seq=1, data=SessionCreated(summary=summary))

@@ -63,6 +63,7 @@ from greenroom.errors import (
     ProviderError,
     TooLarge,
 )
+from greenroom.presets import Preset
 from greenroom.supervisor import RestartInfo
 
 logger = logging.getLogger("greenroom.session")
@@ -124,8 +125,11 @@ class DeleteSession:
 
 @attrs.frozen(kw_only=True)
 class SetSettings:
-    """Use these for this session's next turns; a None leaves that setting as it was."""
+    """Use these for this session's next turns; a None leaves that setting as it was. With a
+    ``preset``, everything the preset carries is set first (what it leaves unset goes back to
+    the server's), then the explicit settings."""
 
+    preset: Preset | None = None
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
@@ -313,11 +317,16 @@ class SessionActor:
             return text
 
     async def _set_settings(self, settings: SetSettings) -> None:
-        changes: dict[str, Any] = {}
+        wanted: dict[str, Any] = {}
+        if settings.preset is not None:
+            wanted.update(settings.preset.session_settings())
         for name in ("model", "temperature", "max_tokens"):
             value = getattr(settings, name)
-            if value is not None and value != getattr(self.state, name):
-                changes[name] = value
+            if value is not None:
+                wanted[name] = value
+        changes = {
+            name: value for name, value in wanted.items() if value != getattr(self.state, name)
+        }
         if changes:
             await self._update(**changes)
 
@@ -495,9 +504,12 @@ class SessionActor:
         temperature, max_tokens = self.state.temperature, self.state.max_tokens
         request = CompletionRequest(
             messages=tuple(self.state.messages),
-            tools=await self._toolbox.schemas(first_step=step == 1),
+            tools=await self._toolbox.schemas(
+                first_step=step == 1, servers=self.state.mcp_servers
+            ),
             model=self.state.model or self.config.model,
-            system_prompt=self.config.system_prompt,
+            # A preset's system prompt takes the place of the server's.
+            system_prompt=self.state.system_prompt or self.config.system_prompt,
             temperature=self.config.temperature if temperature is None else temperature,
             max_tokens=self.config.max_tokens if max_tokens is None else max_tokens,
         )

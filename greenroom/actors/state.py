@@ -7,6 +7,8 @@ crashed, up to its last published event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
 from greenroom.actors.events import (
@@ -85,6 +87,10 @@ class SessionState:
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    preset: str | None = None
+    system_prompt: str | None = None
+    mcp_servers: tuple[str, ...] | None = None
+    tools: Mapping[str, str] = attrs.Factory(dict)
 
     @property
     def loading(self) -> bool:
@@ -106,6 +112,10 @@ class SessionState:
             model=self.model,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
+            preset=self.preset,
+            system_prompt=self.system_prompt,
+            mcp_servers=self.mcp_servers,
+            tools=self.tools,
         )
 
     def view(self) -> SessionView:
@@ -169,5 +179,9 @@ class SessionState:
         self.model = summary.model
         self.temperature = summary.temperature
         self.max_tokens = summary.max_tokens
+        self.preset = summary.preset
+        self.system_prompt = summary.system_prompt
+        self.mcp_servers = summary.mcp_servers
+        self.tools = summary.tools
         # The summary is authoritative on the message count: after newChat it is 0.
         del self.messages[summary.message_count :]

@@ -32,13 +32,16 @@ class Toolbox:
     project_dir: Path
     mcp: McpHub | None = None
 
-    async def schemas(self, *, first_step: bool = False) -> tuple[ToolSchema, ...]:
+    async def schemas(
+        self, *, first_step: bool = False, servers: tuple[str, ...] | None = None
+    ) -> tuple[ToolSchema, ...]:
         """The tools to offer for the next step (the MCP configuration is read again at the
-        first step of a turn)."""
+        first step of a turn); ``servers`` names the MCP servers to use (None: all those
+        configured; a session's preset may choose)."""
         if self.mcp is None:
             return TOOLS
         try:
-            return TOOLS + await self.mcp.tools(reload=first_step)
+            return TOOLS + await self.mcp.tools(reload=first_step, only=servers)
         except Exception:
             # MCP must never fail a turn: the step goes on with the file tools.
             logger.exception("the MCP servers of %s could not be prepared", self.project_dir.name)

@@ -84,7 +84,7 @@ _STABLE: Final = 5.0
 that closes sooner counts as a failed attempt (a server that accepts and drops at once)."""
 _IDEMPOTENT: Final = frozenset(
     {"listProjects", "listSessions", "openSession", "subscribe", "unsubscribe", "focusProject",
-     "stats", "ping", "mcpConfig", "trustMcpConfig"}
+     "stats", "ping", "mcpConfig", "trustMcpConfig", "listPresets"}
 )  # fmt: skip
 _UNSET: Final[Any] = object()
 
@@ -226,13 +226,24 @@ class GreenroomClient:
         *,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        preset: str | None = None,
     ) -> JSON:
         """``{"session": state, "mcp": ...}``: the project's session, opened or created;
-        ``model``, ``temperature`` and ``max_tokens`` are what its turns use."""
+        ``model``, ``temperature`` and ``max_tokens`` are what its turns use, over what the
+        ``preset`` (a name :meth:`list_presets` shows) sets."""
         command = cmd.OpenSession(
-            project=project, model=model, temperature=temperature, maxTokens=max_tokens
+            project=project,
+            preset=preset,
+            model=model,
+            temperature=temperature,
+            maxTokens=max_tokens,
         )
         return await self._call(command)
+
+    async def list_presets(self, project: str | None = None) -> JSON:
+        """``{"presets": [...], "error": ...}``: the presets ``open_session`` accepts (with
+        ``project``, its own too), and why the project's presets file is unusable, if it is."""
+        return await self._call(cmd.ListPresets(project=project))
 
     async def mcp_config(self, project: str) -> JSON:
         """``{"mcp": ...}``: the project's ``.mcp.json`` and whether it is approved."""

@@ -44,6 +44,7 @@ from greenroom.agent.mcp.config import ProjectMcpStatus
 from greenroom.config import MAX_TEMPERATURE, MAX_TOKENS
 from greenroom.convert import converter, event_to_wire, queued_previews, summary_to_wire
 from greenroom.errors import BadRequest, GreenroomError, InvalidArgument
+from greenroom.presets import NAME, PresetListing
 from greenroom.store.projects import validate_project_name
 from greenroom.transport.commands import COMMANDS, Command, command_to_wire
 
@@ -65,6 +66,7 @@ __all__ = [
     "cancel_queued_result",
     "choose_subprotocol",
     "empty_result",
+    "presets_result",
     "project_result",
     "projects_result",
     "send_message_result",
@@ -235,6 +237,15 @@ def mcp_result(status: ProjectMcpStatus) -> dict[str, Any]:
     }
 
 
+def presets_result(listing: PresetListing) -> dict[str, Any]:
+    """``listPresets``: the presets (system prompts cut short), and why the project's own
+    presets file is unusable (null when it is fine or absent)."""
+    return {
+        "presets": [preset.describe() for preset in listing.presets],
+        "error": listing.error,
+    }
+
+
 def subscribe_result(seq: int) -> dict[str, Any]:
     """``subscribe``: the session's current seq."""
     return {"seq": seq}
@@ -386,6 +397,16 @@ def _index(name: str, value: object) -> int:
     return value
 
 
+def _preset(name: str, value: object) -> str:
+    preset = _string(name, value)
+    if not NAME.fullmatch(preset):
+        raise InvalidArgument(
+            "invalid preset name: use 1 to 64 letters, digits, '_', '.' or '-', starting with "
+            "a letter or digit"
+        )
+    return preset
+
+
 def _hash(name: str, value: object) -> str:
     digest = _string(name, value)
     if not _SHA256.fullmatch(digest):
@@ -411,6 +432,7 @@ _CHECKS = {
     "model": _model,
     "temperature": _temperature,
     "maxTokens": _max_tokens,
+    "preset": _preset,
     "hash": _hash,
     "index": _index,
     "preview": _string,
@@ -575,6 +597,8 @@ def _summary_json(summary: Summary) -> str:
             _json_optional(summary.temperature),
             ',"maxTokens":',
             _json_optional(summary.max_tokens),
+            ',"preset":',
+            _json_optional(summary.preset),
             "}",
         )
     )

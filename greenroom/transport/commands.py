@@ -21,6 +21,7 @@ __all__ = [
     "DeleteProject",
     "DeleteSession",
     "FocusProject",
+    "ListPresets",
     "ListProjects",
     "ListSessions",
     "McpConfig",
@@ -68,11 +69,14 @@ class OpenSession:
     """The project's session: reused, else restored from its newest history, else new.
 
     ``model``, ``temperature`` and ``maxTokens`` (optional) are what this session's turns use,
-    instead of the server's; given for a session that exists, they replace its own.
+    instead of the server's; given for a session that exists, they replace its own. ``preset``
+    (optional) names a preset (``listPresets``) whose settings the session takes; the explicit
+    fields win over it.
     """
 
     op: ClassVar[str] = "openSession"
     project: str
+    preset: str | None = None
     model: str | None = None
     temperature: float | None = None
     maxTokens: int | None = None  # the wire's name
@@ -167,6 +171,14 @@ class TrustMcpConfig:
 
 
 @attrs.frozen(kw_only=True)
+class ListPresets:
+    """The presets ``openSession`` accepts: the global ones, and with ``project`` its own."""
+
+    op: ClassVar[str] = "listPresets"
+    project: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class StopAll:
     op: ClassVar[str] = "stopAll"
 
@@ -198,6 +210,7 @@ Command = (
     | FocusProject
     | McpConfig
     | TrustMcpConfig
+    | ListPresets
     | StopAll
     | Stats
     | Ping
@@ -222,6 +235,7 @@ COMMANDS: dict[str, type[Command]] = {
         FocusProject,
         McpConfig,
         TrustMcpConfig,
+        ListPresets,
         StopAll,
         Stats,
         Ping,

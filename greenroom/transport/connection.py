@@ -69,6 +69,7 @@ from greenroom.transport.codec import (
     cancel_queued_result,
     empty_result,
     mcp_result,
+    presets_result,
     project_result,
     projects_result,
     send_message_result,
@@ -310,10 +311,13 @@ class _Connection:
                 view = await rt.open_session(
                     project,
                     model=model,
+                    preset=command.preset,
                     temperature=command.temperature,
                     max_tokens=command.maxTokens,
                 )
                 return session_result(view, await rt.mcp_status(project))
+            case c.ListPresets(project=project):
+                return presets_result(await rt.list_presets(project))
             case c.McpConfig(project=project):
                 return mcp_result(await rt.mcp_status(project))
             case c.TrustMcpConfig(project=project, hash=digest):

@@ -75,6 +75,7 @@ from greenroom.transport.commands import (
     DeleteProject,
     DeleteSession,
     FocusProject,
+    ListPresets,
     ListProjects,
     ListSessions,
     McpConfig,
@@ -181,6 +182,12 @@ EXAMPLES: list[tuple[dict[str, Any], Command]] = [
     (
         {"id": 17, "op": "trustMcpConfig", "project": "blog", "hash": "AB" * 32},
         TrustMcpConfig(project="blog", hash="ab" * 32),
+    ),
+    ({"id": 18, "op": "listPresets"}, ListPresets()),
+    ({"id": 18, "op": "listPresets", "project": "blog"}, ListPresets(project="blog")),
+    (
+        {"id": 19, "op": "openSession", "project": "blog", "preset": "review.v2"},
+        OpenSession(project="blog", preset="review.v2"),
     ),
     # Unknown fields are ignored (forward compatibility).
     ({"id": 14, "op": "ping", "future": [1, {"x": 2}]}, Ping()),
@@ -444,7 +451,7 @@ def command_strategy(cls: type[Command]) -> st.SearchStrategy[Command]:
         "session": sessions,
         "content": st.text(),
     }
-    if cls is FocusProject:
+    if cls in (FocusProject, ListPresets):
         fields["project"] = st.none() | project_names
     if cls is Subscribe:
         fields["since"] = st.none() | seqs
@@ -456,6 +463,7 @@ def command_strategy(cls: type[Command]) -> st.SearchStrategy[Command]:
     fields["hash"] = st.text("0123456789abcdef", min_size=64, max_size=64)
     fields["index"] = st.integers(0, 2**31 - 1)
     fields["preview"] = st.text()
+    fields["preset"] = st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", fullmatch=True)
     return st.builds(cls, **{a.name: fields[a.name] for a in attrs.fields(cls)})
 
 
@@ -571,6 +579,7 @@ SUMMARY_WIRE = {
     "model": None,
     "temperature": None,
     "maxTokens": None,
+    "preset": None,
 }
 CALLING = Message(
     role="assistant",
@@ -779,8 +788,15 @@ def test_lone_surrogates_going_out_are_replaced(codec: Codec) -> None:
 
 texts = st.text(max_size=30)
 # Round-tripped through JSON and compared: a time JSON can carry, a name the codec accepts.
+# The preset's prompt, servers and tools stay out of the wire's summary (openSession's state
+# has them): drawn at their defaults, which is what a client reads back.
 summaries = strategies.summaries(
-    texts, project=project_names, last_activity=st.floats(0, 2e9)
+    texts,
+    project=project_names,
+    last_activity=st.floats(0, 2e9),
+    system_prompt=st.none(),
+    mcp_servers=st.none(),
+    tools=st.just({}),
 )
 tool_calls = st.builds(ToolCall, id=texts, name=texts, arguments=texts)
 messages = st.builds(
@@ -913,6 +929,9 @@ VIEW = SessionView(
 )
 STATE_WIRE = {
     **SUMMARY_WIRE,
+    "systemPrompt": None,
+    "mcpServers": None,
+    "tools": {},
     "messages": [{"role": "user", "content": "add a footer"}, CALLING_WIRE],
     "streaming": {"role": "assistant", "content": "Here is the foo", "stopped": True},
     "seq": 42,

@@ -32,6 +32,7 @@ PROTOCOL_OPS = {
     "focusProject",
     "mcpConfig",
     "trustMcpConfig",
+    "listPresets",
     "stopAll",
     "stats",
     "ping",

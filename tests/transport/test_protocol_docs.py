@@ -57,6 +57,7 @@ SUMMARY_KEYS = {
     "model",
     "temperature",
     "maxTokens",
+    "preset",
 }
 
 
@@ -122,9 +123,10 @@ def test_replies_have_the_reply_shape() -> None:
         result = reply.get("result", {})
         if op in ("listSessions",):
             assert all(set(s) == SUMMARY_KEYS for s in result["sessions"])
-        if op == "openSession":
+        if op == "openSession" and reply["ok"]:
             state = result["session"]
-            assert set(state) == SUMMARY_KEYS | {"messages", "streaming", "seq"}
+            preset = {"systemPrompt", "mcpServers", "tools"}  # the state's, not the summary's
+            assert set(state) == SUMMARY_KEYS | preset | {"messages", "streaming", "seq"}
 
 
 @pytest.mark.parametrize(

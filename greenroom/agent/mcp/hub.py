@@ -162,16 +162,21 @@ class McpHub:
     _wanted: dict[str, McpServer] = attrs.Factory(dict)
     _generation: int = 0
     _warned: str | None = None
+    _only: tuple[str, ...] | None = None
 
     # -- what the model is offered ----------------------------------------------------------
 
-    async def tools(self, *, reload: bool = False) -> tuple[ToolSchema, ...]:
+    async def tools(
+        self, *, reload: bool = False, only: tuple[str, ...] | None = None
+    ) -> tuple[ToolSchema, ...]:
         """The tools of the servers that run, starting those that should and waiting (at most
         the start timeout) for their first outcome. The project's ``.mcp.json`` is read again
-        with ``reload`` (the first step of a turn), and after an approval."""
+        with ``reload`` (the first step of a turn), and after an approval. ``only`` keeps the
+        configured servers of those names (a session's preset), None all of them."""
         version = self.registry.version(self.project)
-        if reload or version != self._seen_version:
+        if reload or version != self._seen_version or only != self._only:
             self._seen_version = version
+            self._only = only
             await self._reload()
         if not self._wanted:
             return ()
@@ -216,6 +221,16 @@ class McpHub:
         elif status.state == "invalid" and status.hash != self._warned:
             self._warned = status.hash
             logger.error("project %s: %s", self.project, status.error)
+        if self._only is not None:
+            unknown = [name for name in self._only if name not in wanted]
+            if unknown:
+                logger.warning(
+                    "project %s: the session's preset names MCP servers that are not "
+                    "configured (or not approved): %s",
+                    self.project,
+                    ", ".join(unknown),
+                )
+            wanted = {name: server for name, server in wanted.items() if name in self._only}
         if wanted and (missing := available()) is not None:
             logger.error("project %s: MCP servers configured, but %s", self.project, missing)
         self._wanted = wanted
