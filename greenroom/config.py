@@ -11,6 +11,7 @@ import attrs
 import platformdirs
 
 from greenroom.agent.mcp.config import McpServer, McpTimings
+from greenroom.agent.policy import ToolPolicy
 
 APP_NAME = "greenroom"
 
@@ -109,6 +110,9 @@ class Config:
     # MCP servers every session gets (config.toml's [mcp_servers.NAME]), and their timings.
     mcp_servers: tuple[McpServer, ...] = ()
     mcp_timings: McpTimings = attrs.Factory(McpTimings)
+    # Which tool calls run, ask first or are refused (config.toml's [tool_policy]); each
+    # project's .ai/tools.toml is laid over it (see greenroom.agent.policy).
+    tool_policy: ToolPolicy = attrs.Factory(ToolPolicy)
     seed: int | None = None
     now: Callable[[], float] = time.time
 

@@ -31,12 +31,14 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.preconf.msgpack import MsgpackConverter, make_converter
 
 from greenroom.actors.events import (
+    ApprovalRequested,
     Event,
     EventData,
     LoadingChanged,
     MessageAdded,
     Notification,
     PartialToolCall,
+    PendingApproval,
     SessionCreated,
     SessionDeleted,
     SessionFailed,
@@ -51,6 +53,7 @@ from greenroom.store.history import thinking_from_json, thinking_to_json
 
 __all__ = [
     "EVENT_TYPES",
+    "approval_to_wire",
     "camel",
     "converter",
     "event_from_record",
@@ -136,10 +139,12 @@ converter.register_structure_hook(Message, _message_from_wire)
 
 # Generated after the message hooks above, which they embed.
 for _cls in (
+    PendingApproval,
     Summary,
     PartialToolCall,
     MessageAdded,
     LoadingChanged,
+    ApprovalRequested,
     SessionRestarted,
     SessionFailed,
     Notification,
@@ -193,7 +198,13 @@ def _summary_fields(summary: Summary, queued: list[str]) -> dict[str, Any]:
         "model": summary.model,
         "temperature": summary.temperature,
         "maxTokens": summary.max_tokens,
+        "approval": approval_to_wire(summary.approval),
     }
+
+
+def approval_to_wire(approval: PendingApproval | None) -> dict[str, str] | None:
+    """A summary's ``approval``: ``{"call", "tool"}``, or None."""
+    return None if approval is None else {"call": approval.call, "tool": approval.tool}
 
 
 converter.register_unstructure_hook(Summary, summary_to_record)
@@ -261,6 +272,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         MessageAdded,
         StreamingUpdate,
         LoadingChanged,
+        ApprovalRequested,
         SessionRestarted,
         SessionFailed,
         Notification,

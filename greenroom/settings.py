@@ -30,6 +30,7 @@ from typing import Any, Final
 import attrs
 
 from greenroom.agent.mcp.config import McpConfigError, McpServer, parse_servers
+from greenroom.agent.policy import PolicyError, ToolPolicy, parse_policy
 from greenroom.config import (
     MAX_TEMPERATURE,
     MAX_TOKENS,
@@ -165,6 +166,15 @@ def _mcp_servers(raw: object, text: bool) -> tuple[McpServer, ...]:
         raise SettingsError(error.message) from None
 
 
+def _tool_policy(raw: object, text: bool) -> ToolPolicy:
+    if text:
+        raise ValueError  # a table, not a string: config.toml only
+    try:
+        return parse_policy(raw, where="tool_policy")
+    except PolicyError as error:
+        raise SettingsError(error.message) from None
+
+
 def _boolean(raw: object, text: bool) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -221,6 +231,8 @@ class Setting:
     def parse(self, raw: object, *, text: bool, source: str) -> Any:
         try:
             return self.kind.convert(raw, text)
+        except SettingsError as error:  # a table's own checks say what is wrong; add where
+            raise SettingsError(f"{source}: {error.message}") from None
         except ValueError:
             shown = "***" if self.secret else repr(raw)
             name = self.key.rpartition(".")[2]
@@ -285,6 +297,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(key="mcp_servers", kind=Kind(expect="a table of servers", convert=_mcp_servers),
             default=(), help="MCP servers every session gets ([mcp_servers.NAME] tables in "
             "config.toml: command, args, env, or type = \"http\" and url; see docs/mcp.md)"),
+    Setting(key="tool_policy",
+            kind=Kind(expect="a table of tool names to allow, ask or deny",
+                      convert=_tool_policy),
+            default=ToolPolicy(), help="which tool calls run, ask a user first or are refused "
+            "([tool_policy] in config.toml: NAME = \"allow\" | \"ask\" | \"deny\", * for "
+            "any characters; see docs/tools.md)"),
     Setting(key="allowed_origins", kind=ORIGINS, default=(),
             env=("GREENROOM_ALLOWED_ORIGINS",), flag="--allowed-origins",
             help="web origins allowed besides the local ones, comma-separated (the public "
@@ -355,6 +373,7 @@ class Settings:
             limits=Limits(**_table(v, "limits")),
             simulated=SimulatedConfig(**_table(v, "simulated")),
             mcp_servers=v["mcp_servers"],
+            tool_policy=v["tool_policy"],
         )
 
     @property
@@ -455,6 +474,8 @@ def _shown(setting: Setting, value: Any) -> Any:
         return None
     if setting.key == "mcp_servers":
         return [server.describe() for server in value]  # names of env and headers, no values
+    if isinstance(value, ToolPolicy):
+        return value.describe()
     if setting.secret and isinstance(value, dict):
         return {name: mask(str(item)) for name, item in value.items()}  # the names are useful
     if setting.secret:

@@ -15,9 +15,19 @@ from greenroom.agent.chat import Message
 
 Status = Literal["idle", "running", "stopping", "interrupted", "failed"]
 EndReason = Literal["completed", "truncated", "stopped", "failed", "interrupted"]
-NotificationKind = Literal["completed", "truncated", "stopped", "failed"]
+NotificationKind = Literal["completed", "truncated", "stopped", "failed", "approval"]
 
 PREVIEW_CHARS = 50
+
+
+@attrs.frozen(kw_only=True)
+class PendingApproval:
+    """The tool call a session's turn waits on: its id and its tool. The arguments are in
+    the assistant message that holds the call (and in ``approvalRequested``), not here: a
+    summary goes to every client with every change, and must stay small."""
+
+    call: str
+    tool: str
 
 
 @attrs.frozen(kw_only=True)
@@ -26,8 +36,9 @@ class Summary:
 
     ``queued`` (the texts waiting), ``error`` (why the last turn failed) and ``waiting`` (the
     turn waits for a slot under ``max_concurrent_turns``) and ``model``, ``temperature`` and
-    ``max_tokens`` (what this session asked for, None for the server's) are greenroom's
-    additions to the protocol's summary.
+    ``max_tokens`` (what this session asked for, None for the server's) and ``approval`` (the
+    tool call the running turn waits on a user's decision for, None when it waits for none)
+    are greenroom's additions to the protocol's summary.
     """
 
     session: str
@@ -44,6 +55,7 @@ class Summary:
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    approval: PendingApproval | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -101,6 +113,17 @@ class LoadingChanged:
 
 
 @attrs.frozen(kw_only=True)
+class ApprovalRequested:
+    """The turn waits for a user to allow or deny tool call ``call`` (``approveToolCall``);
+    ``arguments`` is the JSON text the model wrote."""
+
+    name: ClassVar[str] = "approvalRequested"
+    call: str
+    tool: str
+    arguments: str
+
+
+@attrs.frozen(kw_only=True)
 class SessionRestarted:
     name: ClassVar[str] = "sessionRestarted"
     reason: str
@@ -134,6 +157,7 @@ EventData = (
     | MessageAdded
     | StreamingUpdate
     | LoadingChanged
+    | ApprovalRequested
     | SessionRestarted
     | SessionFailed
     | Notification

@@ -166,11 +166,13 @@ class SessionManager:
     def adopt(self, summaries: Iterable[Summary]) -> None:
         """Register the sessions restored from disk, before the manager runs. Those that were
         running when the server went down are started again at once (to be marked interrupted,
-        and resumed under policy auto); the others wait until they are used."""
+        and resumed under policy auto, or whatever the policy when they wait for an approval);
+        the others wait until they are used."""
         for summary in summaries:
             self._register(summary.session, summary.project)
             if summary.status in ("running", "stopping") or (
-                summary.status == "interrupted" and self.config.resume == "auto"
+                summary.status == "interrupted"
+                and (self.config.resume == "auto" or summary.approval is not None)
             ):
                 self._to_recover.append(summary.session)
 

@@ -11,10 +11,12 @@ import attrs
 
 from greenroom.actors.events import (
     PREVIEW_CHARS,
+    ApprovalRequested,
     Event,
     LoadingChanged,
     MessageAdded,
     PartialToolCall,
+    PendingApproval,
     SessionCreated,
     SessionFailed,
     SessionUpdated,
@@ -96,6 +98,7 @@ class SessionState:
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    approval: PendingApproval | None = None
 
     @property
     def loading(self) -> bool:
@@ -117,6 +120,7 @@ class SessionState:
             model=self.model,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
+            approval=self.approval,
         )
 
     def view(self) -> SessionView:
@@ -160,10 +164,16 @@ class SessionState:
             case LoadingChanged(loading=False, reason=reason, error=error):
                 self.streaming = None
                 self.waiting = False
+                if reason != "interrupted":
+                    # An interrupted turn resumes waiting for the same call (a restart);
+                    # any other end answers or drops it.
+                    self.approval = None
                 self.status = _STATUS_AFTER.get(reason or "completed", "idle")
                 self.error = error
             case SessionCreated(summary=summary) | SessionUpdated(summary=summary):
                 self._apply_summary(summary)
+            case ApprovalRequested(call=call, tool=tool):
+                self.approval = PendingApproval(call=call, tool=tool)
             case SessionFailed(reason=reason):
                 self.status = "failed"
                 self.error = reason
@@ -180,5 +190,6 @@ class SessionState:
         self.model = summary.model
         self.temperature = summary.temperature
         self.max_tokens = summary.max_tokens
+        self.approval = summary.approval
         # The summary is authoritative on the message count: after newChat it is 0.
         del self.messages[summary.message_count :]

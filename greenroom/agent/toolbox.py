@@ -18,11 +18,19 @@ import attrs
 import trio
 
 from greenroom.agent.mcp.hub import McpHub, McpRegistry, open_mcp_hub
+from greenroom.agent.policy import (
+    Decision,
+    PolicyError,
+    ToolPolicy,
+    merge,
+    read_project_policy,
+)
 from greenroom.agent.provider import ToolSchema
 from greenroom.agent.tools import TOOLS, run_tool
 from greenroom.errors import GreenroomError
 
 logger = logging.getLogger("greenroom.mcp")
+policy_logger = logging.getLogger("greenroom.policy")
 
 STOPPED_CALL = "error: the call was stopped before it finished; it may have had effects"
 
@@ -43,6 +51,21 @@ class Toolbox:
             # MCP must never fail a turn: the step goes on with the file tools.
             logger.exception("the MCP servers of %s could not be prepared", self.project_dir.name)
             return TOOLS
+
+    async def decide(self, name: str, policy: ToolPolicy) -> Decision:
+        """Whether a call of ``name`` runs, asks first or is refused: ``policy`` (the global
+        one) with the project's ``.ai/tools.toml`` laid over it, read again for every call so
+        that an edit counts at once. A file that cannot be used is logged, and every call then
+        asks (see :meth:`ToolPolicy.stricter`)."""
+        try:
+            project = await trio.to_thread.run_sync(read_project_policy, self.project_dir)
+        except PolicyError as error:
+            policy_logger.error("project %s: %s", self.project_dir.name, error.message)
+            effective = policy.stricter()
+        else:
+            effective = merge(policy, project)
+        destructive = self.mcp is not None and self.mcp.destructive(name)
+        return effective.decide(name, destructive=destructive)
 
     def is_mcp(self, name: str) -> bool:
         return self.mcp is not None and self.mcp.handles(name)

@@ -15,6 +15,7 @@ import attrs
 
 __all__ = [
     "COMMANDS",
+    "ApproveToolCall",
     "Command",
     "CreateProject",
     "DeleteProject",
@@ -116,6 +117,18 @@ class ResumeSession:
 
 
 @attrs.frozen(kw_only=True)
+class ApproveToolCall:
+    """Allow or deny the tool call ``call`` the session's turn waits on; ``reason`` (optional)
+    is what the model reads when it is denied."""
+
+    op: ClassVar[str] = "approveToolCall"
+    session: str
+    call: str
+    allow: bool
+    reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class NewChat:
     """Stop, keep the old history file, start an empty chat."""
 
@@ -180,6 +193,7 @@ Command = (
     | SendMessage
     | StopGeneration
     | ResumeSession
+    | ApproveToolCall
     | NewChat
     | DeleteSession
     | FocusProject
@@ -203,6 +217,7 @@ COMMANDS: dict[str, type[Command]] = {
         SendMessage,
         StopGeneration,
         ResumeSession,
+        ApproveToolCall,
         NewChat,
         DeleteSession,
         FocusProject,

@@ -325,6 +325,8 @@ class _Connection:
                 return stop_generation_result(await rt.stop_generation(session))
             case c.ResumeSession(session=session):
                 await rt.resume_session(session)
+            case c.ApproveToolCall(session=session, call=call, allow=allow, reason=reason):
+                await rt.approve_tool_call(session, call, allow=allow, reason=reason)
             case c.NewChat(session=session):
                 await rt.new_chat(session)
             case c.DeleteSession(session=session):

@@ -17,12 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from greenroom.actors.events import (
+    ApprovalRequested,
     Event,
     EventData,
     LoadingChanged,
     MessageAdded,
     Notification,
     PartialToolCall,
+    PendingApproval,
     SessionCreated,
     SessionDeleted,
     SessionFailed,
@@ -68,6 +70,7 @@ from greenroom.transport.codec import (
 )
 from greenroom.transport.commands import (
     COMMANDS,
+    ApproveToolCall,
     Command,
     CreateProject,
     DeleteProject,
@@ -170,6 +173,15 @@ EXAMPLES: list[tuple[dict[str, Any], Command]] = [
     (
         {"id": 17, "op": "trustMcpConfig", "project": "blog", "hash": "AB" * 32},
         TrustMcpConfig(project="blog", hash="ab" * 32),
+    ),
+    (
+        {"id": 18, "op": "approveToolCall", "session": "s-1", "call": "call_1", "allow": True},
+        ApproveToolCall(session="s-1", call="call_1", allow=True),
+    ),
+    (
+        {"id": 18, "op": "approveToolCall", "session": "s-1", "call": "c", "allow": False,
+         "reason": "not that file"},
+        ApproveToolCall(session="s-1", call="c", allow=False, reason="not that file"),
     ),
     # Unknown fields are ignored (forward compatibility).
     ({"id": 14, "op": "ping", "future": [1, {"x": 2}]}, Ping()),
@@ -399,6 +411,9 @@ def command_strategy(cls: type[Command]) -> st.SearchStrategy[Command]:
     fields["temperature"] = st.none() | st.floats(0, 2)
     fields["maxTokens"] = st.none() | st.integers(1, 2**31 - 1)
     fields["hash"] = st.text("0123456789abcdef", min_size=64, max_size=64)
+    fields["call"] = st.text(min_size=1, max_size=256)
+    fields["allow"] = st.booleans()
+    fields["reason"] = st.none() | st.text(max_size=2000)
     return st.builds(cls, **{a.name: fields[a.name] for a in attrs.fields(cls)})
 
 
@@ -437,6 +452,9 @@ near_commands = st.fixed_dictionaries(
         "content": field_values,
         "since": field_values,
         "hash": field_values,
+        "call": field_values,
+        "allow": field_values,
+        "reason": field_values,
         "extra": field_values,
     },
 )
@@ -514,6 +532,7 @@ SUMMARY_WIRE = {
     "model": None,
     "temperature": None,
     "maxTokens": None,
+    "approval": None,
 }
 CALLING = Message(
     role="assistant",
@@ -572,6 +591,18 @@ DATA_SHAPES: list[tuple[EventData, dict[str, Any]]] = [
     ),
     (SessionRestarted(reason="boom", restarts=2), {"reason": "boom", "restarts": 2}),
     (SessionFailed(reason="too many restarts"), {"reason": "too many restarts"}),
+    (
+        ApprovalRequested(call="call_1", tool="delete_file", arguments='{"path": "a"}'),
+        {"call": "call_1", "tool": "delete_file", "arguments": '{"path": "a"}'},
+    ),
+    (
+        SessionUpdated(
+            summary=attrs.evolve(
+                SUMMARY, approval=PendingApproval(call="call_1", tool="delete_file")
+            )
+        ),
+        {**SUMMARY_WIRE, "approval": {"call": "call_1", "tool": "delete_file"}},
+    ),
 ]
 NOTIFICATION = Notification(
     kind="completed", title="blog: done", body="Added a footer", session="s-1f3a", project="blog"
@@ -733,6 +764,7 @@ summaries = st.builds(
     preview=st.none() | texts,
     queued=st.lists(texts, max_size=3).map(tuple),
     error=st.none() | texts,
+    approval=st.none() | st.builds(PendingApproval, call=texts, tool=texts),
 )
 tool_calls = st.builds(ToolCall, id=texts, name=texts, arguments=texts)
 messages = st.builds(
@@ -769,9 +801,10 @@ payloads: st.SearchStrategy[EventData] = st.one_of(
     ),
     st.builds(SessionRestarted, reason=texts, restarts=st.integers(0, 1000)),
     st.builds(SessionFailed, reason=texts),
+    st.builds(ApprovalRequested, call=texts, tool=texts, arguments=texts),
     st.builds(
         Notification,
-        kind=st.sampled_from(["completed", "stopped", "failed"]),
+        kind=st.sampled_from(["completed", "stopped", "failed", "approval"]),
         title=texts,
         body=texts,
         session=texts,
@@ -797,6 +830,7 @@ DATA_KEYS: dict[str, set[str]] = {
     "sessionRestarted": {"reason", "restarts"},
     "sessionFailed": {"reason"},
     "notification": {"kind", "title", "body", "session", "project"},
+    "approvalRequested": {"call", "tool", "arguments"},
 }
 
 
@@ -954,6 +988,7 @@ listed_summaries = st.builds(
     model=st.none() | tricky_texts,
     temperature=st.none() | st.floats(0, 2),
     max_tokens=st.none() | st.integers(1, 2**31 - 1),
+    approval=st.none() | st.builds(PendingApproval, call=tricky_texts, tool=tricky_texts),
 )
 
 
@@ -992,7 +1027,12 @@ odd_values = st.one_of(
 @settings(max_examples=500)
 @given(
     summary=listed_summaries,
-    odd=st.dictionaries(st.sampled_from([a.name for a in attrs.fields(Summary)]), odd_values),
+    # approval is a nested value, not a scalar that may hold an odd type: listed_summaries
+    # varies it.
+    odd=st.dictionaries(
+        st.sampled_from([a.name for a in attrs.fields(Summary) if a.name != "approval"]),
+        odd_values,
+    ),
 )
 def test_a_summary_written_by_hand_is_what_json_makes_of_it(
     summary: Summary, odd: dict[str, Any]
@@ -1096,6 +1136,33 @@ def test_open_session_takes_an_optional_temperature_and_max_tokens() -> None:
         reply = codec.decode(f'{{"id": 2, "op": "openSession", "project": "p", "{field}": {bad}}}')
         assert isinstance(reply, ErrorReply) and reply.code == code, (field, bad, reply)
         assert field in reply.message
+
+
+def test_approve_tool_call_checks_its_fields() -> None:
+    codec = Codec("greenroom.v1.json")
+    frame = '{"id": 1, "op": "approveToolCall", "session": "s-1", "call": "c1", "allow": false}'
+    incoming = codec.decode(frame)
+    assert isinstance(incoming, Incoming)
+    assert incoming.command == ApproveToolCall(session="s-1", call="c1", allow=False)
+    frame = frame.replace("false}", 'true, "reason": "no"}')
+    incoming = codec.decode(frame)
+    assert isinstance(incoming, Incoming)
+    assert incoming.command == ApproveToolCall(session="s-1", call="c1", allow=True, reason="no")
+    base = '{"id": 2, "op": "approveToolCall", "session": "s-1"'
+    for fields, code, named in [
+        ('"call": "c1"', "bad_request", "allow"),  # allow is required
+        ('"allow": true', "bad_request", "call"),
+        ('"call": "c1", "allow": 1', "bad_request", "allow"),
+        ('"call": "c1", "allow": "yes"', "bad_request", "allow"),
+        ('"call": 7, "allow": true', "bad_request", "call"),
+        ('"call": "", "allow": true', "invalid_argument", "tool call id"),
+        (f'"call": "{"c" * 257}", "allow": true', "invalid_argument", "tool call id"),
+        ('"call": "c1", "allow": false, "reason": 5', "bad_request", "reason"),
+        (f'"call": "c1", "allow": false, "reason": "{"r" * 2001}"', "invalid_argument", "reason"),
+    ]:
+        reply = codec.decode(f"{base}, {fields}}}")
+        assert isinstance(reply, ErrorReply) and reply.code == code, (fields, reply)
+        assert named in reply.message
 
 
 @pytest.mark.parametrize("subprotocol", ["greenroom.v1.json", "greenroom.v1.msgpack"])

@@ -26,6 +26,7 @@ PROTOCOL_OPS = {
     "sendMessage",
     "stopGeneration",
     "resumeSession",
+    "approveToolCall",
     "newChat",
     "deleteSession",
     "focusProject",

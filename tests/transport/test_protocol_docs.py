@@ -57,6 +57,7 @@ SUMMARY_KEYS = {
     "model",
     "temperature",
     "maxTokens",
+    "approval",
 }
 
 
