@@ -573,6 +573,10 @@ class SessionActor:
             while self._verdict is None or self._verdict[0] != call.id:
                 self._answered = trio.Event()
                 await self._answered.wait()
+            _, allowed, reason = self._verdict
+            self._verdict = None
+            if slots is not None:
+                await self._take_slot(slots)  # a stop may come while it waits for one
         except trio.Cancelled:
             if self._cancel_reason != "interrupted":
                 with trio.CancelScope(shield=True):
@@ -580,10 +584,6 @@ class SessionActor:
                         Message(role="tool", content=STOPPED_WAITING, tool_call_id=call.id)
                     )
             raise
-        _, allowed, reason = self._verdict
-        self._verdict = None
-        if slots is not None:
-            await self._take_slot(slots)
         return allowed, reason
 
     def _steps_taken(self) -> int:

@@ -313,3 +313,29 @@ async def test_a_turn_waiting_for_approval_gives_its_slot_back(
         await runtime.approve_tool_call(waiting, pending_call(runtime, waiting), allow=True)
         await next_event(client, turn_ended(waiting))
     assert not target.exists()
+
+
+async def test_a_stop_while_the_allowed_call_waits_for_a_slot_still_answers_it(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config: Config = make_config(tmp_path, limits=Limits(max_concurrent_turns=1))
+    async with open_test_runtime(config) as runtime, runtime.connect() as client:
+        waiting, target = await ask_to_delete(runtime, client, "waits")
+        busy = (await runtime.open_session("busy")).summary.session
+        client.subscribe(busy)
+        await runtime.send_message(busy, "[[tokens:400]] long")
+        await next_event(client, lambda e: e.session == busy and e.name == "streamingUpdate")
+        await runtime.approve_tool_call(waiting, pending_call(runtime, waiting), allow=True)
+        await next_event(
+            client,
+            lambda e: e.session == waiting
+            and isinstance(e.data, SessionUpdated)
+            and e.data.summary.waiting,
+        )
+        await runtime.stop_generation(waiting)
+        ended = await next_event(client, turn_ended(waiting))
+        state = await runtime.get_state(waiting)
+        await runtime.stop_generation(busy)
+    assert ended.data == LoadingChanged(loading=False, reason="stopped")
+    assert target.exists()
+    assert state.messages[-1].role == "tool" and state.messages[-1].content == STOPPED_WAITING
