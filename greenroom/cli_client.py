@@ -103,6 +103,9 @@ def sessions_table(summaries: Sequence[Mapping[str, Any]], now: float) -> str:
     rows = [["SESSION", "PROJECT", "STATUS", "MESSAGES", "LAST ACTIVITY", "PREVIEW"]]
     for s in sorted(summaries, key=lambda s: str(s.get("project"))):
         status = str(s.get("status"))
+        approval = s.get("approval")
+        if approval:
+            status += f" (approve {approval.get('tool')}?)"
         if s.get("queued"):
             status += f" (+{len(s['queued'])} queued)"
         rows.append(
