@@ -615,6 +615,20 @@ def make_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("session", help=SESSION_HELP)
     _client_flags(resume, json_help="print the result as JSON")
+
+    approve = command(
+        "approve",
+        "allow (or with --deny refuse) the tool call a session waits for approval of",
+        "greenroom approve demo",
+        'greenroom approve demo --deny --reason "keep that file"',
+    )
+    approve.add_argument("session", help=SESSION_HELP)
+    approve.add_argument(
+        "call", nargs="?", help="the tool call's id (default: the one the session waits for)"
+    )
+    approve.add_argument("--deny", action="store_true", help="refuse the call: it does not run")
+    approve.add_argument("--reason", help="with --deny: why, as the model reads it")
+    _client_flags(approve, json_help="print the result as JSON")
     for each in sub.choices.values():  # -v, -q and --log-format after the command too
         _logging_flags(each, default=argparse.SUPPRESS)
     return parser

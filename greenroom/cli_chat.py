@@ -16,6 +16,11 @@ Decisions (docs/cli.md says the same for users):
 - **Logs never split a reply**: only warnings are shown by default, on stderr, and on a
   terminal a log line first ends the reply's current line.
 - ``--json`` prints every event of the session, one JSON object per line, instead of the text.
+- **A tool call that waits for approval** (its summary's ``approval``, so a call still waiting
+  after a restart of the server is asked about too) is asked about on a terminal: ``y`` allows
+  it, anything else denies it, and text other than ``n`` is the reason the model reads. A call
+  answered elsewhere (the web UI, ``greenroom approve``) withdraws the question. Without a
+  terminal, the chat says how to answer with ``greenroom approve`` and keeps following.
 """
 
 from __future__ import annotations
@@ -120,6 +125,18 @@ def logs_on_their_own_line(output: Output) -> Iterator[None]:
             handler.removeFilter(guard)
 
 
+Answer = Callable[[str], Awaitable[str]]
+"""Asks the user a question and returns what they typed (``chat`` on a terminal)."""
+
+
+def parse_approval(answer: str) -> tuple[bool, str | None]:
+    """What a typed answer to "allow this call?" means: allowed, or denied with a reason."""
+    text = answer.strip()
+    if text.lower() in ("y", "yes"):
+        return True, None
+    return False, (None if text.lower() in ("", "n", "no") else text)
+
+
 @attrs.define(eq=False)
 class Chat:
     """One project's session, opened for chatting on a connected client."""
@@ -129,6 +146,8 @@ class Chat:
     session: str
     out: TextIO
     json_lines: bool = False
+    answer: Answer | None = None
+    """Asks about tool calls that wait for approval; None: only say how to answer them."""
     events: EventStream = attrs.field(init=False)
     output: Output = attrs.field(init=False)
     left: bool = attrs.field(init=False, default=False)
@@ -193,9 +212,33 @@ class Chat:
         with contextlib.suppress(ClientError, CommandError):
             await self.client.resume_session(self.session)
 
+    async def _approval(self, call: str, tool: str, scope: trio.CancelScope) -> None:
+        """Ask whether the waiting call may run, and say what was answered; ``scope`` is
+        cancelled when the call is answered elsewhere or the turn ends."""
+        with scope:
+            if self.answer is None:
+                self._note(
+                    f"{tool} waits for approval (call {call}): `greenroom approve "
+                    f"{self.project}` allows it, `greenroom approve {self.project} --deny "
+                    '--reason "..."` denies it'
+                )
+                return
+            if self.out.isatty():
+                self.output.newline()
+            typed = await self.answer(f"allow {tool}? [y/N, or a reason to deny] ")
+            allow, reason = parse_approval(typed)
+            try:
+                await self.client.approve_tool_call(self.session, call, allow=allow, reason=reason)
+            except CommandError as error:  # answered elsewhere meanwhile, or the turn ended
+                print_err(f"greenroom: {error}")
+                return
+            print_err(f"allowed {tool}" if allow else f"denied {tool}")
+
     async def _follow(self, content: str, nursery: trio.Nursery) -> int:
         ours = False  # whether our message was committed: what follows is our turn
         interrupted = False  # our turn was cut by a restart of the server, not resumed yet
+        asked: set[str] = set()  # the calls asked about (each once)
+        question: trio.CancelScope | None = None
         async for event in self.events:
             name, data = event.get("event"), event.get("data") or {}
             if name == "reconnected":
@@ -208,6 +251,17 @@ class Chat:
             if self.json_lines:
                 self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
                 self.out.flush()
+            if name in ("sessionUpdated", "sessionCreated"):
+                approval = data.get("approval")
+                if approval is None and question is not None:
+                    question.cancel()  # answered (here or elsewhere), or the turn ended
+                    question = None
+                elif approval is not None and approval.get("call") not in asked:
+                    asked.add(str(approval.get("call")))
+                    question = trio.CancelScope()
+                    nursery.start_soon(
+                        self._approval, str(approval["call"]), str(approval["tool"]), question
+                    )
             if name == "messageAdded":
                 message = data.get("message") or {}
                 if not ours:
@@ -261,16 +315,21 @@ Ask = Callable[[str], Awaitable[bool]]
 """Asks the user a yes-or-no question (``chat`` on a terminal)."""
 
 
-async def ask_on_tty(question: str) -> bool:
-    """Ask on the terminal; anything but y or yes is no."""
+async def read_on_tty(question: str) -> str:
+    """Ask on the terminal; what was typed (a thread reads it: a cancelled question leaves
+    it waiting for the line, which is fine for a process about to end)."""
 
     def read() -> str:
         sys.stderr.write(question)
         sys.stderr.flush()
         return sys.stdin.readline()
 
-    answer = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
-    return answer.strip().lower() in ("y", "yes")
+    return await trio.to_thread.run_sync(read, abandon_on_cancel=True)
+
+
+async def ask_on_tty(question: str) -> bool:
+    """Ask on the terminal; anything but y or yes is no."""
+    return (await read_on_tty(question)).strip().lower() in ("y", "yes")
 
 
 def describe_mcp_servers(servers: list[dict[str, Any]]) -> str:
@@ -324,11 +383,13 @@ async def open_chat(
     preset: str | None = None,
     json_lines: bool = False,
     ask: Ask | None = None,
+    answer: Answer | None = None,
 ) -> Chat:
     """The project's session, subscribed; a project that does not exist yet is created, and
     stderr says so (a typo in a project name should not go unnoticed). A project whose
-    ``.mcp.json`` is not approved yet is asked about first (with ``ask``). With ``preset``,
-    the session is opened with that preset (``model`` wins over the preset's)."""
+    ``.mcp.json`` is not approved yet is asked about first (with ``ask``); tool calls that wait
+    for approval are asked about with ``answer``. With ``preset``, the session is opened with
+    that preset (``model`` wins over the preset's)."""
     projects = (await client.list_projects())["projects"]
     if not any(p.get("project") == project for p in projects):
         if preset is not None:
@@ -349,7 +410,14 @@ async def open_chat(
     await approve_mcp(client, project, opened.get("mcp"), ask)
     session = opened["session"]["session"]
     await client.subscribe(session)
-    return Chat(client=client, project=project, session=session, out=out, json_lines=json_lines)
+    return Chat(
+        client=client,
+        project=project,
+        session=session,
+        out=out,
+        json_lines=json_lines,
+        answer=answer,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -406,6 +474,15 @@ async def interactive(chat: Chat, prompt_out: TextIO) -> int:
     # process's stdin open.
     async with trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())) as stream, ctrl_c() as keys:
         lines = _Lines(stream)
+        if chat.answer is not None:
+            # The prompt's reader owns stdin (non-blocking now): questions are read by it too.
+
+            async def answer(question: str) -> str:
+                prompt_out.write(question)
+                prompt_out.flush()
+                return await lines.readline() or ""
+
+            chat.answer = answer
         while True:
             line = await _prompt(lines, keys, prompt_out)
             if line is None:

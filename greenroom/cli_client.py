@@ -104,6 +104,9 @@ def sessions_table(summaries: Sequence[Mapping[str, Any]], now: float) -> str:
     rows = [["SESSION", "PROJECT", "STATUS", "MESSAGES", "LAST ACTIVITY", "PREVIEW"]]
     for s in sorted(summaries, key=lambda s: str(s.get("project"))):
         status = str(s.get("status"))
+        approval = s.get("approval")
+        if approval:
+            status += f" (approve {approval.get('tool')}?)"
         if s.get("queued"):
             status += f" (+{len(s['queued'])} queued)"
         rows.append(
@@ -181,9 +184,10 @@ async def cmd_chat(args: argparse.Namespace) -> int:
         logs_on_their_own_line,
         one_message,
         open_chat,
+        read_on_tty,
     )
 
-    ask = ask_on_tty if sys.stdin.isatty() and sys.stderr.isatty() else None
+    on_tty = sys.stdin.isatty() and sys.stderr.isatty()
 
     async def body(client: GreenroomClient) -> int:
         chat = await open_chat(
@@ -193,7 +197,8 @@ async def cmd_chat(args: argparse.Namespace) -> int:
             model=args.model,
             preset=args.preset,
             json_lines=args.json,
-            ask=ask,
+            ask=ask_on_tty if on_tty else None,
+            answer=read_on_tty if on_tty else None,
         )
         with logs_on_their_own_line(chat.output):
             if args.message is None:
@@ -364,6 +369,32 @@ async def cmd_resume(args: argparse.Namespace) -> int:
     return await with_client(args, body)
 
 
+async def cmd_approve(args: argparse.Namespace) -> int:
+    if args.reason is not None and not args.deny:
+        raise UsageError("--reason goes with --deny: it is what the model reads of a refusal")
+
+    async def body(client: GreenroomClient) -> int:
+        session = await session_of(client, args.session)
+        summary = next(
+            (s for s in (await client.list_sessions())["sessions"] if s["session"] == session),
+            None,
+        )
+        pending = (summary or {}).get("approval")
+        call = args.call or (pending or {}).get("call")
+        if call is None:
+            raise CommandError("conflict", f"session {session} is not waiting for an approval")
+        allow = not args.deny
+        await client.approve_tool_call(session, call, allow=allow, reason=args.reason)
+        tool = (pending or {}).get("tool") if (pending or {}).get("call") == call else None
+        if args.json:
+            print_json({"session": session, "call": call, "allow": allow})
+        else:
+            print(f"{'allowed' if allow else 'denied'} {tool or 'the call'} ({call}) in {session}")
+        return EXIT_OK
+
+    return await with_client(args, body)
+
+
 COMMANDS: Final[Mapping[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]]] = {
     "chat": cmd_chat,
     "sessions": cmd_sessions,
@@ -374,4 +405,5 @@ COMMANDS: Final[Mapping[str, Callable[[argparse.Namespace], Coroutine[Any, Any, 
     "delete": cmd_delete,
     "new-chat": cmd_new_chat,
     "resume": cmd_resume,
+    "approve": cmd_approve,
 }

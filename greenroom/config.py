@@ -11,6 +11,7 @@ import attrs
 import platformdirs
 
 from greenroom.agent.mcp.config import McpServer, McpTimings
+from greenroom.agent.policy import ToolPolicy
 
 if TYPE_CHECKING:  # greenroom.presets checks its values against the limits defined here
     from greenroom.presets import Preset
@@ -114,6 +115,9 @@ class Config:
     mcp_timings: McpTimings = attrs.Factory(McpTimings)
     # Session presets from config.toml's [presets.NAME] (a project's own are read on demand).
     presets: tuple[Preset, ...] = ()
+    # Which tool calls run, ask first or are refused (config.toml's [tool_policy]); each
+    # project's .ai/tools.toml is laid over it (see greenroom.agent.policy).
+    tool_policy: ToolPolicy = attrs.Factory(ToolPolicy)
     seed: int | None = None
     now: Callable[[], float] = time.time
 

@@ -32,12 +32,14 @@ from cattrs.preconf.msgpack import MsgpackConverter, make_converter
 
 from greenroom.actors.events import (
     QUEUED_PREVIEW_CHARS,
+    ApprovalRequested,
     Event,
     EventData,
     LoadingChanged,
     MessageAdded,
     Notification,
     PartialToolCall,
+    PendingApproval,
     SessionCreated,
     SessionDeleted,
     SessionFailed,
@@ -54,6 +56,7 @@ from greenroom.store.history import thinking_from_json, thinking_to_json
 __all__ = [
     "EVENT_TYPES",
     "QUEUED_PREVIEW_CHARS",
+    "approval_to_wire",
     "camel",
     "converter",
     "event_from_record",
@@ -139,10 +142,12 @@ converter.register_structure_hook(Message, _message_from_wire)
 
 # Generated after the message hooks above, which they embed.
 for _cls in (
+    PendingApproval,
     Summary,
     PartialToolCall,
     MessageAdded,
     LoadingChanged,
+    ApprovalRequested,
     SessionRestarted,
     SessionFailed,
     Notification,
@@ -196,7 +201,13 @@ def _summary_fields(summary: Summary, queued: list[str]) -> dict[str, Any]:
         "temperature": summary.temperature,
         "maxTokens": summary.max_tokens,
         "preset": summary.preset,
+        "approval": approval_to_wire(summary.approval),
     }
+
+
+def approval_to_wire(approval: PendingApproval | None) -> dict[str, str] | None:
+    """A summary's ``approval``: ``{"call", "tool"}``, or None."""
+    return None if approval is None else {"call": approval.call, "tool": approval.tool}
 
 
 converter.register_unstructure_hook(Summary, summary_to_record)
@@ -264,6 +275,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         MessageAdded,
         StreamingUpdate,
         LoadingChanged,
+        ApprovalRequested,
         SessionRestarted,
         SessionFailed,
         Notification,

@@ -50,6 +50,7 @@ from greenroom.actors.persistence import (
     dormant_from_payload,
 )
 from greenroom.actors.session import (
+    ApproveToolCall,
     CancelQueued,
     GetState,
     NewChat,
@@ -286,6 +287,14 @@ class Runtime:
 
     async def resume_session(self, session: str) -> None:
         await (await self._session(session)).ask(ResumeSession())
+
+    async def approve_tool_call(
+        self, session: str, call: str, *, allow: bool, reason: str | None = None
+    ) -> None:
+        """Allow or deny the tool call ``call`` that the session's turn waits on; ``reason``
+        is shown to the model when it is denied."""
+        approval = ApproveToolCall(call=call, allow=allow, reason=reason)
+        await (await self._session(session)).ask(approval)
 
     async def new_chat(self, session: str) -> None:
         name = history_name(self.config.now(), self._rng)

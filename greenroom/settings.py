@@ -30,6 +30,7 @@ from typing import Any, Final
 import attrs
 
 from greenroom.agent.mcp.config import McpConfigError, McpServer, parse_servers
+from greenroom.agent.policy import PolicyError, ToolPolicy, parse_policy
 from greenroom.config import (
     MAX_TEMPERATURE,
     MAX_TOKENS,
@@ -175,6 +176,15 @@ def _presets(raw: object, text: bool) -> tuple[Preset, ...]:
         raise SettingsError(error.message) from None
 
 
+def _tool_policy(raw: object, text: bool) -> ToolPolicy:
+    if text:
+        raise ValueError  # a table, not a string: config.toml only
+    try:
+        return parse_policy(raw, where="tool_policy")
+    except PolicyError as error:
+        raise SettingsError(error.message) from None
+
+
 def _boolean(raw: object, text: bool) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -231,6 +241,8 @@ class Setting:
     def parse(self, raw: object, *, text: bool, source: str) -> Any:
         try:
             return self.kind.convert(raw, text)
+        except SettingsError as error:  # a table's own checks say what is wrong; add where
+            raise SettingsError(f"{source}: {error.message}") from None
         except ValueError:
             shown = "***" if self.secret else repr(raw)
             name = self.key.rpartition(".")[2]
@@ -299,6 +311,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             default=(), help="session presets a client may open a session with ([presets.NAME] "
             "tables in config.toml: description, model, temperature, max_tokens, system_prompt, "
             "mcp_servers, tools; see docs/presets.md)"),
+    Setting(key="tool_policy",
+            kind=Kind(expect="a table of tool names to allow, ask or deny",
+                      convert=_tool_policy),
+            default=ToolPolicy(), help="which tool calls run, ask a user first or are refused "
+            "([tool_policy] in config.toml: NAME = \"allow\" | \"ask\" | \"deny\", * for "
+            "any characters; see docs/tools.md)"),
     Setting(key="allowed_origins", kind=ORIGINS, default=(),
             env=("GREENROOM_ALLOWED_ORIGINS",), flag="--allowed-origins",
             help="web origins allowed besides the local ones, comma-separated (the public "
@@ -370,6 +388,7 @@ class Settings:
             simulated=SimulatedConfig(**_table(v, "simulated")),
             mcp_servers=v["mcp_servers"],
             presets=v["presets"],
+            tool_policy=v["tool_policy"],
         )
 
     @property
@@ -478,6 +497,8 @@ def _shown(setting: Setting, value: Any) -> Any:
         return [server.describe() for server in value]  # names of env and headers, no values
     if setting.key == "presets":
         return {preset.name: preset.describe() for preset in value}
+    if isinstance(value, ToolPolicy):
+        return value.describe()
     if setting.secret and isinstance(value, dict):
         return {name: mask(str(item)) for name, item in value.items()}  # the names are useful
     if setting.secret:

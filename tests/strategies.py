@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from greenroom.actors.events import Summary
+from greenroom.actors.events import PendingApproval, Summary
 
 # Text with what JSON and msgpack treat specially: quotes, escapes, control characters,
 # non-ASCII, lone surrogates.
@@ -43,6 +43,7 @@ def summary_fields(text: st.SearchStrategy[str] = texts) -> dict[str, st.SearchS
         "system_prompt": st.none() | text,
         "mcp_servers": st.none() | st.lists(text, max_size=2).map(tuple),
         "tools": st.dictionaries(text, st.sampled_from(["allow", "ask", "deny"]), max_size=2),
+        "approval": st.none() | st.builds(PendingApproval, call=text, tool=text),
     }
 
 

@@ -165,6 +165,9 @@ def test_sessions_table_and_lifecycle_lines() -> None:
                                 "PREVIEW"]  # fmt: skip
     assert "s-1" in table[1] and "running (+1 queued)" in table[1] and "1m ago" in table[1]
     assert "Once upon a time" in table[1]
+    asking = {**summary, "queued": [], "approval": {"call": "c1", "tool": "delete_file"}}
+    table = cli_client.sessions_table([asking], now=1090.0).splitlines()
+    assert "running (approve delete_file?)" in table[1]
 
     def line(name: str, **data: object) -> str | None:
         event = {"event": name, "session": "s-1", "project": "blog", "seq": 4, "data": data}

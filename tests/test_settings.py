@@ -13,7 +13,7 @@ from greenroom.agent.openai import OpenAIProvider
 from greenroom.config import Config, Limits, default_data_dir
 from greenroom.errors import InvalidArgument
 from greenroom.runtime import make_provider
-from greenroom.settings import SettingsError, load_file, mask, resolve
+from greenroom.settings import SettingsError, load_file, mask, render, resolve
 
 KEY = "sk-proj-abcdefghijklmnop1234"
 
@@ -193,3 +193,30 @@ def test_make_provider_openai() -> None:
     assert "127.0.0.1:1" in repr(local)
     with pytest.raises(InvalidArgument, match="unknown provider"):
         make_provider(Config(provider="nope"))
+
+
+def test_tool_policy_from_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[tool_policy]\ndelete_file = "allow"\n"mcp__github__*" = "ask"\n')
+    settings = resolve(file=path, env={}, flags={})
+    policy = settings.config().tool_policy
+    assert policy.decide("delete_file") == "allow"
+    assert policy.decide("mcp__github__create_issue") == "ask"
+    assert policy.decide("write_file") == "allow"
+    shown = 'tool_policy = { "delete_file" = "allow", "mcp__github__*" = "ask" }  # file'
+    assert shown in render(settings)
+    assert resolve(file=None, env={}, flags={}).config().tool_policy.decide("delete_file") == "ask"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[tool_policy]\nread_file = "sometimes"\n', "bad decision 'sometimes' for 'read_file'"),
+        ('[tool_policy]\n"bad name!" = "ask"\n', "bad tool name 'bad name!'"),
+        ('tool_policy = "ask"\n', "tool_policy: give a table of tool names"),
+    ],
+)
+def test_bad_tool_policies(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(SettingsError) as caught:
+        load_file(path)
+    assert str(path) in caught.value.message and message in caught.value.message

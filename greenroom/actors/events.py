@@ -16,7 +16,7 @@ from greenroom.agent.chat import Message
 
 Status = Literal["idle", "running", "stopping", "interrupted", "failed"]
 EndReason = Literal["completed", "truncated", "stopped", "failed", "interrupted"]
-NotificationKind = Literal["completed", "truncated", "stopped", "failed"]
+NotificationKind = Literal["completed", "truncated", "stopped", "failed", "approval"]
 
 PREVIEW_CHARS = 50
 
@@ -32,14 +32,25 @@ def queued_preview(text: str) -> str:
 
 
 @attrs.frozen(kw_only=True)
+class PendingApproval:
+    """The tool call a session's turn waits on: its id and its tool. The arguments are in
+    the assistant message that holds the call (and in ``approvalRequested``), not here: a
+    summary goes to every client with every change, and must stay small."""
+
+    call: str
+    tool: str
+
+
+@attrs.frozen(kw_only=True)
 class Summary:
     """What a session list shows of one session (the protocol's ``summary``).
 
     ``queued`` (the texts waiting), ``error`` (why the last turn failed) and ``waiting`` (the
     turn waits for a slot under ``max_concurrent_turns``) and ``model``, ``temperature`` and
     ``max_tokens`` (what this session asked for, None for the server's) are greenroom's
-    additions to the protocol's summary, and so is ``preset`` (the preset the session was
-    opened with, or None).
+    additions to the protocol's summary, and so are ``preset`` (the preset the session was
+    opened with, or None) and ``approval`` (the tool call the running turn waits on a user's
+    decision for, None when it waits for none).
 
     ``system_prompt``, ``mcp_servers`` (None: every configured server) and ``tools`` (the
     preset's tool policy, tool name -> ``allow``/``ask``/``deny``) come with the preset. They
@@ -67,6 +78,7 @@ class Summary:
     mcp_servers: tuple[str, ...] | None = None
     # A dict in a frozen class: summaries are compared, never hashed.
     tools: Mapping[str, str] = attrs.field(factory=dict)
+    approval: PendingApproval | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -124,6 +136,17 @@ class LoadingChanged:
 
 
 @attrs.frozen(kw_only=True)
+class ApprovalRequested:
+    """The turn waits for a user to allow or deny tool call ``call`` (``approveToolCall``);
+    ``arguments`` is the JSON text the model wrote."""
+
+    name: ClassVar[str] = "approvalRequested"
+    call: str
+    tool: str
+    arguments: str
+
+
+@attrs.frozen(kw_only=True)
 class SessionRestarted:
     name: ClassVar[str] = "sessionRestarted"
     reason: str
@@ -157,6 +180,7 @@ EventData = (
     | MessageAdded
     | StreamingUpdate
     | LoadingChanged
+    | ApprovalRequested
     | SessionRestarted
     | SessionFailed
     | Notification

@@ -169,17 +169,17 @@ class SessionManager:
     def adopt(self, summaries: Iterable[Summary]) -> None:
         """Register the sessions restored from disk, before the manager runs. Those that were
         running when the server went down are started again at once (to be marked interrupted,
-        and resumed under policy auto), and so are, under auto, idle ones with texts queued
-        (they run); the others wait until they are used."""
+        and resumed under policy auto, or whatever the policy when they wait for an approval),
+        and so are, under auto, idle ones with texts queued (they run); the others wait until
+        they are used."""
         auto = self.config.resume == "auto"
         for summary in summaries:
             self._register(summary.session, summary.project)
-            if summary.status in ("running", "stopping") or (
-                auto
-                and (
-                    summary.status == "interrupted"
-                    or (summary.status == "idle" and summary.queued)
-                )
+            waiting = summary.approval is not None
+            if (
+                summary.status in ("running", "stopping")
+                or (summary.status == "interrupted" and (auto or waiting))
+                or (auto and summary.status == "idle" and summary.queued)
             ):
                 self._to_recover.append(summary.session)
 

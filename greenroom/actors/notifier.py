@@ -1,11 +1,14 @@
-"""The notifier: tells clients when a session finishes a turn in a project they are not viewing.
+"""The notifier: tells clients when a session finishes a turn in a project they are not viewing,
+and when one waits for a user to approve a tool call there (``approvalRequested``).
 
 Clients say what they view with ``focusProject``. When a session's ``loadingChanged`` turns false
 (completed, stopped or failed; not interrupted, which is the server going down), every connected
 client whose focus is another project gets a ``notification``. When no connected client got it
 or saw the turn end in its own view (nobody connected, or only clients that left without a
 close frame), it is kept (the newest :data:`MAX_PENDING`), and the next client to connect
-receives them all in its ``welcome``; they are then cleared, as a toast is once shown.
+receives them all in its ``welcome``; they are then cleared, as a toast is once shown. A kept
+approval notification is dropped once that call is answered or its turn ends: it would ask for
+something no longer asked.
 
 Only clients of the websocket transport register here (``Connect``); an observer inside the
 server, such as the serve command's log, is no receiver. A client counts until its connection
@@ -21,6 +24,7 @@ import trio
 
 from greenroom.actors.bus import Subscription
 from greenroom.actors.events import (
+    ApprovalRequested,
     Event,
     LoadingChanged,
     MessageAdded,
@@ -61,8 +65,8 @@ NotifierMessage = Event | Connect | Disconnect | Focus
 
 def wants(event: Event) -> bool:
     """The events the notifier is attached to the bus for."""
-    return isinstance(event.data, LoadingChanged | SessionDeleted) or (
-        isinstance(event.data, MessageAdded) and event.data.message.role == "assistant"
+    return isinstance(event.data, LoadingChanged | SessionDeleted | ApprovalRequested) or (
+        isinstance(event.data, MessageAdded) and event.data.message.role in ("assistant", "tool")
     )
 
 
@@ -111,11 +115,29 @@ class NotifierActor:
         if session is None or project is None:
             return
         match event.data:
+            case MessageAdded(message=message) if message.role == "tool":
+                self._drop_approvals(session)
             case MessageAdded(message=message):
                 if message.content:
                     self._last_reply[session] = message.content
             case SessionDeleted():
                 self._last_reply.pop(session, None)
+                self._drop_approvals(session)
+            case ApprovalRequested(tool=tool, arguments=arguments):
+                self._notify(
+                    Event(
+                        session=None,
+                        project=project,
+                        seq=None,
+                        data=Notification(
+                            kind="approval",
+                            title=_TITLES["approval"].format(project=project),
+                            body=f"{tool} {arguments}"[:BODY_CHARS],
+                            session=session,
+                            project=project,
+                        ),
+                    )
+                )
             case LoadingChanged(loading=False, reason=reason, error=error) if reason in (
                 "completed",
                 "truncated",
@@ -123,6 +145,7 @@ class NotifierActor:
                 "failed",
             ):
                 kind: NotificationKind = reason
+                self._drop_approvals(session)
                 body = error if kind == "failed" and error else self._last_reply.get(session, "")
                 self._notify(
                     Event(
@@ -138,6 +161,12 @@ class NotifierActor:
                         ),
                     )
                 )
+
+    def _drop_approvals(self, session: str) -> None:
+        if any(_asks(kept, session) for kept in self._pending):
+            kept = [event for event in self._pending if not _asks(event, session)]
+            self._pending.clear()
+            self._pending.extend(kept)
 
     @property
     def clients(self) -> int:
@@ -158,9 +187,15 @@ class NotifierActor:
             self._pending.append(notification)
 
 
+def _asks(event: Event, session: str) -> bool:
+    data = event.data
+    return isinstance(data, Notification) and data.kind == "approval" and data.session == session
+
+
 _TITLES: dict[NotificationKind, str] = {
     "completed": "{project}: session complete",
     "truncated": "{project}: reply cut off at the length limit",
     "stopped": "{project}: session stopped",
     "failed": "{project}: session failed",
+    "approval": "{project}: a tool call waits for approval",
 }

@@ -12,6 +12,15 @@ State machine (``status``)::
     running --shutdown or crash--> interrupted --resume--> running
     any --supervisor gives up--> failed --sendMessage or resumeSession--> running
 
+A tool call whose policy is ``ask`` (see :mod:`greenroom.agent.policy`) keeps the turn running
+while it waits: ``approvalRequested`` is published and the summary's ``approval`` names the
+call until ``approveToolCall`` answers it (allowed: the tool runs; denied: the model reads a
+refusal) or the turn ends (a stop answers the call as not run). A turn interrupted while
+waiting (shutdown, crash, kill -9) keeps ``approval`` and is resumed at once whatever the
+resume policy, as waiting costs nothing: it waits for the same call again, without asking the
+model again and without publishing another ``approvalRequested``. While it waits, the turn
+gives its slot of ``max_concurrent_turns`` back.
+
 Every change is an event applied to the actor's own state and published on the bus with the
 session's next ``seq``; nothing else changes the state, so the persistence mirror, which applies
 the same events, can rebuild this actor exactly after a crash.
@@ -20,16 +29,17 @@ the same events, can rebuild this actor exactly after a crash.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import trio
 
 from greenroom.actors.bus import EventBus
 from greenroom.actors.events import (
+    ApprovalRequested,
     EndReason,
     Event,
     EventData,
@@ -46,6 +56,7 @@ from greenroom.actors.mailbox import Inbox, Reply
 from greenroom.actors.state import SessionState, SessionView
 from greenroom.agent.chat import Message, Thinking, ToolCall
 from greenroom.agent.mcp.hub import McpRegistry
+from greenroom.agent.policy import Decision, ToolPolicy
 from greenroom.agent.provider import (
     CompletionRequest,
     Finish,
@@ -60,6 +71,7 @@ from greenroom.errors import (
     GreenroomError,
     InvalidArgument,
     LimitReached,
+    NotFound,
     ProviderError,
     TooLarge,
 )
@@ -74,6 +86,14 @@ CUT_TOOL_CALL = (
 )
 """The result of a tool call in a truncated reply: its arguments may be cut mid-way, so it is
 not run, but it is answered, as every API requires of a tool call."""
+DENIED_BY_POLICY = "error: not run: the tool policy denies {tool}"
+DENIED_BY_USER = "error: not run: the user denied this call"
+STOPPED_WAITING = "error: not run: the turn was stopped while this call waited for approval"
+
+
+def denied(reason: str | None) -> str:
+    """The result the model reads for a call a user denied, with the reason they gave."""
+    return DENIED_BY_USER + (f": {reason}" if reason else "")
 
 
 @attrs.frozen(kw_only=True)
@@ -137,6 +157,17 @@ class SetSettings:
 
 
 @attrs.frozen(kw_only=True)
+class ApproveToolCall:
+    """Allow or deny the tool call the turn waits on; ``reason`` is shown to the model when
+    it is denied."""
+
+    call: str
+    allow: bool
+    reason: str | None = None
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
 class GetState:
     reply: Reply[SessionView] = attrs.field(factory=Reply, eq=False, repr=False)
 
@@ -149,6 +180,7 @@ SessionMessage = (
     | NewChat
     | DeleteSession
     | SetSettings
+    | ApproveToolCall
     | GetState
 )
 
@@ -218,6 +250,11 @@ class SessionActor:
     # neither (see _run_turn).
     _queue_lock: trio.StrictFIFOLock = attrs.field(factory=trio.StrictFIFOLock, init=False)
     _deleted: bool = attrs.field(default=False, init=False)
+    # The user's answer to the pending approval (call, allowed, reason), until the turn takes
+    # it; ``_answered`` wakes the turn.
+    _verdict: tuple[str, bool, str | None] | None = attrs.field(default=None, init=False)
+    _answered: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _holding_slot: bool = attrs.field(default=False, init=False)
 
     async def run(
         self,
@@ -265,6 +302,9 @@ class SessionActor:
                     reply.send(None)
                 case SetSettings(reply=reply):
                     await self._set_settings(message)
+                    reply.send(None)
+                case ApproveToolCall(call=call, allow=allow, reason=reason, reply=reply):
+                    await self._approve(call, allow, reason)
                     reply.send(None)
                 case GetState(reply=reply):
                     reply.send(self.state.view())
@@ -339,6 +379,20 @@ class SessionActor:
             await self._cancel_turn("stopped")
         return discarded
 
+    async def _approve(self, call: str, allow: bool, reason: str | None) -> None:
+        pending = self.state.approval
+        if pending is None or self._turn_scope is None:
+            raise Conflict(f"session {self.state.session} is not waiting for an approval")
+        if pending.call != call:
+            raise NotFound(
+                f"session {self.state.session} has no tool call {call!r} waiting for "
+                f"approval (it waits for {pending.call!r})"
+            )
+        self._verdict = (call, allow, reason)
+        self._answered.set()
+        # Published before the reply: a client told "ok" never sees the call still waiting.
+        await self._update(approval=None)
+
     def _resume(self) -> None:
         if self._turn_scope is not None:
             raise Conflict(f"session {self.state.session} is running")
@@ -350,7 +404,9 @@ class SessionActor:
 
     async def _new_chat(self, name: str) -> None:
         await self._stop()
-        await self._update(name=name, message_count=0, status="idle", error=None)
+        await self._update(
+            name=name, message_count=0, status="idle", error=None, approval=None
+        )
 
     # -- recovery ---------------------------------------------------------------------------
 
@@ -366,11 +422,11 @@ class SessionActor:
         if self.state.status in ("running", "stopping"):
             reason: EndReason = "stopped" if self.state.status == "stopping" else "interrupted"
             await self._emit(LoadingChanged(loading=False, reason=reason))
-        if self.config.resume != "auto":
-            return
-        if self.state.status == "interrupted":
+        if self.state.status == "interrupted" and (
+            self.config.resume == "auto" or self.state.approval is not None
+        ):
             self._start_turn(None)  # its end takes the queued texts, as any turn's does
-        elif self.state.queued and self.state.status == "idle":
+        elif self.config.resume == "auto" and self.state.queued and self.state.status == "idle":
             # Stopped after a turn ended but before the next text was taken (two journal
             # writes when the bus was full): that text runs now.
             async with self._queue_lock:
@@ -462,20 +518,30 @@ class SessionActor:
 
     @asynccontextmanager
     async def _turn_slot(self) -> AsyncIterator[None]:
-        """Hold one of the shared turn slots while the turn streams; while none is free, the
-        session is still loading and its summary says it is ``waiting``."""
+        """Hold one of the shared turn slots while the turn runs (but for its waits for an
+        approval); while none is free, the session is still loading and its summary says it
+        is ``waiting``."""
         slots = self.turn_slots
         if slots is None:
             yield
             return
+        await self._take_slot(slots)
+        try:
+            yield
+        finally:
+            if self._holding_slot:
+                self._holding_slot = False
+                slots.release()
+
+    async def _take_slot(self, slots: trio.CapacityLimiter) -> None:
         if slots.available_tokens == 0:
             await self._update(waiting=True)
-            async with slots:
-                await self._update(waiting=False)
-                yield
+            await slots.acquire()
+            self._holding_slot = True
+            await self._update(waiting=False)
         else:
-            async with slots:
-                yield
+            await slots.acquire()
+            self._holding_slot = True
 
     async def _steps(self) -> EndReason:
         """Run steps until the model stops; ``truncated`` when its length limit cut a reply."""
@@ -553,6 +619,25 @@ class SessionActor:
         # File tools are short and shielded: a stop waits for the one in progress. An MCP
         # call may take long: a stop cancels it, and it is answered as stopped.
         assert self._toolbox is not None
+        pending = self.state.approval
+        if pending is not None and pending.call == call.id:
+            decision: Decision = "ask"  # asked before an interruption: the same question waits
+        else:
+            preset = ToolPolicy(rules=cast(Mapping[str, Decision], self.state.tools))
+            decision = await self._toolbox.decide(call.name, self.config.tool_policy, preset)
+        if decision == "deny":
+            refusal = DENIED_BY_POLICY.format(tool=call.name)
+            with trio.CancelScope(shield=True):
+                await self._commit(Message(role="tool", content=refusal, tool_call_id=call.id))
+            return
+        if decision == "ask":
+            allowed, reason = await self._ask(call)
+            if not allowed:
+                with trio.CancelScope(shield=True):
+                    await self._commit(
+                        Message(role="tool", content=denied(reason), tool_call_id=call.id)
+                    )
+                return
         try:
             result = await self._toolbox.run(call.name, call.arguments)
         except trio.Cancelled:
@@ -563,6 +648,38 @@ class SessionActor:
             raise
         with trio.CancelScope(shield=True):
             await self._commit(Message(role="tool", content=result, tool_call_id=call.id))
+
+    async def _ask(self, call: ToolCall) -> tuple[bool, str | None]:
+        """Wait for a user to allow or deny ``call``: whether it was allowed, and the reason
+        given. A stop answers it as not run; an interruption leaves it waiting, for the
+        resumed turn."""
+        pending = self.state.approval
+        if pending is None or pending.call != call.id:
+            self._verdict = None  # one for an earlier call, left by a stop: not this one's
+            await self._emit(
+                ApprovalRequested(call=call.id, tool=call.name, arguments=call.arguments)
+            )
+            await self._update()
+        slots = self.turn_slots if self._holding_slot else None
+        if slots is not None:
+            self._holding_slot = False
+            slots.release()  # nobody's turn waits behind one that waits for a person
+        try:
+            while self._verdict is None or self._verdict[0] != call.id:
+                self._answered = trio.Event()
+                await self._answered.wait()
+            _, allowed, reason = self._verdict
+            self._verdict = None
+            if slots is not None:
+                await self._take_slot(slots)  # a stop may come while it waits for one
+        except trio.Cancelled:
+            if self._cancel_reason != "interrupted":
+                with trio.CancelScope(shield=True):
+                    await self._commit(
+                        Message(role="tool", content=STOPPED_WAITING, tool_call_id=call.id)
+                    )
+            raise
+        return allowed, reason
 
     def _steps_taken(self) -> int:
         steps = 0

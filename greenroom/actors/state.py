@@ -13,10 +13,12 @@ import attrs
 
 from greenroom.actors.events import (
     PREVIEW_CHARS,
+    ApprovalRequested,
     Event,
     LoadingChanged,
     MessageAdded,
     PartialToolCall,
+    PendingApproval,
     SessionCreated,
     SessionFailed,
     SessionUpdated,
@@ -91,6 +93,7 @@ class SessionState:
     system_prompt: str | None = None
     mcp_servers: tuple[str, ...] | None = None
     tools: Mapping[str, str] = attrs.Factory(dict)
+    approval: PendingApproval | None = None
 
     @property
     def loading(self) -> bool:
@@ -116,6 +119,7 @@ class SessionState:
             system_prompt=self.system_prompt,
             mcp_servers=self.mcp_servers,
             tools=self.tools,
+            approval=self.approval,
         )
 
     def view(self) -> SessionView:
@@ -159,10 +163,16 @@ class SessionState:
             case LoadingChanged(loading=False, reason=reason, error=error):
                 self.streaming = None
                 self.waiting = False
+                if reason != "interrupted":
+                    # An interrupted turn resumes waiting for the same call (a restart);
+                    # any other end answers or drops it.
+                    self.approval = None
                 self.status = _STATUS_AFTER.get(reason or "completed", "idle")
                 self.error = error
             case SessionCreated(summary=summary) | SessionUpdated(summary=summary):
                 self._apply_summary(summary)
+            case ApprovalRequested(call=call, tool=tool):
+                self.approval = PendingApproval(call=call, tool=tool)
             case SessionFailed(reason=reason):
                 self.status = "failed"
                 self.error = reason
@@ -183,5 +193,6 @@ class SessionState:
         self.system_prompt = summary.system_prompt
         self.mcp_servers = summary.mcp_servers
         self.tools = summary.tools
+        self.approval = summary.approval
         # The summary is authoritative on the message count: after newChat it is 0.
         del self.messages[summary.message_count :]

@@ -18,11 +18,19 @@ import attrs
 import trio
 
 from greenroom.agent.mcp.hub import McpHub, McpRegistry, open_mcp_hub
+from greenroom.agent.policy import (
+    Decision,
+    PolicyError,
+    ToolPolicy,
+    read_project_policy,
+    tightened,
+)
 from greenroom.agent.provider import ToolSchema
 from greenroom.agent.tools import TOOLS, run_tool
 from greenroom.errors import GreenroomError
 
 logger = logging.getLogger("greenroom.mcp")
+policy_logger = logging.getLogger("greenroom.policy")
 
 STOPPED_CALL = "error: the call was stopped before it finished; it may have had effects"
 
@@ -46,6 +54,23 @@ class Toolbox:
             # MCP must never fail a turn: the step goes on with the file tools.
             logger.exception("the MCP servers of %s could not be prepared", self.project_dir.name)
             return TOOLS
+
+    async def decide(
+        self, name: str, policy: ToolPolicy, preset: ToolPolicy | None = None
+    ) -> Decision:
+        """Whether a call of ``name`` runs, asks first or is refused: as ``policy`` (the
+        global one) decides, made stricter by the session's ``preset`` table and the project's
+        ``.ai/tools.toml`` (read again for every call, so that an edit counts at once); see
+        greenroom.agent.policy. A file that cannot be used is logged, and every call then asks
+        (see :meth:`ToolPolicy.stricter`)."""
+        try:
+            project = await trio.to_thread.run_sync(read_project_policy, self.project_dir)
+        except PolicyError as error:
+            policy_logger.error("project %s: %s", self.project_dir.name, error.message)
+            policy, project = policy.stricter(), ToolPolicy()
+        destructive = self.mcp is not None and self.mcp.destructive(name)
+        decision = policy.decide(name, destructive=destructive)
+        return tightened(decision, name, *(p for p in (preset, project) if p is not None))
 
     def is_mcp(self, name: str) -> bool:
         return self.mcp is not None and self.mcp.handles(name)

@@ -288,6 +288,15 @@ class GreenroomClient:
     async def resume_session(self, session: str) -> JSON:
         return await self._call(cmd.ResumeSession(session=session))
 
+    async def approve_tool_call(
+        self, session: str, call: str, *, allow: bool, reason: str | None = None
+    ) -> JSON:
+        """Allow or deny the tool call ``call`` the session waits on (its summary's
+        ``approval``, an ``approvalRequested`` event); ``reason`` is what the model reads when
+        it is denied."""
+        command = cmd.ApproveToolCall(session=session, call=call, allow=allow, reason=reason)
+        return await self._call(command)
+
     async def new_chat(self, session: str) -> JSON:
         return await self._call(cmd.NewChat(session=session))
 

@@ -19,7 +19,7 @@ Decisions the protocol leaves open, made here:
   (JSON) or right after (msgpack, whose unpacker has its own fixed stack) parsing, so that no
   parser ever recurses deeply.
 - A session id must be 1 to 128 characters (``invalid_argument`` otherwise); ``since`` must be
-  0 or more.
+  0 or more; a tool call id 1 to 256 characters and a denial's ``reason`` at most 2,000.
 - The first frame is the ``welcome`` event, which belongs to no session (:class:`Welcome`).
 - Outgoing text with lone surrogates (a provider can send ``\\ud800``) has them replaced by
   U+FFFD rather than failing the whole batch.
@@ -42,7 +42,13 @@ from greenroom.actors.events import Event, StreamingUpdate, Summary
 from greenroom.actors.state import SessionView
 from greenroom.agent.mcp.config import ProjectMcpStatus
 from greenroom.config import MAX_TEMPERATURE, MAX_TOKENS
-from greenroom.convert import converter, event_to_wire, queued_previews, summary_to_wire
+from greenroom.convert import (
+    approval_to_wire,
+    converter,
+    event_to_wire,
+    queued_previews,
+    summary_to_wire,
+)
 from greenroom.errors import BadRequest, GreenroomError, InvalidArgument
 from greenroom.presets import NAME, PresetListing
 from greenroom.store.projects import validate_project_name
@@ -91,6 +97,8 @@ MAX_DEPTH: Final = 32
 """Deepest nesting of arrays and objects a client frame may have."""
 MAX_SESSION_CHARS: Final = 128
 MAX_MODEL_CHARS: Final = 200
+MAX_CALL_CHARS: Final = 256
+MAX_REASON_CHARS: Final = 2000
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what msgpack can carry
 _SHOWN_CHARS = 40  # how much of a bad value an error message quotes
@@ -414,6 +422,26 @@ def _hash(name: str, value: object) -> str:
     return digest.lower()
 
 
+def _call(name: str, value: object) -> str:
+    call = _string(name, value)
+    if not 0 < len(call) <= MAX_CALL_CHARS:
+        raise InvalidArgument(f"invalid tool call id: use 1 to {MAX_CALL_CHARS} characters")
+    return call
+
+
+def _allow(name: str, value: object) -> bool:
+    if type(value) is not bool:
+        raise BadRequest(f"field {name!r} must be true or false")
+    return value
+
+
+def _reason(name: str, value: object) -> str:
+    reason = _string(name, value)
+    if len(reason) > MAX_REASON_CHARS:
+        raise InvalidArgument(f"field {name!r} is over {MAX_REASON_CHARS} characters")
+    return reason
+
+
 def _seq(name: str, value: object) -> int:
     if type(value) is not int:
         raise BadRequest(f"field {name!r} must be an integer")
@@ -436,6 +464,9 @@ _CHECKS = {
     "hash": _hash,
     "index": _index,
     "preview": _string,
+    "call": _call,
+    "allow": _allow,
+    "reason": _reason,
 }
 _FIELDS: dict[type[Any], tuple[tuple[str, bool], ...]] = {
     cls: tuple((f.name, f.default is attrs.NOTHING) for f in attrs.fields(cls))
@@ -599,6 +630,8 @@ def _summary_json(summary: Summary) -> str:
             _json_optional(summary.max_tokens),
             ',"preset":',
             _json_optional(summary.preset),
+            ',"approval":',
+            "null" if summary.approval is None else _dumps(approval_to_wire(summary.approval)),
             "}",
         )
     )

@@ -15,6 +15,7 @@ import attrs
 
 __all__ = [
     "COMMANDS",
+    "ApproveToolCall",
     "CancelQueued",
     "Command",
     "CreateProject",
@@ -132,6 +133,18 @@ class ResumeSession:
 
 
 @attrs.frozen(kw_only=True)
+class ApproveToolCall:
+    """Allow or deny the tool call ``call`` the session's turn waits on; ``reason`` (optional)
+    is what the model reads when it is denied."""
+
+    op: ClassVar[str] = "approveToolCall"
+    session: str
+    call: str
+    allow: bool
+    reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class NewChat:
     """Stop, keep the old history file, start an empty chat."""
 
@@ -205,6 +218,7 @@ Command = (
     | StopGeneration
     | CancelQueued
     | ResumeSession
+    | ApproveToolCall
     | NewChat
     | DeleteSession
     | FocusProject
@@ -230,6 +244,7 @@ COMMANDS: dict[str, type[Command]] = {
         StopGeneration,
         CancelQueued,
         ResumeSession,
+        ApproveToolCall,
         NewChat,
         DeleteSession,
         FocusProject,

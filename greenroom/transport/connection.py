@@ -332,6 +332,8 @@ class _Connection:
                 return cancel_queued_result(await rt.cancel_queued(session, index, preview))
             case c.ResumeSession(session=session):
                 await rt.resume_session(session)
+            case c.ApproveToolCall(session=session, call=call, allow=allow, reason=reason):
+                await rt.approve_tool_call(session, call, allow=allow, reason=reason)
             case c.NewChat(session=session):
                 await rt.new_chat(session)
             case c.DeleteSession(session=session):

@@ -21,6 +21,7 @@ import attrs
 import pytest
 import trio
 
+from greenroom.actors.events import ApprovalRequested
 from greenroom.agent.mcp.config import McpServer, McpTimings, parse_project_file, parse_server
 from greenroom.agent.mcp.hub import McpHub, McpRegistry, open_mcp_hub
 from greenroom.errors import Conflict, ToolError
@@ -86,7 +87,11 @@ async def test_stdio_server_tools_calls_and_stop(tmp_path: Path) -> None:
                 "mcp__demo__picture",
                 "mcp__demo__hang",
                 "mcp__demo__boom",
+                "mcp__demo__erase",
+                "mcp__demo__peek",
             }
+            # Only a tool marked destructive (and not read-only) is: it asks by default.
+            assert [name for name in tools if hub.destructive(name)] == ["mcp__demo__erase"]
             add = tools["mcp__demo__add"]
             assert add.description == "Add two numbers."
             assert add.parameters["required"] == ["a", "b"]
@@ -355,3 +360,21 @@ async def test_a_model_behind_the_openai_api_calls_an_mcp_tool(tmp_path: Path) -
     assert offered["mcp__demo__add"]["parameters"]["required"] == ["a", "b"]
     assert "read_file" in offered
     assert second["messages"][-1] == {"role": "tool", "content": "11", "tool_call_id": "call_1"}
+
+
+async def test_a_destructive_mcp_tool_asks_first(tmp_path: Path) -> None:
+    config = make_config(tmp_path, mcp_timings=FAST, mcp_servers=(stdio(),))
+    with trio.fail_after(CAP * 2):
+        async with open_test_runtime(config) as runtime, runtime.connect() as client:
+            session = (await runtime.open_session("p")).summary.session
+            client.subscribe(session)
+            await runtime.send_message(session, 'call tool mcp__demo__add with {"a": 1, "b": 2}')
+            await next_event(client, turn_ended(session), limit=CAP)
+            assert (await runtime.get_state(session)).messages[-2].content == "3"  # no asking
+            await runtime.send_message(session, 'call tool mcp__demo__erase with {"name": "x"}')
+            asked = await next_event(client, lambda e: e.name == "approvalRequested", limit=CAP)
+            assert isinstance(asked.data, ApprovalRequested)
+            assert asked.data.tool == "mcp__demo__erase"
+            await runtime.approve_tool_call(session, asked.data.call, allow=True)
+            await next_event(client, turn_ended(session), limit=CAP)
+            assert (await runtime.get_state(session)).messages[-2].content == "erased x"

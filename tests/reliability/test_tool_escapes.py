@@ -46,11 +46,15 @@ INSIDE = [
 
 
 async def run_turn(client: WireClient, session: str, content: str) -> list[dict[str, Any]]:
-    """Send ``content`` and return the messages the turn added."""
+    """Send ``content`` and return the messages the turn added. A call that asks for approval
+    (delete_file) is allowed: confinement alone must stop it."""
     added: list[dict[str, Any]] = []
     await client.call("sendMessage", session=session, content=content)
     while True:
         event = await client.event(lambda e: e["session"] == session)
+        if event["event"] == "approvalRequested":
+            call = event["data"]["call"]
+            await client.call("approveToolCall", session=session, call=call, allow=True)
         if event["event"] == "messageAdded":
             added.append(event["data"]["message"])
         if turn_ended(session)(event):

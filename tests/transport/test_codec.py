@@ -17,12 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from greenroom.actors.events import (
+    ApprovalRequested,
     Event,
     EventData,
     LoadingChanged,
     MessageAdded,
     Notification,
     PartialToolCall,
+    PendingApproval,
     SessionCreated,
     SessionDeleted,
     SessionFailed,
@@ -69,6 +71,7 @@ from greenroom.transport.codec import (
 )
 from greenroom.transport.commands import (
     COMMANDS,
+    ApproveToolCall,
     CancelQueued,
     Command,
     CreateProject,
@@ -188,6 +191,15 @@ EXAMPLES: list[tuple[dict[str, Any], Command]] = [
     (
         {"id": 19, "op": "openSession", "project": "blog", "preset": "review.v2"},
         OpenSession(project="blog", preset="review.v2"),
+    ),
+    (
+        {"id": 18, "op": "approveToolCall", "session": "s-1", "call": "call_1", "allow": True},
+        ApproveToolCall(session="s-1", call="call_1", allow=True),
+    ),
+    (
+        {"id": 18, "op": "approveToolCall", "session": "s-1", "call": "c", "allow": False,
+         "reason": "not that file"},
+        ApproveToolCall(session="s-1", call="c", allow=False, reason="not that file"),
     ),
     # Unknown fields are ignored (forward compatibility).
     ({"id": 14, "op": "ping", "future": [1, {"x": 2}]}, Ping()),
@@ -464,6 +476,9 @@ def command_strategy(cls: type[Command]) -> st.SearchStrategy[Command]:
     fields["index"] = st.integers(0, 2**31 - 1)
     fields["preview"] = st.text()
     fields["preset"] = st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", fullmatch=True)
+    fields["call"] = st.text(min_size=1, max_size=256)
+    fields["allow"] = st.booleans()
+    fields["reason"] = st.none() | st.text(max_size=2000)
     return st.builds(cls, **{a.name: fields[a.name] for a in attrs.fields(cls)})
 
 
@@ -502,6 +517,9 @@ near_commands = st.fixed_dictionaries(
         "content": field_values,
         "since": field_values,
         "hash": field_values,
+        "call": field_values,
+        "allow": field_values,
+        "reason": field_values,
         "extra": field_values,
     },
 )
@@ -580,6 +598,7 @@ SUMMARY_WIRE = {
     "temperature": None,
     "maxTokens": None,
     "preset": None,
+    "approval": None,
 }
 CALLING = Message(
     role="assistant",
@@ -638,6 +657,18 @@ DATA_SHAPES: list[tuple[EventData, dict[str, Any]]] = [
     ),
     (SessionRestarted(reason="boom", restarts=2), {"reason": "boom", "restarts": 2}),
     (SessionFailed(reason="too many restarts"), {"reason": "too many restarts"}),
+    (
+        ApprovalRequested(call="call_1", tool="delete_file", arguments='{"path": "a"}'),
+        {"call": "call_1", "tool": "delete_file", "arguments": '{"path": "a"}'},
+    ),
+    (
+        SessionUpdated(
+            summary=attrs.evolve(
+                SUMMARY, approval=PendingApproval(call="call_1", tool="delete_file")
+            )
+        ),
+        {**SUMMARY_WIRE, "approval": {"call": "call_1", "tool": "delete_file"}},
+    ),
 ]
 NOTIFICATION = Notification(
     kind="completed", title="blog: done", body="Added a footer", session="s-1f3a", project="blog"
@@ -833,9 +864,10 @@ payloads: st.SearchStrategy[EventData] = st.one_of(
     ),
     st.builds(SessionRestarted, reason=texts, restarts=st.integers(0, 1000)),
     st.builds(SessionFailed, reason=texts),
+    st.builds(ApprovalRequested, call=texts, tool=texts, arguments=texts),
     st.builds(
         Notification,
-        kind=st.sampled_from(["completed", "stopped", "failed"]),
+        kind=st.sampled_from(["completed", "stopped", "failed", "approval"]),
         title=texts,
         body=texts,
         session=texts,
@@ -861,6 +893,7 @@ DATA_KEYS: dict[str, set[str]] = {
     "sessionRestarted": {"reason", "restarts"},
     "sessionFailed": {"reason"},
     "notification": {"kind", "title", "body", "session", "project"},
+    "approvalRequested": {"call", "tool", "arguments"},
 }
 
 
@@ -1044,7 +1077,12 @@ odd_values = st.one_of(
 @settings(max_examples=500)
 @given(
     summary=listed_summaries,
-    odd=st.dictionaries(st.sampled_from([a.name for a in attrs.fields(Summary)]), odd_values),
+    # approval is a nested value, not a scalar that may hold an odd type: listed_summaries
+    # varies it.
+    odd=st.dictionaries(
+        st.sampled_from([a.name for a in attrs.fields(Summary) if a.name != "approval"]),
+        odd_values,
+    ),
 )
 def test_a_summary_written_by_hand_is_what_json_makes_of_it(
     summary: Summary, odd: dict[str, Any]
@@ -1148,6 +1186,33 @@ def test_open_session_takes_an_optional_temperature_and_max_tokens() -> None:
         reply = codec.decode(f'{{"id": 2, "op": "openSession", "project": "p", "{field}": {bad}}}')
         assert isinstance(reply, ErrorReply) and reply.code == code, (field, bad, reply)
         assert field in reply.message
+
+
+def test_approve_tool_call_checks_its_fields() -> None:
+    codec = Codec("greenroom.v1.json")
+    frame = '{"id": 1, "op": "approveToolCall", "session": "s-1", "call": "c1", "allow": false}'
+    incoming = codec.decode(frame)
+    assert isinstance(incoming, Incoming)
+    assert incoming.command == ApproveToolCall(session="s-1", call="c1", allow=False)
+    frame = frame.replace("false}", 'true, "reason": "no"}')
+    incoming = codec.decode(frame)
+    assert isinstance(incoming, Incoming)
+    assert incoming.command == ApproveToolCall(session="s-1", call="c1", allow=True, reason="no")
+    base = '{"id": 2, "op": "approveToolCall", "session": "s-1"'
+    for fields, code, named in [
+        ('"call": "c1"', "bad_request", "allow"),  # allow is required
+        ('"allow": true', "bad_request", "call"),
+        ('"call": "c1", "allow": 1', "bad_request", "allow"),
+        ('"call": "c1", "allow": "yes"', "bad_request", "allow"),
+        ('"call": 7, "allow": true', "bad_request", "call"),
+        ('"call": "", "allow": true', "invalid_argument", "tool call id"),
+        (f'"call": "{"c" * 257}", "allow": true', "invalid_argument", "tool call id"),
+        ('"call": "c1", "allow": false, "reason": 5', "bad_request", "reason"),
+        (f'"call": "c1", "allow": false, "reason": "{"r" * 2001}"', "invalid_argument", "reason"),
+    ]:
+        reply = codec.decode(f"{base}, {fields}}}")
+        assert isinstance(reply, ErrorReply) and reply.code == code, (fields, reply)
+        assert named in reply.message
 
 
 @pytest.mark.parametrize("subprotocol", ["greenroom.v1.json", "greenroom.v1.msgpack"])

@@ -27,6 +27,7 @@ PROTOCOL_OPS = {
     "stopGeneration",
     "cancelQueued",
     "resumeSession",
+    "approveToolCall",
     "newChat",
     "deleteSession",
     "focusProject",

@@ -58,6 +58,7 @@ SUMMARY_KEYS = {
     "temperature",
     "maxTokens",
     "preset",
+    "approval",
 }
 
 

@@ -66,6 +66,9 @@ class RemoteTool:
     name: str
     description: str
     input_schema: dict[str, Any]
+    destructive: bool = False
+    """The server marks it so (``destructiveHint: true`` and not ``readOnlyHint: true``);
+    the spec's default (true when unsaid) is not taken: only a tool said to destroy asks."""
 
 
 @attrs.define(eq=False)
@@ -183,11 +186,16 @@ async def _list_tools(session: Any) -> tuple[RemoteTool, ...]:
             schema = dict(tool.input_schema or {})
             schema.setdefault("type", "object")
             schema.setdefault("properties", {})
+            annotations = getattr(tool, "annotations", None)
+            destructive = getattr(annotations, "destructive_hint", None) is True and (
+                getattr(annotations, "read_only_hint", None) is not True
+            )
             tools.append(
                 RemoteTool(
                     name=tool.name,
                     description=tool.description or tool.title or "",
                     input_schema=schema,
+                    destructive=destructive,
                 )
             )
         cursor = listing.next_cursor

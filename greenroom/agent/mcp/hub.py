@@ -140,6 +140,8 @@ class _Server:
     connection: Connection | None = None
     tools: dict[str, str] = attrs.Factory(dict)
     """The name the model sees -> the server's name for the tool."""
+    destructive: frozenset[str] = frozenset()
+    """The names (as the model sees them) of the tools the server marks destructive."""
     schemas: tuple[ToolSchema, ...] = ()
     settled: trio.Event = attrs.Factory(trio.Event)
     """Set once the first attempt has an outcome (running, or failed)."""
@@ -243,6 +245,12 @@ class McpHub:
     def handles(self, name: str) -> bool:
         return server_of(name) is not None
 
+    def destructive(self, name: str) -> bool:
+        """Whether the server of the tool the model knows as ``name`` marks it destructive
+        (False when that server is not running: a call to it fails anyway)."""
+        server = self._servers.get(server_of(name) or "")
+        return server is not None and name in server.destructive
+
     async def call(self, name: str, arguments: str) -> str:
         """Call the tool the model knows as ``name``; ToolError on any failure."""
         server_name = server_of(name)
@@ -333,6 +341,11 @@ class McpHub:
             ) as connection:
                 server.connection = connection
                 server.tools, server.schemas = _offered(spec.name, connection.tools)
+                server.destructive = frozenset(
+                    exposed
+                    for exposed, tool in server.tools.items()
+                    if any(t.name == tool and t.destructive for t in connection.tools)
+                )
                 server.state, server.error = "running", None
                 server.settled.set()
                 logger.info(

@@ -21,7 +21,9 @@ const ERROR_MEANINGS = {
   bad_response: "the provider sent a reply greenroom could not read",
 };
 // A turn's end, as a toast says it.
-const ENDINGS = { completed: "finished", stopped: "stopped", failed: "failed" };
+const ENDINGS = {
+  completed: "finished", stopped: "stopped", failed: "failed", approval: "waits for approval",
+};
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -107,7 +109,12 @@ function onEvent(item) {
     state.sessions.delete(item.session);
   } else if (event === "loadingChanged") {
     const s = state.sessions.get(item.session);
-    if (s) state.sessions.set(item.session, { ...s, loading: data.loading, error: data.error ?? s.error });
+    const ended = !data.loading && data.reason !== "interrupted";
+    if (s) {
+      state.sessions.set(item.session, {
+        ...s, loading: data.loading, error: data.error ?? s.error, approval: ended ? null : s.approval,
+      });
+    }
   }
   const chat = state.chat;
   if (chat && item.session && item.session === chat.session) chat.receive(item);
@@ -243,6 +250,19 @@ function describeServer(server) {
   return `${server.name}: ${what}${names.length ? ` (sets ${names.join(", ")})` : ""}`;
 }
 
+// Allow or deny the tool call the viewed session waits on; the summary that follows redraws.
+async function answerApproval(callId, allow, reason) {
+  const session = state.chat?.session;
+  if (!session) return;
+  try {
+    await call("approveToolCall", { session, call: callId, allow, ...(reason ? { reason } : {}) });
+  } catch (err) {
+    report(err);
+    state.renderedVersion = -1;  // put the buttons back as they are now
+    render();
+  }
+}
+
 async function send() {
   const chat = state.chat;
   const content = $("input").value;
@@ -351,17 +371,23 @@ function plural(count, word) {
 function renderTop() {
   const all = [...state.sessions.values()];
   const running = all.filter((s) => s.loading).length;
+  const asking = all.filter((s) => s.approval).length;
   $("status-total").textContent = String(all.length);
   $("status-running").textContent = String(running);
   $("status-running").hidden = running === 0;
+  $("status-approval").textContent = String(asking);
+  $("status-approval").hidden = asking === 0;
   $("status-spinner").hidden = running === 0;
-  const said = `${plural(all.length, "session")}, ${running} running`;
+  const waiting = asking ? `, ${asking} waiting for approval` : "";
+  const said = `${plural(all.length, "session")}, ${running} running${waiting}`;
   $("status").title = said;
   $("status").setAttribute("aria-label", `${said}: show them`);
   $("menu-running").textContent = String(running);
   $("menu-running").hidden = running === 0;
+  $("menu-approval").textContent = String(asking);
+  $("menu-approval").hidden = asking === 0;
   $("menu-spinner").hidden = running === 0;
-  $("menu").setAttribute("aria-label", `projects (${running} running)`);
+  $("menu").setAttribute("aria-label", `projects (${running} running${waiting})`);
   const where = state.chat ? `${state.chat.project} · ` : "";
   document.title = `${running ? `(${running} running) ` : ""}${where}greenroom`;
   const provider = $("provider");
@@ -393,6 +419,7 @@ function keyed(container, keys, create, update) {
 // resume), green dot when idle, nothing without a session.
 function indicator(summary) {
   if (!summary) return { className: "ind", title: "no session" };
+  if (summary.approval) return { className: "ind dot asking", title: `${summary.approval.tool} waits for approval` };
   if (summary.loading) return { className: "ind spinner", title: "running" };
   const bad = summary.status === "failed" || summary.status === "interrupted" || summary.error;
   return { className: `ind dot ${bad ? "bad" : "idle"}`, title: bad ? `${summary.status}: ${summary.error ?? ""}` : "idle" };
@@ -450,7 +477,8 @@ function renderSessions() {
     row.querySelector(".ind").className = indicator(s).className;
     row.querySelector(".msgs").textContent = String(s.messageCount);
     row.querySelector(".when").textContent = lastActivity(s);
-    row.querySelector(".preview").textContent = s.loading ? (s.preview ?? "") : "";
+    row.querySelector(".preview").textContent = s.approval
+      ? `${s.approval.tool} waits for approval` : s.loading ? (s.preview ?? "") : "";
     row.querySelector(".stop").disabled = !s.loading;
   });
 }
@@ -486,10 +514,11 @@ function renderChat() {
   renderQueue(chat);
   const box = $("messages");
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-  const version = chat ? `${chat.project}/${chat.version}/${chat.deleted}` : "";
+  const version = chat ? `${chat.project}/${chat.version}/${chat.deleted}/${chat.approval?.call}` : "";
   if (state.renderedVersion !== version) {
     state.blocks = chat ? blocksOf(chat.messages) : [];
-    const options = { label: simulatedLabel, open: state.openTools };
+    const approval = chat?.approval ? { call: chat.approval.call, onAnswer: answerApproval } : null;
+    const options = { label: simulatedLabel, open: state.openTools, approval };
     const empty = chat ? emptyState(chat) : null;
     box.replaceChildren(...state.blocks.map((block) => blockNode(block, options)),
       el("div", { id: "streaming" }), ...(empty ? [empty] : []));
@@ -589,7 +618,8 @@ function drawLater(text) {
 
 // -- toasts
 
-// A turn ended where this page is not looking: "<project> finished", with View.
+// A turn ended, or a tool call waits for approval, where this page is not looking:
+// "<project> finished", "<project> waits for approval", with View.
 function notify(data) {
   const project = data.project;
   if (project && project === shownProject()) return;  // seen already

@@ -22,6 +22,7 @@ export class Chat {
     this.version = 0;         // grows when `messages` changes, so the page redraws them
     this.mcp = null;          // the project's .mcp.json as openSession showed it (docs/mcp.md)
     this.deleted = false;     // the session was deleted while shown: a new message opens one
+    this.approval = null;     // the tool call waiting for the user's approval: {call, tool} or null
   }
 
   load(state) {
@@ -32,6 +33,7 @@ export class Chat {
     this.loading = state.loading;
     this.error = state.error;
     this.queued = state.queued ?? [];
+    this.approval = state.approval ?? null;
     this.seq = state.seq;
     this.replayUntil = undefined;
     this.held = [];
@@ -82,6 +84,11 @@ export class Chat {
         if (data.loading) this.error = null;
         else this.streaming = null;
         if (data.reason === "failed") this.error = data.error;
+        // A turn that ended no longer waits; one interrupted by a restart waits again.
+        if (!data.loading && data.reason !== "interrupted") this.approval = null;
+        break;
+      case "approvalRequested":
+        this.approval = { call: data.call, tool: data.tool };
         break;
       case "sessionUpdated":
         if (data.name !== this.name) {  // newChat: an empty chat under a new name
@@ -93,6 +100,7 @@ export class Chat {
         this.loading = data.loading;
         this.queued = data.queued ?? [];
         this.error = data.error;  // the summary is authoritative, as on the server
+        this.approval = data.approval ?? null;
         break;
       case "sessionDeleted":
         this.session = null;
@@ -102,6 +110,7 @@ export class Chat {
         this.loading = false;
         this.error = null;
         this.queued = [];
+        this.approval = null;
         this.deleted = true;
         this.version++;
         break;

@@ -119,19 +119,38 @@ function foldable(kind, key, open, name, summary, body) {
   return node;
 }
 
+// Under a tool call that waits for the user: allow, or deny with an optional reason the model
+// reads. `approval` is {call, onAnswer(allow, reason)}; the buttons turn off once clicked.
+function approvalNode(call, approval) {
+  const reason = el("input", { className: "approval-reason", type: "text", maxLength: 2000,
+    placeholder: "reason (optional, the model reads it)", ariaLabel: "reason for denying" });
+  const answer = (allow) => {
+    for (const button of node.querySelectorAll("button")) button.disabled = true;
+    approval.onAnswer(call.id, allow, allow ? undefined : reason.value.trim() || undefined);
+  };
+  const node = el("div", { className: "approval", role: "group", dataset: { call: call.id },
+    ariaLabel: `approve ${call.function?.name ?? "the call"}` },
+  el("span", { className: "approval-text", textContent: "waits for your approval" }),
+  el("button", { type: "button", className: "allow", textContent: "allow", onclick: () => answer(true) }),
+  el("button", { type: "button", className: "deny danger", textContent: "deny", onclick: () => answer(false) }),
+  reason);
+  return node;
+}
+
 // One block's node. `label` is an extra node for assistant replies (the "simulated" tag);
-// `open` the keys of the tool details the user unfolded, kept across redraws.
-export function blockNode(block, { label, open }) {
+// `open` the keys of the tool details the user unfolded, kept across redraws; `approval` the
+// call waiting for the user, if any (see approvalNode).
+export function blockNode(block, { label, open, approval }) {
   if (block.role === "tool") {
     return el("div", { className: "msg tool" }, toolResultNode(block, `r${block.first}`, open));
   }
   const node = el("div", { className: `msg ${block.role}`, dataset: { index: String(block.first) } });
-  fillBlock(node, block, { label, open, key: `c${block.last}` });
+  fillBlock(node, block, { label, open, approval, key: `c${block.last}` });
   return node;
 }
 
 // The inside of a message node: used for committed blocks and for the streaming one alike.
-export function fillBlock(node, block, { label, open, key }) {
+export function fillBlock(node, block, { label, open, key, approval }) {
   const assistant = block.role === "assistant";
   const text = node.querySelector(":scope > .text") ?? el("div", { className: assistant ? "text md" : "text" });
   if (assistant) fillMarkdown(text, block.text, !block.streaming);
@@ -139,7 +158,10 @@ export function fillBlock(node, block, { label, open, key }) {
   node.replaceChildren(...[
     assistant ? label?.() : null,
     text,
-    ...block.toolCalls.map((call, i) => toolCallNode(call, `${key}.${i}`, open)),
+    ...block.toolCalls.flatMap((call, i) => [
+      toolCallNode(call, `${key}.${i}`, open),
+      approval && !block.streaming && call.id === approval.call ? approvalNode(call, approval) : null,
+    ]),
     block.resumed ? el("div", { className: "marker resumed", textContent: RESUMED }) : null,
     block.stopped && !block.streaming ? el("div", { className: "muted cut", textContent: "(cut short)" }) : null,
   ].filter(Boolean));

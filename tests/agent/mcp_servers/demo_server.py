@@ -9,7 +9,7 @@ import sys
 
 import anyio
 from mcp.server.mcpserver import MCPServer
-from mcp.types import ImageContent, TextContent
+from mcp.types import ImageContent, TextContent, ToolAnnotations
 
 server = MCPServer("demo")
 
@@ -47,6 +47,18 @@ async def hang() -> str:
     """Never answers."""
     await anyio.sleep_forever()
     return "never"
+
+
+@server.tool(annotations=ToolAnnotations(destructiveHint=True))
+def erase(name: str) -> str:
+    """Pretends to erase something: the server marks it destructive."""
+    return f"erased {name}"
+
+
+@server.tool(annotations=ToolAnnotations(destructiveHint=True, readOnlyHint=True))
+def peek() -> str:
+    """Read-only, whatever else its annotations say: not destructive."""
+    return "peeked"
 
 
 @server.tool()
