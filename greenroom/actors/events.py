@@ -74,11 +74,12 @@ class Summary:
     temperature: float | None = None
     max_tokens: int | None = None
     preset: str | None = None
+    approval: PendingApproval | None = None
+    # Kept with the session but not on the wire's summary (see above).
     system_prompt: str | None = None
     mcp_servers: tuple[str, ...] | None = None
     # A dict in a frozen class: summaries are compared, never hashed.
     tools: Mapping[str, str] = attrs.field(factory=dict)
-    approval: PendingApproval | None = None
 
 
 @attrs.frozen(kw_only=True)

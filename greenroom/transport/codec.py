@@ -3,9 +3,10 @@
 It knows nothing of sockets, tasks or clocks (and never imports trio): the connection hands it
 one frame at a time and sends what it returns. :meth:`Codec.decode` is the single point where
 peer bytes enter; it never raises for bad input, it returns the exact :class:`ErrorReply` that
-docs/protocol.md names instead. (One file of some 800 lines: both directions share the frame
-types and the wire rules, and splitting them would scatter the contract. The shared encodings
-of events and summaries are here too: they are the codec's own output, kept.)
+docs/protocol.md names instead. JSON goes out through orjson, msgpack through one kept packer;
+each event and summary is encoded once per format and the encodings are shared between
+connections. (One file of some 900 lines: both directions share the frame types and the wire
+rules, and splitting them would scatter the contract.)
 
 Decisions the protocol leaves open, made here:
 
@@ -28,7 +29,6 @@ Decisions the protocol leaves open, made here:
 from __future__ import annotations
 
 import json
-import json.encoder
 import math
 import re
 import weakref
@@ -37,18 +37,13 @@ from typing import Any, ClassVar, Final, Literal, Protocol, cast
 
 import attrs
 import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
+import orjson
 
-from greenroom.actors.events import Event, StreamingUpdate, Summary
+from greenroom.actors.events import Event, Summary
 from greenroom.actors.state import SessionView
 from greenroom.agent.mcp.config import ProjectMcpStatus
 from greenroom.config import MAX_TEMPERATURE, MAX_TOKENS
-from greenroom.convert import (
-    approval_to_wire,
-    converter,
-    event_to_wire,
-    queued_previews,
-    summary_to_wire,
-)
+from greenroom.convert import converter, event_to_wire, summary_to_wire
 from greenroom.errors import BadRequest, GreenroomError, InvalidArgument
 from greenroom.presets import NAME, PresetListing
 from greenroom.store.projects import validate_project_name
@@ -573,71 +568,19 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-# Made once: json.dumps with options builds a new encoder per call, a cost that shows when
-# each of 100,000 summaries is encoded on its own.
-_dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-# -- summaries, each encoded once -----------------------------------------------------------
-
-
-def _json_bool(value: object) -> str:
-    return "true" if value is True else "false" if value is False else _dumps(value)
-
-
-def _json_optional(value: object) -> str:
-    return "null" if value is None else _dumps(value)
-
-
-def _summary_json(summary: Summary) -> str:
-    """``_dumps(summary_to_wire(summary))``, written without the dict: twice as fast, which is
-    what the first welcome after a start costs per session (every summary is new to the memo).
-
-    Each field is its ``_dumps`` text (for a string, that is json's own string encoder), except
-    where the JSON is plain: the literals, an ``int``'s and a finite ``float``'s repr (which is
-    what json writes for them). tests/transport/test_codec.py compares the two.
-    """
-    count, last, queued = summary.message_count, summary.last_activity, summary.queued
-    return "".join(
-        (
-            '{"session":',
-            _dumps(summary.session),
-            ',"project":',
-            _dumps(summary.project),
-            ',"name":',
-            _dumps(summary.name),
-            ',"status":',
-            _dumps(summary.status),
-            ',"loading":',
-            _json_bool(summary.loading),
-            ',"messageCount":',
-            int.__repr__(count) if type(count) is int else _dumps(count),
-            ',"lastActivity":',
-            float.__repr__(last) if type(last) is float and math.isfinite(last) else _dumps(last),
-            ',"preview":',
-            _json_optional(summary.preview),
-            ',"queued":',
-            "[]" if queued == () else _dumps(queued_previews(queued)),
-            ',"error":',
-            _json_optional(summary.error),
-            ',"waiting":',
-            _json_bool(summary.waiting),
-            ',"model":',
-            _json_optional(summary.model),
-            ',"temperature":',
-            _json_optional(summary.temperature),
-            ',"maxTokens":',
-            _json_optional(summary.max_tokens),
-            ',"preset":',
-            _json_optional(summary.preset),
-            ',"approval":',
-            "null" if summary.approval is None else _dumps(approval_to_wire(summary.approval)),
-            "}",
-        )
-    )
-
-
-_json_string: Callable[[str], str] = json.encoder.encode_basestring  # json's own (in C)
+def _dumps(payload: Any) -> str:
+    """``payload`` as compact JSON text, through orjson (NaN and the infinities are ``null``,
+    which is valid JSON; the standard library would write ``NaN``). orjson refuses lone
+    surrogates, so those are replaced by U+FFFD and it is tried again; integers past 64 bits,
+    which nothing greenroom sends holds, take the standard library's path."""
+    try:
+        return orjson.dumps(payload).decode()
+    except orjson.JSONEncodeError:
+        payload = _scrub(payload)
+    try:
+        return orjson.dumps(payload).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 def _byte_length(encoded: str | bytes) -> int:
@@ -645,40 +588,6 @@ def _byte_length(encoded: str | bytes) -> int:
     if isinstance(encoded, bytes) or encoded.isascii():
         return len(encoded)
     return len(encoded.encode("utf-8", "surrogatepass"))
-
-
-def _delta_json(event: Event, data: StreamingUpdate) -> str | None:
-    """``_dumps(to_wire(event))`` for a text delta, written without the dicts; None for one
-    it does not cover (tool calls, or a field of an unexpected type). The bulk of all frames
-    are these: this is most of what encoding costs. tests/transport/test_codec.py compares
-    the two."""
-    session, project, seq, offset, delta = (
-        event.session, event.project, event.seq, data.offset, data.delta,
-    )  # fmt: skip
-    if (
-        data.tool_calls is not None
-        or type(session) is not str
-        or type(project) is not str
-        or type(seq) is not int
-        or type(offset) is not int
-        or type(delta) is not str
-    ):
-        return None
-    return "".join(
-        (
-            '{"event":"streamingUpdate","session":',
-            _json_string(session),
-            ',"project":',
-            _json_string(project),
-            ',"seq":',
-            int.__repr__(seq),
-            ',"data":{"offset":',
-            int.__repr__(offset),
-            ',"delta":',
-            _json_string(delta),
-            ',"toolCalls":null}}',
-        )
-    )
 
 
 @attrs.frozen
@@ -903,7 +812,7 @@ class Codec:
         """At least what ``delta`` adds to a frame when merged into a queued update's text."""
         if self.binary:
             return len(delta.encode("utf-8", "surrogatepass")) + 4  # a longer str header
-        return _byte_length(_json_string(delta)) - 2  # the quotes are there already
+        return _byte_length(_dumps(delta)) - 2  # the quotes are there already
 
     # client side (the Python client and the tests)
 
@@ -913,17 +822,12 @@ class Codec:
 
     def decode_server(self, frame: str | bytes) -> list[dict[str, Any]]:
         """The replies and events of one server frame, in order (trusts the server)."""
-        obj = json.loads(frame) if isinstance(frame, str) else msgpack.unpackb(frame, raw=False)
+        obj = orjson.loads(frame) if isinstance(frame, str) else msgpack.unpackb(frame, raw=False)
         return obj if isinstance(obj, list) else [obj]
 
     # internals
 
     def _event(self, event: Event) -> str | bytes:
-        """One event; a plain text delta in JSON (the bulk of all traffic) written directly."""
-        if not self.binary and type(event.data) is StreamingUpdate:
-            text = _delta_json(event, event.data)
-            if text is not None and (text.isascii() or _SURROGATE.search(text) is None):
-                return text
         return self._serialize(to_wire(event))
 
     def _encode_one(self, item: Outgoing) -> str | bytes:
@@ -956,11 +860,6 @@ class Codec:
         return _Encoded(parts)
 
     def _summary(self, summary: Summary) -> str | bytes:
-        """One summary, as :meth:`_serialize` encodes its :func:`summary_to_wire`."""
-        if not self.binary:
-            text = _summary_json(summary)
-            if text.isascii() or _SURROGATE.search(text) is None:
-                return text
         return self._serialize(summary_to_wire(summary))
 
     def _spliced(self, obj: Mapping[str, Any]) -> str | bytes:
@@ -998,10 +897,7 @@ class Codec:
                 self._packer.reset()
                 packed = self._packer.pack(_scrub(payload))
             return packed
-        text = _dumps(payload)
-        if not text.isascii() and _SURROGATE.search(text) is not None:
-            text = _dumps(_scrub(payload))
-        return text
+        return _dumps(payload)
 
     def _parse(self, frame: str | bytes) -> dict[Any, Any] | ErrorReply:
         if isinstance(frame, str):
@@ -1024,9 +920,15 @@ class Codec:
             if error is not None:
                 return _bad_frame(error)
             try:
-                obj = json.loads(frame)
-            except (ValueError, RecursionError):
-                return _bad_frame("frame is not valid JSON")
+                obj = orjson.loads(frame)
+            except orjson.JSONDecodeError:
+                # What orjson refuses but JSON allows (lone surrogate escapes, integers past 64
+                # bits; NaN too) is read as before, so that it gets the error its field
+                # deserves, with the command's id, rather than bad_frame.
+                try:
+                    obj = json.loads(frame)
+                except (ValueError, RecursionError):
+                    return _bad_frame("frame is not valid JSON")
         else:
             try:
                 obj = msgpack.unpackb(frame, raw=False, strict_map_key=True)
