@@ -31,15 +31,15 @@ def cases() -> dict[str, tuple[int, Callable[[str], Callable[[], Any]]]]:
     """name -> (items per call, a maker of the call for a subprotocol)."""
     import attrs
 
-    from greenroom.actors.events import (
+    from greenroom.protocol.chat import Message
+    from greenroom.protocol.codec import Codec, Reply, sessions_result
+    from greenroom.protocol.events import (
         Event,
         MessageAdded,
         PartialToolCall,
         StreamingUpdate,
         Summary,
     )
-    from greenroom.agent.chat import Message
-    from greenroom.transport.codec import Codec, Reply, sessions_result
 
     def delta(n: int) -> Event:
         return Event(
@@ -94,7 +94,7 @@ def cases() -> dict[str, tuple[int, Callable[[str], Callable[[], Any]]]]:
         return lambda: codec.encode([added])
 
     def decode_send(protocol: str) -> Callable[[], Any]:
-        from greenroom.transport.commands import SendMessage
+        from greenroom.protocol.commands import SendMessage
 
         client = Codec(protocol)  # type: ignore[arg-type]
         frame = client.encode_command(7, SendMessage(session="s-0000abcd", content="add a footer"))

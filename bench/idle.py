@@ -37,8 +37,8 @@ MESSAGES = 40
 
 def payload_factory() -> Callable[[int], dict[str, Any]]:
     """The snapshot payload of idle session i (project ``project-i``)."""
-    from greenroom.actors.events import Summary
     from greenroom.actors.persistence import Dormant, snapshot_payload
+    from greenroom.protocol.events import Summary
 
     def payload(i: int) -> dict[str, Any]:
         summary = Summary(
@@ -58,7 +58,7 @@ def payload_factory() -> Callable[[int], dict[str, Any]]:
 
 def write_snapshots(data_dir: Path, sessions: int, *, batch: int = 2000) -> float:
     """Write ``sessions`` idle snapshots and one history file; returns the seconds taken."""
-    from greenroom.agent.chat import Message
+    from greenroom.protocol.chat import Message
     from greenroom.store.history import append_histories, history_path
     from greenroom.store.snapshots import SnapshotStore
 

@@ -215,7 +215,7 @@ def server(sessions: int, rates: list[float], seconds: float, clients: int) -> l
 def naive(lengths: list[int], reply_tokens: list[int]) -> dict[str, Any]:
     """Greenroom's writes and sends against the browser system's, as histories and replies
     grow. Both write real files in a temporary folder; bytes are counted, not estimated."""
-    from greenroom.agent.chat import Message
+    from greenroom.protocol.chat import Message
     from greenroom.store.history import append_histories, encode_lines
     from greenroom.store.snapshots import encode_snapshot
 

@@ -37,8 +37,8 @@ import trio
 
 from greenroom import __version__
 from greenroom.config import Config, default_config_dir
-from greenroom.errors import GreenroomError
 from greenroom.logs import LOG_FORMATS, add_secret, setup_logging
+from greenroom.protocol.errors import GreenroomError
 from greenroom.settings import (
     BOOLEAN,
     CONFIG_FILE,
@@ -211,7 +211,7 @@ def _event_fields(event: Mapping[str, Any]) -> dict[str, Any]:
 
 async def _log_lifecycle(runtime: Any) -> None:
     """Log one line per session lifecycle change, for as long as the server runs."""
-    from greenroom.convert import event_to_wire
+    from greenroom.protocol.convert import event_to_wire
 
     while True:
         async with runtime.watch("cli-log") as events:

@@ -20,11 +20,6 @@ APP_NAME = "greenroom"
 
 ResumePolicy = Literal["auto", "manual"]
 
-MAX_TEMPERATURE = 2.0
-"""The highest sampling temperature accepted (OpenAI's range is 0 to 2, Anthropic's 0 to 1:
-a server refuses what its own range does not hold, with a clear ``bad_request``)."""
-MAX_TOKENS = 2**31 - 1
-"""The highest ``max_tokens`` accepted: any real limit is far lower, and the server says so."""
 
 
 def default_data_dir() -> Path:

@@ -30,8 +30,8 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from greenroom.config import MAX_TEMPERATURE, MAX_TOKENS
-from greenroom.errors import InvalidArgument, NotFound
+from greenroom.protocol.errors import InvalidArgument, NotFound
+from greenroom.protocol.values import MAX_TEMPERATURE, MAX_TOKENS, PRESET_NAME
 
 logger = logging.getLogger("greenroom.presets")
 
@@ -51,8 +51,7 @@ SHOWN_PROMPT_CHARS: Final = 200
 """How much of a system prompt a listing shows."""
 POLICIES: Final = ("allow", "ask", "deny")
 
-NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-"""A preset's name: letters, digits, ``_ . -``, not starting with a punctuation mark."""
+NAME: Final = PRESET_NAME
 _TOOL: Final = re.compile(r"[A-Za-z0-9_*-]{1,64}")
 """A tool's name as the model sees it (``*`` too, for the policy's patterns)."""
 _SERVER: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")

@@ -22,7 +22,6 @@ import trio
 
 from greenroom.actors.actor import actor_child
 from greenroom.actors.bus import EventBus, Subscription
-from greenroom.actors.events import LIFECYCLE_EVENTS, Event, Notification, Summary
 from greenroom.actors.journal import JournalActor, JournalStatistics
 from greenroom.actors.mailbox import ActorRef, Mailbox
 from greenroom.actors.manager import (
@@ -59,15 +58,16 @@ from greenroom.actors.session import (
     SessionMessage,
     StopGeneration,
 )
-from greenroom.actors.state import SessionView
 from greenroom.actors.tally import Tally
 from greenroom.agent.mcp.config import ProjectMcpStatus
 from greenroom.agent.mcp.hub import McpRegistry
 from greenroom.agent.provider import Provider
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import Config
-from greenroom.errors import ActorError, GreenroomError, InvalidArgument, NotFound
 from greenroom.presets import PresetCatalog, PresetListing
+from greenroom.protocol.errors import ActorError, GreenroomError, InvalidArgument, NotFound
+from greenroom.protocol.events import LIFECYCLE_EVENTS, Event, Notification, Summary
+from greenroom.protocol.state import SessionView
 from greenroom.store.history import history_name
 from greenroom.store.journal import JournalFiles, JournalRead, read_journal
 from greenroom.store.lock import DataDirLock, lock_data_dir

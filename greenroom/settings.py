@@ -32,15 +32,14 @@ import attrs
 from greenroom.agent.mcp.config import McpConfigError, McpServer, parse_servers
 from greenroom.agent.policy import PolicyError, ToolPolicy, parse_policy
 from greenroom.config import (
-    MAX_TEMPERATURE,
-    MAX_TOKENS,
     Config,
     Limits,
     SimulatedConfig,
     default_data_dir,
 )
-from greenroom.errors import InvalidArgument
 from greenroom.presets import Preset, PresetError, parse_presets
+from greenroom.protocol.errors import InvalidArgument
+from greenroom.protocol.values import MAX_TEMPERATURE, MAX_TOKENS
 from greenroom.transport.auth import check_origin
 
 CONFIG_FILE: Final = "config.toml"

@@ -11,9 +11,9 @@ import trio
 import trio.testing
 from hypothesis import HealthCheck, settings
 
-from greenroom.actors.events import Event
 from greenroom.agent.provider import Provider
 from greenroom.config import Config, SimulatedConfig, SupervisionConfig
+from greenroom.protocol.events import Event
 from greenroom.runtime import Client, Runtime, open_runtime
 
 # No wall-time bound on an example: on a busy machine one can take seconds, and that is the

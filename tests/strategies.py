@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from greenroom.actors.events import PendingApproval, Summary
+from greenroom.protocol.events import PendingApproval, Summary
 
 # Text with what JSON and msgpack treat specially: quotes, escapes, control characters,
 # non-ASCII, lone surrogates.

@@ -11,8 +11,7 @@ from cattrs.gen import make_dict_unstructure_fn, override
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenroom.actors.events import Summary
-from greenroom.convert import (
+from greenroom.protocol.convert import (
     QUEUED_PREVIEW_CHARS,
     camel,
     converter,
@@ -21,6 +20,7 @@ from greenroom.convert import (
     summary_to_wire,
     unstructure,
 )
+from greenroom.protocol.events import Summary
 from tests import strategies
 
 summaries = strategies.summaries(

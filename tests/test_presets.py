@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from greenroom.agent.tools import run_tool
-from greenroom.errors import InvalidArgument, NotFound, ToolError
 from greenroom.presets import (
     MAX_PRESETS,
     PROJECT_FILE,
@@ -21,6 +20,7 @@ from greenroom.presets import (
     parse_project_file,
     read_project_file,
 )
+from greenroom.protocol.errors import InvalidArgument, NotFound, ToolError
 from greenroom.settings import SettingsError, load_file, render, render_json, resolve
 
 GLOBAL = """

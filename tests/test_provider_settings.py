@@ -14,11 +14,11 @@ import trio
 
 from greenroom import cli
 from greenroom.agent.anthropic import AnthropicProvider
-from greenroom.agent.chat import Message
 from greenroom.agent.openai import OpenAIProvider
 from greenroom.agent.provider import CompletionRequest
 from greenroom.config import Config
-from greenroom.errors import InvalidArgument
+from greenroom.protocol.chat import Message
+from greenroom.protocol.errors import InvalidArgument
 from greenroom.runtime import make_provider
 from greenroom.settings import SettingsError, load_file, render, resolve
 from tests.agent.fake_openai import open_fake_openai, text_reply

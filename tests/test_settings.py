@@ -11,7 +11,7 @@ import pytest
 from greenroom import cli
 from greenroom.agent.openai import OpenAIProvider
 from greenroom.config import Config, Limits, default_data_dir
-from greenroom.errors import InvalidArgument
+from greenroom.protocol.errors import InvalidArgument
 from greenroom.runtime import make_provider
 from greenroom.settings import SettingsError, load_file, mask, render, resolve
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from greenroom.actors.events import Summary
+from greenroom.protocol.events import Summary
 from tests.strategies import summary_fields
 
 

@@ -38,10 +38,10 @@ from typing import Any
 import attrs
 import trio
 
-from greenroom.actors.events import Event, SessionDeleted, StreamingUpdate
 from greenroom.actors.mailbox import ActorRef
-from greenroom.actors.text import DeltaRun
-from greenroom.errors import MailboxFull
+from greenroom.protocol.errors import MailboxFull
+from greenroom.protocol.events import Event, SessionDeleted, StreamingUpdate
+from greenroom.protocol.text import DeltaRun
 
 
 @attrs.frozen(kw_only=True)

@@ -27,10 +27,10 @@ import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 import trio
 
 from greenroom.actors.bus import EventBus
-from greenroom.actors.events import Event
 from greenroom.actors.mailbox import Inbox
 from greenroom.actors.persistence import Mirror
 from greenroom.actors.tally import Tally
+from greenroom.protocol.events import Event
 from greenroom.store.journal import JournalFiles, JournalWriteError, encode_record
 
 logger = logging.getLogger("greenroom.journal")

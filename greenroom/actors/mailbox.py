@@ -4,11 +4,12 @@ An actor is a task that reads its :class:`Mailbox` one message at a time. Others
 :class:`ActorRef` and talk to it only by message:
 
 - ``tell`` sends and does not wait for an answer; when the mailbox is at its bound the sender
-  waits (backpressure), and ``tell_nowait`` raises :class:`~greenroom.errors.MailboxFull`.
+  waits (backpressure), and ``tell_nowait`` raises :class:`~greenroom.protocol.errors.MailboxFull`.
 - ``ask`` sends a request that carries a :class:`Reply` slot and waits for the answer, with a
   timeout. An ask never hangs on a dead actor: when the incarnation serving the mailbox ends
   (it returned, crashed or is being restarted), every ask still waiting fails at once with
-  :class:`~greenroom.errors.ActorDied`, and an ask made while no incarnation serves fails at once.
+  :class:`~greenroom.protocol.errors.ActorDied`, and an ask made while no incarnation serves
+fails at once.
 
 The mailbox outlives incarnations: a supervisor restarts an actor on the same mailbox, so an
 ``ActorRef`` stays valid across restarts. Tells queued during a crash are kept for the next
@@ -25,7 +26,7 @@ from typing import Any, Generic, Protocol, TypeGuard, TypeVar
 import attrs
 import trio
 
-from greenroom.errors import ActorDied, AskTimeout, MailboxFull
+from greenroom.protocol.errors import ActorDied, AskTimeout, MailboxFull
 
 T = TypeVar("T")
 M = TypeVar("M")

@@ -19,16 +19,6 @@ import attrs
 import trio
 
 from greenroom.actors.bus import EventBus
-from greenroom.actors.events import (
-    Event,
-    EventData,
-    LoadingChanged,
-    MessageAdded,
-    SessionCreated,
-    SessionDeleted,
-    SessionFailed,
-    Summary,
-)
 from greenroom.actors.mailbox import ActorRef, Inbox, Mailbox, Reply
 from greenroom.actors.persistence import (
     Flush,
@@ -44,12 +34,22 @@ from greenroom.actors.session import (
     SetSettings,
     StopGeneration,
 )
-from greenroom.actors.state import SessionState
 from greenroom.agent.mcp.hub import McpRegistry
 from greenroom.agent.provider import Provider
 from greenroom.config import Config
-from greenroom.errors import ActorError, Conflict, GreenroomError, LimitReached, NotFound
 from greenroom.presets import Preset, PresetCatalog
+from greenroom.protocol.errors import ActorError, Conflict, GreenroomError, LimitReached, NotFound
+from greenroom.protocol.events import (
+    Event,
+    EventData,
+    LoadingChanged,
+    MessageAdded,
+    SessionCreated,
+    SessionDeleted,
+    SessionFailed,
+    Summary,
+)
+from greenroom.protocol.state import SessionState
 from greenroom.store.history import history_name, history_path, newest_history, read_history
 from greenroom.store.projects import project_path, validate_project_name
 from greenroom.supervisor import ChildSpec, DynamicSupervisor, Restart, RestartInfo

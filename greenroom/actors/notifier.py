@@ -23,7 +23,8 @@ import attrs
 import trio
 
 from greenroom.actors.bus import Subscription
-from greenroom.actors.events import (
+from greenroom.actors.mailbox import Inbox, Reply
+from greenroom.protocol.events import (
     ApprovalRequested,
     Event,
     LoadingChanged,
@@ -32,7 +33,6 @@ from greenroom.actors.events import (
     NotificationKind,
     SessionDeleted,
 )
-from greenroom.actors.mailbox import Inbox, Reply
 
 MAX_PENDING = 100
 BODY_CHARS = 120

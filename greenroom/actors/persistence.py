@@ -31,7 +31,12 @@ import attrs
 import trio
 
 from greenroom.actors.bus import EventBus
-from greenroom.actors.events import (
+from greenroom.actors.mailbox import Inbox, Reply
+from greenroom.actors.tally import Durations
+from greenroom.protocol.chat import Message
+from greenroom.protocol.convert import structure, summary_to_record, unstructure
+from greenroom.protocol.errors import GreenroomError
+from greenroom.protocol.events import (
     Event,
     MessageAdded,
     PartialToolCall,
@@ -40,12 +45,7 @@ from greenroom.actors.events import (
     StreamingUpdate,
     Summary,
 )
-from greenroom.actors.mailbox import Inbox, Reply
-from greenroom.actors.state import SessionState, Streaming
-from greenroom.actors.tally import Durations
-from greenroom.agent.chat import Message
-from greenroom.convert import structure, summary_to_record, unstructure
-from greenroom.errors import GreenroomError
+from greenroom.protocol.state import SessionState, Streaming
 from greenroom.store.atomic import write_batch
 from greenroom.store.history import (
     cut_history,

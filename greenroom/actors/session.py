@@ -38,7 +38,30 @@ import attrs
 import trio
 
 from greenroom.actors.bus import EventBus
-from greenroom.actors.events import (
+from greenroom.actors.mailbox import Inbox, Reply
+from greenroom.agent.mcp.hub import McpRegistry
+from greenroom.agent.policy import Decision, ToolPolicy
+from greenroom.agent.provider import (
+    CompletionRequest,
+    Finish,
+    Provider,
+    TextDelta,
+    ToolCallDelta,
+)
+from greenroom.agent.toolbox import STOPPED_CALL, Toolbox, open_toolbox
+from greenroom.config import Config
+from greenroom.presets import Preset
+from greenroom.protocol.chat import Message, Thinking, ToolCall
+from greenroom.protocol.errors import (
+    Conflict,
+    GreenroomError,
+    InvalidArgument,
+    LimitReached,
+    NotFound,
+    ProviderError,
+    TooLarge,
+)
+from greenroom.protocol.events import (
     ApprovalRequested,
     EndReason,
     Event,
@@ -52,30 +75,7 @@ from greenroom.actors.events import (
     StreamingUpdate,
     queued_preview,
 )
-from greenroom.actors.mailbox import Inbox, Reply
-from greenroom.actors.state import SessionState, SessionView
-from greenroom.agent.chat import Message, Thinking, ToolCall
-from greenroom.agent.mcp.hub import McpRegistry
-from greenroom.agent.policy import Decision, ToolPolicy
-from greenroom.agent.provider import (
-    CompletionRequest,
-    Finish,
-    Provider,
-    TextDelta,
-    ToolCallDelta,
-)
-from greenroom.agent.toolbox import STOPPED_CALL, Toolbox, open_toolbox
-from greenroom.config import Config
-from greenroom.errors import (
-    Conflict,
-    GreenroomError,
-    InvalidArgument,
-    LimitReached,
-    NotFound,
-    ProviderError,
-    TooLarge,
-)
-from greenroom.presets import Preset
+from greenroom.protocol.state import SessionState, SessionView
 from greenroom.supervisor import RestartInfo
 
 logger = logging.getLogger("greenroom.session")

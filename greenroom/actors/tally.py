@@ -16,8 +16,8 @@ from collections import Counter
 
 import attrs
 
-from greenroom.actors.events import Event, LoadingChanged, StreamingUpdate
 from greenroom.actors.session import provider_error_kind
+from greenroom.protocol.events import Event, LoadingChanged, StreamingUpdate
 
 __all__ = ["DURATION_BOUNDS", "Durations", "Tally"]
 

@@ -29,7 +29,6 @@ from typing import Any, ClassVar, Final
 
 import attrs
 
-from greenroom.agent.chat import Message, Thinking
 from greenroom.agent.provider import (
     Chunk,
     CompletionRequest,
@@ -41,7 +40,8 @@ from greenroom.agent.provider import (
 )
 from greenroom.agent.sse import ServerSentEvent
 from greenroom.agent.streaming import StreamingProvider, classify_error, event_json
-from greenroom.errors import ProviderError
+from greenroom.protocol.chat import Message, Thinking
+from greenroom.protocol.errors import ProviderError
 
 __all__ = ["API_VERSION", "DEFAULT_BASE_URL", "AnthropicProvider", "EventMapper", "request_body"]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Final
 
-from greenroom.agent.chat import Message
 from greenroom.agent.provider import (
     Chunk,
     CompletionRequest,
@@ -33,7 +32,8 @@ from greenroom.agent.streaming import (
     classify_error,
     event_json,
 )
-from greenroom.errors import ProviderError
+from greenroom.protocol.chat import Message
+from greenroom.protocol.errors import ProviderError
 
 __all__ = ["DEFAULT_BASE_URL", "ChunkMapper", "OpenAIProvider", "classify_error", "request_body"]
 

@@ -30,7 +30,7 @@ from typing import Final, Literal, cast
 
 import attrs
 
-from greenroom.errors import InvalidArgument
+from greenroom.protocol.errors import InvalidArgument
 
 Decision = Literal["allow", "ask", "deny"]
 DECISIONS: Final[tuple[Decision, ...]] = ("allow", "ask", "deny")

@@ -3,7 +3,7 @@
 A provider turns a :class:`CompletionRequest` into an async stream of chunks. The session
 actor consumes the stream inside the turn's cancel scope, so closing the stream (``aclose``) must
 release whatever the provider holds (an HTTP response, say) promptly. A provider failure is a
-:class:`~greenroom.errors.ProviderError`, raised from the stream; anything else is a bug.
+:class:`~greenroom.protocol.errors.ProviderError`, raised from the stream; anything else is a bug.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from greenroom.agent.chat import Message, Thinking
+from greenroom.protocol.chat import Message, Thinking
 
 
 @attrs.frozen(kw_only=True)
@@ -86,7 +86,7 @@ class Usage:
 
 
 Chunk = TextDelta | ReasoningDelta | ToolCallDelta | Thinking | Finish | Usage
-"""A :class:`~greenroom.agent.chat.Thinking` chunk is a whole thinking block, yielded when it
+"""A :class:`~greenroom.protocol.chat.Thinking` chunk is a whole thinking block, yielded when it
 ends (its text also streams as ReasoningDelta); the session keeps it with the message."""
 
 

@@ -84,7 +84,6 @@ from collections.abc import AsyncGenerator, Sequence
 import attrs
 import trio
 
-from greenroom.agent.chat import Message, ToolCall
 from greenroom.agent.pacing import current_pacer
 from greenroom.agent.provider import (
     Chunk,
@@ -94,7 +93,8 @@ from greenroom.agent.provider import (
     ToolCallDelta,
     Usage,
 )
-from greenroom.errors import ProviderError
+from greenroom.protocol.chat import Message, ToolCall
+from greenroom.protocol.errors import ProviderError
 
 FAILURE_KINDS = frozenset(
     {

@@ -35,7 +35,7 @@ import trio
 
 from greenroom.agent.provider import Chunk, CompletionRequest
 from greenroom.agent.sse import ServerSentEvent, SSEDecoder, SSEError
-from greenroom.errors import InvalidArgument, ProviderError
+from greenroom.protocol.errors import InvalidArgument, ProviderError
 from greenroom.supervisor.backoff import Backoff
 
 logger = logging.getLogger("greenroom.agent")

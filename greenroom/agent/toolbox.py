@@ -27,7 +27,7 @@ from greenroom.agent.policy import (
 )
 from greenroom.agent.provider import ToolSchema
 from greenroom.agent.tools import TOOLS, run_tool
-from greenroom.errors import GreenroomError
+from greenroom.protocol.errors import GreenroomError
 
 logger = logging.getLogger("greenroom.mcp")
 policy_logger = logging.getLogger("greenroom.policy")

@@ -7,9 +7,10 @@ included) in one ``trio.to_thread.run_sync`` call, so the event loop never block
 
 Decisions:
 
-- Every failure is a :class:`~greenroom.errors.ToolError` whose message is meant for the model:
-  it names paths as the model wrote them (relative to the project) and never shows the host path
-  of the project folder; OS errors are reduced to their ``strerror``, which has no path in it.
+- Every failure is a :class:`~greenroom.protocol.errors.ToolError` whose message is meant for
+  the model: it names paths as the model wrote them (relative to the project) and never shows
+  the host path of the project folder; OS errors are reduced to their ``strerror``, which has
+  no path in it.
 - Paths are resolved with ``os.path.realpath``, which follows symbolic links and applies ``..``
   after them the way the OS does; the resolved path must stay under the resolved root. A path
   that leaves the root even lexically (``../x``, ``a/../../x``) is refused before that, so a
@@ -64,7 +65,7 @@ from pathlib import Path
 import trio
 
 from greenroom.agent.provider import ToolSchema
-from greenroom.errors import ToolError
+from greenroom.protocol.errors import ToolError
 
 MAX_FILE_BYTES = 1024 * 1024
 """The largest file ``read_file`` and ``edit_file`` read, and the most ``write_file`` writes."""

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from greenroom.errors import GreenroomError
+from greenroom.protocol.errors import GreenroomError
 
 _TEMP_MARK = ".tmp-"
 _TEMP_NAME = re.compile(r".+\.tmp-[0-9a-f]{16}")

@@ -17,8 +17,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast, get_args
 
-from greenroom.agent.chat import Message, Role, Thinking, ToolCall
-from greenroom.errors import GreenroomError, InvalidArgument
+from greenroom.protocol.chat import (
+    Message,
+    Role,
+    ToolCall,
+    thinking_from_json,
+    thinking_to_json,
+)
+from greenroom.protocol.errors import GreenroomError, InvalidArgument
 from greenroom.store import atomic
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -73,29 +79,6 @@ def newest_history(project_dir: Path) -> str | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return max(names, default=None)
-
-
-def thinking_to_json(block: Thinking) -> dict[str, Any]:
-    """A thinking block in Anthropic's shape (``thinking`` or ``redacted_thinking``)."""
-    if block.data is not None:
-        return {"type": "redacted_thinking", "data": block.data}
-    return {"type": "thinking", "thinking": block.text, "signature": block.signature}
-
-
-def thinking_from_json(value: object) -> tuple[Thinking, ...] | None:
-    """The thinking blocks of a message, tolerantly: a block that is not one is skipped (it
-    could not be sent back anyway)."""
-    if not isinstance(value, list):
-        return None
-    blocks: list[Thinking] = []
-    for item in value:
-        if not isinstance(item, dict):
-            continue
-        if item.get("type") == "redacted_thinking" and isinstance(item.get("data"), str):
-            blocks.append(Thinking(data=item["data"]))
-        elif isinstance(item.get("thinking"), str) and isinstance(item.get("signature"), str):
-            blocks.append(Thinking(text=item["thinking"], signature=item["signature"]))
-    return tuple(blocks) or None
 
 
 def message_to_json(message: Message) -> dict[str, Any]:

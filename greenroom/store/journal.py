@@ -30,9 +30,9 @@ from typing import Any, Final
 import attrs
 import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 
-from greenroom.actors.events import Event, StreamingUpdate
-from greenroom.convert import event_from_record, event_to_record
-from greenroom.errors import GreenroomError
+from greenroom.protocol.convert import event_from_record, event_to_record
+from greenroom.protocol.errors import GreenroomError
+from greenroom.protocol.events import Event, StreamingUpdate
 from greenroom.store.atomic import fsync_folder
 
 HEADER: Final = struct.Struct("<II")

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import attrs
 
-from greenroom.errors import GreenroomError
+from greenroom.protocol.errors import GreenroomError
 
 LOCK_FILE: Final = "greenroom.lock"
 

@@ -1,27 +1,12 @@
-"""Project names and project folders."""
+"""Project folders (what a valid project name is, is the protocol's: protocol/values.py)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from greenroom.errors import InvalidArgument
+from greenroom.protocol.values import validate_project_name
 
-_PROJECT_NAME = re.compile(r"[a-z0-9_-][a-z0-9._-]{0,63}")
-
-
-def validate_project_name(name: object) -> str:
-    """Return ``name`` if it is a valid project name, else raise InvalidArgument.
-
-    1 to 64 characters of ``a-z 0-9 . _ -``, not starting with ``.``: such a name is always a
-    single path component inside the projects folder, never a way out of it.
-    """
-    if not isinstance(name, str) or _PROJECT_NAME.fullmatch(name) is None:
-        raise InvalidArgument(
-            f"invalid project name {name!r}: use 1 to 64 characters of a-z 0-9 . _ -, "
-            "not starting with '.'"
-        )
-    return name
+__all__ = ["project_path", "validate_project_name"]
 
 
 def project_path(root: Path, name: str) -> Path:

@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 import msgpack  # type: ignore[import-untyped]
 
-from greenroom.errors import GreenroomError, InvalidArgument
+from greenroom.protocol.errors import GreenroomError, InvalidArgument
 from greenroom.store import atomic
 
 FORMAT_VERSION = 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from greenroom.errors import Conflict, GreenroomError, NotFound
+from greenroom.protocol.errors import Conflict, GreenroomError, NotFound
 
 
 class SupervisorError(GreenroomError):

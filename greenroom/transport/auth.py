@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import attrs
 
-from greenroom.transport.codec import Subprotocol, choose_subprotocol
+from greenroom.protocol.codec import Subprotocol, choose_subprotocol
 
 __all__ = [
     "FOREIGN_HOST",

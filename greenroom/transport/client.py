@@ -5,7 +5,7 @@ yields a :class:`GreenroomClient`: one awaitable method per command (the result 
 :class:`CommandError`), and :meth:`GreenroomClient.events`, the events in order. One task
 reads the socket and routes replies by id to their callers and events to a bounded queue;
 every task lives in the nursery the ``open_client`` context owns. Where each session's stream
-resumes is decided by :class:`~greenroom.transport.resume.ResumeTracker`, sans I/O; this module
+resumes is decided by :class:`~greenroom.protocol.resume.ResumeTracker`, sans I/O; this module
 is the trio shell around it: the calls, the reader's routing and the reconnect loop.
 
 Decisions (docs/protocol.md, "The Python client", says the same for users):
@@ -56,10 +56,10 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-from greenroom.errors import GreenroomError
-from greenroom.transport import commands as cmd
-from greenroom.transport.codec import SUBPROTOCOLS, Codec, Subprotocol
-from greenroom.transport.resume import ResumeTracker
+from greenroom.protocol import commands as cmd
+from greenroom.protocol.codec import SUBPROTOCOLS, Codec, Subprotocol
+from greenroom.protocol.errors import GreenroomError
+from greenroom.protocol.resume import ResumeTracker
 
 __all__ = [
     "ClientError",

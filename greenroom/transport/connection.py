@@ -52,11 +52,8 @@ import trio
 import trio_websocket
 
 from greenroom import __version__
-from greenroom.convert import camel
-from greenroom.errors import GreenroomError
-from greenroom.runtime import Client, Runtime
-from greenroom.transport import commands as c
-from greenroom.transport.codec import (
+from greenroom.protocol import commands as c
+from greenroom.protocol.codec import (
     SUBPROTOCOL_JSON,
     SUBPROTOCOL_MSGPACK,
     Codec,
@@ -80,6 +77,9 @@ from greenroom.transport.codec import (
     stop_generation_result,
     subscribe_result,
 )
+from greenroom.protocol.convert import camel
+from greenroom.protocol.errors import GreenroomError
+from greenroom.runtime import Client, Runtime
 from greenroom.transport.outbox import Outbox, TransportCounters
 
 __all__ = [

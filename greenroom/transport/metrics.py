@@ -28,8 +28,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from greenroom.actors.events import EndReason, Status
 from greenroom.actors.tally import Durations
+from greenroom.protocol.events import EndReason, Status
 
 if TYPE_CHECKING:
     from greenroom.transport.server import Server

@@ -36,14 +36,14 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from greenroom.actors.events import (
+from greenroom.protocol.codec import ErrorReply, Outgoing, Reply, Welcome
+from greenroom.protocol.events import (
     Event,
     MessageAdded,
     SessionDeleted,
     StreamingUpdate,
 )
-from greenroom.actors.text import DeltaRun
-from greenroom.transport.codec import ErrorReply, Outgoing, Reply, Welcome
+from greenroom.protocol.text import DeltaRun
 
 __all__ = ["Estimates", "Outbox", "Sizes", "TransportCounters", "estimate"]
 

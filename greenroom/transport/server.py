@@ -38,6 +38,7 @@ import trio
 import trio_websocket
 from prometheus_client import CollectorRegistry
 
+from greenroom.protocol.codec import EventEncodings
 from greenroom.runtime import Runtime
 from greenroom.transport.auth import (
     WS_PATH,
@@ -49,7 +50,6 @@ from greenroom.transport.auth import (
     request_token,
     tokens_match,
 )
-from greenroom.transport.codec import EventEncodings
 from greenroom.transport.connection import (
     ConnectionSettings,
     Disconnected,

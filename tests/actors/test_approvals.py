@@ -11,7 +11,12 @@ import trio
 import trio.testing
 
 from greenroom.actors.bus import Subscription
-from greenroom.actors.events import (
+from greenroom.actors.session import DENIED_BY_POLICY, STOPPED_WAITING, denied
+from greenroom.agent.policy import ToolPolicy
+from greenroom.config import Config, Limits
+from greenroom.presets import Preset
+from greenroom.protocol.errors import Conflict, NotFound
+from greenroom.protocol.events import (
     ApprovalRequested,
     Event,
     LoadingChanged,
@@ -19,11 +24,6 @@ from greenroom.actors.events import (
     PendingApproval,
     SessionUpdated,
 )
-from greenroom.actors.session import DENIED_BY_POLICY, STOPPED_WAITING, denied
-from greenroom.agent.policy import ToolPolicy
-from greenroom.config import Config, Limits
-from greenroom.errors import Conflict, NotFound
-from greenroom.presets import Preset
 from greenroom.runtime import Client, Runtime
 from tests.conftest import make_config, next_event, open_test_runtime, turn_ended
 

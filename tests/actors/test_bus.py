@@ -4,15 +4,15 @@ import trio
 import trio.testing
 
 from greenroom.actors.bus import EventBus
-from greenroom.actors.events import (
+from greenroom.actors.mailbox import Mailbox
+from greenroom.protocol.chat import Message
+from greenroom.protocol.events import (
     Event,
     MessageAdded,
     PartialToolCall,
     SessionDeleted,
     StreamingUpdate,
 )
-from greenroom.actors.mailbox import Mailbox
-from greenroom.agent.chat import Message
 
 
 def event(seq: int, session: str = "s-1") -> Event:

@@ -30,19 +30,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import greenroom.agent.toolbox as toolbox_module
-from greenroom.actors.events import (
+from greenroom.agent.provider import Chunk, CompletionRequest, TextDelta, ToolCallDelta
+from greenroom.agent.simulated import SimulatedProvider
+from greenroom.agent.tools import run_tool
+from greenroom.config import Config, SimulatedConfig, SupervisionConfig
+from greenroom.protocol.chat import Message, ToolCall
+from greenroom.protocol.events import (
     Event,
     LoadingChanged,
     MessageAdded,
     SessionFailed,
     SessionRestarted,
 )
-from greenroom.actors.state import SessionView, Streaming
-from greenroom.agent.chat import Message, ToolCall
-from greenroom.agent.provider import Chunk, CompletionRequest, TextDelta, ToolCallDelta
-from greenroom.agent.simulated import SimulatedProvider
-from greenroom.agent.tools import run_tool
-from greenroom.config import Config, SimulatedConfig, SupervisionConfig
+from greenroom.protocol.state import SessionView, Streaming
 from greenroom.runtime import open_runtime
 from greenroom.store.history import history_path, read_history
 from tests.conftest import ThreadsHoldTheClock, make_config, next_event

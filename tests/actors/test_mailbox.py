@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 from greenroom.actors.mailbox import Mailbox, Reply
-from greenroom.errors import ActorDied, AskTimeout, MailboxFull
+from greenroom.protocol.errors import ActorDied, AskTimeout, MailboxFull
 
 
 @attrs.frozen(kw_only=True)

@@ -10,11 +10,11 @@ import attrs
 import pytest
 import trio
 
-from greenroom.actors.events import LoadingChanged, Summary
 from greenroom.actors.persistence import dormant_from_payload, snapshot_payload
-from greenroom.actors.state import SessionState, Streaming
 from greenroom.config import Config, SimulatedConfig
-from greenroom.convert import unstructure
+from greenroom.protocol.convert import unstructure
+from greenroom.protocol.events import LoadingChanged, Summary
+from greenroom.protocol.state import SessionState, Streaming
 from greenroom.runtime import Runtime, restore_mirror
 from greenroom.store.history import history_path, read_history
 from greenroom.store.snapshots import SnapshotStore

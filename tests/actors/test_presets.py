@@ -11,8 +11,8 @@ import pytest
 import trio
 
 from greenroom.agent.openai import OpenAIProvider
-from greenroom.errors import InvalidArgument, NotFound
 from greenroom.presets import PROJECT_FILE, Preset
+from greenroom.protocol.errors import InvalidArgument, NotFound
 from greenroom.runtime import Runtime
 from tests.agent.fake_openai import FakeOpenAI, open_fake_openai, text_reply
 from tests.agent.test_mcp import CAP, FAST, stdio

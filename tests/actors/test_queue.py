@@ -11,9 +11,9 @@ import trio.testing
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from greenroom.actors.events import QUEUED_PREVIEW_CHARS, SessionUpdated
 from greenroom.config import SimulatedConfig
-from greenroom.errors import Conflict, InvalidArgument, NotFound
+from greenroom.protocol.errors import Conflict, InvalidArgument, NotFound
+from greenroom.protocol.events import QUEUED_PREVIEW_CHARS, SessionUpdated
 from greenroom.runtime import Runtime
 from greenroom.store.snapshots import decode_snapshot, encode_snapshot
 from tests.conftest import make_config, next_event, open_test_runtime, turn_ended

@@ -11,18 +11,18 @@ import pytest
 import trio
 import trio.testing
 
-from greenroom.actors.events import (
+from greenroom.agent.provider import Chunk, CompletionRequest, TextDelta
+from greenroom.agent.simulated import SimulatedProvider
+from greenroom.config import Config, Limits
+from greenroom.protocol.chat import Message
+from greenroom.protocol.errors import InvalidArgument, LimitReached, NotFound, TooLarge
+from greenroom.protocol.events import (
     Event,
     LoadingChanged,
     MessageAdded,
     SessionUpdated,
     StreamingUpdate,
 )
-from greenroom.agent.chat import Message
-from greenroom.agent.provider import Chunk, CompletionRequest, TextDelta
-from greenroom.agent.simulated import SimulatedProvider
-from greenroom.config import Config, Limits
-from greenroom.errors import InvalidArgument, LimitReached, NotFound, TooLarge
 from greenroom.runtime import Client, Runtime
 from tests.conftest import make_config, next_event, open_test_runtime, turn_ended
 
@@ -204,7 +204,7 @@ async def test_a_provider_error_fails_the_turn_and_resume_continues_it(
 async def test_resume_refuses_a_session_with_nothing_to_resume(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    from greenroom.errors import Conflict
+    from greenroom.protocol.errors import Conflict
 
     session = (await runtime.open_session("idle")).summary.session
     with pytest.raises(Conflict, match="nothing to resume"):

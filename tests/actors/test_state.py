@@ -3,7 +3,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenroom.actors.events import (
+from greenroom.actors.persistence import Mirror, copy_state
+from greenroom.protocol.chat import Message
+from greenroom.protocol.events import (
     Event,
     EventData,
     LoadingChanged,
@@ -13,9 +15,7 @@ from greenroom.actors.events import (
     StreamingUpdate,
     Summary,
 )
-from greenroom.actors.persistence import Mirror, copy_state
-from greenroom.actors.state import SessionState
-from greenroom.agent.chat import Message
+from greenroom.protocol.state import SessionState
 
 SUMMARY = Summary(
     session="s-1",
@@ -108,7 +108,7 @@ def test_streaming_deltas_rebuild_the_text_even_when_replayed(
 
 
 def test_the_mirror_follows_created_and_deleted() -> None:
-    from greenroom.actors.events import SessionDeleted
+    from greenroom.protocol.events import SessionDeleted
 
     mirror = Mirror()
     for e in events(SessionCreated(summary=SUMMARY), StreamingUpdate(offset=0, delta="x")):

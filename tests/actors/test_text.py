@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenroom.actors.events import Event, PartialToolCall, StreamingUpdate
-from greenroom.actors.text import JOIN_EVERY, DeltaRun, Text
+from greenroom.protocol.events import Event, PartialToolCall, StreamingUpdate
+from greenroom.protocol.text import JOIN_EVERY, DeltaRun, Text
 
 pieces = st.text(max_size=8)
 steps = st.lists(

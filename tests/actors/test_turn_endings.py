@@ -15,9 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from greenroom.actors.events import LoadingChanged, StreamingUpdate
 from greenroom.actors.session import CUT_TOOL_CALL
-from greenroom.agent.chat import Message, Thinking, ToolCall
 from greenroom.agent.provider import (
     Chunk,
     CompletionRequest,
@@ -26,6 +24,8 @@ from greenroom.agent.provider import (
     TextDelta,
     ToolCallDelta,
 )
+from greenroom.protocol.chat import Message, Thinking, ToolCall
+from greenroom.protocol.events import LoadingChanged, StreamingUpdate
 from greenroom.runtime import Runtime
 from tests.conftest import make_config, next_event, open_test_runtime, turn_ended
 

@@ -17,7 +17,6 @@ import pytest
 import trio
 
 from greenroom.agent.anthropic import API_VERSION, DEFAULT_MAX_TOKENS, AnthropicProvider
-from greenroom.agent.chat import Message, Thinking, ToolCall
 from greenroom.agent.provider import (
     Chunk,
     CompletionRequest,
@@ -28,7 +27,8 @@ from greenroom.agent.provider import (
     Usage,
 )
 from greenroom.agent.tools import TOOLS
-from greenroom.errors import ProviderError
+from greenroom.protocol.chat import Message, Thinking, ToolCall
+from greenroom.protocol.errors import ProviderError
 from tests.agent.fake_anthropic import (
     MESSAGE_STOP,
     PING,

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from greenroom.agent.tools import resolve_in_project
-from greenroom.errors import ToolError
+from greenroom.protocol.errors import ToolError
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ import attrs
 import pytest
 import trio
 
-from greenroom.actors.events import ApprovalRequested
 from greenroom.agent.mcp.config import McpServer, McpTimings, parse_project_file, parse_server
 from greenroom.agent.mcp.hub import McpHub, McpRegistry, open_mcp_hub
-from greenroom.errors import Conflict, ToolError
+from greenroom.protocol.errors import Conflict, ToolError
+from greenroom.protocol.events import ApprovalRequested
 from tests.conftest import make_config, next_event, open_test_runtime, turn_ended
 
 SERVER = Path(__file__).parent / "mcp_servers" / "demo_server.py"

@@ -16,7 +16,6 @@ import httpx2
 import pytest
 import trio
 
-from greenroom.agent.chat import Message, ToolCall
 from greenroom.agent.openai import OpenAIProvider, classify_error
 from greenroom.agent.provider import (
     Chunk,
@@ -30,7 +29,8 @@ from greenroom.agent.provider import (
 )
 from greenroom.agent.streaming import public_url
 from greenroom.agent.tools import TOOLS
-from greenroom.errors import ProviderError
+from greenroom.protocol.chat import Message, ToolCall
+from greenroom.protocol.errors import ProviderError
 from tests.agent.fake_openai import (
     FakeOpenAI,
     Reply,

@@ -16,7 +16,7 @@ from greenroom.agent.policy import (
     tightened,
 )
 from greenroom.agent.tools import run_tool
-from greenroom.errors import ToolError
+from greenroom.protocol.errors import ToolError
 
 
 def test_defaults_ask_for_delete_and_destructive_mcp_tools_only() -> None:

@@ -11,7 +11,7 @@ import trio
 
 from greenroom.agent import tools
 from greenroom.agent.tools import MAX_FILE_BYTES, run_tool
-from greenroom.errors import ToolError
+from greenroom.protocol.errors import ToolError
 
 
 async def call(root: Path, name: str, **arguments: object) -> str:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from greenroom.agent.chat import Message, ToolCall
 from greenroom.agent.provider import (
     Chunk,
     CompletionRequest,
@@ -24,7 +23,8 @@ from greenroom.agent.provider import (
 )
 from greenroom.agent.simulated import MARKDOWN_SAMPLE, SimulatedProvider
 from greenroom.agent.tools import TOOLS, run_tool
-from greenroom.errors import ProviderError
+from greenroom.protocol.chat import Message, ToolCall
+from greenroom.protocol.errors import ProviderError
 
 FAST = SimulatedProvider(tokens_per_second=math.inf)
 
@@ -164,7 +164,7 @@ def test_deterministic_across_processes() -> None:
     """No salted hash() in the way: another interpreter with another hash seed agrees."""
     script = (
         "import math, trio\n"
-        "from greenroom.agent.chat import Message\n"
+        "from greenroom.protocol.chat import Message\n"
         "from greenroom.agent.provider import CompletionRequest\n"
         "from greenroom.agent.simulated import SimulatedProvider\n"
         "async def main():\n"

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from greenroom.agent.tools import MAX_FILE_BYTES, TOOLS, run_tool
-from greenroom.errors import ToolError
+from greenroom.protocol.errors import ToolError
 
 
 async def call(root: Path, name: str, **arguments: object) -> str:

@@ -23,7 +23,7 @@ import attrs
 import trio
 import trio_websocket
 
-from greenroom.transport.codec import SUBPROTOCOL_JSON, Codec
+from greenroom.protocol.codec import SUBPROTOCOL_JSON, Codec
 from greenroom.transport.server import ServerAddress
 from tests.transport.test_server_support import open_client
 

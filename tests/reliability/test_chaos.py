@@ -23,9 +23,9 @@ from typing import Any
 import attrs
 import trio
 
-from greenroom.actors.events import MessageAdded
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import SimulatedConfig, SupervisionConfig
+from greenroom.protocol.events import MessageAdded
 from greenroom.runtime import Client, open_runtime
 from greenroom.store.history import history_path, read_history
 from tests.conftest import make_config

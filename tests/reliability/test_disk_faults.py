@@ -20,9 +20,9 @@ import pytest
 import trio
 
 import greenroom.store.atomic as atomic
-from greenroom.actors.events import LoadingChanged
-from greenroom.agent.chat import Message
 from greenroom.config import Config
+from greenroom.protocol.chat import Message
+from greenroom.protocol.events import LoadingChanged
 from greenroom.runtime import Runtime
 from greenroom.store.history import history_path, read_history
 from tests.conftest import make_config, next_event, open_test_runtime, turn_ended

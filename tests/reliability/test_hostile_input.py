@@ -26,7 +26,7 @@ import trio_websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from greenroom.transport.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Codec
+from greenroom.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Codec
 from greenroom.transport.server import ServerAddress
 from tests.reliability.support import open_server
 from tests.transport.test_server_support import open_client

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenroom.agent.chat import Message, ToolCall
-from greenroom.errors import InvalidArgument
+from greenroom.protocol.chat import Message, ToolCall
+from greenroom.protocol.errors import InvalidArgument
 from greenroom.store.history import (
     CorruptHistory,
     append_histories,

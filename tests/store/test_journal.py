@@ -8,7 +8,8 @@ import msgpack  # type: ignore[import-untyped]
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenroom.actors.events import (
+from greenroom.protocol.chat import Message
+from greenroom.protocol.events import (
     Event,
     LoadingChanged,
     MessageAdded,
@@ -16,7 +17,6 @@ from greenroom.actors.events import (
     SessionUpdated,
     StreamingUpdate,
 )
-from greenroom.agent.chat import Message
 from greenroom.store.journal import (
     JournalFiles,
     encode_record,

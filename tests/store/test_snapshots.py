@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from greenroom.errors import InvalidArgument
+from greenroom.protocol.errors import InvalidArgument
 from greenroom.store.snapshots import (
     CorruptSnapshot,
     SnapshotEncodeError,

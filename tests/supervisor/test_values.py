@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from greenroom.errors import Conflict, GreenroomError, NotFound
+from greenroom.protocol.errors import Conflict, GreenroomError, NotFound
 from greenroom.supervisor import (
     Backoff,
     ChildExists,

@@ -18,29 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from greenroom.actors.events import (
-    ApprovalRequested,
-    Event,
-    EventData,
-    LoadingChanged,
-    MessageAdded,
-    Notification,
-    PartialToolCall,
-    PendingApproval,
-    SessionCreated,
-    SessionDeleted,
-    SessionFailed,
-    SessionRestarted,
-    SessionUpdated,
-    StreamingUpdate,
-    Summary,
-)
-from greenroom.actors.state import SessionView
-from greenroom.agent.chat import Message, ToolCall
 from greenroom.agent.mcp.config import ProjectMcpStatus, parse_server
-from greenroom.convert import structure, summary_to_wire, unstructure
-from greenroom.transport import codec as codec_module
-from greenroom.transport.codec import (
+from greenroom.protocol import codec as codec_module
+from greenroom.protocol.chat import Message, ToolCall
+from greenroom.protocol.codec import (
     MAX_DEPTH,
     MAX_FRAME_BYTES,
     SUBPROTOCOL_JSON,
@@ -71,7 +52,7 @@ from greenroom.transport.codec import (
     subscribe_result,
     to_wire,
 )
-from greenroom.transport.commands import (
+from greenroom.protocol.commands import (
     COMMANDS,
     ApproveToolCall,
     CancelQueued,
@@ -97,6 +78,25 @@ from greenroom.transport.commands import (
     Unsubscribe,
     command_to_wire,
 )
+from greenroom.protocol.convert import structure, summary_to_wire, unstructure
+from greenroom.protocol.events import (
+    ApprovalRequested,
+    Event,
+    EventData,
+    LoadingChanged,
+    MessageAdded,
+    Notification,
+    PartialToolCall,
+    PendingApproval,
+    SessionCreated,
+    SessionDeleted,
+    SessionFailed,
+    SessionRestarted,
+    SessionUpdated,
+    StreamingUpdate,
+    Summary,
+)
+from greenroom.protocol.state import SessionView
 from greenroom.transport.outbox import estimate
 from tests import strategies
 
@@ -139,7 +139,7 @@ def test_unknown_subprotocol_is_refused() -> None:
 
 
 def test_codec_does_not_import_trio() -> None:
-    code = "import sys, greenroom.transport.codec; assert 'trio' not in sys.modules"
+    code = "import sys, greenroom.protocol.codec; assert 'trio' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -730,7 +730,7 @@ def test_reply_and_error_shapes(codec: Codec) -> None:
 
 
 def test_error_reply_of_a_greenroom_error() -> None:
-    from greenroom.errors import NotFound
+    from greenroom.protocol.errors import NotFound
 
     assert ErrorReply.of(3, NotFound("no session s-1")) == ErrorReply(
         re=3, code="not_found", message="no session s-1"

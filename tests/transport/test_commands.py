@@ -5,8 +5,8 @@ from typing import Any
 import attrs
 import pytest
 
-from greenroom.transport import commands
-from greenroom.transport.commands import (
+from greenroom.protocol import commands
+from greenroom.protocol.commands import (
     COMMANDS,
     FocusProject,
     Ping,

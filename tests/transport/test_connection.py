@@ -15,8 +15,8 @@ import trio
 import trio.testing
 import trio_websocket
 
+from greenroom.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Codec, Subprotocol
 from greenroom.runtime import Runtime
-from greenroom.transport.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Codec, Subprotocol
 from greenroom.transport.connection import Closing, ConnectionSettings, handle_connection
 from greenroom.transport.outbox import TransportCounters
 from tests.conftest import make_config, open_test_runtime

@@ -5,7 +5,9 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from greenroom.actors.events import (
+from greenroom.protocol.chat import Message
+from greenroom.protocol.codec import Reply
+from greenroom.protocol.events import (
     Event,
     EventData,
     LoadingChanged,
@@ -15,8 +17,6 @@ from greenroom.actors.events import (
     SessionDeleted,
     StreamingUpdate,
 )
-from greenroom.agent.chat import Message
-from greenroom.transport.codec import Reply
 from greenroom.transport.outbox import Outbox, estimate
 
 

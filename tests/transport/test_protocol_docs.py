@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from greenroom.actors.events import Event
-from greenroom.convert import EVENT_TYPES, event_to_wire, structure
-from greenroom.transport.codec import Codec, Incoming
-from greenroom.transport.commands import COMMANDS
+from greenroom.protocol.codec import Codec, Incoming
+from greenroom.protocol.commands import COMMANDS
+from greenroom.protocol.convert import EVENT_TYPES, event_to_wire, structure
+from greenroom.protocol.events import Event
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 BLOCK = re.compile(r"^```json (request|reply|event|frame)\n(.*?)^```", re.DOTALL | re.MULTILINE)

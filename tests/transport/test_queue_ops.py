@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from greenroom.convert import QUEUED_PREVIEW_CHARS
+from greenroom.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Subprotocol
+from greenroom.protocol.convert import QUEUED_PREVIEW_CHARS
 from greenroom.transport.client import CommandError, connect
-from greenroom.transport.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Subprotocol
 from tests.transport.test_client import TOKEN, open_subscribed, running_server
 from tests.transport.test_server_support import open_client, open_server, turn_ended
 

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenroom.transport.resume import ResumeTracker
+from greenroom.protocol.resume import ResumeTracker
 
 JSON = dict[str, Any]
 

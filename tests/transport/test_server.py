@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio_websocket
 
-from greenroom.transport.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Subprotocol
+from greenroom.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Subprotocol
 from tests.transport.test_server_support import (
     open_client,
     open_server,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import trio
 
+from greenroom.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Subprotocol
 from greenroom.transport.client import CommandError, connect
-from greenroom.transport.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Subprotocol
 from tests.transport.test_server_support import TOKEN, open_client, open_server, turn_ended
 
 BOTH = pytest.mark.parametrize("subprotocol", [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK])

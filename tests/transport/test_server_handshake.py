@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from greenroom.transport.codec import SUBPROTOCOL_MSGPACK
+from greenroom.protocol.codec import SUBPROTOCOL_MSGPACK
 from tests.transport.test_server_support import (
     TOKEN,
     open_client,

@@ -19,9 +19,9 @@ import trio
 import trio_websocket
 
 from greenroom.config import SimulatedConfig
+from greenroom.protocol import commands as cmd
+from greenroom.protocol.codec import SUBPROTOCOL_JSON, Codec, Subprotocol
 from greenroom.runtime import Runtime
-from greenroom.transport import commands as cmd
-from greenroom.transport.codec import SUBPROTOCOL_JSON, Codec, Subprotocol
 from greenroom.transport.server import Server, ServerAddress, ServerSettings
 from tests.conftest import make_config, open_test_runtime
 

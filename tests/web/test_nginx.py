@@ -16,7 +16,7 @@ from pathlib import Path
 import trio
 import trio_websocket
 
-from greenroom.transport.codec import SUBPROTOCOL_JSON
+from greenroom.protocol.codec import SUBPROTOCOL_JSON
 from tests.transport.test_server_support import TOKEN, open_server
 from tests.web.conftest import install_from_debian
 

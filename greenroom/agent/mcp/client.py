@@ -2,7 +2,7 @@
 
 The only module that imports ``mcp`` (the ``greenroom[mcp]`` extra), and the place where the
 SDK's exceptions become greenroom's: :class:`McpServerError` for a server that cannot be
-started or reached or stops answering, :class:`~greenroom.errors.ToolError` for a call that
+started or reached or stops answering, :class:`~greenroom.protocol.errors.ToolError` for a call that
 failed while the server is fine. Results become the text the model reads: text blocks as they
 are, a short note for images, audio and resources, structured content as JSON when there is
 nothing else.
@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from greenroom.agent.mcp.config import McpServer
-from greenroom.errors import GreenroomError, ToolError
+from greenroom.protocol.errors import GreenroomError, ToolError
 
 MAX_RESULT_CHARS = 100_000
 """A tool result longer than this is cut (with a note): it all goes into the context."""

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import attrs
 
-from greenroom.errors import InvalidArgument
+from greenroom.protocol.errors import InvalidArgument
 
 PROJECT_FILE = ".mcp.json"
 MAX_PROJECT_FILE_BYTES = 256 * 1024

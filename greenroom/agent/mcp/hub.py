@@ -48,7 +48,7 @@ from greenroom.agent.mcp.config import (
     tool_name,
 )
 from greenroom.agent.provider import ToolSchema
-from greenroom.errors import Conflict, NotFound, ToolError
+from greenroom.protocol.errors import Conflict, NotFound, ToolError
 from greenroom.store.trust import read_trust, set_trust
 from greenroom.supervisor import (
     Backoff,

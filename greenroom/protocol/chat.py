@@ -1,8 +1,9 @@
-"""Chat messages in the OpenAI chat-completions shape, as frozen value classes."""
+"""Chat messages in the OpenAI chat-completions shape, as frozen value classes, and the JSON
+shape of their thinking blocks (Anthropic's), which the wire and the history files share."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -47,3 +48,26 @@ class Message:
     tool_call_id: str | None = None
     stopped: bool = False
     thinking: tuple[Thinking, ...] | None = None
+
+
+def thinking_to_json(block: Thinking) -> dict[str, Any]:
+    """A thinking block in Anthropic's shape (``thinking`` or ``redacted_thinking``)."""
+    if block.data is not None:
+        return {"type": "redacted_thinking", "data": block.data}
+    return {"type": "thinking", "thinking": block.text, "signature": block.signature}
+
+
+def thinking_from_json(value: object) -> tuple[Thinking, ...] | None:
+    """The thinking blocks of a message, tolerantly: a block that is not one is skipped (it
+    could not be sent back anyway)."""
+    if not isinstance(value, list):
+        return None
+    blocks: list[Thinking] = []
+    for item in value:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "redacted_thinking" and isinstance(item.get("data"), str):
+            blocks.append(Thinking(data=item["data"]))
+        elif isinstance(item.get("thinking"), str) and isinstance(item.get("signature"), str):
+            blocks.append(Thinking(text=item["thinking"], signature=item["signature"]))
+    return tuple(blocks) or None

@@ -9,7 +9,7 @@ share :class:`DeltaRun`.
 
 from __future__ import annotations
 
-from greenroom.actors.events import Event, StreamingUpdate, merged_update
+from greenroom.protocol.events import Event, StreamingUpdate, merged_update
 
 JOIN_EVERY = 64
 """Pieces are joined every so many appends, so that a long reply keeps few objects alive."""

@@ -9,9 +9,9 @@ dicts, lists, strings and numbers here, so that JSON and msgpack see the very sa
   ``None``-valued optional keys are left out (``content`` is always there, as in OpenAI),
   ``"stopped": true`` appears only when the message was cut short, and ``thinking`` (a
   list of Anthropic's thinking blocks, in Anthropic's shape) only when there is some;
-- an :class:`~greenroom.actors.events.Event` becomes the protocol's event object
+- an :class:`~greenroom.protocol.events.Event` becomes the protocol's event object
   ``{"event", "session", "project", "seq", "data"}``;
-- a :class:`~greenroom.actors.state.SessionView` becomes the protocol's ``state``: the summary's
+- a :class:`~greenroom.protocol.state.SessionView` becomes the protocol's ``state``: the summary's
   fields flattened, plus ``messages``, ``streaming`` and ``seq``;
 - tuples become lists.
 
@@ -30,7 +30,8 @@ import attrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.msgpack import MsgpackConverter, make_converter
 
-from greenroom.actors.events import (
+from greenroom.protocol.chat import Message, ToolCall, thinking_from_json, thinking_to_json
+from greenroom.protocol.events import (
     QUEUED_PREVIEW_CHARS,
     ApprovalRequested,
     Event,
@@ -49,9 +50,7 @@ from greenroom.actors.events import (
     Summary,
     queued_preview,
 )
-from greenroom.actors.state import SessionView
-from greenroom.agent.chat import Message, ToolCall
-from greenroom.store.history import thinking_from_json, thinking_to_json
+from greenroom.protocol.state import SessionView
 
 __all__ = [
     "EVENT_TYPES",

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from greenroom.actors.events import (
+from greenroom.protocol.chat import Message
+from greenroom.protocol.events import (
     PREVIEW_CHARS,
     ApprovalRequested,
     Event,
@@ -26,8 +27,7 @@ from greenroom.actors.events import (
     StreamingUpdate,
     Summary,
 )
-from greenroom.actors.text import Text
-from greenroom.agent.chat import Message
+from greenroom.protocol.text import Text
 
 # The status a turn leaves behind, by the reason it ended (completed and stopped: idle).
 _STATUS_AFTER: dict[str, Status] = {"failed": "failed", "interrupted": "interrupted"}

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from greenroom.agent.chat import Message
+from greenroom.protocol.chat import Message
 
 Status = Literal["idle", "running", "stopping", "interrupted", "failed"]
 EndReason = Literal["completed", "truncated", "stopped", "failed", "interrupted"]

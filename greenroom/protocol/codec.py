@@ -39,15 +39,17 @@ import attrs
 import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 import orjson
 
-from greenroom.actors.events import Event, Summary
-from greenroom.actors.state import SessionView
-from greenroom.agent.mcp.config import ProjectMcpStatus
-from greenroom.config import MAX_TEMPERATURE, MAX_TOKENS
-from greenroom.convert import converter, event_to_wire, summary_to_wire
-from greenroom.errors import BadRequest, GreenroomError, InvalidArgument
-from greenroom.presets import NAME, PresetListing
-from greenroom.store.projects import validate_project_name
-from greenroom.transport.commands import COMMANDS, Command, command_to_wire
+from greenroom.protocol.commands import COMMANDS, Command, command_to_wire
+from greenroom.protocol.convert import converter, event_to_wire, summary_to_wire
+from greenroom.protocol.errors import BadRequest, GreenroomError, InvalidArgument
+from greenroom.protocol.events import Event, Summary
+from greenroom.protocol.state import SessionView
+from greenroom.protocol.values import (
+    MAX_TEMPERATURE,
+    MAX_TOKENS,
+    PRESET_NAME,
+    validate_project_name,
+)
 
 __all__ = [
     "MAX_DEPTH",
@@ -185,6 +187,34 @@ class ProjectLike(Protocol):
     def status(self) -> str | None: ...
 
 
+class Describes(Protocol):
+    """A thing shown as the plain object its ``describe`` makes (an MCP server, a preset)."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class McpStatusLike(Protocol):
+    """What ``mcpConfig`` shows of a project's ``.mcp.json`` (the MCP registry's status)."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def hash(self) -> str | None: ...
+    @property
+    def servers(self) -> Sequence[Describes]: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+class PresetListingLike(Protocol):
+    """What ``listPresets`` shows (the presets module's listing)."""
+
+    @property
+    def presets(self) -> Sequence[Describes]: ...
+    @property
+    def error(self) -> str | None: ...
+
+
 def state_to_wire(view: SessionView) -> dict[str, Any]:
     """The protocol's ``state``: summary fields, ``messages``, ``streaming``, ``seq``."""
     result: dict[str, Any] = converter.unstructure(view, SessionView)
@@ -222,12 +252,12 @@ def sessions_result(summaries: Iterable[Summary]) -> dict[str, Any]:
     return {"sessions": Summaries(summaries)}
 
 
-def session_result(view: SessionView, mcp: ProjectMcpStatus) -> dict[str, Any]:
+def session_result(view: SessionView, mcp: McpStatusLike) -> dict[str, Any]:
     """``openSession``: the state, and the project's MCP configuration."""
     return {"session": state_to_wire(view), **mcp_result(mcp)}
 
 
-def mcp_result(status: ProjectMcpStatus) -> dict[str, Any]:
+def mcp_result(status: McpStatusLike) -> dict[str, Any]:
     """``mcpConfig`` and ``trustMcpConfig``: the project's ``.mcp.json`` and its approval."""
     return {
         "mcp": {
@@ -240,7 +270,7 @@ def mcp_result(status: ProjectMcpStatus) -> dict[str, Any]:
     }
 
 
-def presets_result(listing: PresetListing) -> dict[str, Any]:
+def presets_result(listing: PresetListingLike) -> dict[str, Any]:
     """``listPresets``: the presets (system prompts cut short), and why the project's own
     presets file is unusable (null when it is fine or absent)."""
     return {
@@ -402,7 +432,7 @@ def _index(name: str, value: object) -> int:
 
 def _preset(name: str, value: object) -> str:
     preset = _string(name, value)
-    if not NAME.fullmatch(preset):
+    if not PRESET_NAME.fullmatch(preset):
         raise InvalidArgument(
             "invalid preset name: use 1 to 64 letters, digits, '_', '.' or '-', starting with "
             "a letter or digit"

@@ -1,7 +1,7 @@
 """The client's commands: one frozen class per ``op`` of docs/protocol.md.
 
 A command holds only its arguments; the client's ``id`` travels beside it, in the codec's
-:class:`~greenroom.transport.codec.Incoming` envelope. Field names are the wire names (all of
+:class:`~greenroom.protocol.codec.Incoming` envelope. Field names are the wire names (all of
 them but ``maxTokens`` are single words, and that one is spelt as on the wire, so no renaming
 is needed). A field with a default is optional on the wire, and ``null`` there means the
 default.
