@@ -10,5 +10,6 @@ import of trio or of any other part of greenroom (tests/protocol/test_layering.p
 - ``errors``: the one exception tree; each error carries its protocol code.
 - ``convert``: the one converter between these classes and plain objects (wire and storage).
 - ``codec``: frames in and out, with every check on hostile input; replies and the welcome.
+- ``encodings``: each event and summary encoded once per format, for every connection.
 - ``resume``: where a client's stream of each session resumes after a reconnect.
 """

@@ -4,9 +4,9 @@ It knows nothing of sockets, tasks or clocks (and never imports trio): the conne
 one frame at a time and sends what it returns. :meth:`Codec.decode` is the single point where
 peer bytes enter; it never raises for bad input, it returns the exact :class:`ErrorReply` that
 docs/protocol.md names instead. JSON goes out through orjson, msgpack through one kept packer;
-each event and summary is encoded once per format and the encodings are shared between
-connections. (One file of some 900 lines: both directions share the frame types and the wire
-rules, and splitting them would scatter the contract.)
+each event and summary is encoded once per format for every connection (protocol/encodings.py).
+(One file of some 800 lines: both directions share the frame types and the wire rules, and
+splitting them would scatter the contract.)
 
 Decisions the protocol leaves open, made here:
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal, Protocol, cast
 
@@ -41,6 +40,12 @@ import orjson
 
 from greenroom.protocol.commands import COMMANDS, Command, command_to_wire
 from greenroom.protocol.convert import converter, event_to_wire, summary_to_wire
+from greenroom.protocol.encodings import (
+    JSON_SUMMARIES,
+    MSGPACK_SUMMARIES,
+    EventEncodings,
+    Fragments,
+)
 from greenroom.protocol.errors import BadRequest, GreenroomError, InvalidArgument
 from greenroom.protocol.events import Event, Summary
 from greenroom.protocol.state import SessionView
@@ -629,155 +634,7 @@ class _Encoded:
     parts: list[Any]  # all str (JSON) or all bytes (msgpack)
 
 
-class _Memo(weakref.ref[Summary]):
-    """A weak reference to a summary that also carries its encoding and its key in the memo.
-    (Set after it is made: a Python ``__init__`` here was a third of what a miss cost.)"""
-
-    __slots__ = ("encoded", "key")
-    encoded: str | bytes
-    key: int
-
-
-class _SummaryMemo:
-    """Each summary's encoding in one format, kept for as long as the summary object lives.
-
-    A :class:`Summary` is frozen, and a session that changes gets a new one, so an object's
-    encoding never goes stale: a dormant session keeps the same summary object until it wakes,
-    and after the first listing (the welcome) every later one copies its text. Entries are
-    keyed by the object's identity and hold it only weakly; a summary that is freed takes its
-    entry with it (the reference's callback). So the memo needs no bound of its own: it is at
-    most the live summaries that were listed, about one per session.
-
-    One per format for the whole process rather than one per codec, since every connection
-    lists the same summary objects and a codec lives as long as its connection. Written from
-    the trio thread only; an entry may be dropped from whichever thread frees its summary.
-    """
-
-    def __init__(self) -> None:
-        self._memos: dict[int, _Memo] = {}
-        self._forget_memo = self._forget  # one bound method, shared by every entry
-
-    def of(self, summary: Summary, encode: Callable[[Summary], str | bytes]) -> str | bytes:
-        """``summary`` encoded (by ``encode`` if it is not in the memo)."""
-        key = id(summary)
-        memo = self._memos.get(key)
-        if memo is not None and memo() is summary:
-            return memo.encoded
-        encoded = encode(summary)
-        memo = self._memos[key] = _Memo(summary, self._forget_memo)
-        memo.key, memo.encoded = key, encoded
-        return encoded
-
-    def _forget(self, memo: _Memo) -> None:
-        if self._memos.get(memo.key) is memo:
-            self._memos.pop(memo.key, None)
-
-    def __len__(self) -> int:
-        return len(self._memos)
-
-
-_JSON_SUMMARIES: Final = _SummaryMemo()
-_MSGPACK_SUMMARIES: Final = _SummaryMemo()
-
-
 # -- the codec ------------------------------------------------------------------------------
-
-
-class _EventMemo(weakref.ref[Event]):
-    """A weak reference to an event that carries its encoding and its key (see _Memo)."""
-
-    __slots__ = ("encoded", "key")
-    encoded: str | bytes
-    key: int
-
-
-class _Fragments:
-    """The encoded text (or bytes) of recent events, for one format (see EventEncodings).
-
-    Entries hold their event weakly: an event can carry far more than its encoding shows (a
-    summary's whole queue of texts behind their short previews), and a memo that kept the
-    events alive kept every such text until ordinary traffic pushed it out. An entry goes with
-    its event, and at the latest after two generations of at most ``limit`` entries each: when
-    the newer one is full it becomes the older and the older is dropped. (Evicting one entry at
-    a time from the front of one dict would make every eviction scan the dict's deleted
-    slots.) An encoding over ``BIG_BYTES`` (a long message, a tool's output) is kept apart, in
-    at most ``big_budget`` bytes, oldest out first, so that the memo never doubles what a
-    flood of long messages holds.
-    """
-
-    BIG_BYTES: Final = 64 << 10
-
-    def __init__(self, limit: int = 16_384, big_budget: int = 1 << 20) -> None:
-        self._limit = limit
-        self._new: dict[int, _EventMemo] = {}
-        self._old: dict[int, _EventMemo] = {}
-        self._big: dict[int, _EventMemo] = {}
-        self._big_budget = big_budget
-        self._big_bytes = 0
-        self._forget_memo = self._forget  # one bound method, shared by every entry
-
-    def of(self, event: Event, encode: Callable[[Event], str | bytes]) -> str | bytes:
-        key = id(event)
-        memo = self._new.get(key) or self._old.get(key) or self._big.get(key)
-        if memo is not None and memo() is event:
-            return memo.encoded
-        encoded = encode(event)
-        memo = _EventMemo(event, self._forget_memo)
-        memo.key, memo.encoded = key, encoded
-        if len(encoded) > self.BIG_BYTES:
-            self._keep_big(memo)
-        else:
-            if len(self._new) >= self._limit:
-                self._old, self._new = self._new, {}
-            self._new[key] = memo
-        return encoded
-
-    def _keep_big(self, memo: _EventMemo) -> None:
-        big = self._big
-        size = len(memo.encoded)
-        self._drop_big(memo.key)  # a recycled id: the old entry's event is gone
-        while big and self._big_bytes + size > self._big_budget:
-            self._drop_big(next(iter(big)))
-        if size <= self._big_budget:
-            big[memo.key] = memo
-            self._big_bytes += size
-
-    def _drop_big(self, key: int) -> None:
-        memo = self._big.pop(key, None)
-        if memo is not None:
-            self._big_bytes -= len(memo.encoded)
-
-    def _forget(self, memo: _EventMemo) -> None:
-        for entries in (self._new, self._old):  # maybe from another thread: no KeyError
-            if entries.get(memo.key) is memo:
-                entries.pop(memo.key, None)
-        if self._big.get(memo.key) is memo:
-            self._drop_big(memo.key)
-
-    @property
-    def big_bytes(self) -> int:
-        """Bytes of the big encodings kept now."""
-        return self._big_bytes
-
-    def __len__(self) -> int:
-        return len(self._new) + len(self._old) + len(self._big)
-
-
-class EventEncodings:
-    """The encoded form of recent events, shared by the connections of one server.
-
-    One event is offered to every connection; with ten clients subscribed to a thousand
-    streaming sessions, encoding it once instead of ten times is most of the writers' work.
-    Entries are keyed by the event object itself (its id, checked against the object, so a
-    recycled id is never mistaken), and the oldest are dropped past ``limit`` per format: a
-    connection encodes an event within a batch or two of receiving it; big encodings are kept
-    in at most ``big_budget`` bytes per format besides. Owned by the server,
-    so it goes away with it; used from the trio thread only.
-    """
-
-    def __init__(self, limit: int = 16_384, big_budget: int = 1 << 20) -> None:
-        self.json = _Fragments(limit, big_budget)
-        self.msgpack = _Fragments(limit, big_budget)
 
 
 class Codec:
@@ -796,7 +653,7 @@ class Codec:
         self.binary: Final = subprotocol == SUBPROTOCOL_MSGPACK
         self.max_frame_bytes: Final = max_frame_bytes
         self._packer = msgpack.Packer(autoreset=True, use_bin_type=True)
-        self._events: _Fragments | None = None
+        self._events: Fragments | None = None
         if encodings is not None:
             self._events = encodings.msgpack if self.binary else encodings.json
 
@@ -877,7 +734,7 @@ class Codec:
 
     def _listing(self, summaries: Iterable[Summary]) -> _Encoded:
         """An array of summaries, from their memoized encodings."""
-        of = (_MSGPACK_SUMMARIES if self.binary else _JSON_SUMMARIES).of
+        of = (MSGPACK_SUMMARIES if self.binary else JSON_SUMMARIES).of
         encode = self._summary
         encoded = [of(summary, encode) for summary in summaries]
         if self.binary:

@@ -58,7 +58,6 @@ from greenroom.protocol.codec import (
     SUBPROTOCOL_MSGPACK,
     Codec,
     ErrorReply,
-    EventEncodings,
     Incoming,
     Reply,
     Subprotocol,
@@ -78,6 +77,7 @@ from greenroom.protocol.codec import (
     subscribe_result,
 )
 from greenroom.protocol.convert import camel
+from greenroom.protocol.encodings import EventEncodings
 from greenroom.protocol.errors import GreenroomError
 from greenroom.runtime import Client, Runtime
 from greenroom.transport.outbox import Outbox, TransportCounters

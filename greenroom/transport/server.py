@@ -38,7 +38,7 @@ import trio
 import trio_websocket
 from prometheus_client import CollectorRegistry
 
-from greenroom.protocol.codec import EventEncodings
+from greenroom.protocol.encodings import EventEncodings
 from greenroom.runtime import Runtime
 from greenroom.transport.auth import (
     WS_PATH,

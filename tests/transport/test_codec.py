@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from greenroom.agent.mcp.config import ProjectMcpStatus, parse_server
 from greenroom.protocol import codec as codec_module
+from greenroom.protocol import encodings as encodings_module
 from greenroom.protocol.chat import Message, ToolCall
 from greenroom.protocol.codec import (
     MAX_DEPTH,
@@ -29,7 +30,6 @@ from greenroom.protocol.codec import (
     SUBPROTOCOLS,
     Codec,
     ErrorReply,
-    EventEncodings,
     Incoming,
     Outgoing,
     Reply,
@@ -79,6 +79,7 @@ from greenroom.protocol.commands import (
     command_to_wire,
 )
 from greenroom.protocol.convert import structure, summary_to_wire, unstructure
+from greenroom.protocol.encodings import EventEncodings
 from greenroom.protocol.events import (
     ApprovalRequested,
     Event,
@@ -1125,7 +1126,7 @@ def test_a_summary_is_encoded_once_per_format(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_the_summary_memo_keeps_nothing_alive() -> None:
-    memo = codec_module._SummaryMemo()
+    memo = encodings_module.SummaryMemo()
     encode = JSON._summary
     listing = [attrs.evolve(SUMMARY, session=f"s-{i}") for i in range(100)]
     first = [memo.of(s, encode) for s in listing]
