@@ -37,8 +37,8 @@ MESSAGES = 40
 
 def payload_factory() -> Callable[[int], dict[str, Any]]:
     """The snapshot payload of idle session i (project ``project-i``)."""
-    from greenroom.actors.persistence import Dormant, snapshot_payload
     from greenroom.protocol.events import Summary
+    from greenroom.store.snapshots import Dormant, snapshot_payload
 
     def payload(i: int) -> dict[str, Any]:
         summary = Summary(

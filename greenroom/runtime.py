@@ -46,7 +46,6 @@ from greenroom.actors.persistence import (
     PersistenceActor,
     PersistenceMessage,
     PersistenceStatistics,
-    dormant_from_payload,
 )
 from greenroom.actors.session import (
     ApproveToolCall,
@@ -72,7 +71,7 @@ from greenroom.store.history import history_name
 from greenroom.store.journal import JournalFiles, JournalRead, read_journal
 from greenroom.store.lock import DataDirLock, lock_data_dir
 from greenroom.store.projects import validate_project_name
-from greenroom.store.snapshots import QuarantinedFile, SnapshotStore
+from greenroom.store.snapshots import QuarantinedFile, SnapshotStore, dormant_from_payload
 from greenroom.supervisor import (
     Backoff,
     ChildSpec,

@@ -23,7 +23,7 @@ needed, so startup time and memory do not grow with the total history size.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,10 @@ from greenroom.actors.bus import EventBus
 from greenroom.actors.mailbox import Inbox, Reply
 from greenroom.actors.tally import Durations
 from greenroom.protocol.chat import Message
-from greenroom.protocol.convert import structure, summary_to_record, unstructure
 from greenroom.protocol.errors import GreenroomError
 from greenroom.protocol.events import (
     Event,
     MessageAdded,
-    PartialToolCall,
     SessionCreated,
     SessionDeleted,
     StreamingUpdate,
@@ -54,7 +52,14 @@ from greenroom.store.history import (
     is_message_line,
     read_history,
 )
-from greenroom.store.snapshots import QuarantinedFile, SnapshotEncodeError, SnapshotStore
+from greenroom.store.snapshots import (
+    Dormant,
+    QuarantinedFile,
+    SnapshotEncodeError,
+    SnapshotStore,
+    snapshot_payload,
+    wake,
+)
 
 logger = logging.getLogger("greenroom.persistence")
 
@@ -91,16 +96,6 @@ class Flush:
 PersistenceMessage = LoadState | ListSummaries | Unload | Flush
 
 
-@attrs.frozen(kw_only=True)
-class Dormant:
-    """A session whose messages are on disk only."""
-
-    summary: Summary
-    seq: int
-    partial: str | None = None
-    tool_calls: tuple[PartialToolCall, ...] | None = None
-
-
 def copy_state(state: SessionState) -> SessionState:
     """A deep enough copy: messages are frozen, the lists and the streaming text are not."""
     streaming = None
@@ -109,59 +104,6 @@ def copy_state(state: SessionState) -> SessionState:
     return attrs.evolve(
         state, messages=list(state.messages), queued=list(state.queued), streaming=streaming
     )
-
-
-# -- snapshot payloads ------------------------------------------------------------------------
-
-
-def snapshot_payload(state: SessionState | Dormant) -> dict[str, Any]:
-    """What is written for a session: everything but its messages."""
-    if isinstance(state, Dormant):
-        summary, seq, partial, calls = state.summary, state.seq, state.partial, state.tool_calls
-    else:
-        summary, seq = state.summary(), state.seq
-        partial = state.streaming.text if state.streaming is not None else None
-        calls = state.streaming.tool_calls if state.streaming is not None else None
-    wire = summary_to_record(summary)  # a flush builds one per changed session: no evolve
-    wire["preview"] = None  # derived from the partial text when read back
-    return {
-        "summary": wire,
-        "seq": seq,
-        "partial": partial,
-        "toolCalls": None if calls is None else unstructure(calls),
-    }
-
-
-def dormant_from_payload(session: str, payload: Mapping[str, Any]) -> Dormant:
-    """The inverse of :func:`snapshot_payload`; raises GreenroomError on a bad payload."""
-    try:
-        summary = structure(payload["summary"], Summary)
-        seq = payload["seq"]
-        partial = payload.get("partial")
-        raw_calls = payload.get("toolCalls")
-        calls = (
-            None if raw_calls is None else structure(raw_calls, tuple[PartialToolCall, ...])
-        )
-    except Exception as exc:  # cattrs raises several kinds; all mean "not a snapshot"
-        raise GreenroomError(f"snapshot of {session} is malformed: {exc}") from exc
-    if summary.session != session or not isinstance(seq, int):
-        raise GreenroomError(f"snapshot of {session} is malformed")
-    if partial is not None and not isinstance(partial, str):
-        raise GreenroomError(f"snapshot of {session} has a bad partial text")
-    preview = partial[:50] if partial else None
-    return Dormant(
-        summary=attrs.evolve(summary, preview=preview), seq=seq, partial=partial, tool_calls=calls
-    )
-
-
-def wake(dormant: Dormant, messages: Sequence[Message]) -> SessionState:
-    """A full session state from a dormant one and its messages read from disk."""
-    state = SessionState.from_summary(attrs.evolve(dormant.summary, message_count=0))
-    state.messages = list(messages)
-    state.seq = dormant.seq
-    if dormant.partial or dormant.tool_calls:
-        state.streaming = Streaming.of(dormant.partial or "", dormant.tool_calls)
-    return state
 
 
 # -- the mirror -------------------------------------------------------------------------------

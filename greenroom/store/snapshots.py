@@ -1,9 +1,10 @@
 """Session snapshots: one small msgpack file per session, ``<data_dir>/sessions/<id>.msgpack``.
 
 A file holds the envelope ``{"format": 1, "session": <id>, "payload": <map>}``; the payload is
-whatever the persistence actor unstructured (plain maps, lists, strings, numbers, booleans,
-None, bytes). A file that cannot be read back is moved to ``sessions/corrupt/`` and reported,
-never deleted and never allowed to stop the server from starting.
+a session's state but its messages (which are in its history file): :func:`snapshot_payload`
+writes it and :func:`dormant_from_payload` reads it back. A file that cannot be read back is
+moved to ``sessions/corrupt/`` and reported, never deleted and never allowed to stop the
+server from starting.
 
 Beside them, ``sessions/streaming.msgpack`` holds, in one file, the payloads of the sessions
 whose only change since their own file was written is streamed text:
@@ -18,14 +19,18 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import msgpack  # type: ignore[import-untyped]
 
+from greenroom.protocol.chat import Message
+from greenroom.protocol.convert import structure, summary_to_record, unstructure
 from greenroom.protocol.errors import GreenroomError, InvalidArgument
+from greenroom.protocol.events import PartialToolCall, Summary
+from greenroom.protocol.state import SessionState, Streaming
 from greenroom.store import atomic
 
 FORMAT_VERSION = 1
@@ -374,3 +379,66 @@ def _refuse_ext(code: int, data: bytes) -> object:
 
 def _kind(value: object) -> str:
     return "nil" if value is None else type(value).__name__
+
+
+# -- what a snapshot holds: a session's state but its messages ---------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Dormant:
+    """A session whose messages are on disk only."""
+
+    summary: Summary
+    seq: int
+    partial: str | None = None
+    tool_calls: tuple[PartialToolCall, ...] | None = None
+
+
+def snapshot_payload(state: SessionState | Dormant) -> dict[str, Any]:
+    """What is written for a session: everything but its messages."""
+    if isinstance(state, Dormant):
+        summary, seq, partial, calls = state.summary, state.seq, state.partial, state.tool_calls
+    else:
+        summary, seq = state.summary(), state.seq
+        partial = state.streaming.text if state.streaming is not None else None
+        calls = state.streaming.tool_calls if state.streaming is not None else None
+    wire = summary_to_record(summary)  # a flush builds one per changed session: no evolve
+    wire["preview"] = None  # derived from the partial text when read back
+    return {
+        "summary": wire,
+        "seq": seq,
+        "partial": partial,
+        "toolCalls": None if calls is None else unstructure(calls),
+    }
+
+
+def dormant_from_payload(session: str, payload: Mapping[str, Any]) -> Dormant:
+    """The inverse of :func:`snapshot_payload`; raises GreenroomError on a bad payload."""
+    try:
+        summary = structure(payload["summary"], Summary)
+        seq = payload["seq"]
+        partial = payload.get("partial")
+        raw_calls = payload.get("toolCalls")
+        calls = (
+            None if raw_calls is None else structure(raw_calls, tuple[PartialToolCall, ...])
+        )
+    except Exception as exc:  # cattrs raises several kinds; all mean "not a snapshot"
+        raise GreenroomError(f"snapshot of {session} is malformed: {exc}") from exc
+    if summary.session != session or not isinstance(seq, int):
+        raise GreenroomError(f"snapshot of {session} is malformed")
+    if partial is not None and not isinstance(partial, str):
+        raise GreenroomError(f"snapshot of {session} has a bad partial text")
+    preview = partial[:50] if partial else None
+    return Dormant(
+        summary=attrs.evolve(summary, preview=preview), seq=seq, partial=partial, tool_calls=calls
+    )
+
+
+def wake(dormant: Dormant, messages: Sequence[Message]) -> SessionState:
+    """A full session state from a dormant one and its messages read from disk."""
+    state = SessionState.from_summary(attrs.evolve(dormant.summary, message_count=0))
+    state.messages = list(messages)
+    state.seq = dormant.seq
+    if dormant.partial or dormant.tool_calls:
+        state.streaming = Streaming.of(dormant.partial or "", dormant.tool_calls)
+    return state

@@ -10,14 +10,13 @@ import attrs
 import pytest
 import trio
 
-from greenroom.actors.persistence import dormant_from_payload, snapshot_payload
 from greenroom.config import Config, SimulatedConfig
 from greenroom.protocol.convert import unstructure
 from greenroom.protocol.events import LoadingChanged, Summary
 from greenroom.protocol.state import SessionState, Streaming
 from greenroom.runtime import Runtime, restore_mirror
 from greenroom.store.history import history_path, read_history
-from greenroom.store.snapshots import SnapshotStore
+from greenroom.store.snapshots import SnapshotStore, dormant_from_payload, snapshot_payload
 from tests.conftest import make_config, next_event, open_test_runtime, turn_ended
 
 
