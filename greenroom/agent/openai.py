@@ -32,25 +32,12 @@ from greenroom.agent.streaming import (
     classify_error,
     event_json,
 )
-from greenroom.protocol.chat import Message
+from greenroom.protocol.chat import message_to_json
 from greenroom.protocol.errors import ProviderError
 
 __all__ = ["DEFAULT_BASE_URL", "ChunkMapper", "OpenAIProvider", "classify_error", "request_body"]
 
 DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
-
-
-def _wire_message(message: Message) -> dict[str, Any]:
-    """The chat-completions form of ``message``; ``stopped`` is greenroom's own and not sent."""
-    obj: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.tool_calls:
-        obj["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in message.tool_calls
-        ]
-    if message.tool_call_id is not None:
-        obj["tool_call_id"] = message.tool_call_id
-    return obj
 
 
 def request_body(request: CompletionRequest, model: str) -> dict[str, Any]:
@@ -61,7 +48,7 @@ def request_body(request: CompletionRequest, model: str) -> dict[str, Any]:
     for message in request.messages:
         if message.role == "assistant" and not message.content and not message.tool_calls:
             continue  # a step stopped before its first token: servers refuse an empty message
-        messages.append(_wire_message(message))
+        messages.append(message_to_json(message, ours=False))
     body: dict[str, Any] = {
         "model": model,
         "messages": messages,

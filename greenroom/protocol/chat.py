@@ -10,6 +10,10 @@ import attrs
 Role = Literal["system", "user", "assistant", "tool"]
 
 
+def _none_if_empty(calls: tuple[ToolCall, ...] | None) -> tuple[ToolCall, ...] | None:
+    return calls or None
+
+
 @attrs.frozen(kw_only=True)
 class ToolCall:
     """One function call the model asked for; ``arguments`` is the JSON text the model wrote."""
@@ -44,7 +48,8 @@ class Message:
 
     role: Role
     content: str | None = None
-    tool_calls: tuple[ToolCall, ...] | None = None
+    # No calls is None, never (): one message, one form (and OpenAI refuses an empty list).
+    tool_calls: tuple[ToolCall, ...] | None = attrs.field(default=None, converter=_none_if_empty)
     tool_call_id: str | None = None
     stopped: bool = False
     thinking: tuple[Thinking, ...] | None = None
@@ -71,3 +76,30 @@ def thinking_from_json(value: object) -> tuple[Thinking, ...] | None:
         elif isinstance(item.get("thinking"), str) and isinstance(item.get("signature"), str):
             blocks.append(Thinking(text=item["thinking"], signature=item["signature"]))
     return tuple(blocks) or None
+
+
+def tool_call_to_json(call: ToolCall) -> dict[str, Any]:
+    """A tool call in the OpenAI shape."""
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def message_to_json(message: Message, *, ours: bool = True) -> dict[str, Any]:
+    """``message`` in the OpenAI chat-completions shape: the one encoding of a message, for the
+    wire, the history files and the OpenAI-compatible provider's requests. ``ours``: with
+    greenroom's own fields, ``stopped`` (when true) and ``thinking`` (when there is some),
+    which a provider request leaves out."""
+    obj: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        obj["tool_calls"] = [tool_call_to_json(call) for call in message.tool_calls]
+    if message.tool_call_id is not None:
+        obj["tool_call_id"] = message.tool_call_id
+    if ours:
+        if message.stopped:
+            obj["stopped"] = True
+        if message.thinking:
+            obj["thinking"] = [thinking_to_json(block) for block in message.thinking]
+    return obj

@@ -30,7 +30,13 @@ import attrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.msgpack import MsgpackConverter, make_converter
 
-from greenroom.protocol.chat import Message, ToolCall, thinking_from_json, thinking_to_json
+from greenroom.protocol.chat import (
+    Message,
+    ToolCall,
+    message_to_json,
+    thinking_from_json,
+    tool_call_to_json,
+)
 from greenroom.protocol.events import (
     QUEUED_PREVIEW_CHARS,
     ApprovalRequested,
@@ -95,31 +101,14 @@ def _register_camel(cls: type[Any]) -> None:
 # -- messages: the OpenAI shape, written by hand (hot path, and not a rename) -----------------
 
 
-def _tool_call_to_wire(call: ToolCall) -> dict[str, Any]:
-    return {
-        "id": call.id,
-        "type": "function",
-        "function": {"name": call.name, "arguments": call.arguments},
-    }
-
-
 def _tool_call_from_wire(obj: Mapping[str, Any], _: object = None) -> ToolCall:
     function = obj["function"]
     return ToolCall(id=obj["id"], name=function["name"], arguments=function["arguments"])
 
 
 def message_to_wire(message: Message) -> dict[str, Any]:
-    """One chat message in the OpenAI shape (``None`` keys left out, ``content`` kept)."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.tool_calls is not None:
-        out["tool_calls"] = [_tool_call_to_wire(call) for call in message.tool_calls]
-    if message.tool_call_id is not None:
-        out["tool_call_id"] = message.tool_call_id
-    if message.stopped:
-        out["stopped"] = True
-    if message.thinking:
-        out["thinking"] = [thinking_to_json(block) for block in message.thinking]
-    return out
+    """One chat message in the OpenAI shape, with greenroom's ``stopped`` and ``thinking``."""
+    return message_to_json(message)
 
 
 def _message_from_wire(obj: Mapping[str, Any], _: object = None) -> Message:
@@ -134,7 +123,7 @@ def _message_from_wire(obj: Mapping[str, Any], _: object = None) -> Message:
     )
 
 
-converter.register_unstructure_hook(ToolCall, _tool_call_to_wire)
+converter.register_unstructure_hook(ToolCall, tool_call_to_json)
 converter.register_structure_hook(ToolCall, _tool_call_from_wire)
 converter.register_unstructure_hook(Message, message_to_wire)
 converter.register_structure_hook(Message, _message_from_wire)

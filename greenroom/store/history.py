@@ -21,8 +21,8 @@ from greenroom.protocol.chat import (
     Message,
     Role,
     ToolCall,
+    message_to_json,
     thinking_from_json,
-    thinking_to_json,
 )
 from greenroom.protocol.errors import GreenroomError, InvalidArgument
 from greenroom.store import atomic
@@ -79,28 +79,6 @@ def newest_history(project_dir: Path) -> str | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return max(names, default=None)
-
-
-def message_to_json(message: Message) -> dict[str, Any]:
-    """The OpenAI chat-completions form of ``message`` (plus ``stopped`` when true, and its
-    ``thinking`` when it has some)."""
-    obj: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.tool_calls:
-        obj["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments},
-            }
-            for call in message.tool_calls
-        ]
-    if message.tool_call_id is not None:
-        obj["tool_call_id"] = message.tool_call_id
-    if message.stopped:
-        obj["stopped"] = True
-    if message.thinking:
-        obj["thinking"] = [thinking_to_json(block) for block in message.thinking]
-    return obj
 
 
 def message_from_json(obj: object) -> Message:
