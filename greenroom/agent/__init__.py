@@ -1,1 +1,1 @@
-"""The agent: chat messages, model providers and the tools a model may call."""
+"""The agent: model providers, the tools a model may call, and the policy that decides them."""

@@ -1,0 +1,1 @@
+"""What greenroom keeps on disk: project folders, history files, snapshots, the journal."""
