@@ -24,6 +24,9 @@ gives its slot of ``max_concurrent_turns`` back.
 Every change is an event applied to the actor's own state and published on the bus with the
 session's next ``seq``; nothing else changes the state, so the persistence mirror, which applies
 the same events, can rebuild this actor exactly after a crash.
+
+(One file of some 750 lines: the turn, its queue, its stops and its approvals change the same
+state under the same lock, and their races are only clear read together.)
 """
 
 from __future__ import annotations

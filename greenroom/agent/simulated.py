@@ -69,6 +69,9 @@ rest of that reply is streamed (from the middle of a token if the cut was there)
 call if the reply has one. A resumed step does not repeat a failure or stall that the stream had
 already reached, so a failed or stalled step that is resumed completes; ``fail-before`` does not
 fire on a resume. A stopped message that is not such a prefix gets the whole reply again.
+
+(Just over 500 lines: the directives above, which tests and benchmarks rely on, and their
+planner belong together.)
 """
 
 from __future__ import annotations
