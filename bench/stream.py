@@ -54,7 +54,7 @@ COLUMNS = (
 )  # fmt: skip
 JOURNAL_COLUMNS = (
     "sessions", "journal_bytes_per_s", "journal_writes_per_s", "journal_syncs_per_s",
-    "server_write_bytes", "cpu_us_per_token",
+    "server_write_bytes", "cpu_us_per_token", "send_seconds",
 )  # fmt: skip
 CLIENT_BUSY = 0.8
 """Client CPU (cores) above which a run is flagged: the clients may have been the bottleneck."""
