@@ -52,7 +52,7 @@ from bench.idle import write_snapshots
 from greenroom.actors.events import LoadingChanged, MessageAdded, SessionRestarted, StreamingUpdate
 from greenroom.agent.provider import Chunk, CompletionRequest
 from greenroom.agent.simulated import SimulatedProvider
-from greenroom.cli import tune_gc
+from greenroom.cli.serve import tune_gc
 from greenroom.config import Config, SimulatedConfig, SupervisionConfig
 from greenroom.errors import ActorError
 from greenroom.runtime import open_runtime
