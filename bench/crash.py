@@ -51,7 +51,7 @@ from bench.common import (
 from bench.idle import write_snapshots
 from greenroom.agent.provider import Chunk, CompletionRequest
 from greenroom.agent.simulated import SimulatedProvider
-from greenroom.cli import tune_gc
+from greenroom.cli.serve import tune_gc
 from greenroom.config import Config, SimulatedConfig, SupervisionConfig
 from greenroom.protocol.errors import ActorError
 from greenroom.protocol.events import (

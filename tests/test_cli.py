@@ -13,8 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from greenroom import cli, cli_client
-from greenroom.cli_chat import Output, logs_on_their_own_line
+from greenroom import cli
+from greenroom.cli.arguments import make_parser
+from greenroom.cli.chat import Output, logs_on_their_own_line
+from greenroom.cli.discovery import discover
+from greenroom.cli.environment import build_config, server_address
+from greenroom.cli.exits import EXIT_NO_SERVER, NO_SERVER
+from greenroom.cli.render import describe, sessions_table
+from greenroom.cli.serve import GC_THRESHOLDS, freeze_startup_heap, tune_gc
 from greenroom.config import default_data_dir
 from greenroom.settings import SETTINGS
 from greenroom.transport.client import websocket_url
@@ -64,7 +70,7 @@ def test_token_from_the_environment_config_dir(
 
 
 def test_settings_precedence(tmp_path: Path) -> None:
-    parser = cli.make_parser()
+    parser = make_parser()
     env = {
         "GREENROOM_DATA_DIR": str(tmp_path / "env-data"),
         "GREENROOM_PROJECTS_DIR": str(tmp_path / "env-projects"),
@@ -73,21 +79,21 @@ def test_settings_precedence(tmp_path: Path) -> None:
         "GREENROOM_PROVIDER": "simulated",
     }
     bare = parser.parse_args(["serve"])
-    assert cli.build_config(bare, {}).data_dir == default_data_dir()
-    assert cli.server_address(bare, {}) == ("127.0.0.1", 8765)
+    assert build_config(bare, {}).data_dir == default_data_dir()
+    assert server_address(bare, {}) == ("127.0.0.1", 8765)
 
-    config = cli.build_config(bare, env)
+    config = build_config(bare, env)
     assert config.data_dir == tmp_path / "env-data"
     assert config.projects_root == tmp_path / "env-projects"
-    assert cli.server_address(bare, env) == ("0.0.0.0", 9000)
+    assert server_address(bare, env) == ("0.0.0.0", 9000)
 
     flags = parser.parse_args(
         ["serve", "--data-dir", str(tmp_path / "flag"), "--port", "0", "--resume", "manual"]
     )
-    config = cli.build_config(flags, env)
+    config = build_config(flags, env)
     assert config.data_dir == tmp_path / "flag"
     assert config.resume == "manual"
-    assert cli.server_address(flags, env) == ("0.0.0.0", 0)
+    assert server_address(flags, env) == ("0.0.0.0", 0)
 
 
 def test_no_server_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,8 +107,8 @@ def test_no_server_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         ["resume", "s-1"],
         ["watch"],
     ):
-        assert cli.main([*argv, "--config-dir", str(tmp_path)]) == cli.EXIT_NO_SERVER
-        assert capsys.readouterr().err.strip() == f"greenroom: {cli_client.NO_SERVER}"
+        assert cli.main([*argv, "--config-dir", str(tmp_path)]) == EXIT_NO_SERVER
+        assert capsys.readouterr().err.strip() == f"greenroom: {NO_SERVER}"
 
 
 def test_stale_discovery_file_and_dead_url(
@@ -111,15 +117,15 @@ def test_stale_discovery_file_and_dead_url(
     # A server.json left by a process that is gone is ignored.
     info = {"url": "ws://127.0.0.1:9/ws", "pid": 2**22 + 12345, "port": 9}
     (tmp_path / "server.json").write_text(json.dumps(info))
-    assert cli.discover(tmp_path) is None
-    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == cli.EXIT_NO_SERVER
+    assert discover(tmp_path) is None
+    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == EXIT_NO_SERVER
     # A live pid whose URL does not answer: the same message.
     info["pid"] = os.getpid()
     (tmp_path / "server.json").write_text(json.dumps(info))
-    assert cli.discover(tmp_path) == "ws://127.0.0.1:9/ws"
+    assert discover(tmp_path) == "ws://127.0.0.1:9/ws"
     capsys.readouterr()
-    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == cli.EXIT_NO_SERVER
-    assert cli_client.NO_SERVER in capsys.readouterr().err
+    assert cli.main(["sessions", "--config-dir", str(tmp_path)]) == EXIT_NO_SERVER
+    assert NO_SERVER in capsys.readouterr().err
 
 
 def test_output_appends_deltas_at_offsets() -> None:
@@ -160,18 +166,18 @@ def test_sessions_table_and_lifecycle_lines() -> None:
         "queued": ["next"],
         "error": None,
     }
-    table = cli_client.sessions_table([summary], now=1090.0).splitlines()
+    table = sessions_table([summary], now=1090.0).splitlines()
     assert table[0].split() == ["SESSION", "PROJECT", "STATUS", "MESSAGES", "LAST", "ACTIVITY",
                                 "PREVIEW"]  # fmt: skip
     assert "s-1" in table[1] and "running (+1 queued)" in table[1] and "1m ago" in table[1]
     assert "Once upon a time" in table[1]
     asking = {**summary, "queued": [], "approval": {"call": "c1", "tool": "delete_file"}}
-    table = cli_client.sessions_table([asking], now=1090.0).splitlines()
+    table = sessions_table([asking], now=1090.0).splitlines()
     assert "running (approve delete_file?)" in table[1]
 
     def line(name: str, **data: object) -> str | None:
         event = {"event": name, "session": "s-1", "project": "blog", "seq": 4, "data": data}
-        return cli._describe(event)
+        return describe(event)
 
     assert line("sessionCreated") == "session s-1 blog: created"
     assert line("loadingChanged", loading=True) == "session s-1 blog: turn started"
@@ -191,11 +197,11 @@ def test_serving_tunes_the_collector_and_freezes_what_startup_made() -> None:
     before = gc.get_threshold()
     try:
         gc.set_threshold(700, 10, 10)  # Python's defaults
-        cli.tune_gc()
-        assert gc.get_threshold() == cli.GC_THRESHOLDS
-        assert cli.GC_THRESHOLDS[0] > 700
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > 700
         kept = [[n] for n in range(100)]  # tracked objects, standing for the restored mirror
-        cli.freeze_startup_heap()
+        freeze_startup_heap()
         assert gc.get_freeze_count() >= len(kept)
     finally:
         gc.unfreeze()
@@ -203,7 +209,7 @@ def test_serving_tunes_the_collector_and_freezes_what_startup_made() -> None:
 
 
 def test_help_shows_choices_environment_variables_and_examples() -> None:
-    parser = cli.make_parser()
+    parser = make_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert commands.help
     for name, command in commands.choices.items():

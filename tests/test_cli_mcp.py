@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from greenroom.cli_chat import Ask, one_message, open_chat
+from greenroom.cli.chat import Ask, open_chat
+from greenroom.cli.prompt import one_message
 from greenroom.transport.client import GreenroomClient, connect
 from tests.agent.test_mcp import SERVER
 from tests.transport.test_client import TOKEN, running_server

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import trio
 
-from greenroom.cli_chat import Chat, open_chat
-from greenroom.cli_watch import WatchView, watch
+from greenroom.cli.chat import Chat, open_chat
+from greenroom.cli.watch import WatchView, watch
 from greenroom.transport.client import connect
 from tests.transport.test_client import TOKEN, running_server
 

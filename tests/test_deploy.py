@@ -9,7 +9,8 @@ import re
 import shlex
 from pathlib import Path
 
-from greenroom import cli
+from greenroom.cli.arguments import make_parser
+from greenroom.cli.serve import SHUTDOWN_GRACE
 from greenroom.settings import SETTINGS, resolve
 from greenroom.transport.server import OPERATIONS_PATHS
 
@@ -60,7 +61,7 @@ def test_the_dockerfile_runs_greenroom_serve_as_a_user_with_a_health_check() -> 
     entry = [rest for word, rest in instructions if word == "ENTRYPOINT"][-1]
     command = [rest for word, rest in instructions if word == "CMD"][-1]
     argv = [*json.loads(entry)[1:], *json.loads(command)]
-    assert cli.make_parser().parse_args(argv).command == "serve"
+    assert make_parser().parse_args(argv).command == "serve"
     health = next(rest for word, rest in instructions if word == "HEALTHCHECK")
     path = re.search(r"http://127\.0\.0\.1:8765(/\w+)", health)
     assert path is not None and path.group(1) in OPERATIONS_PATHS
@@ -77,10 +78,10 @@ def test_the_systemd_unit_sets_only_settings_greenroom_reads() -> None:
     assert set(env) <= KNOWN
     resolve(file=None, env=env, flags={})  # raises on a bad value
     exec_start = shlex.split(next(value for key, value in pairs if key == "ExecStart"))
-    args = cli.make_parser().parse_args(exec_start[1:])
+    args = make_parser().parse_args(exec_start[1:])
     assert (args.command, args.host, args.port) == ("serve", "127.0.0.1", 8765)
     stop = int(next(value for key, value in pairs if key == "TimeoutStopSec"))
-    assert stop > cli.SHUTDOWN_GRACE  # systemd must not kill a graceful stop
+    assert stop > SHUTDOWN_GRACE  # systemd must not kill a graceful stop
     assert ("User", "greenroom") in [tuple(pair) for pair in pairs]
     state = next(value for key, value in pairs if key == "StateDirectory")
     assert env["GREENROOM_DATA_DIR"].startswith(f"/var/lib/{state}/")

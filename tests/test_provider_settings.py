@@ -12,10 +12,11 @@ import attrs
 import pytest
 import trio
 
-from greenroom import cli
 from greenroom.agent.anthropic import AnthropicProvider
 from greenroom.agent.openai import OpenAIProvider
 from greenroom.agent.provider import CompletionRequest
+from greenroom.cli.arguments import make_parser
+from greenroom.cli.environment import load_settings
 from greenroom.config import Config
 from greenroom.protocol.chat import Message
 from greenroom.protocol.errors import InvalidArgument
@@ -76,11 +77,11 @@ def test_the_environment_and_flags(tmp_path: Path) -> None:
     assert config.extra_body == {"top_p": 0.9}
     assert config.query == {"api-version": "2025-01-01"}
 
-    args = cli.make_parser().parse_args(
+    args = make_parser().parse_args(
         ["serve", "--config-dir", str(tmp_path), "--temperature", "0", "--max-tokens", "9",
          "--api-key-header", "Authorization"]
     )  # fmt: skip
-    settings = cli.load_settings(args, env)
+    settings = load_settings(args, env)
     config = settings.config()
     assert (config.temperature, config.max_tokens, config.api_key_header) == (
         0.0, 9, "Authorization",

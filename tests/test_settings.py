@@ -10,6 +10,8 @@ import pytest
 
 from greenroom import cli
 from greenroom.agent.openai import OpenAIProvider
+from greenroom.cli.arguments import make_parser
+from greenroom.cli.environment import load_settings
 from greenroom.config import Config, Limits, default_data_dir
 from greenroom.protocol.errors import InvalidArgument
 from greenroom.runtime import make_provider
@@ -46,10 +48,10 @@ tokens_per_second = inf
 def test_precedence_file_env_flags(tmp_path: Path) -> None:
     directory = tmp_path / "cfg"
     write(directory, FILE)
-    parser = cli.make_parser()
+    parser = make_parser()
     bare = parser.parse_args(["serve", "--config-dir", str(directory)])
 
-    settings = cli.load_settings(bare, {})
+    settings = load_settings(bare, {})
     config = settings.config()
     assert (config.provider, config.base_url, config.model) == (
         "openai", "http://file.example/v1", "file-model",
@@ -67,7 +69,7 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
         "GREENROOM_PORT": "9002",
         "OPENAI_API_KEY": KEY,
     }
-    settings = cli.load_settings(bare, env)
+    settings = load_settings(bare, env)
     config = settings.config()
     assert config.model == "env-model" and config.limits.max_sessions == 6
     assert config.api_key == KEY
@@ -78,7 +80,7 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
         ["serve", "--config-dir", str(directory), "--model", "flag-model", "--port", "0",
          "--max-sessions", "8", "--provider", "simulated"]
     )  # fmt: skip
-    settings = cli.load_settings(flags, {**env, "GREENROOM_API_KEY": "sk-greenroom-wins-0000"})
+    settings = load_settings(flags, {**env, "GREENROOM_API_KEY": "sk-greenroom-wins-0000"})
     config = settings.config()
     assert (config.model, config.limits.max_sessions, config.provider) == (
         "flag-model", 8, "simulated",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from greenroom import cli
+from greenroom.cli.arguments import make_parser
 from greenroom.settings import SettingsError, resolve
 
 
@@ -15,7 +15,7 @@ def settings_of(
     tmp_path: Path, file: str, env: dict[str, str], argv: list[str]
 ) -> dict[str, object]:
     (tmp_path / "config.toml").write_text(file)
-    args = cli.make_parser().parse_args(["serve", *argv])
+    args = make_parser().parse_args(["serve", *argv])
     resolved = resolve(file=tmp_path / "config.toml", env=env, flags=vars(args))
     return {key: (resolved.values[key], resolved.sources[key])
             for key in ("allowed_origins", "metrics_public")}  # fmt: skip
@@ -67,6 +67,6 @@ def test_bad_values_are_refused_with_where_they_came_from(
 
 def test_a_bad_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        cli.make_parser().parse_args(["serve", "--allowed-origins", "example.com"])
+        make_parser().parse_args(["serve", "--allowed-origins", "example.com"])
     assert exited.value.code == 2
     assert "--allowed-origins" in capsys.readouterr().err

@@ -105,7 +105,7 @@ async def test_quiet_after_the_command_leaves_warnings_only(tmp_path: Path) -> N
 
 
 def test_logging_flags_go_before_or_after_the_command() -> None:
-    from greenroom.cli import make_parser
+    from greenroom.cli.arguments import make_parser
 
     parser = make_parser()
     after = parser.parse_args(["serve", "-v", "--log-format", "json"])

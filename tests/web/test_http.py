@@ -74,7 +74,7 @@ def test_files_come_with_their_type_and_a_csp(path: str, content_type: str) -> N
         "/static/",
         "/static",
         "/index.html",
-        "/../greenroom/cli.py",
+        "/../greenroom/cli/serve.py",
         "/static/__init__.py",
         "//etc/passwd",
     ],

@@ -17,8 +17,7 @@ from typing import Any, Final, Protocol, TextIO
 import attrs
 import trio
 
-from greenroom.cli import _describe
-from greenroom.cli_client import ago, format_table, sessions_table
+from greenroom.cli.render import ago, describe, format_table, sessions_table
 from greenroom.transport.client import CommandError, GreenroomClient
 
 HEADER: Final = ("SESSION", "PROJECT", "STATUS", "MESSAGES", "LAST ACTIVITY", "STREAMING")
@@ -198,7 +197,7 @@ async def _lines(
     async for event in client.events():
         for new in view.apply(event):
             nursery.start_soon(_subscribe, client, new)
-        line = _describe(event)
+        line = describe(event)
         if line is not None:
             out.write(line + "\n")
             out.flush()
