@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -66,6 +66,8 @@ from greenroom.supervisor import (
 
 DEFAULT_CLIENT_QUEUE = 65_536
 
+logger = logging.getLogger("greenroom.runtime")
+
 R = TypeVar("R")
 SessionCommand = (
     cmd.SendMessage
@@ -76,12 +78,9 @@ SessionCommand = (
 )
 """The commands a session's actor executes as they come."""
 _Route = Callable[["Runtime", Any], Awaitable[Any]]
-_ROUTES: dict[type[Command[Any]], _Route] = {}
-ROUTES: Mapping[type[Command[Any]], _Route] = _ROUTES
+ROUTES: dict[type[Command[Any]], _Route] = {}
 """Per command class, the method of :class:`Runtime` that executes it: what ``execute`` does.
 The classes missing here are a connection's own (see :mod:`greenroom.transport.connection`)."""
-
-
 _F = TypeVar("_F", bound=_Route)
 
 
@@ -90,13 +89,12 @@ def _route(*classes: type[Command[Any]]) -> Callable[[_F], _F]:
 
     def register(method: _F) -> _F:
         for cls in classes:
-            assert cls not in _ROUTES, f"{cls.op} has two routes"
-            _ROUTES[cls] = method
+            if cls in ROUTES:
+                raise RuntimeError(f"{cls.op} has two routes")
+            ROUTES[cls] = method
         return method
 
     return register
-
-logger = logging.getLogger("greenroom.runtime")
 
 
 def make_provider(config: Config) -> Provider:
@@ -206,7 +204,11 @@ class Client:
 
 @attrs.define(eq=False)
 class Runtime:
-    """The running tree. Every method is safe to call from any task."""
+    """The running tree. Every method is safe to call from any task.
+
+    :meth:`execute` runs the protocol's commands; :meth:`connect` makes a client (its
+    subscriptions and focus), :meth:`watch` an observer, and :meth:`get_state` reads a
+    session's whole state."""
 
     config: Config
     bus: EventBus
@@ -309,8 +311,9 @@ class Runtime:
     # -- sessions ---------------------------------------------------------------------------
 
     async def get_state(self, session: str) -> SessionView:
+        """The session's whole state, once it is journaled."""
         view = await (await self._session(session)).ask(GetState())
-        await self.bus.settled()  # the state shown is journaled: a kill -9 keeps it
+        await self.bus.settled()  # a kill -9 keeps what was shown
         return view
 
     async def _session(self, session: str) -> ActorRef[SessionMessage]:
