@@ -53,7 +53,6 @@ from greenroom.config import Config
 from greenroom.presets import Preset
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.chat import Message, Thinking, ToolCall
-from greenroom.protocol.commands import Command
 from greenroom.protocol.errors import (
     Conflict,
     GreenroomError,
@@ -243,7 +242,7 @@ class SessionActor:
         except GreenroomError as error:
             message.reply.fail(error)
 
-    async def _execute(self, command: Command[Any]) -> Any:
+    async def _execute(self, command: cmd.Command[Any]) -> Any:
         match command:
             case cmd.SendMessage(content=content):
                 return await self._send_message(content)
