@@ -53,6 +53,7 @@ from greenroom.agent.provider import Chunk, CompletionRequest
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.cli.serve import tune_gc
 from greenroom.config import Config, SimulatedConfig, SupervisionConfig
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.errors import ActorError
 from greenroom.protocol.events import (
     LoadingChanged,
@@ -131,7 +132,7 @@ async def restart(
             runtime.connect(capacity=1 << 20) as client,
         ):
             for i in range(sessions):
-                view = await runtime.open_session(f"c{i:05}")
+                view = await runtime.execute(cmd.OpenSession(project=f"c{i:05}"))
                 projects[view.summary.session] = f"c{i:05}"
                 client.subscribe(view.summary.session)
             sent: dict[str, int] = {}
@@ -146,7 +147,7 @@ async def restart(
                 content = f"turn {t} {TAG}{projects[sid]} [[tokens:40]]"
                 for _ in range(50):
                     try:
-                        await runtime.send_message(sid, content)
+                        await runtime.execute(cmd.SendMessage(session=sid, content=content))
                         return
                     except ActorError:
                         await trio.sleep(0.02)
@@ -231,7 +232,7 @@ async def _lost(
     """How many committed messages are not in their session's state at their index."""
     lost = 0
     for project in projects.values():
-        view = await runtime.open_session(project)
+        view = await runtime.execute(cmd.OpenSession(project=project))
         seen = committed.get(view.summary.session, {})
         messages = view.messages
         for index, (role, content) in seen.items():

@@ -36,6 +36,7 @@ import trio
 from bench.common import print_pairs, print_table, write_result
 from bench.idle import payload_factory
 from greenroom.config import Config, SimulatedConfig
+from greenroom.protocol import commands as cmd
 from greenroom.runtime import open_runtime, restore_mirror
 from greenroom.store import atomic
 from greenroom.store.snapshots import SnapshotStore
@@ -93,7 +94,7 @@ async def stream(sessions: int, rate: float, seconds: float, flush: float) -> di
         with FsyncCounter() as fsyncs:
             async with open_runtime(config) as runtime, runtime.connect() as client:
                 ids = [
-                    (await runtime.open_session(f"p{i:05}")).summary.session
+                    (await runtime.execute(cmd.OpenSession(project=f"p{i:05}"))).summary.session
                     for i in range(sessions)
                 ]
                 await trio.sleep(flush * 1.5)
@@ -101,7 +102,9 @@ async def stream(sessions: int, rate: float, seconds: float, flush: float) -> di
                 fsyncs0, syncfs0 = fsyncs.calls, fsyncs.syncfs_calls
                 started = time.perf_counter()
                 for session in ids:
-                    await runtime.send_message(session, f"go [[tokens:{tokens}]]")
+                    await runtime.execute(
+                        cmd.SendMessage(session=session, content=f"go [[tokens:{tokens}]]")
+                    )
                 remaining = set(ids)
                 while remaining:
                     event = await client.events.receive()

@@ -13,9 +13,10 @@ import contextlib
 import itertools
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import attrs
 import trio
@@ -23,21 +24,8 @@ import trio
 from greenroom.actors.actor import actor_child
 from greenroom.actors.bus import EventBus, Subscription
 from greenroom.actors.journal import JournalActor, JournalStatistics
-from greenroom.actors.mailbox import ActorRef, Mailbox
-from greenroom.actors.manager import (
-    CreateProject,
-    DeleteProject,
-    GivenUp,
-    ListProjects,
-    Lookup,
-    ManagerMessage,
-    OpenSession,
-    ProjectInfo,
-    RemoveSession,
-    SessionManager,
-    StopAll,
-    Sweep,
-)
+from greenroom.actors.mailbox import ActorRef, Mailbox, Request
+from greenroom.actors.manager import GivenUp, Lookup, ManagerMessage, SessionManager, Sweep
 from greenroom.actors.notifier import Connect, Disconnect, Focus, NotifierActor, NotifierMessage
 from greenroom.actors.notifier import wants as notifier_wants
 from greenroom.actors.persistence import (
@@ -47,16 +35,7 @@ from greenroom.actors.persistence import (
     PersistenceMessage,
     PersistenceStatistics,
 )
-from greenroom.actors.session import (
-    ApproveToolCall,
-    CancelQueued,
-    GetState,
-    NewChat,
-    ResumeSession,
-    SendMessage,
-    SessionMessage,
-    StopGeneration,
-)
+from greenroom.actors.session import GetState, SessionMessage, StartChat
 from greenroom.actors.tally import Tally
 from greenroom.agent.mcp.config import ProjectMcpStatus
 from greenroom.agent.mcp.hub import McpRegistry
@@ -64,8 +43,11 @@ from greenroom.agent.provider import Provider
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import Config
 from greenroom.presets import PresetCatalog, PresetListing
+from greenroom.protocol import commands as cmd
+from greenroom.protocol.commands import Command
 from greenroom.protocol.errors import ActorError, GreenroomError, InvalidArgument, NotFound
 from greenroom.protocol.events import LIFECYCLE_EVENTS, Event, Notification, Summary
+from greenroom.protocol.results import OpenedSession, ProjectInfo, Subscribed
 from greenroom.protocol.state import SessionView
 from greenroom.store.history import history_name
 from greenroom.store.journal import JournalFiles, JournalRead, read_journal
@@ -84,6 +66,34 @@ from greenroom.supervisor import (
 DEFAULT_CLIENT_QUEUE = 65_536
 
 logger = logging.getLogger("greenroom.runtime")
+
+R = TypeVar("R")
+SessionCommand = (
+    cmd.SendMessage
+    | cmd.StopGeneration
+    | cmd.CancelQueued
+    | cmd.ResumeSession
+    | cmd.ApproveToolCall
+)
+"""The commands a session's actor executes as they come."""
+_Route = Callable[["Runtime", Any], Awaitable[Any]]
+ROUTES: dict[type[Command[Any]], _Route] = {}
+"""Per command class, the method of :class:`Runtime` that executes it: what ``execute`` does.
+The classes missing here are a connection's own (see :mod:`greenroom.transport.connection`)."""
+_F = TypeVar("_F", bound=_Route)
+
+
+def _route(*classes: type[Command[Any]]) -> Callable[[_F], _F]:
+    """Make the decorated method the one that executes ``classes``."""
+
+    def register(method: _F) -> _F:
+        for cls in classes:
+            if cls in ROUTES:
+                raise RuntimeError(f"{cls.op} has two routes")
+            ROUTES[cls] = method
+        return method
+
+    return register
 
 
 def make_provider(config: Config) -> Provider:
@@ -117,15 +127,6 @@ def make_provider(config: Config) -> Provider:
         query=config.query,
         api_key_header=config.api_key_header,
     )
-
-
-@attrs.frozen(kw_only=True)
-class Subscribed:
-    """The session's current ``seq``, and the retained events after ``since`` (None when some
-    are no longer retained: reload the state with ``open_session``)."""
-
-    seq: int
-    replay: tuple[Event, ...] | None
 
 
 @attrs.frozen(kw_only=True)
@@ -202,7 +203,11 @@ class Client:
 
 @attrs.define(eq=False)
 class Runtime:
-    """The running tree. Every method is safe to call from any task."""
+    """The running tree. Every method is safe to call from any task.
+
+    :meth:`execute` runs the protocol's commands; :meth:`connect` makes a client (its
+    subscriptions and focus), :meth:`watch` an observer, and :meth:`get_state` reads a
+    session's whole state."""
 
     config: Config
     bus: EventBus
@@ -224,103 +229,91 @@ class Runtime:
     """Live counters for the metrics: turns, streamed text, provider failures, durations."""
     _client_ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
 
-    # -- projects and sessions --------------------------------------------------------------
+    # -- commands ---------------------------------------------------------------------------
 
-    async def list_projects(self) -> tuple[ProjectInfo, ...]:
-        return await self._manager.ref.ask(ListProjects())
+    async def execute(self, command: Command[R]) -> R:
+        """Execute ``command`` and return its result: the in-process way to do what a client
+        does with a frame (``await runtime.execute(cmd.SendMessage(session=s, content="hi"))``
+        is the ``bool`` ``queued``). The commands about one connection (``subscribe``,
+        ``unsubscribe``, ``focusProject``, ``stats``) are a :class:`Client`'s instead."""
+        route = ROUTES.get(type(command))
+        if route is None:
+            raise InvalidArgument(f"{command.op} belongs to a connection, not to the runtime")
+        return cast(R, await route(self, command))
 
-    async def create_project(self, project: str) -> None:
-        await self._manager.ref.ask(CreateProject(project=project))
+    @_route(cmd.ListProjects, cmd.DeleteProject, cmd.DeleteSession, cmd.StopAll)
+    async def _to_manager(self, command: Command[Any]) -> Any:
+        return await self._manager.ref.ask(Request.of(command))
 
-    async def delete_project(self, project: str) -> None:
-        await self._manager.ref.ask(DeleteProject(project=project))
+    @_route(cmd.SendMessage, cmd.StopGeneration, cmd.ResumeSession, cmd.ApproveToolCall)
+    async def _to_session(self, command: SessionCommand) -> Any:
+        return await (await self._session(command.session)).ask(Request.of(command))
 
-    async def list_sessions(self) -> tuple[Summary, ...]:
+    @_route(cmd.CreateProject)
+    async def _create_project(self, command: cmd.CreateProject) -> ProjectInfo:
+        await self._manager.ref.ask(Request.of(command))
+        return ProjectInfo(project=command.project)
+
+    @_route(cmd.ListSessions)
+    async def _list_sessions(self, command: cmd.ListSessions) -> tuple[Summary, ...]:
         return await self._persistence.ref.ask(ListSummaries())
 
-    async def open_session(
-        self,
-        project: str,
-        model: str | None = None,
-        *,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        preset: str | None = None,
-    ) -> SessionView:
-        """The project's session (reused if it exists, else new), and its whole state;
-        ``model``, ``temperature`` and ``max_tokens`` are what its turns use (None keeps what
-        it had, at first the server's). A ``preset`` (a name ``list_presets`` shows) sets all
-        it carries first, and the explicit settings win over it."""
-        opening = OpenSession(
-            project=project,
-            preset=preset,
-            model=model,
-            temperature=temperature,
-            max_tokens=max_tokens,
+    @_route(cmd.OpenSession)
+    async def _open_session(self, command: cmd.OpenSession) -> OpenedSession:
+        """The project's session (reused if it exists, else new), its whole state, and the
+        project's ``.mcp.json`` status. A ``preset`` sets all it carries first, and the
+        explicit settings win over it; None keeps what the session had."""
+        session = await self._manager.ref.ask(Request[str](command=command))
+        view = await self.get_state(session)
+        mcp = await self._mcp.status(command.project)
+        return OpenedSession(
+            summary=view.summary,
+            messages=view.messages,
+            streaming=view.streaming,
+            seq=view.seq,
+            mcp=mcp,
         )
-        session = await self._manager.ref.ask(opening)
-        return await self.get_state(session)
 
-    async def get_state(self, session: str) -> SessionView:
-        view = await (await self._session(session)).ask(GetState())
-        await self.bus.settled()  # the state shown is journaled: a kill -9 keeps it
-        return view
-
-    async def send_message(self, session: str, content: str) -> bool:
-        """Start a turn, or queue the message behind the running one (returns True)."""
-        return await (await self._session(session)).ask(SendMessage(content=content))
-
-    async def stop_generation(self, session: str) -> tuple[str, ...]:
-        """Stop the running turn; returns the queued texts that were discarded."""
-        return await (await self._session(session)).ask(StopGeneration())
-
-    async def cancel_queued(self, session: str, index: int, preview: str) -> str:
-        """Remove the queued text at ``index`` if ``preview`` (its summary preview, or the
-        whole text) still names it; returns the text removed, once its removal is journaled
-        (a kill -9 after the reply does not bring it back)."""
-        removed = await (await self._session(session)).ask(
-            CancelQueued(index=index, preview=preview)
-        )
+    @_route(cmd.CancelQueued)
+    async def _cancel_queued(self, command: cmd.CancelQueued) -> str:
+        # Replied once the removal is journaled: a kill -9 after the reply keeps it removed.
+        removed: str = await self._to_session(command)
         await self.bus.settled()
         return removed
 
-    async def resume_session(self, session: str) -> None:
-        await (await self._session(session)).ask(ResumeSession())
-
-    async def approve_tool_call(
-        self, session: str, call: str, *, allow: bool, reason: str | None = None
-    ) -> None:
-        """Allow or deny the tool call ``call`` that the session's turn waits on; ``reason``
-        is shown to the model when it is denied."""
-        approval = ApproveToolCall(call=call, allow=allow, reason=reason)
-        await (await self._session(session)).ask(approval)
-
-    async def new_chat(self, session: str) -> None:
+    @_route(cmd.NewChat)
+    async def _new_chat(self, command: cmd.NewChat) -> None:
         name = history_name(self.config.now(), self._rng)
-        await (await self._session(session)).ask(NewChat(name=name))
+        await (await self._session(command.session)).ask(StartChat(name=name))
 
-    async def list_presets(self, project: str | None = None) -> PresetListing:
-        """The presets a session of ``project`` may be opened with (None: the global ones)."""
-        if project is not None:
-            validate_project_name(project)
-        return await self._presets.visible(project)
+    @_route(cmd.ListPresets)
+    async def _list_presets(self, command: cmd.ListPresets) -> PresetListing:
+        if command.project is not None:
+            validate_project_name(command.project)
+        return await self._presets.visible(command.project)
 
-    async def mcp_status(self, project: str) -> ProjectMcpStatus:
-        """The project's ``.mcp.json``: absent, approved, awaiting approval, or unusable."""
-        validate_project_name(project)
-        return await self._mcp.status(project)
+    @_route(cmd.McpConfig)
+    async def _mcp_config(self, command: cmd.McpConfig) -> ProjectMcpStatus:
+        validate_project_name(command.project)
+        return await self._mcp.status(command.project)
 
-    async def trust_mcp_config(self, project: str, digest: str) -> ProjectMcpStatus:
-        """Approve the project's ``.mcp.json`` as it is now (its hash must be ``digest``);
-        its servers start at the next step of the project's session."""
-        validate_project_name(project)
-        return await self._mcp.trust(project, digest)
+    @_route(cmd.TrustMcpConfig)
+    async def _trust_mcp_config(self, command: cmd.TrustMcpConfig) -> ProjectMcpStatus:
+        # Its servers start at the next step of the project's session.
+        validate_project_name(command.project)
+        return await self._mcp.trust(command.project, command.hash)
 
-    async def delete_session(self, session: str) -> None:
-        await self._manager.ref.ask(RemoveSession(session=session))
+    @_route(cmd.Ping)
+    async def _ping(self, command: cmd.Ping) -> None:
+        return None
 
-    async def stop_all(self) -> int:
-        return await self._manager.ref.ask(StopAll())
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def get_state(self, session: str) -> SessionView:
+        """The session's whole state, once it is journaled."""
+        view = await (await self._session(session)).ask(GetState())
+        await self.bus.settled()  # a kill -9 keeps what was shown
+        return view
 
     async def _session(self, session: str) -> ActorRef[SessionMessage]:
         return await self._manager.ref.ask(Lookup(session=session))

@@ -26,9 +26,11 @@ from typing import Any, Generic, Protocol, TypeGuard, TypeVar
 import attrs
 import trio
 
+from greenroom.protocol.commands import Command
 from greenroom.protocol.errors import ActorDied, AskTimeout, MailboxFull
 
 T = TypeVar("T")
+R = TypeVar("R")
 M = TypeVar("M")
 
 DEFAULT_ASK_TIMEOUT = 10.0
@@ -64,11 +66,27 @@ class Reply(Generic[T]):
         return value
 
 
-class Request(Protocol[T]):
+class Asks(Protocol[T]):
     """A message that expects an answer: it carries the reply slot the actor answers in."""
 
     @property
     def reply(self) -> Reply[T]: ...
+
+
+@attrs.frozen(kw_only=True)
+class Request(Generic[T]):
+    """A command of the protocol, sent to the actor that executes it as it came (no copy of
+    its fields in a message class of the actor's own), and the slot for the actor's answer:
+    usually the command's result; what the runtime completes into it, where it needs more
+    than one actor (``openSession``: the manager answers the session id)."""
+
+    command: Command[Any]
+    reply: Reply[T] = attrs.field(factory=Reply, eq=False, repr=False)
+
+    @classmethod
+    def of(cls, command: Command[R]) -> Request[R]:
+        """The request whose answer is ``command``'s result."""
+        return Request(command=command)
 
 
 @attrs.frozen(kw_only=True)
@@ -274,7 +292,7 @@ class ActorRef(Generic[M]):
         box._told += 1
 
     # The timeout is part of what an ask is (a request with a deadline), hence the parameter.
-    async def ask(self, request: Request[T], *, timeout: float | None = None) -> T:  # noqa: ASYNC109
+    async def ask(self, request: Asks[T], *, timeout: float | None = None) -> T:  # noqa: ASYNC109
         """Send ``request`` (which must also be an ``M``) and wait for its reply.
 
         Fails with ActorDied at once if no incarnation serves the mailbox, or as soon as the

@@ -14,12 +14,13 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
 
 from greenroom.actors.bus import EventBus
-from greenroom.actors.mailbox import ActorRef, Inbox, Mailbox, Reply
+from greenroom.actors.mailbox import ActorRef, Inbox, Mailbox, Reply, Request
 from greenroom.actors.persistence import (
     Flush,
     ListSummaries,
@@ -27,18 +28,20 @@ from greenroom.actors.persistence import (
     PersistenceMessage,
     Unload,
 )
-from greenroom.actors.session import (
-    DeleteSession,
-    SessionActor,
-    SessionMessage,
-    SetSettings,
-    StopGeneration,
-)
+from greenroom.actors.session import SessionActor, SessionMessage, SetSettings
 from greenroom.agent.mcp.hub import McpRegistry
 from greenroom.agent.provider import Provider
 from greenroom.config import Config
 from greenroom.presets import Preset, PresetCatalog
-from greenroom.protocol.errors import ActorError, Conflict, GreenroomError, LimitReached, NotFound
+from greenroom.protocol import commands as cmd
+from greenroom.protocol.errors import (
+    ActorError,
+    Conflict,
+    GreenroomError,
+    InvalidArgument,
+    LimitReached,
+    NotFound,
+)
 from greenroom.protocol.events import (
     Event,
     EventData,
@@ -49,6 +52,7 @@ from greenroom.protocol.events import (
     SessionFailed,
     Summary,
 )
+from greenroom.protocol.results import ProjectInfo
 from greenroom.protocol.state import SessionState
 from greenroom.store.history import history_name, history_path, newest_history, read_history
 from greenroom.store.projects import project_path, validate_project_name
@@ -58,58 +62,11 @@ logger = logging.getLogger("greenroom.manager")
 
 
 @attrs.frozen(kw_only=True)
-class OpenSession:
-    """The project's session id, creating (and starting) the session if needed."""
-
-    project: str
-    preset: str | None = None
-    model: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    reply: Reply[str] = attrs.field(factory=Reply, eq=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
 class Lookup:
     """The actor of a session, started again if the supervisor had given it up."""
 
     session: str
     reply: Reply[ActorRef[SessionMessage]] = attrs.field(factory=Reply, eq=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
-class RemoveSession:
-    session: str
-    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
-class StopAll:
-    reply: Reply[int] = attrs.field(factory=Reply, eq=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
-class ProjectInfo:
-    project: str
-    session: str | None
-    status: str | None
-
-
-@attrs.frozen(kw_only=True)
-class ListProjects:
-    reply: Reply[tuple[ProjectInfo, ...]] = attrs.field(factory=Reply, eq=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
-class CreateProject:
-    project: str
-    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
-class DeleteProject:
-    project: str
-    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -125,17 +82,10 @@ class Sweep:
     """Unload the sessions idle for longer than ``idle_unload_after`` (sent periodically)."""
 
 
-ManagerMessage = (
-    Sweep
-    | OpenSession
-    | Lookup
-    | RemoveSession
-    | StopAll
-    | ListProjects
-    | CreateProject
-    | DeleteProject
-    | GivenUp
-)
+ManagerMessage = Request[Any] | Lookup | Sweep | GivenUp
+"""The manager's commands come as they are, in a :class:`Request`: ``openSession`` (replies
+the session id), ``deleteSession``, ``stopAll`` (how many sessions it stopped),
+``listProjects``, ``createProject`` and ``deleteProject`` (None)."""
 
 
 @attrs.define(eq=False)
@@ -209,39 +159,34 @@ class SessionManager:
         match message:
             case Sweep():
                 await self._sweep()
-            case OpenSession(reply=reply):
-                reply.send(await self._open(message))
+            case Request(command=command, reply=reply):
+                reply.send(await self._execute(command))
             case Lookup(session=session, reply=reply):
                 reply.send(await self._lookup(session))
-            case RemoveSession(session=session, reply=reply):
-                await self._remove(session)
-                reply.send(None)
-            case StopAll(reply=reply):
-                reply.send(await self._stop_all())
-            case ListProjects(reply=reply):
-                reply.send(await self._list_projects())
-            case CreateProject(project=project, reply=reply):
-                await self._create_project(project)
-                reply.send(None)
-            case DeleteProject(project=project, reply=reply):
-                validate_project_name(project)
-                if project in self._by_project:
-                    await self._remove(self._by_project[project])
-                # History lines still waiting for a flush (of this session, or of one deleted
-                # just before) would make the folder again after it is removed: write them first.
-                await self.persistence.ask(Flush())
-                folder = self.config.projects_root / project
-                await trio.to_thread.run_sync(shutil.rmtree, folder, True)
-                if self.mcp is not None:
-                    # A new project of the same name must be approved anew.
-                    await self.mcp.forget(project)
-                reply.send(None)
             case GivenUp(session=session, reason=reason):
                 await self._announce_failed(session, reason)
 
+    async def _execute(self, command: cmd.Command[Any]) -> Any:
+        match command:
+            case cmd.OpenSession():
+                return await self._open(command)
+            case cmd.DeleteSession(session=session):
+                await self._remove(session)
+            case cmd.StopAll():
+                return await self._stop_all()
+            case cmd.ListProjects():
+                return await self._list_projects()
+            case cmd.CreateProject(project=project):
+                await self._create_project(project)
+            case cmd.DeleteProject(project=project):
+                await self._delete_project(project)
+            case _:
+                raise InvalidArgument(f"the session manager does not execute {command.op}")
+        return None
+
     # -- sessions ---------------------------------------------------------------------------
 
-    async def _open(self, opening: OpenSession) -> str:
+    async def _open(self, opening: cmd.OpenSession) -> str:
         project = opening.project
         validate_project_name(project)
         preset: Preset | None = None
@@ -257,7 +202,7 @@ class SessionManager:
                 preset=preset,
                 model=opening.model,
                 temperature=opening.temperature,
-                max_tokens=opening.max_tokens,
+                max_tokens=opening.maxTokens,
             )
             if settings != SetSettings():
                 await ref.ask(settings)
@@ -283,7 +228,7 @@ class SessionManager:
         explicit = {
             "model": opening.model,
             "temperature": opening.temperature,
-            "max_tokens": opening.max_tokens,
+            "max_tokens": opening.maxTokens,
         }
         chosen.update({name: value for name, value in explicit.items() if value is not None})
         summary = Summary(
@@ -362,7 +307,7 @@ class SessionManager:
         if entry is None:
             raise NotFound(f"no session {session}")
         if entry.mailbox.serving:
-            await entry.mailbox.ref.ask(DeleteSession())
+            await entry.mailbox.ref.ask(Request.of(cmd.DeleteSession(session=session)))
         else:
             await self._publish_for(session, SessionDeleted())
         if session in self.sessions.which_children():
@@ -391,10 +336,10 @@ class SessionManager:
 
     async def _stop_all(self) -> int:
         stopped = 0
-        for entry in list(self._entries.values()):
+        for session, entry in list(self._entries.items()):
             if entry.mailbox.serving:
                 try:
-                    await entry.mailbox.ref.ask(StopGeneration())
+                    await entry.mailbox.ref.ask(Request.of(cmd.StopGeneration(session=session)))
                 except ActorError:
                     continue  # it crashed meanwhile; its supervisor deals with it
                 stopped += 1
@@ -449,6 +394,19 @@ class SessionManager:
             )
             for name in sorted(names)
         )
+
+    async def _delete_project(self, project: str) -> None:
+        validate_project_name(project)
+        if project in self._by_project:
+            await self._remove(self._by_project[project])
+        # History lines still waiting for a flush (of this session, or of one deleted just
+        # before) would make the folder again after it is removed: write them first.
+        await self.persistence.ask(Flush())
+        folder = self.config.projects_root / project
+        await trio.to_thread.run_sync(shutil.rmtree, folder, True)
+        if self.mcp is not None:
+            # A new project of the same name must be approved anew.
+            await self.mcp.forget(project)
 
     async def _create_project(self, project: str) -> None:
         folder = project_path(self.config.projects_root, project)

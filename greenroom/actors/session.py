@@ -41,7 +41,7 @@ import attrs
 import trio
 
 from greenroom.actors.bus import EventBus
-from greenroom.actors.mailbox import Inbox, Reply
+from greenroom.actors.mailbox import Inbox, Reply, Request
 from greenroom.agent.mcp.hub import McpRegistry
 from greenroom.agent.policy import Decision, ToolPolicy
 from greenroom.agent.provider import (
@@ -54,6 +54,7 @@ from greenroom.agent.provider import (
 from greenroom.agent.toolbox import STOPPED_CALL, Toolbox, open_toolbox
 from greenroom.config import Config
 from greenroom.presets import Preset
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.chat import Message, Thinking, ToolCall
 from greenroom.protocol.errors import (
     Conflict,
@@ -100,49 +101,11 @@ def denied(reason: str | None) -> str:
 
 
 @attrs.frozen(kw_only=True)
-class SendMessage:
-    """Start a turn with ``content``, or queue it behind the running one. Replies ``queued``."""
-
-    content: str
-    reply: Reply[bool] = attrs.field(factory=Reply, eq=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
-class StopGeneration:
-    """Cancel the running turn and drop the queue. Replies with the dropped texts."""
-
-    reply: Reply[tuple[str, ...]] = attrs.field(factory=Reply, eq=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
-class CancelQueued:
-    """Remove the queued text at ``index``, if it is still the one the client saw there
-    (``preview``: its summary preview, or the whole text). Replies with the text removed."""
-
-    index: int
-    preview: str
-    reply: Reply[str] = attrs.field(factory=Reply, eq=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
-class ResumeSession:
-    """Continue an interrupted or failed turn."""
-
-    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
-class NewChat:
-    """Stop, and start an empty chat under a new history name."""
+class StartChat:
+    """Stop, and start an empty chat under the history name ``name`` (``newChat``, named by
+    the runtime)."""
 
     name: str
-    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
-class DeleteSession:
-    """Stop and announce ``sessionDeleted``; the manager then terminates the actor."""
-
     reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
@@ -160,32 +123,15 @@ class SetSettings:
 
 
 @attrs.frozen(kw_only=True)
-class ApproveToolCall:
-    """Allow or deny the tool call the turn waits on; ``reason`` is shown to the model when
-    it is denied."""
-
-    call: str
-    allow: bool
-    reason: str | None = None
-    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
 class GetState:
     reply: Reply[SessionView] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
-SessionMessage = (
-    SendMessage
-    | StopGeneration
-    | CancelQueued
-    | ResumeSession
-    | NewChat
-    | DeleteSession
-    | SetSettings
-    | ApproveToolCall
-    | GetState
-)
+SessionMessage = Request[Any] | StartChat | SetSettings | GetState
+"""A session's commands come as they are, in a :class:`Request`: ``sendMessage`` (replies
+whether it was queued), ``stopGeneration`` (the queued texts dropped), ``cancelQueued`` (the
+text removed), ``resumeSession``, ``approveToolCall`` and ``deleteSession`` (from the manager,
+which terminates the actor after it)."""
 
 
 def describe_provider_error(error: ProviderError) -> str:
@@ -286,33 +232,38 @@ class SessionActor:
     async def _handle(self, message: SessionMessage) -> None:
         try:
             match message:
-                case SendMessage(content=content, reply=reply):
-                    reply.send(await self._send_message(content))
-                case StopGeneration(reply=reply):
-                    reply.send(await self._stop())
-                case CancelQueued(index=index, preview=preview, reply=reply):
-                    reply.send(await self._cancel_queued(index, preview))
-                case ResumeSession(reply=reply):
-                    self._resume()
-                    reply.send(None)
-                case NewChat(name=name, reply=reply):
+                case Request(command=command, reply=reply):
+                    reply.send(await self._execute(command))
+                case StartChat(name=name, reply=reply):
                     await self._new_chat(name)
-                    reply.send(None)
-                case DeleteSession(reply=reply):
-                    await self._stop()
-                    await self._emit(SessionDeleted())
-                    self._deleted = True
                     reply.send(None)
                 case SetSettings(reply=reply):
                     await self._set_settings(message)
-                    reply.send(None)
-                case ApproveToolCall(call=call, allow=allow, reason=reason, reply=reply):
-                    await self._approve(call, allow, reason)
                     reply.send(None)
                 case GetState(reply=reply):
                     reply.send(self.state.view())
         except GreenroomError as error:
             message.reply.fail(error)
+
+    async def _execute(self, command: cmd.Command[Any]) -> Any:
+        match command:
+            case cmd.SendMessage(content=content):
+                return await self._send_message(content)
+            case cmd.StopGeneration():
+                return await self._stop()
+            case cmd.CancelQueued(index=index, preview=preview):
+                return await self._cancel_queued(index, preview)
+            case cmd.ResumeSession():
+                self._resume()
+            case cmd.ApproveToolCall(call=call, allow=allow, reason=reason):
+                await self._approve(call, allow, reason)
+            case cmd.DeleteSession():
+                await self._stop()
+                await self._emit(SessionDeleted())
+                self._deleted = True
+            case _:
+                raise InvalidArgument(f"a session does not execute {command.op}")
+        return None
 
     async def _send_message(self, content: str) -> bool:
         limits = self.config.limits

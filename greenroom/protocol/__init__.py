@@ -5,7 +5,9 @@ import of trio or of any other part of greenroom (tests/protocol/test_layering.p
 - ``events``: the events a session publishes, their payloads, ``Summary``, the statuses.
 - ``text``: streamed text, accumulated once (the partial message, runs of merged deltas).
 - ``state``: ``SessionState`` and the one reducer that applies an event to it.
-- ``commands``: the operations of docs/protocol.md, one frozen class each.
+- ``commands``: the operations of docs/protocol.md, one frozen class each, with what each
+  gives back and whether it is safe to send twice.
+- ``results``: the values executing a command gives back (those that need a class).
 - ``values``: what a command's fields may hold (project and preset names, bounds).
 - ``errors``: the one exception tree; each error carries its protocol code.
 - ``convert``: the one converter between these classes and plain objects (wire and storage).

@@ -32,12 +32,13 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Final, Literal, Protocol, cast
+from typing import Any, ClassVar, Final, Literal, TypeVar, cast
 
 import attrs
 import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 import orjson
 
+from greenroom.protocol import commands as c
 from greenroom.protocol.commands import COMMANDS, Command, command_to_wire
 from greenroom.protocol.convert import converter, event_to_wire, summary_to_wire
 from greenroom.protocol.encodings import (
@@ -48,6 +49,13 @@ from greenroom.protocol.encodings import (
 )
 from greenroom.protocol.errors import BadRequest, GreenroomError, InvalidArgument
 from greenroom.protocol.events import Event, Summary
+from greenroom.protocol.results import (
+    McpStatusLike,
+    OpenedSession,
+    PresetListingLike,
+    ProjectInfo,
+    Subscribed,
+)
 from greenroom.protocol.state import SessionView
 from greenroom.protocol.values import (
     MAX_TEMPERATURE,
@@ -60,6 +68,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
+    "RESULTS",
     "SUBPROTOCOLS",
     "SUBPROTOCOL_JSON",
     "SUBPROTOCOL_MSGPACK",
@@ -77,6 +86,7 @@ __all__ = [
     "presets_result",
     "project_result",
     "projects_result",
+    "result_to_wire",
     "send_message_result",
     "session_result",
     "sessions_result",
@@ -131,7 +141,7 @@ class Incoming:
     """A decoded command and the client's ``id``, to be echoed as ``re`` in its reply."""
 
     id: int | str
-    command: Command
+    command: Command[Any]
 
 
 @attrs.frozen(kw_only=True)
@@ -177,47 +187,10 @@ class Welcome:
 
 Outgoing = Reply | ErrorReply | Event | Welcome
 
+R = TypeVar("R")
+
 
 # -- results --------------------------------------------------------------------------------
-
-
-class ProjectLike(Protocol):
-    """What ``listProjects`` shows of a project (the manager's ``ProjectInfo``)."""
-
-    @property
-    def project(self) -> str: ...
-    @property
-    def session(self) -> str | None: ...
-    @property
-    def status(self) -> str | None: ...
-
-
-class Describes(Protocol):
-    """A thing shown as the plain object its ``describe`` makes (an MCP server, a preset)."""
-
-    def describe(self) -> dict[str, Any]: ...
-
-
-class McpStatusLike(Protocol):
-    """What ``mcpConfig`` shows of a project's ``.mcp.json`` (the MCP registry's status)."""
-
-    @property
-    def state(self) -> str: ...
-    @property
-    def hash(self) -> str | None: ...
-    @property
-    def servers(self) -> Sequence[Describes]: ...
-    @property
-    def error(self) -> str | None: ...
-
-
-class PresetListingLike(Protocol):
-    """What ``listPresets`` shows (the presets module's listing)."""
-
-    @property
-    def presets(self) -> Sequence[Describes]: ...
-    @property
-    def error(self) -> str | None: ...
 
 
 def state_to_wire(view: SessionView) -> dict[str, Any]:
@@ -226,7 +199,7 @@ def state_to_wire(view: SessionView) -> dict[str, Any]:
     return result
 
 
-def projects_result(projects: Iterable[ProjectLike]) -> dict[str, Any]:
+def projects_result(projects: Iterable[ProjectInfo]) -> dict[str, Any]:
     """``listProjects``."""
     return {
         "projects": [
@@ -314,9 +287,58 @@ def stats_result(counters: Mapping[str, Any]) -> dict[str, Any]:
     return dict(counters)
 
 
-def empty_result() -> dict[str, Any]:
+def empty_result(_: object = None) -> dict[str, Any]:
     """The ``{}`` of every command that returns nothing."""
     return {}
+
+
+def _opened_result(opened: OpenedSession) -> dict[str, Any]:
+    return session_result(opened, opened.mcp)
+
+
+def _subscribed_result(subscribed: Subscribed) -> dict[str, Any]:
+    result = subscribe_result(subscribed.seq)
+    if subscribed.replay is None:
+        result["reset"] = True  # what was missed is gone: reload with openSession
+    return result
+
+
+RESULTS: dict[type[Command[Any]], Callable[[Any], dict[str, Any]]] = {}
+"""Per command class, what turns its result (see :mod:`~greenroom.protocol.commands`) into the
+reply's ``result``."""
+
+
+def _result(cls: type[Command[R]], to_wire: Callable[[R], dict[str, Any]]) -> None:
+    # One call per command, so that mypy checks each function against the command's result.
+    RESULTS[cls] = to_wire
+
+
+_result(c.ListProjects, projects_result)
+_result(c.CreateProject, lambda info: project_result(info.project))
+_result(c.DeleteProject, empty_result)
+_result(c.ListSessions, sessions_result)
+_result(c.OpenSession, _opened_result)
+_result(c.Subscribe, _subscribed_result)
+_result(c.Unsubscribe, empty_result)
+_result(c.SendMessage, send_message_result)
+_result(c.StopGeneration, stop_generation_result)
+_result(c.CancelQueued, cancel_queued_result)
+_result(c.ResumeSession, empty_result)
+_result(c.ApproveToolCall, empty_result)
+_result(c.NewChat, empty_result)
+_result(c.DeleteSession, empty_result)
+_result(c.FocusProject, empty_result)
+_result(c.McpConfig, mcp_result)
+_result(c.TrustMcpConfig, mcp_result)
+_result(c.ListPresets, presets_result)
+_result(c.StopAll, stop_all_result)
+_result(c.Stats, stats_result)
+_result(c.Ping, empty_result)
+
+
+def result_to_wire(command: Command[R], result: R) -> dict[str, Any]:
+    """The reply's ``result`` for ``command``, executed with ``result``."""
+    return RESULTS[type(command)](result)
 
 
 # -- decoding -------------------------------------------------------------------------------
@@ -703,7 +725,7 @@ class Codec:
 
     # client side (the Python client and the tests)
 
-    def encode_command(self, id: int | str, command: Command) -> str | bytes:
+    def encode_command(self, id: int | str, command: Command[Any]) -> str | bytes:
         """The frame a client sends for ``command``."""
         return self._serialize(command_to_wire(id, command))
 

@@ -5,13 +5,31 @@ A command holds only its arguments; the client's ``id`` travels beside it, in th
 them but ``maxTokens`` are single words, and that one is spelt as on the wire, so no renaming
 is needed). A field with a default is optional on the wire, and ``null`` there means the
 default.
+
+Each class also says what executing it gives back in process (``Command[R]``: the runtime's
+``execute`` returns an ``R``, which the codec's ``RESULTS`` turns into the reply) and whether
+it is safe to send twice (``idempotent``: a client may retry it after a lost connection).
+Adding an operation takes a class here, a result function in the codec and a route in the
+runtime (or the connection, for the few that concern the connection itself).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, TypeVar
 
 import attrs
+
+from greenroom.protocol.events import Summary
+from greenroom.protocol.results import (
+    McpStatusLike,
+    OpenedSession,
+    PresetListingLike,
+    ProjectInfo,
+    Subscribed,
+)
+
+R = TypeVar("R")
 
 __all__ = [
     "COMMANDS",
@@ -42,18 +60,28 @@ __all__ = [
 
 
 @attrs.frozen(kw_only=True)
-class ListProjects:
-    op: ClassVar[str] = "listProjects"
+class Command(Generic[R]):
+    """An operation of the protocol whose execution gives back an ``R``."""
+
+    op: ClassVar[str]
+    idempotent: ClassVar[bool] = False
+    """Safe to send twice: a retry after a lost connection changes nothing more."""
 
 
 @attrs.frozen(kw_only=True)
-class CreateProject:
+class ListProjects(Command[tuple[ProjectInfo, ...]]):
+    op: ClassVar[str] = "listProjects"
+    idempotent: ClassVar[bool] = True
+
+
+@attrs.frozen(kw_only=True)
+class CreateProject(Command[ProjectInfo]):
     op: ClassVar[str] = "createProject"
     project: str
 
 
 @attrs.frozen(kw_only=True)
-class DeleteProject:
+class DeleteProject(Command[None]):
     """Stop and delete the project's session, and remove its folder."""
 
     op: ClassVar[str] = "deleteProject"
@@ -61,12 +89,13 @@ class DeleteProject:
 
 
 @attrs.frozen(kw_only=True)
-class ListSessions:
+class ListSessions(Command[tuple[Summary, ...]]):
     op: ClassVar[str] = "listSessions"
+    idempotent: ClassVar[bool] = True
 
 
 @attrs.frozen(kw_only=True)
-class OpenSession:
+class OpenSession(Command[OpenedSession]):
     """The project's session: reused, else restored from its newest history, else new.
 
     ``model``, ``temperature`` and ``maxTokens`` (optional) are what this session's turns use,
@@ -76,6 +105,7 @@ class OpenSession:
     """
 
     op: ClassVar[str] = "openSession"
+    idempotent: ClassVar[bool] = True
     project: str
     preset: str | None = None
     model: str | None = None
@@ -84,22 +114,24 @@ class OpenSession:
 
 
 @attrs.frozen(kw_only=True)
-class Subscribe:
+class Subscribe(Command[Subscribed]):
     """Every event of ``session`` with seq > ``since`` (no replay when None), then live."""
 
     op: ClassVar[str] = "subscribe"
+    idempotent: ClassVar[bool] = True
     session: str
     since: int | None = None
 
 
 @attrs.frozen(kw_only=True)
-class Unsubscribe:
+class Unsubscribe(Command[None]):
     op: ClassVar[str] = "unsubscribe"
+    idempotent: ClassVar[bool] = True
     session: str
 
 
 @attrs.frozen(kw_only=True)
-class SendMessage:
+class SendMessage(Command[bool]):
     """Start a turn with ``content``, or queue it behind the running one."""
 
     op: ClassVar[str] = "sendMessage"
@@ -108,13 +140,13 @@ class SendMessage:
 
 
 @attrs.frozen(kw_only=True)
-class StopGeneration:
+class StopGeneration(Command[tuple[str, ...]]):
     op: ClassVar[str] = "stopGeneration"
     session: str
 
 
 @attrs.frozen(kw_only=True)
-class CancelQueued:
+class CancelQueued(Command[str]):
     """Remove the queued text at ``index``, if ``preview`` (its summary preview, or the whole
     text) still names it: the queue may have moved since the client saw it."""
 
@@ -125,7 +157,7 @@ class CancelQueued:
 
 
 @attrs.frozen(kw_only=True)
-class ResumeSession:
+class ResumeSession(Command[None]):
     """Continue an interrupted or failed turn."""
 
     op: ClassVar[str] = "resumeSession"
@@ -133,7 +165,7 @@ class ResumeSession:
 
 
 @attrs.frozen(kw_only=True)
-class ApproveToolCall:
+class ApproveToolCall(Command[None]):
     """Allow or deny the tool call ``call`` the session's turn waits on; ``reason`` (optional)
     is what the model reads when it is denied."""
 
@@ -145,7 +177,7 @@ class ApproveToolCall:
 
 
 @attrs.frozen(kw_only=True)
-class NewChat:
+class NewChat(Command[None]):
     """Stop, keep the old history file, start an empty chat."""
 
     op: ClassVar[str] = "newChat"
@@ -153,84 +185,66 @@ class NewChat:
 
 
 @attrs.frozen(kw_only=True)
-class DeleteSession:
+class DeleteSession(Command[None]):
     op: ClassVar[str] = "deleteSession"
     session: str
 
 
 @attrs.frozen(kw_only=True)
-class FocusProject:
+class FocusProject(Command[None]):
     """What this client is viewing (None: nothing), so that it is not notified about it."""
 
     op: ClassVar[str] = "focusProject"
+    idempotent: ClassVar[bool] = True
     project: str | None = None
 
 
 @attrs.frozen(kw_only=True)
-class McpConfig:
+class McpConfig(Command[McpStatusLike]):
     """The project's ``.mcp.json``: absent, approved, awaiting approval, or unusable."""
 
     op: ClassVar[str] = "mcpConfig"
+    idempotent: ClassVar[bool] = True
     project: str
 
 
 @attrs.frozen(kw_only=True)
-class TrustMcpConfig:
+class TrustMcpConfig(Command[McpStatusLike]):
     """Approve the project's ``.mcp.json`` whose contents hash to ``hash`` (sha256, hex)."""
 
     op: ClassVar[str] = "trustMcpConfig"
+    idempotent: ClassVar[bool] = True
     project: str
     hash: str
 
 
 @attrs.frozen(kw_only=True)
-class ListPresets:
+class ListPresets(Command[PresetListingLike]):
     """The presets ``openSession`` accepts: the global ones, and with ``project`` its own."""
 
     op: ClassVar[str] = "listPresets"
+    idempotent: ClassVar[bool] = True
     project: str | None = None
 
 
 @attrs.frozen(kw_only=True)
-class StopAll:
+class StopAll(Command[int]):
     op: ClassVar[str] = "stopAll"
 
 
 @attrs.frozen(kw_only=True)
-class Stats:
+class Stats(Command[Mapping[str, Any]]):
     op: ClassVar[str] = "stats"
+    idempotent: ClassVar[bool] = True
 
 
 @attrs.frozen(kw_only=True)
-class Ping:
+class Ping(Command[None]):
     op: ClassVar[str] = "ping"
+    idempotent: ClassVar[bool] = True
 
 
-Command = (
-    ListProjects
-    | CreateProject
-    | DeleteProject
-    | ListSessions
-    | OpenSession
-    | Subscribe
-    | Unsubscribe
-    | SendMessage
-    | StopGeneration
-    | CancelQueued
-    | ResumeSession
-    | ApproveToolCall
-    | NewChat
-    | DeleteSession
-    | FocusProject
-    | McpConfig
-    | TrustMcpConfig
-    | ListPresets
-    | StopAll
-    | Stats
-    | Ping
-)
-
-COMMANDS: dict[str, type[Command]] = {
+COMMANDS: dict[str, type[Command[Any]]] = {
     cls.op: cls
     for cls in (
         ListProjects,
@@ -259,7 +273,7 @@ COMMANDS: dict[str, type[Command]] = {
 """Command classes by their ``op``."""
 
 
-def command_to_wire(id: int | str, command: Command) -> dict[str, Any]:
+def command_to_wire(id: int | str, command: Command[Any]) -> dict[str, Any]:
     """The client-side frame object of ``command`` (optional fields left out when None)."""
     out: dict[str, Any] = {"id": id, "op": command.op}
     for field in attrs.fields(type(command)):

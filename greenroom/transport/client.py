@@ -22,10 +22,11 @@ Decisions (docs/protocol.md, "The Python client", says the same for users):
   one delivered are dropped, and while a ``subscribe`` with ``since`` is answered, the events
   of that session that overtake the replay are held back and delivered after it.
 - **Calls during a disconnect.** A call made while disconnected waits for the reconnection.
-  A call in flight when the connection drops is retried once on the new connection if it is
-  idempotent (reads, ``openSession``, ``subscribe``, ``unsubscribe``, ``focusProject``,
-  ``trustMcpConfig``, ``ping``); any other fails with :class:`ConnectionLost`, since the
-  server may or may not have run it (a ``sendMessage`` sent twice would start two turns).
+  A call in flight when the connection drops is retried once on the new connection if its
+  command is ``idempotent`` (reads, ``openSession``, ``subscribe``, ``unsubscribe``,
+  ``focusProject``, ``trustMcpConfig``, ``ping``); any other fails with
+  :class:`ConnectionLost`, since the server may or may not have run it (a ``sendMessage``
+  sent twice would start two turns).
 - **Backpressure.** The event queue holds ``event_buffer`` events. When it is full the reader
   waits, which stops reading the socket; the server's send queue then fills and it closes the
   connection with 4008; once the application catches up, the client reconnects and resumes
@@ -82,10 +83,6 @@ _CLOSE_TIMEOUT: Final = 2.0
 _STABLE: Final = 5.0
 """A connection that lasted this long resets the backoff and the reconnect deadline; one
 that closes sooner counts as a failed attempt (a server that accepts and drops at once)."""
-_IDEMPOTENT: Final = frozenset(
-    {"listProjects", "listSessions", "openSession", "subscribe", "unsubscribe", "focusProject",
-     "stats", "ping", "mcpConfig", "trustMcpConfig", "listPresets"}
-)  # fmt: skip
 _UNSET: Final[Any] = object()
 
 JSON = dict[str, Any]
@@ -207,17 +204,30 @@ class GreenroomClient:
 
     # -- commands ---------------------------------------------------------------------------
 
+    async def execute(self, command: cmd.Command[Any]) -> JSON:
+        """Send ``command`` and return its reply's ``result`` (a :class:`CommandError` when
+        the server says no). The methods below are this, spelt out per command."""
+        match command:
+            # These change what the client itself keeps (resubscribed, focus sent again).
+            case cmd.Subscribe(session=session, since=since):
+                return await self.subscribe(session, since)
+            case cmd.Unsubscribe(session=session):
+                return await self.unsubscribe(session)
+            case cmd.FocusProject(project=project):
+                return await self.focus_project(project)
+        return await self._call(command)
+
     async def list_projects(self) -> JSON:
-        return await self._call(cmd.ListProjects())
+        return await self.execute(cmd.ListProjects())
 
     async def create_project(self, project: str) -> JSON:
-        return await self._call(cmd.CreateProject(project=project))
+        return await self.execute(cmd.CreateProject(project=project))
 
     async def delete_project(self, project: str) -> JSON:
-        return await self._call(cmd.DeleteProject(project=project))
+        return await self.execute(cmd.DeleteProject(project=project))
 
     async def list_sessions(self) -> JSON:
-        return await self._call(cmd.ListSessions())
+        return await self.execute(cmd.ListSessions())
 
     async def open_session(
         self,
@@ -238,20 +248,20 @@ class GreenroomClient:
             temperature=temperature,
             maxTokens=max_tokens,
         )
-        return await self._call(command)
+        return await self.execute(command)
 
     async def list_presets(self, project: str | None = None) -> JSON:
         """``{"presets": [...], "error": ...}``: the presets ``open_session`` accepts (with
         ``project``, its own too), and why the project's presets file is unusable, if it is."""
-        return await self._call(cmd.ListPresets(project=project))
+        return await self.execute(cmd.ListPresets(project=project))
 
     async def mcp_config(self, project: str) -> JSON:
         """``{"mcp": ...}``: the project's ``.mcp.json`` and whether it is approved."""
-        return await self._call(cmd.McpConfig(project=project))
+        return await self.execute(cmd.McpConfig(project=project))
 
     async def trust_mcp_config(self, project: str, digest: str) -> JSON:
         """Approve the project's ``.mcp.json`` whose contents hash to ``digest``."""
-        return await self._call(cmd.TrustMcpConfig(project=project, hash=digest))
+        return await self.execute(cmd.TrustMcpConfig(project=project, hash=digest))
 
     async def subscribe(self, session: str, since: int | None = None) -> JSON:
         """Receive the session's events from now on (and the retained ones after ``since``).
@@ -275,18 +285,18 @@ class GreenroomClient:
 
     async def send_message(self, session: str, content: str) -> JSON:
         """``{"queued": bool}``: a turn started, or the message waits behind the running one."""
-        return await self._call(cmd.SendMessage(session=session, content=content))
+        return await self.execute(cmd.SendMessage(session=session, content=content))
 
     async def stop_generation(self, session: str) -> JSON:
-        return await self._call(cmd.StopGeneration(session=session))
+        return await self.execute(cmd.StopGeneration(session=session))
 
     async def cancel_queued(self, session: str, index: int, preview: str) -> JSON:
         """Remove the queued text at ``index`` that ``preview`` (its summary preview, or the
         whole text) names: ``{"removed": text}``, or a ``conflict`` if the queue moved."""
-        return await self._call(cmd.CancelQueued(session=session, index=index, preview=preview))
+        return await self.execute(cmd.CancelQueued(session=session, index=index, preview=preview))
 
     async def resume_session(self, session: str) -> JSON:
-        return await self._call(cmd.ResumeSession(session=session))
+        return await self.execute(cmd.ResumeSession(session=session))
 
     async def approve_tool_call(
         self, session: str, call: str, *, allow: bool, reason: str | None = None
@@ -295,13 +305,13 @@ class GreenroomClient:
         ``approval``, an ``approvalRequested`` event); ``reason`` is what the model reads when
         it is denied."""
         command = cmd.ApproveToolCall(session=session, call=call, allow=allow, reason=reason)
-        return await self._call(command)
+        return await self.execute(command)
 
     async def new_chat(self, session: str) -> JSON:
-        return await self._call(cmd.NewChat(session=session))
+        return await self.execute(cmd.NewChat(session=session))
 
     async def delete_session(self, session: str) -> JSON:
-        return await self._call(cmd.DeleteSession(session=session))
+        return await self.execute(cmd.DeleteSession(session=session))
 
     async def focus_project(self, project: str | None) -> JSON:
         """Say what this client views (None: nothing); sent again after a reconnect."""
@@ -309,13 +319,13 @@ class GreenroomClient:
         return await self._call(cmd.FocusProject(project=project))
 
     async def stop_all(self) -> JSON:
-        return await self._call(cmd.StopAll())
+        return await self.execute(cmd.StopAll())
 
     async def stats(self) -> JSON:
-        return await self._call(cmd.Stats())
+        return await self.execute(cmd.Stats())
 
     async def ping(self) -> JSON:
-        return await self._call(cmd.Ping())
+        return await self.execute(cmd.Ping())
 
     def events(self) -> EventStream:
         """The events, in order, batches split (see the module docstring)."""
@@ -337,9 +347,9 @@ class GreenroomClient:
     # -- calls ------------------------------------------------------------------------------
 
     async def _call(
-        self, command: cmd.Command, *, on_ok: Callable[[JSON], Awaitable[None]] | None = None
+        self, command: cmd.Command[Any], *, on_ok: Callable[[JSON], Awaitable[None]] | None = None
     ) -> JSON:
-        attempts = 2 if command.op in _IDEMPOTENT else 1
+        attempts = 2 if command.idempotent else 1
         for attempt in range(attempts):
             ws = await self._connection()
             try:
@@ -367,7 +377,7 @@ class GreenroomClient:
     async def _request(
         self,
         ws: WebSocketConnection,
-        command: cmd.Command,
+        command: cmd.Command[Any],
         on_ok: Callable[[JSON], Awaitable[None]] | None = None,
     ) -> JSON:
         id_ = next(self._ids)

@@ -62,19 +62,7 @@ from greenroom.protocol.codec import (
     Reply,
     Subprotocol,
     Welcome,
-    cancel_queued_result,
-    empty_result,
-    mcp_result,
-    presets_result,
-    project_result,
-    projects_result,
-    send_message_result,
-    session_result,
-    sessions_result,
-    stats_result,
-    stop_all_result,
-    stop_generation_result,
-    subscribe_result,
+    result_to_wire,
 )
 from greenroom.protocol.convert import camel
 from greenroom.protocol.encodings import EventEncodings
@@ -84,6 +72,7 @@ from greenroom.transport.outbox import Outbox, TransportCounters
 
 __all__ = [
     "COMMAND_QUEUE",
+    "CONNECTION_COMMANDS",
     "Closing",
     "ConnectionSettings",
     "Disconnected",
@@ -99,6 +88,8 @@ BATCH_BYTES: Final = 256 * 1024
 """About how much one frame carries at most (estimated), so that a batch stays well under the
 1 MiB that websocket clients accept by default."""
 SLOW_REASON: Final = "client too slow: reconnect and subscribe with since"
+CONNECTION_COMMANDS: Final = (c.Subscribe, c.Unsubscribe, c.FocusProject, c.Stats)
+"""The commands about one connection, executed here; the runtime executes all others."""
 
 
 class Disconnected(GreenroomError):
@@ -217,7 +208,7 @@ class _Connection:
                 welcome = Welcome(
                     version=__version__,
                     connection=name,
-                    sessions=await self.runtime.list_sessions(),
+                    sessions=await self.runtime.execute(c.ListSessions()),
                     notifications=self.client.pending_notifications,
                     provider=self.runtime.provider_name,
                 )
@@ -287,68 +278,31 @@ class _Connection:
                     self.outbox.put(await self._execute(incoming))
 
     async def _execute(self, incoming: Incoming) -> Reply | ErrorReply:
+        command = incoming.command
         try:
-            return Reply(re=incoming.id, result=await self._dispatch(incoming.command))
+            if isinstance(command, CONNECTION_COMMANDS):
+                result = await self._execute_here(command)
+            else:
+                result = await self.runtime.execute(command)
+            return Reply(re=incoming.id, result=result_to_wire(command, result))
         except GreenroomError as error:
             return ErrorReply.of(incoming.id, error)
         except Exception:
-            log.exception("command %s failed on %s", incoming.command.op, self.client.name)
+            log.exception("command %s failed on %s", command.op, self.client.name)
             return ErrorReply(re=incoming.id, code="internal", message="internal error")
 
-    async def _dispatch(self, command: c.Command) -> dict[str, Any]:
-        rt = self.runtime
+    async def _execute_here(self, command: c.Command[Any]) -> Any:
+        """The commands about this connection (``subscribe`` is answered by _subscribe)."""
         match command:
-            case c.ListProjects():
-                return projects_result(await rt.list_projects())
-            case c.CreateProject(project=project):
-                await rt.create_project(project)
-                return project_result(project)
-            case c.DeleteProject(project=project):
-                await rt.delete_project(project)
-            case c.ListSessions():
-                return sessions_result(await rt.list_sessions())
-            case c.OpenSession(project=project, model=model):
-                view = await rt.open_session(
-                    project,
-                    model=model,
-                    preset=command.preset,
-                    temperature=command.temperature,
-                    max_tokens=command.maxTokens,
-                )
-                return session_result(view, await rt.mcp_status(project))
-            case c.ListPresets(project=project):
-                return presets_result(await rt.list_presets(project))
-            case c.McpConfig(project=project):
-                return mcp_result(await rt.mcp_status(project))
-            case c.TrustMcpConfig(project=project, hash=digest):
-                return mcp_result(await rt.trust_mcp_config(project, digest))
             case c.Unsubscribe(session=session):
                 self.client.unsubscribe(session)
-            case c.SendMessage(session=session, content=content):
-                return send_message_result(await rt.send_message(session, content))
-            case c.StopGeneration(session=session):
-                return stop_generation_result(await rt.stop_generation(session))
-            case c.CancelQueued(session=session, index=index, preview=preview):
-                return cancel_queued_result(await rt.cancel_queued(session, index, preview))
-            case c.ResumeSession(session=session):
-                await rt.resume_session(session)
-            case c.ApproveToolCall(session=session, call=call, allow=allow, reason=reason):
-                await rt.approve_tool_call(session, call, allow=allow, reason=reason)
-            case c.NewChat(session=session):
-                await rt.new_chat(session)
-            case c.DeleteSession(session=session):
-                await rt.delete_session(session)
             case c.FocusProject(project=project):
                 await self.client.focus(project)
-            case c.StopAll():
-                return stop_all_result(await rt.stop_all())
             case c.Stats():
-                return stats_result(self._statistics())
-            case c.Ping():
-                pass
-            case c.Subscribe():  # pragma: no cover - handled before dispatch
-                raise AssertionError("subscribe is not dispatched")
-        return empty_result()
+                return self._statistics()
+            case _:  # pragma: no cover - subscribe is answered before it gets here
+                raise AssertionError(f"{command.op} is not the connection's")
+        return None
 
     def _subscribe(self, id: int | str, command: c.Subscribe) -> None:
         """Reply ``{"seq"}``, then the replay, then (through the pump) the live events.
@@ -363,10 +317,7 @@ class _Connection:
         except GreenroomError as error:
             self.outbox.put(ErrorReply.of(id, error))
             return
-        result = subscribe_result(subscribed.seq)
-        if subscribed.replay is None:
-            result["reset"] = True  # what was missed is gone: reload with openSession
-        self.outbox.put(Reply(re=id, result=result))
+        self.outbox.put(Reply(re=id, result=result_to_wire(command, subscribed)))
         self.outbox.put_replay(command.session, subscribed.replay or ())
 
     def _statistics(self) -> dict[str, Any]:

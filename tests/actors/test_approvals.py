@@ -15,6 +15,7 @@ from greenroom.actors.session import DENIED_BY_POLICY, STOPPED_WAITING, denied
 from greenroom.agent.policy import ToolPolicy
 from greenroom.config import Config, Limits
 from greenroom.presets import Preset
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.errors import Conflict, NotFound
 from greenroom.protocol.events import (
     ApprovalRequested,
@@ -38,10 +39,10 @@ def project_file(runtime: Runtime, project: str, name: str, text: str = "keep me
 async def ask_to_delete(runtime: Runtime, client: Client, project: str) -> tuple[str, Path]:
     """Open ``project``, have its model call delete_file on notes.txt, and wait until the
     session asks for approval; the session and the file."""
-    session = (await runtime.open_session(project)).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project=project))).summary.session
     target = project_file(runtime, project, "notes.txt")
     client.subscribe(session)
-    await runtime.send_message(session, "delete file notes.txt")
+    await runtime.execute(cmd.SendMessage(session=session, content="delete file notes.txt"))
     await next_event(client, lambda e: e.session == session and e.name == "approvalRequested")
     return session, target
 
@@ -56,10 +57,10 @@ async def test_delete_file_asks_first_and_runs_once_allowed(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
     async with runtime.connect() as client:
-        session = (await runtime.open_session("ask")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="ask"))).summary.session
         target = project_file(runtime, "ask", "notes.txt")
         client.subscribe(session)
-        await runtime.send_message(session, "delete file notes.txt")
+        await runtime.execute(cmd.SendMessage(session=session, content="delete file notes.txt"))
         asked = await next_event(client, lambda e: e.name == "approvalRequested")
         assert isinstance(asked.data, ApprovalRequested)
         assert asked.session == session and asked.data.tool == "delete_file"
@@ -73,7 +74,9 @@ async def test_delete_file_asks_first_and_runs_once_allowed(
         assert state.messages[-1].tool_calls is not None
         assert state.messages[-1].tool_calls[0].id == asked.data.call
 
-        await runtime.approve_tool_call(session, asked.data.call, allow=True)
+        await runtime.execute(
+            cmd.ApproveToolCall(session=session, call=asked.data.call, allow=True)
+        )
         assert (await runtime.get_state(session)).summary.approval is None
         ended = await next_event(client, turn_ended(session))
     assert ended.data == LoadingChanged(loading=False, reason="completed")
@@ -90,7 +93,11 @@ async def test_a_denied_call_answers_the_model_with_the_reason(
     async with runtime.connect() as client:
         session, target = await ask_to_delete(runtime, client, "deny")
         call = pending_call(runtime, session)
-        await runtime.approve_tool_call(session, call, allow=False, reason="it is my shopping list")
+        await runtime.execute(
+            cmd.ApproveToolCall(
+                session=session, call=call, allow=False, reason="it is my shopping list"
+            )
+        )
         ended = await next_event(client, turn_ended(session))
     assert ended.data == LoadingChanged(loading=False, reason="completed")
     assert target.read_text() == "keep me"
@@ -106,7 +113,9 @@ async def test_a_denied_call_answers_the_model_with_the_reason(
 async def test_a_denial_without_a_reason(runtime: Runtime, autojump_clock: trio.abc.Clock) -> None:
     async with runtime.connect() as client:
         session, _ = await ask_to_delete(runtime, client, "plain")
-        await runtime.approve_tool_call(session, pending_call(runtime, session), allow=False)
+        await runtime.execute(
+            cmd.ApproveToolCall(session=session, call=pending_call(runtime, session), allow=False)
+        )
         await next_event(client, turn_ended(session))
     assert (await runtime.get_state(session)).messages[2].content == denied(None)
 
@@ -116,10 +125,10 @@ async def test_policy_allow_runs_without_asking(
 ) -> None:
     config = make_config(tmp_path, tool_policy=ToolPolicy(rules={"delete_file": "allow"}))
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
-        session = (await runtime.open_session("free")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="free"))).summary.session
         target = project_file(runtime, "free", "notes.txt")
         client.subscribe(session)
-        await runtime.send_message(session, "delete file notes.txt")
+        await runtime.execute(cmd.SendMessage(session=session, content="delete file notes.txt"))
         seen = []
         while not turn_ended(session)(event := await next_event(client, lambda e: True)):
             seen.append(event.name)
@@ -139,14 +148,16 @@ async def test_a_project_file_or_a_preset_cannot_loosen_the_policy(
         if where == "project":
             allowing = '[tool_policy]\ndelete_file = "allow"\n'
             project_file(runtime, "free", ".ai/tools.toml", allowing)
-        opened = await runtime.open_session("free", preset="loose" if where == "preset" else None)
+        opened = await runtime.execute(
+            cmd.OpenSession(project="free", preset="loose" if where == "preset" else None)
+        )
         session = opened.summary.session
         target = project_file(runtime, "free", "notes.txt")
         client.subscribe(session)
-        await runtime.send_message(session, "delete file notes.txt")
+        await runtime.execute(cmd.SendMessage(session=session, content="delete file notes.txt"))
         await next_event(client, lambda e: e.name == "approvalRequested")
         assert target.exists()
-        await runtime.stop_generation(session)
+        await runtime.execute(cmd.StopGeneration(session=session))
 
 
 async def test_a_preset_can_tighten_the_policy(
@@ -155,10 +166,12 @@ async def test_a_preset_can_tighten_the_policy(
     strict = Preset(name="strict", tools={"delete_*": "deny"})
     config = make_config(tmp_path, presets=(strict,))
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
-        session = (await runtime.open_session("p", preset="strict")).summary.session
+        session = (
+            await runtime.execute(cmd.OpenSession(project="p", preset="strict"))
+        ).summary.session
         target = project_file(runtime, "p", "notes.txt")
         client.subscribe(session)
-        await runtime.send_message(session, "delete file notes.txt")
+        await runtime.execute(cmd.SendMessage(session=session, content="delete file notes.txt"))
         await next_event(client, turn_ended(session))
         state = await runtime.get_state(session)
     assert target.exists()
@@ -185,10 +198,10 @@ async def test_policy_deny_refuses_without_asking(
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
         if project_toml is not None:
             project_file(runtime, "strict", ".ai/tools.toml", project_toml)
-        session = (await runtime.open_session("strict")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="strict"))).summary.session
         target = project_file(runtime, "strict", "notes.txt")
         client.subscribe(session)
-        await runtime.send_message(session, "delete file notes.txt")
+        await runtime.execute(cmd.SendMessage(session=session, content="delete file notes.txt"))
         names = []
         while not turn_ended(session)(event := await next_event(client, lambda e: True)):
             names.append(event.name)
@@ -205,12 +218,14 @@ async def test_an_unusable_project_policy_makes_every_call_ask(
     project_file(runtime, "broken", ".ai/tools.toml", '[tool_policy]\nread_file = "maybe"\n')
     project_file(runtime, "broken", "a.txt", "hello")
     async with runtime.connect() as client:
-        session = (await runtime.open_session("broken")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="broken"))).summary.session
         client.subscribe(session)
-        await runtime.send_message(session, "read file a.txt")
+        await runtime.execute(cmd.SendMessage(session=session, content="read file a.txt"))
         asked = await next_event(client, lambda e: e.name == "approvalRequested")
         assert isinstance(asked.data, ApprovalRequested) and asked.data.tool == "read_file"
-        await runtime.approve_tool_call(session, asked.data.call, allow=True)
+        await runtime.execute(
+            cmd.ApproveToolCall(session=session, call=asked.data.call, allow=True)
+        )
         await next_event(client, turn_ended(session))
     assert (await runtime.get_state(session)).messages[2].content == "hello"
     assert "bad decision 'maybe' for 'read_file'" in caplog.text
@@ -222,18 +237,18 @@ async def test_stop_cancels_the_pending_approval(
     async with runtime.connect() as client:
         session, target = await ask_to_delete(runtime, client, "halt")
         call = pending_call(runtime, session)
-        assert await runtime.stop_generation(session) == ()
+        assert await runtime.execute(cmd.StopGeneration(session=session)) == ()
         ended = await next_event(client, turn_ended(session))
         assert ended.data == LoadingChanged(loading=False, reason="stopped")
         with pytest.raises(Conflict, match="not waiting for an approval"):
-            await runtime.approve_tool_call(session, call, allow=True)
+            await runtime.execute(cmd.ApproveToolCall(session=session, call=call, allow=True))
         state = await runtime.get_state(session)
         assert target.exists()
         assert state.summary.approval is None and state.summary.status == "idle"
         assert state.messages[-1].role == "tool" and state.messages[-1].content == STOPPED_WAITING
         # The session goes on: the next turn starts from a conversation with every call
         # answered.
-        await runtime.send_message(session, "hello")
+        await runtime.execute(cmd.SendMessage(session=session, content="hello"))
         done = await next_event(client, turn_ended(session))
     assert done.data == LoadingChanged(loading=False, reason="completed")
 
@@ -242,19 +257,21 @@ async def test_approvals_that_fit_no_pending_call_are_refused(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
     async with runtime.connect() as client:
-        idle = (await runtime.open_session("idle")).summary.session
+        idle = (await runtime.execute(cmd.OpenSession(project="idle"))).summary.session
         with pytest.raises(Conflict, match="not waiting"):
-            await runtime.approve_tool_call(idle, "call_1", allow=True)
+            await runtime.execute(cmd.ApproveToolCall(session=idle, call="call_1", allow=True))
         with pytest.raises(NotFound, match="no session"):
-            await runtime.approve_tool_call("s-ffff", "call_1", allow=True)
+            await runtime.execute(cmd.ApproveToolCall(session="s-ffff", call="call_1", allow=True))
         session, target = await ask_to_delete(runtime, client, "wrong")
         call = pending_call(runtime, session)
         with pytest.raises(NotFound, match="no tool call 'call_nope'"):
-            await runtime.approve_tool_call(session, "call_nope", allow=True)
+            await runtime.execute(
+                cmd.ApproveToolCall(session=session, call="call_nope", allow=True)
+            )
         assert pending_call(runtime, session) == call  # still waiting, nothing lost
-        await runtime.approve_tool_call(session, call, allow=True)
+        await runtime.execute(cmd.ApproveToolCall(session=session, call=call, allow=True))
         with pytest.raises(Conflict):  # answered once is answered
-            await runtime.approve_tool_call(session, call, allow=False)
+            await runtime.execute(cmd.ApproveToolCall(session=session, call=call, allow=False))
         await next_event(client, turn_ended(session))
     assert not target.exists()
 
@@ -274,7 +291,7 @@ async def test_a_pending_approval_survives_a_graceful_restart(
         assert state.summary.status == "running"
         assert state.messages == asked_before  # the model was not asked again
         client.subscribe(session)
-        await runtime.approve_tool_call(session, call, allow=True)
+        await runtime.execute(cmd.ApproveToolCall(session=session, call=call, allow=True))
         ended = await next_event(client, turn_ended(session))
         state = await runtime.get_state(session)
     assert ended.data == LoadingChanged(loading=False, reason="completed")
@@ -294,7 +311,9 @@ async def test_clients_viewing_other_projects_are_told_and_absent_ones_later(
         assert told.data.kind == "approval" and told.data.session == session
         assert told.data.title == "tell: a tool call waits for approval"
         assert told.data.body.startswith("delete_file ")
-        await runtime.approve_tool_call(session, pending_call(runtime, session), allow=True)
+        await runtime.execute(
+            cmd.ApproveToolCall(session=session, call=pending_call(runtime, session), allow=True)
+        )
         await next_event(viewer, turn_ended(session))
     # Nobody connected: the request is kept for the next client...
     async with runtime.watch("log") as log:  # an observer, not a client
@@ -304,7 +323,9 @@ async def test_clients_viewing_other_projects_are_told_and_absent_ones_later(
         assert [(e.data.kind, e.data.session) for e in kept] == [("approval", second)]  # type: ignore[union-attr]
         # ...unless it was answered meanwhile: then it would ask for nothing.
         third = await ask_unwatched(runtime, log, "answered")
-        await runtime.approve_tool_call(third, pending_call(runtime, third), allow=False)
+        await runtime.execute(
+            cmd.ApproveToolCall(session=third, call=pending_call(runtime, third), allow=False)
+        )
         await next_event_of(log, turn_ended(third))
     async with runtime.connect() as later:
         kept = later.pending_notifications
@@ -321,14 +342,16 @@ async def next_event_of(log: Subscription, match: Callable[[Event], bool]) -> Ev
 
 async def ask_unwatched(runtime: Runtime, log: Subscription, project: str) -> str:
     """ask_to_delete with no client connected (an observer's lifecycle events instead)."""
-    session = (await runtime.open_session(project)).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project=project))).summary.session
     project_file(runtime, project, "notes.txt")
-    await runtime.send_message(session, "delete file notes.txt")
+    await runtime.execute(cmd.SendMessage(session=session, content="delete file notes.txt"))
     await next_event_of(
         log,
-        lambda e: e.session == session
-        and isinstance(e.data, SessionUpdated)
-        and e.data.summary.approval is not None,
+        lambda e: (
+            e.session == session
+            and isinstance(e.data, SessionUpdated)
+            and e.data.summary.approval is not None
+        ),
     )
     return session
 
@@ -339,12 +362,14 @@ async def test_a_turn_waiting_for_approval_gives_its_slot_back(
     config: Config = make_config(tmp_path, limits=Limits(max_concurrent_turns=1))
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
         waiting, target = await ask_to_delete(runtime, client, "waits")
-        other = (await runtime.open_session("goes")).summary.session
+        other = (await runtime.execute(cmd.OpenSession(project="goes"))).summary.session
         client.subscribe(other)
-        await runtime.send_message(other, "hello")
+        await runtime.execute(cmd.SendMessage(session=other, content="hello"))
         done = await next_event(client, turn_ended(other))
         assert done.data == LoadingChanged(loading=False, reason="completed")
-        await runtime.approve_tool_call(waiting, pending_call(runtime, waiting), allow=True)
+        await runtime.execute(
+            cmd.ApproveToolCall(session=waiting, call=pending_call(runtime, waiting), allow=True)
+        )
         await next_event(client, turn_ended(waiting))
     assert not target.exists()
 
@@ -355,21 +380,25 @@ async def test_a_stop_while_the_allowed_call_waits_for_a_slot_still_answers_it(
     config: Config = make_config(tmp_path, limits=Limits(max_concurrent_turns=1))
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
         waiting, target = await ask_to_delete(runtime, client, "waits")
-        busy = (await runtime.open_session("busy")).summary.session
+        busy = (await runtime.execute(cmd.OpenSession(project="busy"))).summary.session
         client.subscribe(busy)
-        await runtime.send_message(busy, "[[tokens:400]] long")
+        await runtime.execute(cmd.SendMessage(session=busy, content="[[tokens:400]] long"))
         await next_event(client, lambda e: e.session == busy and e.name == "streamingUpdate")
-        await runtime.approve_tool_call(waiting, pending_call(runtime, waiting), allow=True)
+        await runtime.execute(
+            cmd.ApproveToolCall(session=waiting, call=pending_call(runtime, waiting), allow=True)
+        )
         await next_event(
             client,
-            lambda e: e.session == waiting
-            and isinstance(e.data, SessionUpdated)
-            and e.data.summary.waiting,
+            lambda e: (
+                e.session == waiting
+                and isinstance(e.data, SessionUpdated)
+                and e.data.summary.waiting
+            ),
         )
-        await runtime.stop_generation(waiting)
+        await runtime.execute(cmd.StopGeneration(session=waiting))
         ended = await next_event(client, turn_ended(waiting))
         state = await runtime.get_state(waiting)
-        await runtime.stop_generation(busy)
+        await runtime.execute(cmd.StopGeneration(session=busy))
     assert ended.data == LoadingChanged(loading=False, reason="stopped")
     assert target.exists()
     assert state.messages[-1].role == "tool" and state.messages[-1].content == STOPPED_WAITING

@@ -34,6 +34,7 @@ from greenroom.agent.provider import Chunk, CompletionRequest, TextDelta, ToolCa
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.agent.tools import run_tool
 from greenroom.config import Config, SimulatedConfig, SupervisionConfig
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.chat import Message, ToolCall
 from greenroom.protocol.events import (
     Event,
@@ -281,7 +282,9 @@ def run_example(
         async with open_runtime(config, provider=provider) as runtime:
             async with runtime.connect(capacity=1_000_000) as client:
                 for project, plan in zip(projects, plans, strict=True):
-                    session = (await runtime.open_session(project)).summary.session
+                    session = (
+                        await runtime.execute(cmd.OpenSession(project=project))
+                    ).summary.session
                     subscribed = client.subscribe(session)
                     seen[session] = Seen(
                         project=project, turns=len(plan.turns), subscribed_at=subscribed.seq
@@ -309,7 +312,9 @@ def run_example(
                         nursery.start_soon(watch)
                         for session, record in seen.items():
                             for text in texts[record.project]:
-                                await runtime.send_message(session, text)
+                                await runtime.execute(
+                                    cmd.SendMessage(session=session, content=text)
+                                )
                         provider.go.set()
                         if stop_after is not None:
                             await trio.sleep(stop_after)

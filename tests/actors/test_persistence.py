@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from greenroom.config import Config, SimulatedConfig
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.convert import unstructure
 from greenroom.protocol.events import LoadingChanged, Summary
 from greenroom.protocol.state import SessionState, Streaming
@@ -26,7 +27,7 @@ def history_of(runtime: Runtime, project: str, name: str) -> Path:
 
 async def run_turn(runtime: Runtime, session: str, text: str) -> LoadingChanged:
     async with runtime.connect() as client:
-        await runtime.send_message(session, text)
+        await runtime.execute(cmd.SendMessage(session=session, content=text))
         ended = await next_event(client, turn_ended(session), limit=600)
     assert isinstance(ended.data, LoadingChanged)
     return ended.data
@@ -42,7 +43,7 @@ async def test_writes_per_session_follow_the_interval_not_the_event_rate(
     seconds = 30
     tokens = int(rate * seconds)
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("long")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="long"))).summary.session
         await trio.sleep(1.5)  # let the creation be written
         before = runtime.statistics().persistence
         started = trio.current_time()
@@ -64,7 +65,7 @@ async def test_writes_per_session_follow_the_interval_not_the_event_rate(
 async def test_history_is_appended_never_rewritten_and_round_trips(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    view = await runtime.open_session("hist")
+    view = await runtime.execute(cmd.OpenSession(project="hist"))
     session, name = view.summary.session, view.summary.name
     await run_turn(runtime, session, "create file a.txt with alpha")
     await trio.sleep(2)
@@ -85,11 +86,11 @@ async def test_a_restart_lists_sessions_at_once_and_loads_messages_on_demand(
     config: Config, autojump_clock: trio.abc.Clock
 ) -> None:
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("keep")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="keep"))).summary.session
         await run_turn(runtime, session, "remember this")
         before = await runtime.get_state(session)
     async with open_test_runtime(config) as runtime:
-        summaries = await runtime.list_sessions()
+        summaries = await runtime.execute(cmd.ListSessions())
         assert [s.session for s in summaries] == [session]
         assert summaries[0].message_count == 2 and summaries[0].status == "idle"
         assert runtime.statistics().sessions_in_memory == 0  # nothing loaded yet
@@ -103,8 +104,10 @@ async def test_a_turn_cut_by_shutdown_resumes_after_restart_under_policy_auto(
     config: Config, autojump_clock: trio.abc.Clock
 ) -> None:
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("cut")).summary.session
-        await runtime.send_message(session, "[[tokens:200]] long answer")
+        session = (await runtime.execute(cmd.OpenSession(project="cut"))).summary.session
+        await runtime.execute(
+            cmd.SendMessage(session=session, content="[[tokens:200]] long answer")
+        )
         await trio.sleep(3)
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
         ended = await next_event(client, turn_ended(session))
@@ -120,14 +123,16 @@ async def test_under_policy_manual_an_interrupted_session_waits_for_resume(
 ) -> None:
     config = make_config(tmp_path, resume="manual")
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("wait")).summary.session
-        await runtime.send_message(session, "[[tokens:200]] long answer")
+        session = (await runtime.execute(cmd.OpenSession(project="wait"))).summary.session
+        await runtime.execute(
+            cmd.SendMessage(session=session, content="[[tokens:200]] long answer")
+        )
         await trio.sleep(3)
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
         await trio.sleep(30)
         state = await runtime.get_state(session)
         assert state.summary.status == "interrupted" and state.messages[-1].stopped
-        await runtime.resume_session(session)
+        await runtime.execute(cmd.ResumeSession(session=session))
         ended = await next_event(client, turn_ended(session))
     assert isinstance(ended.data, LoadingChanged) and ended.data.reason == "completed"
 
@@ -136,11 +141,11 @@ async def test_a_corrupt_snapshot_is_moved_aside_and_the_server_starts(
     config: Config, autojump_clock: trio.abc.Clock
 ) -> None:
     async with open_test_runtime(config) as runtime:
-        good = (await runtime.open_session("good")).summary.session
+        good = (await runtime.execute(cmd.OpenSession(project="good"))).summary.session
     folder = config.data_dir / "sessions"
     (folder / "s-0badc0de.msgpack").write_bytes(b"\x00garbage")
     async with open_test_runtime(config) as runtime:
-        assert [s.session for s in await runtime.list_sessions()] == [good]
+        assert [s.session for s in await runtime.execute(cmd.ListSessions())] == [good]
         quarantined = runtime.statistics().persistence.quarantined
     assert [q.name for q in quarantined] == ["s-0badc0de.msgpack"]
     assert not (folder / "s-0badc0de.msgpack").exists()
@@ -160,13 +165,13 @@ async def test_a_project_folder_with_history_opens_with_it(
         '{"role":"assistant","content":"Sure, here is a plan."}\n'
     )
     async with open_test_runtime(config) as runtime:
-        view = await runtime.open_session("copied")
+        view = await runtime.execute(cmd.OpenSession(project="copied"))
         assert view.summary.name == newest.stem
         assert [m.content for m in view.messages] == ["build a blog", "Sure, here is a plan."]
         await run_turn(runtime, view.summary.session, "go on")
         await trio.sleep(2)
         assert len(read_history(newest)) == 4  # appended to the same file
-        await runtime.new_chat(view.summary.session)
+        await runtime.execute(cmd.NewChat(session=view.summary.session))
         fresh = await runtime.get_state(view.summary.session)
         await run_turn(runtime, view.summary.session, "new topic")
         await trio.sleep(2)
@@ -180,8 +185,8 @@ async def test_an_idle_session_is_unloaded_and_reloaded_transparently(
 ) -> None:
     config = make_config(tmp_path, idle_unload_after=60.0)
     async with open_test_runtime(config) as runtime:
-        idle = (await runtime.open_session("idle")).summary.session
-        watched = (await runtime.open_session("watched")).summary.session
+        idle = (await runtime.execute(cmd.OpenSession(project="idle"))).summary.session
+        watched = (await runtime.execute(cmd.OpenSession(project="watched"))).summary.session
         await run_turn(runtime, idle, "hello")
         async with runtime.connect() as client:
             client.subscribe(watched)
@@ -200,7 +205,7 @@ async def test_a_failing_disk_is_reported_and_retried_with_nothing_lost(
     config: Config, autojump_clock: trio.abc.Clock
 ) -> None:
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("disk")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="disk"))).summary.session
         await trio.sleep(2)
         folder = config.data_dir / "sessions"
         moved = folder.with_name("sessions-away")
@@ -215,7 +220,7 @@ async def test_a_failing_disk_is_reported_and_retried_with_nothing_lost(
         moved.rename(folder)
         await trio.sleep(3)
     async with open_test_runtime(config) as runtime:
-        summary = (await runtime.list_sessions())[0]
+        summary = (await runtime.execute(cmd.ListSessions()))[0]
         assert summary.message_count == 2
         assert [m.role for m in (await runtime.get_state(session)).messages] == [
             "user",
@@ -227,7 +232,7 @@ async def test_after_a_restart_a_subscriber_behind_resumes_and_one_ahead_reloads
     config: Config, autojump_clock: trio.abc.Clock
 ) -> None:
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
-        session = (await runtime.open_session("seq")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="seq"))).summary.session
         client.subscribe(session)
         await run_turn(runtime, session, "hello")
         seq = (await runtime.get_state(session)).seq
@@ -252,12 +257,12 @@ async def test_reopening_a_deleted_sessions_project_counts_its_whole_history(
 ) -> None:
     config = make_config(tmp_path, flush_interval=10.0)
     async with open_test_runtime(config) as runtime:
-        old = (await runtime.open_session("again")).summary.session
+        old = (await runtime.execute(cmd.OpenSession(project="again"))).summary.session
         await run_turn(runtime, old, "first")
         await trio.sleep(15)  # written
         await run_turn(runtime, old, "second")  # still waiting for the next flush
-        await runtime.delete_session(old)
-        reopened = await runtime.open_session("again")
+        await runtime.execute(cmd.DeleteSession(session=old))
+        reopened = await runtime.execute(cmd.OpenSession(project="again"))
         new = reopened.summary.session
         await run_turn(runtime, new, "third")
         before = await runtime.get_state(new)
@@ -275,9 +280,9 @@ async def streamed_and_killed(config: Config) -> tuple[str, str]:
     data = config.data_dir / "sessions"
     with trio.CancelScope() as kill:
         async with open_test_runtime(config) as runtime:
-            session = (await runtime.open_session("cut")).summary.session
+            session = (await runtime.execute(cmd.OpenSession(project="cut"))).summary.session
             await trio.sleep(1.5)  # the creation in its own file
-            await runtime.send_message(session, "talk [[tokens:400]]")
+            await runtime.execute(cmd.SendMessage(session=session, content="talk [[tokens:400]]"))
             await trio.sleep(5.2)  # about 100 tokens, 5 flushes of the partials file
             saved = {p.name: p.read_bytes() for p in data.glob("*.msgpack")}
             kill.cancel()  # what was on disk then is what a kill would have left
@@ -337,7 +342,7 @@ async def test_a_stale_partial_never_brings_a_deleted_session_back(
     config = make_config(tmp_path, flush_interval=1.0, resume="manual")
     session, _ = await streamed_and_killed(config)
     async with open_test_runtime(config) as runtime:
-        await runtime.delete_session(session)
+        await runtime.execute(cmd.DeleteSession(session=session))
     mirror, _ = await restore_mirror(config)
     assert session not in mirror.dormant and session not in mirror.sessions
     assert SnapshotStore(config.data_dir).load_partials()[0] == {}

@@ -12,6 +12,7 @@ import trio
 
 from greenroom.agent.openai import OpenAIProvider
 from greenroom.presets import PROJECT_FILE, Preset
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.errors import InvalidArgument, NotFound
 from greenroom.runtime import Runtime
 from tests.agent.fake_openai import FakeOpenAI, open_fake_openai, text_reply
@@ -34,7 +35,7 @@ QUICK = Preset(name="quick", temperature=1.5)
 async def run_turn(runtime: Runtime, session: str, content: str) -> None:
     async with runtime.connect() as client:
         client.subscribe(session)
-        await runtime.send_message(session, content)
+        await runtime.execute(cmd.SendMessage(session=session, content=content))
         await next_event(client, turn_ended(session), limit=CAP)
 
 
@@ -56,7 +57,7 @@ async def test_a_preset_sets_the_model_the_settings_and_the_system_prompt(
             )
             try:
                 async with open_test_runtime(config, provider=provider) as runtime:
-                    view = await runtime.open_session("p", preset="review")
+                    view = await runtime.execute(cmd.OpenSession(project="p", preset="review"))
                     session = view.summary.session
                     summary = view.summary
                     assert (summary.preset, summary.model, summary.temperature) == (
@@ -67,22 +68,26 @@ async def test_a_preset_sets_the_model_the_settings_and_the_system_prompt(
                     assert summary.mcp_servers == ()
                     await run_turn(runtime, session, "look at main.py")
                     # An explicit setting wins over the preset's, and the rest stays.
-                    again = await runtime.open_session("p", preset="review", temperature=0.7)
+                    again = await runtime.execute(
+                        cmd.OpenSession(project="p", preset="review", temperature=0.7)
+                    )
                     assert (again.summary.temperature, again.summary.model) == (0.7, "big-model")
                     await run_turn(runtime, session, "again")
                     # Another preset replaces all of the first: what it leaves unset is the
                     # server's again.
-                    quick = (await runtime.open_session("p", preset="quick")).summary
+                    quick = (
+                        await runtime.execute(cmd.OpenSession(project="p", preset="quick"))
+                    ).summary
                     assert (quick.preset, quick.model, quick.temperature) == ("quick", None, 1.5)
                     assert (quick.system_prompt, quick.tools, quick.mcp_servers) == (
                         None, {}, None,
                     )  # fmt: skip
                     await run_turn(runtime, session, "quick now")
                     # Opened with no preset: the session keeps the one it has.
-                    kept = (await runtime.open_session("p")).summary
+                    kept = (await runtime.execute(cmd.OpenSession(project="p"))).summary
                     assert kept.preset == "quick"
                     # A plain session of another project is untouched by all this.
-                    plain = (await runtime.open_session("other")).summary
+                    plain = (await runtime.execute(cmd.OpenSession(project="other"))).summary
                     assert (plain.preset, plain.model, plain.system_prompt) == (None, None, None)
                     await run_turn(runtime, plain.session, "hi")
             finally:
@@ -105,12 +110,14 @@ async def test_a_presets_settings_survive_a_restart(
 ) -> None:
     config = make_config(tmp_path, presets=(REVIEW,))
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("p", preset="review")).summary.session
+        session = (
+            await runtime.execute(cmd.OpenSession(project="p", preset="review"))
+        ).summary.session
         await run_turn(runtime, session, "hello")
     # The preset is gone from the configuration: the session keeps what it was given.
     async with open_test_runtime(make_config(tmp_path)) as runtime:
         summary = (await runtime.get_state(session)).summary
-        listed = {s.session: s for s in await runtime.list_sessions()}[session]
+        listed = {s.session: s for s in await runtime.execute(cmd.ListSessions())}[session]
     for each in (summary, listed):
         assert (each.preset, each.model, each.temperature, each.max_tokens) == (
             "review", "big-model", 0.2, 400,
@@ -126,19 +133,19 @@ async def test_unknown_and_unusable_presets_are_refused(
     config = make_config(tmp_path, presets=(REVIEW,))
     async with open_test_runtime(config) as runtime:
         with pytest.raises(NotFound, match="no preset 'nope' \\(presets: review\\)"):
-            await runtime.open_session("p", preset="nope")
-        assert await runtime.list_sessions() == ()  # nothing was made of it
+            await runtime.execute(cmd.OpenSession(project="p", preset="nope"))
+        assert await runtime.execute(cmd.ListSessions()) == ()  # nothing was made of it
         folder = config.projects_root / "p"
         (folder / ".ai").mkdir(parents=True)
         (folder / PROJECT_FILE).write_text("[presets.review]\ntemperature = 'warm'\n")
         with pytest.raises(InvalidArgument, match="cannot use preset 'review'"):
-            await runtime.open_session("p", preset="review")
-        listing = await runtime.list_presets("p")
+            await runtime.execute(cmd.OpenSession(project="p", preset="review"))
+        listing = await runtime.execute(cmd.ListPresets(project="p"))
         assert listing.error is not None and "temperature" in listing.error
         # The server goes on: the project opens without a preset.
-        assert (await runtime.open_session("p")).summary.preset is None
+        assert (await runtime.execute(cmd.OpenSession(project="p"))).summary.preset is None
         (folder / PROJECT_FILE).write_text("[presets.review]\nmodel = 'own'\n")
-        summary = (await runtime.open_session("p", preset="review")).summary
+        summary = (await runtime.execute(cmd.OpenSession(project="p", preset="review"))).summary
         assert (summary.model, summary.temperature) == ("own", None)
 
 
@@ -157,11 +164,13 @@ async def test_a_preset_chooses_the_mcp_servers(tmp_path: Path) -> None:
             provider = OpenAIProvider(base_url=fake.url, api_key="k", model="m", max_retries=0)
             try:
                 async with open_test_runtime(config, provider=provider) as runtime:
-                    session = (await runtime.open_session("p", preset="none")).summary.session
+                    session = (
+                        await runtime.execute(cmd.OpenSession(project="p", preset="none"))
+                    ).summary.session
                     await run_turn(runtime, session, "one")
-                    await runtime.open_session("p", preset="demo")
+                    await runtime.execute(cmd.OpenSession(project="p", preset="demo"))
                     await run_turn(runtime, session, "two")
-                    plain = (await runtime.open_session("q")).summary.session
+                    plain = (await runtime.execute(cmd.OpenSession(project="q"))).summary.session
                     await run_turn(runtime, plain, "three")
             finally:
                 await provider.aclose()

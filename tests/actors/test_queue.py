@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from greenroom.config import SimulatedConfig
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.errors import Conflict, InvalidArgument, NotFound
 from greenroom.protocol.events import QUEUED_PREVIEW_CHARS, SessionUpdated
 from greenroom.runtime import Runtime
@@ -26,67 +27,80 @@ async def user_texts(runtime: Runtime, session: str) -> list[str | None]:
 async def test_cancel_removes_the_text_at_index_and_publishes_the_queue(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("q")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="q"))).summary.session
     long = "L" * (QUEUED_PREVIEW_CHARS + 50)
     async with runtime.connect() as client:
         client.subscribe(session)
-        await runtime.send_message(session, "busy [[stall]]")
+        await runtime.execute(cmd.SendMessage(session=session, content="busy [[stall]]"))
         for text in ("one", long, "three"):
-            assert await runtime.send_message(session, text) is True
+            assert await runtime.execute(cmd.SendMessage(session=session, content=text)) is True
         # The preview a summary shows names the whole text, which comes back.
-        removed = await runtime.cancel_queued(session, 1, long[:QUEUED_PREVIEW_CHARS])
+        removed = await runtime.execute(
+            cmd.CancelQueued(session=session, index=1, preview=long[:QUEUED_PREVIEW_CHARS])
+        )
         assert removed == long
         updated = await next_event(
             client,
-            lambda e: isinstance(e.data, SessionUpdated)
-            and e.data.summary.queued == ("one", "three"),
+            lambda e: (
+                isinstance(e.data, SessionUpdated) and e.data.summary.queued == ("one", "three")
+            ),
         )
         assert updated.session == session
         # The whole text names it too.
-        assert await runtime.cancel_queued(session, 1, "three") == "three"
+        assert (
+            await runtime.execute(cmd.CancelQueued(session=session, index=1, preview="three"))
+            == "three"
+        )
         assert (await runtime.get_state(session)).summary.queued == ("one",)
-        await runtime.stop_generation(session)
+        await runtime.execute(cmd.StopGeneration(session=session))
     assert await user_texts(runtime, session) == ["busy [[stall]]"]
 
 
 async def test_cancel_refuses_a_queue_that_moved_and_loses_nothing(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("q")).summary.session
-    await runtime.send_message(session, "busy [[stall]]")
-    await runtime.send_message(session, "hi")
-    await runtime.send_message(session, "hi there")
+    session = (await runtime.execute(cmd.OpenSession(project="q"))).summary.session
+    await runtime.execute(cmd.SendMessage(session=session, content="busy [[stall]]"))
+    await runtime.execute(cmd.SendMessage(session=session, content="hi"))
+    await runtime.execute(cmd.SendMessage(session=session, content="hi there"))
     with pytest.raises(Conflict, match="not the one given"):
-        await runtime.cancel_queued(session, 0, "hi there")  # the client saw it at 0
+        await runtime.execute(
+            cmd.CancelQueued(session=session, index=0, preview="hi there")
+        )  # the client saw it at 0
     with pytest.raises(Conflict, match="not the one given"):
-        await runtime.cancel_queued(session, 1, "hi")  # a prefix is not the preview
+        await runtime.execute(
+            cmd.CancelQueued(session=session, index=1, preview="hi")
+        )  # a prefix is not the preview
     with pytest.raises(Conflict, match="no queued message at index 2"):
-        await runtime.cancel_queued(session, 2, "hi")
+        await runtime.execute(cmd.CancelQueued(session=session, index=2, preview="hi"))
     with pytest.raises(InvalidArgument):
-        await runtime.cancel_queued(session, -1, "hi")
+        await runtime.execute(cmd.CancelQueued(session=session, index=-1, preview="hi"))
     with pytest.raises(NotFound):
-        await runtime.cancel_queued("s-nope", 0, "hi")
+        await runtime.execute(cmd.CancelQueued(session="s-nope", index=0, preview="hi"))
     assert (await runtime.get_state(session)).summary.queued == ("hi", "hi there")
-    await runtime.stop_generation(session)
+    await runtime.execute(cmd.StopGeneration(session=session))
 
 
 async def test_cancel_of_an_idle_session_is_a_conflict(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("q")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="q"))).summary.session
     with pytest.raises(Conflict):
-        await runtime.cancel_queued(session, 0, "")
+        await runtime.execute(cmd.CancelQueued(session=session, index=0, preview=""))
 
 
 async def test_a_cancelled_text_never_runs_and_the_rest_do(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("q")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="q"))).summary.session
     async with runtime.connect() as client:
-        await runtime.send_message(session, "first")
+        await runtime.execute(cmd.SendMessage(session=session, content="first"))
         for text in ("second", "third", "fourth"):
-            await runtime.send_message(session, text)
-        assert await runtime.cancel_queued(session, 1, "third") == "third"
+            await runtime.execute(cmd.SendMessage(session=session, content=text))
+        assert (
+            await runtime.execute(cmd.CancelQueued(session=session, index=1, preview="third"))
+            == "third"
+        )
         for _ in range(3):
             await next_event(client, turn_ended(session))
     assert await user_texts(runtime, session) == ["first", "second", "fourth"]
@@ -95,14 +109,17 @@ async def test_a_cancelled_text_never_runs_and_the_rest_do(
 async def test_cancelling_as_the_turn_ends_either_removes_the_text_or_finds_it_running(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("q")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="q"))).summary.session
     async with runtime.connect() as client:
         client.subscribe(session)
-        await runtime.send_message(session, "first")
-        await runtime.send_message(session, "second")
+        await runtime.execute(cmd.SendMessage(session=session, content="first"))
+        await runtime.execute(cmd.SendMessage(session=session, content="second"))
         await next_event(client, turn_ended(session))  # the first turn is ending right now
         try:
-            cancelled = await runtime.cancel_queued(session, 0, "second") == "second"
+            cancelled = (
+                await runtime.execute(cmd.CancelQueued(session=session, index=0, preview="second"))
+                == "second"
+            )
         except Conflict:
             cancelled = False
         if not cancelled:
@@ -117,16 +134,19 @@ async def test_a_cancelled_text_stays_cancelled_after_a_restart(
 ) -> None:
     config = make_config(tmp_path)
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("q")).summary.session
-        await runtime.send_message(session, "busy [[stall]]")
-        await runtime.send_message(session, "keep me")
-        await runtime.send_message(session, "drop me")
-        assert await runtime.cancel_queued(session, 1, "drop me") == "drop me"
+        session = (await runtime.execute(cmd.OpenSession(project="q"))).summary.session
+        await runtime.execute(cmd.SendMessage(session=session, content="busy [[stall]]"))
+        await runtime.execute(cmd.SendMessage(session=session, content="keep me"))
+        await runtime.execute(cmd.SendMessage(session=session, content="drop me"))
+        assert (
+            await runtime.execute(cmd.CancelQueued(session=session, index=1, preview="drop me"))
+            == "drop me"
+        )
     async with open_test_runtime(config) as runtime:
         state = await runtime.get_state(session)
         assert state.summary.queued == ("keep me",)
         assert "drop me" not in await user_texts(runtime, session)
-        await runtime.stop_generation(session)
+        await runtime.execute(cmd.StopGeneration(session=session))
 
 
 async def test_texts_left_queued_by_a_restart_run_before_a_new_one(
@@ -134,13 +154,15 @@ async def test_texts_left_queued_by_a_restart_run_before_a_new_one(
 ) -> None:
     config = make_config(tmp_path, resume="manual")
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("q")).summary.session
-        await runtime.send_message(session, "busy [[stall]]")
-        await runtime.send_message(session, "keep me")
+        session = (await runtime.execute(cmd.OpenSession(project="q"))).summary.session
+        await runtime.execute(cmd.SendMessage(session=session, content="busy [[stall]]"))
+        await runtime.execute(cmd.SendMessage(session=session, content="keep me"))
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
         state = await runtime.get_state(session)
         assert (state.summary.status, state.summary.queued) == ("interrupted", ("keep me",))
-        assert await runtime.send_message(session, "new") is True  # behind "keep me"
+        assert (
+            await runtime.execute(cmd.SendMessage(session=session, content="new")) is True
+        )  # behind "keep me"
         for _ in range(2):
             await next_event(client, turn_ended(session))
         assert await user_texts(runtime, session) == ["busy [[stall]]", "keep me", "new"]
@@ -151,10 +173,10 @@ async def test_an_idle_session_restored_with_a_queue_runs_it_under_auto_resume(
 ) -> None:
     config = make_config(tmp_path)
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("q")).summary.session
-        await runtime.send_message(session, "first")
-        await runtime.send_message(session, "second")
-        await runtime.stop_generation(session)  # idle, the queue discarded
+        session = (await runtime.execute(cmd.OpenSession(project="q"))).summary.session
+        await runtime.execute(cmd.SendMessage(session=session, content="first"))
+        await runtime.execute(cmd.SendMessage(session=session, content="second"))
+        await runtime.execute(cmd.StopGeneration(session=session))  # idle, the queue discarded
     # A stop between a turn's end and the taking of the next text leaves an idle session
     # with a queue: written here into its snapshot (the journal ends where it does).
     path = config.data_dir / "sessions" / f"{session}.msgpack"
@@ -192,11 +214,11 @@ async def _run_schedule(data_dir: Path, schedule: list[tuple[str, int, int]]) ->
     sent: list[str] = []
     cancelled: list[str] = []
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("p")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="p"))).summary.session
         for op, a, b in schedule:
             if op == "send":
                 text = f"m{len(sent)}"
-                await runtime.send_message(session, text)
+                await runtime.execute(cmd.SendMessage(session=session, content=text))
                 sent.append(text)
             elif op == "wait":
                 await trio.sleep(a * TICK)
@@ -205,7 +227,9 @@ async def _run_schedule(data_dir: Path, schedule: list[tuple[str, int, int]]) ->
                 await trio.sleep(b * TICK)  # the queue may move meanwhile
                 preview = seen[a] if a < len(seen) else "gone"
                 try:
-                    removed = await runtime.cancel_queued(session, a, preview)
+                    removed = await runtime.execute(
+                        cmd.CancelQueued(session=session, index=a, preview=preview)
+                    )
                 except Conflict:
                     continue
                 assert removed == preview

@@ -14,6 +14,7 @@ import trio.testing
 from greenroom.agent.provider import Chunk, CompletionRequest, TextDelta
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import Config, Limits
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.chat import Message
 from greenroom.protocol.errors import InvalidArgument, LimitReached, NotFound, TooLarge
 from greenroom.protocol.events import (
@@ -44,10 +45,12 @@ async def test_a_turn_streams_deltas_then_commits_the_reply(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
     async with runtime.connect() as client:
-        view = await runtime.open_session("blog")
+        view = await runtime.execute(cmd.OpenSession(project="blog"))
         session = view.summary.session
         client.subscribe(session)
-        assert await runtime.send_message(session, "hello there") is False
+        assert (
+            await runtime.execute(cmd.SendMessage(session=session, content="hello there")) is False
+        )
         events = await collect_turn(client, session)
 
     seqs = [e.seq for e in events]
@@ -72,10 +75,10 @@ async def test_a_turn_streams_deltas_then_commits_the_reply(
 async def test_the_reply_is_what_the_simulated_provider_says(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    view = await runtime.open_session("p")
+    view = await runtime.execute(cmd.OpenSession(project="p"))
     session = view.summary.session
     async with runtime.connect() as client:
-        await runtime.send_message(session, "tell me")
+        await runtime.execute(cmd.SendMessage(session=session, content="tell me"))
         await next_event(client, turn_ended(session))
     sim = runtime.config.simulated
     provider = SimulatedProvider(
@@ -94,22 +97,22 @@ async def test_the_reply_is_what_the_simulated_provider_says(
 async def test_open_session_reuses_the_projects_session(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    first = await runtime.open_session("one")
-    again = await runtime.open_session("one")
-    other = await runtime.open_session("two")
+    first = await runtime.execute(cmd.OpenSession(project="one"))
+    again = await runtime.execute(cmd.OpenSession(project="one"))
+    other = await runtime.execute(cmd.OpenSession(project="two"))
     assert first.summary.session == again.summary.session != other.summary.session
-    assert {s.project for s in await runtime.list_sessions()} == {"one", "two"}
+    assert {s.project for s in await runtime.execute(cmd.ListSessions())} == {"one", "two"}
     assert (runtime.config.projects_root / "one").is_dir()
 
 
 async def test_messages_sent_while_running_are_queued_in_order(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("q")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="q"))).summary.session
     async with runtime.connect() as client:
-        assert await runtime.send_message(session, "first") is False
-        assert await runtime.send_message(session, "second") is True
-        assert await runtime.send_message(session, "third") is True
+        assert await runtime.execute(cmd.SendMessage(session=session, content="first")) is False
+        assert await runtime.execute(cmd.SendMessage(session=session, content="second")) is True
+        assert await runtime.execute(cmd.SendMessage(session=session, content="third")) is True
         assert (await runtime.get_state(session)).summary.queued == ("second", "third")
         for _ in range(3):
             await next_event(client, turn_ended(session))
@@ -123,14 +126,14 @@ async def test_messages_sent_while_running_are_queued_in_order(
 async def test_stop_mid_stream_commits_the_partial_text_and_returns_the_queue(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("s")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="s"))).summary.session
     async with runtime.connect() as client:
         client.subscribe(session)
-        await runtime.send_message(session, "a long one [[tokens:400]]")
-        await runtime.send_message(session, "queued one")
+        await runtime.execute(cmd.SendMessage(session=session, content="a long one [[tokens:400]]"))
+        await runtime.execute(cmd.SendMessage(session=session, content="queued one"))
         for _ in range(5):
             await next_event(client, lambda e: isinstance(e.data, StreamingUpdate))
-        discarded = await runtime.stop_generation(session)
+        discarded = await runtime.execute(cmd.StopGeneration(session=session))
         ended = await next_event(client, turn_ended(session))
     assert discarded == ("queued one",)
     assert ended.data == LoadingChanged(loading=False, reason="stopped")
@@ -140,15 +143,17 @@ async def test_stop_mid_stream_commits_the_partial_text_and_returns_the_queue(
     assert len(last.content.split()) < 400
     assert state.summary.status == "idle" and state.summary.queued == ()
     # Stopping an idle session is harmless.
-    assert await runtime.stop_generation(session) == ()
+    assert await runtime.execute(cmd.StopGeneration(session=session)) == ()
 
 
 async def test_a_tool_call_writes_inside_the_project(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("tools")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="tools"))).summary.session
     async with runtime.connect() as client:
-        await runtime.send_message(session, "create file notes/todo.txt with buy milk")
+        await runtime.execute(
+            cmd.SendMessage(session=session, content="create file notes/todo.txt with buy milk")
+        )
         await next_event(client, turn_ended(session))
     written = runtime.config.projects_root / "tools" / "notes" / "todo.txt"
     assert written.read_text() == "buy milk"
@@ -163,9 +168,11 @@ async def test_a_tool_call_writes_inside_the_project(
 async def test_a_tool_path_escape_is_refused_and_the_turn_goes_on(
     runtime: Runtime, tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("jail")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="jail"))).summary.session
     async with runtime.connect() as client:
-        await runtime.send_message(session, "create file ../escaped.txt with gotcha")
+        await runtime.execute(
+            cmd.SendMessage(session=session, content="create file ../escaped.txt with gotcha")
+        )
         await next_event(client, turn_ended(session))
     assert not (runtime.config.projects_root / "escaped.txt").exists()
     assert not list(tmp_path.rglob("escaped.txt"))
@@ -179,9 +186,9 @@ async def test_a_tool_path_escape_is_refused_and_the_turn_goes_on(
 async def test_a_provider_error_fails_the_turn_and_resume_continues_it(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("flaky")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="flaky"))).summary.session
     async with runtime.connect() as client:
-        await runtime.send_message(session, "talk [[fail:rate_limit]]")
+        await runtime.execute(cmd.SendMessage(session=session, content="talk [[fail:rate_limit]]"))
         ended = await next_event(client, turn_ended(session))
         assert isinstance(ended.data, LoadingChanged)
         assert ended.data.reason == "failed"
@@ -192,7 +199,7 @@ async def test_a_provider_error_fails_the_turn_and_resume_continues_it(
         partial = state.messages[-1]
         assert partial.role == "assistant" and partial.stopped
 
-        await runtime.resume_session(session)
+        await runtime.execute(cmd.ResumeSession(session=session))
         ended = await next_event(client, turn_ended(session))
     assert isinstance(ended.data, LoadingChanged) and ended.data.reason == "completed"
     state = await runtime.get_state(session)
@@ -206,20 +213,20 @@ async def test_resume_refuses_a_session_with_nothing_to_resume(
 ) -> None:
     from greenroom.protocol.errors import Conflict
 
-    session = (await runtime.open_session("idle")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="idle"))).summary.session
     with pytest.raises(Conflict, match="nothing to resume"):
-        await runtime.resume_session(session)
+        await runtime.execute(cmd.ResumeSession(session=session))
 
 
 async def test_new_chat_starts_empty_under_a_new_name(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("chat")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="chat"))).summary.session
     async with runtime.connect() as client:
-        await runtime.send_message(session, "hi")
+        await runtime.execute(cmd.SendMessage(session=session, content="hi"))
         await next_event(client, turn_ended(session))
     before = await runtime.get_state(session)
-    await runtime.new_chat(session)
+    await runtime.execute(cmd.NewChat(session=session))
     after = await runtime.get_state(session)
     assert before.summary.message_count == 2
     assert after.summary.message_count == 0 and after.messages == ()
@@ -230,17 +237,17 @@ async def test_new_chat_starts_empty_under_a_new_name(
 async def test_delete_session_announces_it_and_forgets_it(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("gone")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="gone"))).summary.session
     async with runtime.connect() as client:
-        await runtime.send_message(session, "a long one [[tokens:400]]")
-        await runtime.delete_session(session)
+        await runtime.execute(cmd.SendMessage(session=session, content="a long one [[tokens:400]]"))
+        await runtime.execute(cmd.DeleteSession(session=session))
         deleted = await next_event(client, lambda e: e.name == "sessionDeleted")
     assert deleted.session == session
     with pytest.raises(NotFound):
         await runtime.get_state(session)
     assert session not in runtime.mirror.sessions
     # The project can get a new session.
-    fresh = await runtime.open_session("gone")
+    fresh = await runtime.execute(cmd.OpenSession(project="gone"))
     assert fresh.summary.session != session
 
 
@@ -248,10 +255,10 @@ async def test_unknown_sessions_and_bad_projects_are_clear_errors(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
     with pytest.raises(NotFound, match="no session s-nope"):
-        await runtime.send_message("s-nope", "hi")
+        await runtime.execute(cmd.SendMessage(session="s-nope", content="hi"))
     for bad in ("", ".hidden", "UPPER", "a/b", "..", "x" * 65, "nul\x00"):
         with pytest.raises(InvalidArgument, match="invalid project name"):
-            await runtime.open_session(bad)
+            await runtime.execute(cmd.OpenSession(project=bad))
 
 
 async def test_limits_on_sessions_queue_and_message_size(
@@ -261,26 +268,28 @@ async def test_limits_on_sessions_queue_and_message_size(
         tmp_path, limits=Limits(max_sessions=2, max_queued_messages=1, max_message_chars=100)
     )
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("a")).summary.session
-        await runtime.open_session("b")
+        session = (await runtime.execute(cmd.OpenSession(project="a"))).summary.session
+        await runtime.execute(cmd.OpenSession(project="b"))
         with pytest.raises(LimitReached, match="limit"):
-            await runtime.open_session("c")
+            await runtime.execute(cmd.OpenSession(project="c"))
         with pytest.raises(TooLarge, match="100"):
-            await runtime.send_message(session, "x" * 101)
-        await runtime.send_message(session, "one")
-        await runtime.send_message(session, "two")
+            await runtime.execute(cmd.SendMessage(session=session, content="x" * 101))
+        await runtime.execute(cmd.SendMessage(session=session, content="one"))
+        await runtime.execute(cmd.SendMessage(session=session, content="two"))
         with pytest.raises(LimitReached, match="queued"):
-            await runtime.send_message(session, "three")
+            await runtime.execute(cmd.SendMessage(session=session, content="three"))
 
 
 async def test_stop_all_stops_every_running_turn(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    sessions = [(await runtime.open_session(f"p{i}")).summary.session for i in range(3)]
+    sessions = [
+        (await runtime.execute(cmd.OpenSession(project=f"p{i}"))).summary.session for i in range(3)
+    ]
     for session in sessions:
-        await runtime.send_message(session, "[[tokens:400]] go")
+        await runtime.execute(cmd.SendMessage(session=session, content="[[tokens:400]] go"))
     await trio.sleep(1)
-    assert await runtime.stop_all() == 3
+    assert await runtime.execute(cmd.StopAll()) == 3
     for session in sessions:
         state = await runtime.get_state(session)
         assert state.summary.status == "idle" and state.messages[-1].stopped
@@ -291,11 +300,13 @@ async def test_two_hundred_sessions_run_at_once_without_interfering(
 ) -> None:
     sessions = {}
     for i in range(200):
-        sessions[f"p{i:03}"] = (await runtime.open_session(f"p{i:03}")).summary.session
+        sessions[f"p{i:03}"] = (
+            await runtime.execute(cmd.OpenSession(project=f"p{i:03}"))
+        ).summary.session
     async with runtime.connect() as client:
         for project, session in sessions.items():
             client.subscribe(session)
-            await runtime.send_message(session, f"hello from {project}")
+            await runtime.execute(cmd.SendMessage(session=session, content=f"hello from {project}"))
         seqs: dict[str, list[int]] = {s: [] for s in sessions.values()}
         remaining = set(sessions.values())
         with trio.fail_after(60):
@@ -316,12 +327,12 @@ async def test_two_hundred_sessions_run_at_once_without_interfering(
 async def test_notifications_go_only_to_clients_viewing_another_project(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("alpha")).summary.session
-    await runtime.open_session("beta")
+    session = (await runtime.execute(cmd.OpenSession(project="alpha"))).summary.session
+    await runtime.execute(cmd.OpenSession(project="beta"))
     async with runtime.connect() as viewer, runtime.connect() as elsewhere:
         await viewer.focus("alpha")
         await elsewhere.focus("beta")
-        await runtime.send_message(session, "hello")
+        await runtime.execute(cmd.SendMessage(session=session, content="hello"))
         note = await next_event(elsewhere, lambda e: e.name == "notification")
         await next_event(viewer, turn_ended(session))
         await trio.testing.wait_all_tasks_blocked()
@@ -336,10 +347,10 @@ async def test_notifications_go_only_to_clients_viewing_another_project(
 async def test_notifications_wait_for_the_next_client(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("lonely")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="lonely"))).summary.session
     async with runtime.connect() as watcher:
-        await runtime.send_message(session, "hello [[fail:auth]]")
-        await runtime.send_message(session, "again")
+        await runtime.execute(cmd.SendMessage(session=session, content="hello [[fail:auth]]"))
+        await runtime.execute(cmd.SendMessage(session=session, content="again"))
         # Disconnect mid-turn: the notifications of both turns have nobody to go to.
     await trio.sleep(30)
     async with runtime.connect() as late:
@@ -392,9 +403,9 @@ async def test_a_session_that_crashes_mid_turn_is_restarted_and_resumes(
 ) -> None:
     provider = crashing(config, crashes=1)
     async with open_test_runtime(config, provider=provider) as runtime, runtime.connect() as client:
-        session = (await runtime.open_session("crash")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="crash"))).summary.session
         client.subscribe(session)
-        await runtime.send_message(session, "hello")
+        await runtime.execute(cmd.SendMessage(session=session, content="hello"))
         restarted = await next_event(client, lambda e: e.name == "sessionRestarted")
         interrupted = await next_event(client, turn_ended(session))
         ended = await next_event(client, turn_ended(session))
@@ -415,9 +426,9 @@ async def test_a_session_past_its_restart_intensity_is_given_up_alone(
     provider = crashing(config, crashes=1000)
     healthy = SimulatedProvider(seed=1, tokens_per_second=20, reply_tokens=10)
     async with open_test_runtime(config, provider=provider) as runtime, runtime.connect() as client:
-        doomed = (await runtime.open_session("doomed")).summary.session
+        doomed = (await runtime.execute(cmd.OpenSession(project="doomed"))).summary.session
         # Long enough that every resumed step crashes again (each keeps 3 more tokens).
-        await runtime.send_message(doomed, "hello [[tokens:400]]")
+        await runtime.execute(cmd.SendMessage(session=doomed, content="hello [[tokens:400]]"))
         ended = await next_event(
             client,
             lambda e: turn_ended(doomed)(e) and e.data.reason == "failed",  # type: ignore[union-attr]
@@ -432,11 +443,11 @@ async def test_a_session_past_its_restart_intensity_is_given_up_alone(
         assert [m.stopped for m in state.messages[1:]] == [True] * 4
         # The other sessions go on.
         provider.inner, provider.crashes = healthy, 0
-        other = (await runtime.open_session("fine")).summary.session
-        await runtime.send_message(other, "hi")
+        other = (await runtime.execute(cmd.OpenSession(project="fine"))).summary.session
+        await runtime.execute(cmd.SendMessage(session=other, content="hi"))
         await next_event(client, turn_ended(other))
         # A new command gives the failed session a new chance.
-        await runtime.resume_session(doomed)
+        await runtime.execute(cmd.ResumeSession(session=doomed))
         await next_event(client, turn_ended(doomed))
         revived = await runtime.get_state(doomed)
         assert revived.summary.status == "idle"
@@ -449,8 +460,8 @@ async def test_shutdown_interrupts_turns_and_keeps_their_partial_text(
     config: Config, autojump_clock: trio.abc.Clock
 ) -> None:
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("bye")).summary.session
-        await runtime.send_message(session, "[[tokens:400]] long")
+        session = (await runtime.execute(cmd.OpenSession(project="bye"))).summary.session
+        await runtime.execute(cmd.SendMessage(session=session, content="[[tokens:400]] long"))
         await trio.sleep(2)
         mirror = runtime.mirror
     state = mirror.sessions[session]
@@ -461,13 +472,13 @@ async def test_shutdown_interrupts_turns_and_keeps_their_partial_text(
 async def test_subscribe_since_replays_what_was_missed_then_goes_live(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
-    session = (await runtime.open_session("replay")).summary.session
+    session = (await runtime.execute(cmd.OpenSession(project="replay"))).summary.session
     async with runtime.connect() as first:
         first.subscribe(session)
-        await runtime.send_message(session, "one")
+        await runtime.execute(cmd.SendMessage(session=session, content="one"))
         await next_event(first, turn_ended(session))
         seen = runtime.mirror.sessions[session].seq
-    await runtime.send_message(session, "two [[tokens:40]]")
+    await runtime.execute(cmd.SendMessage(session=session, content="two [[tokens:40]]"))
     await trio.sleep(1)  # mid-stream of the second turn
     async with runtime.connect() as second:
         got = second.subscribe(session, since=seen)
@@ -494,10 +505,13 @@ async def test_turns_beyond_the_concurrency_limit_wait_and_say_so(
 ) -> None:
     config = make_config(tmp_path, limits=Limits(max_concurrent_turns=2))
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
-        sessions = [(await runtime.open_session(f"c{i}")).summary.session for i in range(4)]
+        sessions = [
+            (await runtime.execute(cmd.OpenSession(project=f"c{i}"))).summary.session
+            for i in range(4)
+        ]
         for session in sessions:
             client.subscribe(session)
-            await runtime.send_message(session, "[[tokens:20]] hello")
+            await runtime.execute(cmd.SendMessage(session=session, content="[[tokens:20]] hello"))
         streaming: set[str] = set()
         most = 0
         waited: set[str] = set()
@@ -514,7 +528,7 @@ async def test_turns_beyond_the_concurrency_limit_wait_and_say_so(
                         waited.add(session)
                         if len(waited) == 2:
                             # Stopping a turn that waits for a slot ends it at once.
-                            assert await runtime.stop_generation(session) == ()
+                            assert await runtime.execute(cmd.StopGeneration(session=session)) == ()
                     case LoadingChanged(loading=False):
                         streaming.discard(session)
                         ended.add(session)
@@ -551,14 +565,14 @@ async def test_a_session_may_name_its_own_model(
     config = make_config(tmp_path, model="server-default")
     provider = RecordingProvider(SimulatedProvider(seed=1, tokens_per_second=20, reply_tokens=3))
     async with open_test_runtime(config, provider=provider) as runtime, runtime.connect() as c:
-        own = (await runtime.open_session("own", model="small")).summary
-        plain = (await runtime.open_session("plain")).summary
+        own = (await runtime.execute(cmd.OpenSession(project="own", model="small"))).summary
+        plain = (await runtime.execute(cmd.OpenSession(project="plain"))).summary
         assert (own.model, plain.model) == ("small", None)
         for session in (own.session, plain.session):
-            await runtime.send_message(session, "hi")
+            await runtime.execute(cmd.SendMessage(session=session, content="hi"))
             await next_event(c, turn_ended(session))
-        again = await runtime.open_session("own", model="big")
-        await runtime.send_message(own.session, "hi again")
+        again = await runtime.execute(cmd.OpenSession(project="own", model="big"))
+        await runtime.execute(cmd.SendMessage(session=own.session, content="hi again"))
         await next_event(c, turn_ended(own.session))
     assert again.summary.model == "big"
     assert provider.models == ["small", "server-default", "big"]
@@ -571,21 +585,21 @@ async def test_delete_project_removes_the_folder_for_good(
     make its folder again afterwards."""
     config = make_config(tmp_path, flush_interval=30.0)
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
-        session = (await runtime.open_session("blog")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="blog"))).summary.session
         client.subscribe(session)
-        await runtime.send_message(session, "hello there")
+        await runtime.execute(cmd.SendMessage(session=session, content="hello there"))
         await next_event(client, turn_ended(session))
         folder = config.projects_root / "blog"
         assert folder.is_dir()
-        await runtime.delete_project("blog")
+        await runtime.execute(cmd.DeleteProject(project="blog"))
         assert not folder.exists()
         # The same when the session was deleted just before its project.
-        shop = (await runtime.open_session("shop")).summary.session
+        shop = (await runtime.execute(cmd.OpenSession(project="shop"))).summary.session
         client.subscribe(shop)
-        await runtime.send_message(shop, "hello there")
+        await runtime.execute(cmd.SendMessage(session=shop, content="hello there"))
         await next_event(client, turn_ended(shop))
-        await runtime.delete_session(shop)
-        await runtime.delete_project("shop")
+        await runtime.execute(cmd.DeleteSession(session=shop))
+        await runtime.execute(cmd.DeleteProject(project="shop"))
         await trio.sleep(120)  # every pending flush is done
         for gone in (folder, config.projects_root / "shop"):
             assert not gone.exists(), sorted(str(p) for p in gone.rglob("*"))

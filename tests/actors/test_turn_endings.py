@@ -24,6 +24,7 @@ from greenroom.agent.provider import (
     TextDelta,
     ToolCallDelta,
 )
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.chat import Message, Thinking, ToolCall
 from greenroom.protocol.events import LoadingChanged, StreamingUpdate
 from greenroom.runtime import Runtime
@@ -56,7 +57,7 @@ class ScriptedProvider:
 
 async def run_turn(runtime: Runtime, session: str, content: str) -> LoadingChanged:
     async with runtime.connect() as client:
-        await runtime.send_message(session, content)
+        await runtime.execute(cmd.SendMessage(session=session, content=content))
         event = await next_event(client, turn_ended(session))
     assert isinstance(event.data, LoadingChanged)
     return event.data
@@ -72,10 +73,12 @@ async def test_a_reply_cut_by_the_length_limit_ends_the_turn_truncated(
         ]
     )
     async with open_test_runtime(make_config(tmp_path), provider=provider) as runtime:
-        session = (await runtime.open_session("p")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="p"))).summary.session
         async with runtime.connect() as client:
-            await runtime.send_message(session, "write a lot")
-            assert await runtime.send_message(session, "and then") is True  # queued
+            await runtime.execute(cmd.SendMessage(session=session, content="write a lot"))
+            assert (
+                await runtime.execute(cmd.SendMessage(session=session, content="and then")) is True
+            )  # queued
             first = await next_event(client, turn_ended(session))
             second = await next_event(client, turn_ended(session))
         state = await runtime.get_state(session)
@@ -90,7 +93,7 @@ async def test_the_simulated_provider_honours_a_session_max_tokens(
 ) -> None:
     """What a UI can use to see a truncated turn offline: openSession with maxTokens."""
     async with open_test_runtime(make_config(tmp_path)) as runtime:
-        session = (await runtime.open_session("p", max_tokens=3)).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="p", maxTokens=3))).summary.session
         assert (await run_turn(runtime, session, "tell me more")).reason == "truncated"
         state = await runtime.get_state(session)
     assert len((state.messages[-1].content or "").split()) == 3
@@ -112,7 +115,7 @@ async def test_a_tool_call_cut_by_the_length_limit_is_answered_not_run(
     )
     config = make_config(tmp_path)
     async with open_test_runtime(config, provider=provider) as runtime:
-        session = (await runtime.open_session("p")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="p"))).summary.session
         assert (await run_turn(runtime, session, "write a.txt")).reason == "truncated"
         # Nothing but reasoning before the limit: no empty message, still truncated.
         assert (await run_turn(runtime, session, "again")).reason == "truncated"
@@ -144,7 +147,7 @@ async def test_thinking_is_kept_sent_back_and_survives_a_restart(
     )
     config = make_config(tmp_path)
     async with open_test_runtime(config, provider=provider) as runtime:
-        session = (await runtime.open_session("p")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="p"))).summary.session
         assert (await run_turn(runtime, session, "what is here?")).reason == "completed"
     second_request = provider.requests[1].messages
     assert second_request[1].thinking == (thought, redacted)
@@ -163,14 +166,16 @@ async def test_a_session_may_set_its_own_temperature_and_max_tokens(
     provider = ScriptedProvider([list(reply) for _ in range(4)])
     config = make_config(tmp_path, temperature=1.0, max_tokens=999)
     async with open_test_runtime(config, provider=provider) as runtime:
-        own = (await runtime.open_session("own", temperature=0.0, max_tokens=50)).summary
-        plain = (await runtime.open_session("plain")).summary
+        own = (
+            await runtime.execute(cmd.OpenSession(project="own", temperature=0.0, maxTokens=50))
+        ).summary
+        plain = (await runtime.execute(cmd.OpenSession(project="plain"))).summary
         assert (own.temperature, own.max_tokens) == (0.0, 50)
         assert (plain.temperature, plain.max_tokens) == (None, None)
         await run_turn(runtime, own.session, "hi")
         await run_turn(runtime, plain.session, "hi")
         # Opened again with one of them: that one changes, the other stays.
-        again = (await runtime.open_session("own", max_tokens=70)).summary
+        again = (await runtime.execute(cmd.OpenSession(project="own", maxTokens=70))).summary
         assert (again.temperature, again.max_tokens) == (0.0, 70)
         await run_turn(runtime, own.session, "hi")
     async with open_test_runtime(config, provider=provider) as runtime:
@@ -188,10 +193,10 @@ async def test_a_resumed_turn_is_logged_as_started(
     config = make_config(tmp_path)
     stalling = ScriptedProvider([None])
     async with open_test_runtime(config, provider=stalling) as runtime:
-        session = (await runtime.open_session("p")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="p"))).summary.session
         async with runtime.connect() as client:
             client.subscribe(session)
-            await runtime.send_message(session, "go")
+            await runtime.execute(cmd.SendMessage(session=session, content="go"))
             await next_event(client, lambda e: isinstance(e.data, StreamingUpdate))
     assert "resuming" not in caplog.text
 

@@ -23,6 +23,7 @@ import trio
 
 from greenroom.agent.mcp.config import McpServer, McpTimings, parse_project_file, parse_server
 from greenroom.agent.mcp.hub import McpHub, McpRegistry, open_mcp_hub
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.errors import Conflict, ToolError
 from greenroom.protocol.events import ApprovalRequested
 from tests.conftest import make_config, next_event, open_test_runtime, turn_ended
@@ -247,41 +248,44 @@ async def test_a_turn_calls_an_approved_project_server(tmp_path: Path) -> None:
     digest = parse_project_file(data).hash
     with trio.fail_after(CAP * 2):
         async with open_test_runtime(config) as runtime, runtime.connect() as client:
-            status = await runtime.mcp_status("p")
+            status = await runtime.execute(cmd.McpConfig(project="p"))
             assert (status.state, status.hash) == ("untrusted", digest)
-            view = await runtime.open_session("p")
+            view = await runtime.execute(cmd.OpenSession(project="p"))
             session = view.summary.session
             client.subscribe(session)
             ask = 'call tool mcp__demo__add with {"a": 1, "b": 2} [[rate:inf]]'
 
-            await runtime.send_message(session, ask)
+            await runtime.execute(cmd.SendMessage(session=session, content=ask))
             await next_event(client, turn_ended(session), limit=CAP)
             messages = (await runtime.get_state(session)).messages
             assert messages[-2].content is not None
             assert "no MCP server 'demo'" in messages[-2].content  # not approved: not started
 
             with pytest.raises(Conflict, match="has changed"):
-                await runtime.trust_mcp_config("p", "0" * 64)
-            assert (await runtime.trust_mcp_config("p", digest)).state == "trusted"
+                await runtime.execute(cmd.TrustMcpConfig(project="p", hash="0" * 64))
+            trusted = await runtime.execute(cmd.TrustMcpConfig(project="p", hash=digest))
+            assert trusted.state == "trusted"
             assert json.loads((config.data_dir / "mcp-trust.json").read_text()) == {
                 "projects": {"p": digest}
             }
 
-            await runtime.send_message(session, ask)
+            await runtime.execute(cmd.SendMessage(session=session, content=ask))
             await next_event(client, turn_ended(session), limit=CAP)
             messages = (await runtime.get_state(session)).messages
             assert messages[-2].role == "tool" and messages[-2].content == "3"
             assert messages[-1].content == "mcp__demo__add answered: 3"
 
-            await runtime.send_message(session, "call tool mcp__demo__pid [[rate:inf]]")
+            await runtime.execute(
+                cmd.SendMessage(session=session, content="call tool mcp__demo__pid [[rate:inf]]")
+            )
             await next_event(client, turn_ended(session), limit=CAP)
             pid = int((await runtime.get_state(session)).messages[-2].content or "")
             assert alive(pid)
 
             # A changed file is no longer approved: its server stops at the next turn.
             (folder / ".mcp.json").write_bytes(data + b"\n")
-            assert (await runtime.mcp_status("p")).state == "untrusted"
-            await runtime.send_message(session, ask)
+            assert (await runtime.execute(cmd.McpConfig(project="p"))).state == "untrusted"
+            await runtime.execute(cmd.SendMessage(session=session, content=ask))
             await next_event(client, turn_ended(session), limit=CAP)
             messages = (await runtime.get_state(session)).messages
             assert "no MCP server 'demo'" in (messages[-2].content or "")
@@ -289,24 +293,26 @@ async def test_a_turn_calls_an_approved_project_server(tmp_path: Path) -> None:
 
 
 async def test_global_server_stops_with_the_session(tmp_path: Path) -> None:
-    config = make_config(
-        tmp_path, mcp_timings=FAST, mcp_servers=(stdio(),), idle_unload_after=0.5
-    )
+    config = make_config(tmp_path, mcp_timings=FAST, mcp_servers=(stdio(),), idle_unload_after=0.5)
     with trio.fail_after(CAP * 2):
         async with open_test_runtime(config) as runtime, runtime.connect() as client:
-            session = (await runtime.open_session("p")).summary.session
+            session = (await runtime.execute(cmd.OpenSession(project="p"))).summary.session
             client.subscribe(session)
-            await runtime.send_message(session, "call tool mcp__demo__pid [[rate:inf]]")
+            await runtime.execute(
+                cmd.SendMessage(session=session, content="call tool mcp__demo__pid [[rate:inf]]")
+            )
             await next_event(client, turn_ended(session), limit=CAP)
             pid = int((await runtime.get_state(session)).messages[-2].content or "")
             assert alive(pid)
-            await runtime.delete_session(session)
+            await runtime.execute(cmd.DeleteSession(session=session))
             await wait_gone(pid)
 
             # Unloaded as idle: its servers stop too.
-            session = (await runtime.open_session("idle")).summary.session
+            session = (await runtime.execute(cmd.OpenSession(project="idle"))).summary.session
             client.subscribe(session)
-            await runtime.send_message(session, "call tool mcp__demo__pid [[rate:inf]]")
+            await runtime.execute(
+                cmd.SendMessage(session=session, content="call tool mcp__demo__pid [[rate:inf]]")
+            )
             await next_event(client, turn_ended(session), limit=CAP)
             pid = int((await runtime.get_state(session)).messages[-2].content or "")
             client.unsubscribe(session)
@@ -316,9 +322,11 @@ async def test_global_server_stops_with_the_session(tmp_path: Path) -> None:
                 await trio.sleep(0.05)
             assert session in runtime.mirror.dormant
 
-            session = (await runtime.open_session("q")).summary.session
+            session = (await runtime.execute(cmd.OpenSession(project="q"))).summary.session
             client.subscribe(session)
-            await runtime.send_message(session, "call tool mcp__demo__pid [[rate:inf]]")
+            await runtime.execute(
+                cmd.SendMessage(session=session, content="call tool mcp__demo__pid [[rate:inf]]")
+            )
             await next_event(client, turn_ended(session), limit=CAP)
             pid = int((await runtime.get_state(session)).messages[-2].content or "")
         await wait_gone(pid)  # stopped with the runtime
@@ -345,9 +353,11 @@ async def test_a_model_behind_the_openai_api_calls_an_mcp_tool(tmp_path: Path) -
                     open_test_runtime(config, provider=provider) as runtime,
                     runtime.connect() as client,
                 ):
-                    session = (await runtime.open_session("p")).summary.session
+                    session = (await runtime.execute(cmd.OpenSession(project="p"))).summary.session
                     client.subscribe(session)
-                    await runtime.send_message(session, "what is 5 + 6?")
+                    await runtime.execute(
+                        cmd.SendMessage(session=session, content="what is 5 + 6?")
+                    )
                     await next_event(client, turn_ended(session), limit=CAP)
                     messages = (await runtime.get_state(session)).messages
             finally:
@@ -366,15 +376,25 @@ async def test_a_destructive_mcp_tool_asks_first(tmp_path: Path) -> None:
     config = make_config(tmp_path, mcp_timings=FAST, mcp_servers=(stdio(),))
     with trio.fail_after(CAP * 2):
         async with open_test_runtime(config) as runtime, runtime.connect() as client:
-            session = (await runtime.open_session("p")).summary.session
+            session = (await runtime.execute(cmd.OpenSession(project="p"))).summary.session
             client.subscribe(session)
-            await runtime.send_message(session, 'call tool mcp__demo__add with {"a": 1, "b": 2}')
+            await runtime.execute(
+                cmd.SendMessage(
+                    session=session, content='call tool mcp__demo__add with {"a": 1, "b": 2}'
+                )
+            )
             await next_event(client, turn_ended(session), limit=CAP)
             assert (await runtime.get_state(session)).messages[-2].content == "3"  # no asking
-            await runtime.send_message(session, 'call tool mcp__demo__erase with {"name": "x"}')
+            await runtime.execute(
+                cmd.SendMessage(
+                    session=session, content='call tool mcp__demo__erase with {"name": "x"}'
+                )
+            )
             asked = await next_event(client, lambda e: e.name == "approvalRequested", limit=CAP)
             assert isinstance(asked.data, ApprovalRequested)
             assert asked.data.tool == "mcp__demo__erase"
-            await runtime.approve_tool_call(session, asked.data.call, allow=True)
+            await runtime.execute(
+                cmd.ApproveToolCall(session=session, call=asked.data.call, allow=True)
+            )
             await next_event(client, turn_ended(session), limit=CAP)
             assert (await runtime.get_state(session)).messages[-2].content == "erased x"

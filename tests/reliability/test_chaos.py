@@ -25,6 +25,7 @@ import trio
 
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import SimulatedConfig, SupervisionConfig
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.events import MessageAdded
 from greenroom.runtime import Client, open_runtime
 from greenroom.store.history import history_path, read_history
@@ -198,7 +199,7 @@ async def test_chaos_in_process(tmp_path: Path) -> None:
             nursery.start_soon(truth.run)
             opened = {}
             for i in range(SESSIONS):
-                view = await running.runtime.open_session(f"p{i:02}")
+                view = await running.runtime.execute(cmd.OpenSession(project=f"p{i:02}"))
                 opened[view.summary.project] = view.summary.session
                 truth.watch(view.summary.session)
             await trio.sleep(0.5)  # the first snapshots are written

@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from greenroom.agent.simulated import SimulatedProvider
+from greenroom.protocol import commands as cmd
 from tests.conftest import make_config, next_event, open_test_runtime
 from tests.reliability.support import ChaosProvider
 
@@ -23,16 +24,18 @@ async def test_deleting_a_session_that_just_crashed_stops_it_for_good(
         open_test_runtime(config, provider=provider) as runtime,
         runtime.connect() as client,
     ):
-        old = (await runtime.open_session("p")).summary.session
+        old = (await runtime.execute(cmd.OpenSession(project="p"))).summary.session
         client.subscribe(old)
         provider.arm("p")
-        await runtime.send_message(old, "hello <p>")
-        await runtime.send_message(old, "create file f.txt with queued <p>")
+        await runtime.execute(cmd.SendMessage(session=old, content="hello <p>"))
+        await runtime.execute(
+            cmd.SendMessage(session=old, content="create file f.txt with queued <p>")
+        )
         await next_event(client, lambda e: e.session == old and e.name == "streamingUpdate")
         await trio.sleep(wait)
         # Crashed and waiting for its restart (backoff), or just restarted: deleted now.
-        await runtime.delete_session(old)
-        new = await runtime.open_session("p")
+        await runtime.execute(cmd.DeleteSession(session=old))
+        new = await runtime.execute(cmd.OpenSession(project="p"))
         in_memory = list(new.messages)
         await trio.sleep(10)
         assert list((await runtime.get_state(new.summary.session)).messages) == in_memory

@@ -21,6 +21,7 @@ import trio
 
 import greenroom.store.atomic as atomic
 from greenroom.config import Config
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.chat import Message
 from greenroom.protocol.events import LoadingChanged
 from greenroom.runtime import Runtime
@@ -68,7 +69,7 @@ class FaultyOs:
 
 async def turn(runtime: Runtime, session: str, text: str) -> None:
     async with runtime.connect() as client:
-        await runtime.send_message(session, text)
+        await runtime.execute(cmd.SendMessage(session=session, content=text))
         ended = await next_event(client, turn_ended(session), limit=600)
     assert ended.data == LoadingChanged(loading=False, reason="completed")
 
@@ -102,7 +103,7 @@ async def test_a_failing_disk_keeps_the_server_and_the_data(
         monkeypatch.setattr(atomic, "_syncfs", failing_syncfs)
     config = make_config(tmp_path)
     async with open_test_runtime(config) as runtime:
-        session = (await runtime.open_session("disk")).summary.session
+        session = (await runtime.execute(cmd.OpenSession(project="disk"))).summary.session
         await turn(runtime, session, "before the fault")
         await trio.sleep(3)  # flushed
         before_snapshot, before_history = disk_state(config, session, "disk")

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from greenroom.config import SimulatedConfig
+from greenroom.protocol import commands as cmd
 from greenroom.runtime import Runtime
 from greenroom.transport.client import (
     CommandError,
@@ -243,3 +244,24 @@ async def test_too_slow_client_is_closed_and_resumes(tmp_path: Path) -> None:
             assert reply["role"] == "assistant" and len(reply["content"].split()) == 3000
             if "resync" not in [e["event"] for e in seen]:
                 assert text_of(seen, session) == reply["content"]
+
+
+async def test_execute_sends_any_command_and_keeps_the_clients_bookkeeping(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(10):
+        async with running_server(tmp_path) as (_, url, _), connect(url, TOKEN) as client:
+            assert await client.execute(cmd.Ping()) == {}
+            opened = await client.execute(cmd.OpenSession(project="site"))
+            session = opened["session"]["session"]
+            # A subscribe through execute is resubscribed after a reconnect, like subscribe().
+            assert await client.execute(cmd.Subscribe(session=session)) == {"seq": 1}
+            assert client.subscribed == {session}
+            sent = await client.execute(cmd.SendMessage(session=session, content="hi"))
+            assert sent == {"queued": False}
+            await next_event(client.events(), turn_ended(session))
+            assert await client.execute(cmd.Unsubscribe(session=session)) == {}
+            assert client.subscribed == frozenset()
+            with pytest.raises(CommandError) as caught:
+                await client.execute(cmd.CreateProject(project="Bad Name"))
+            assert caught.value.code == "invalid_argument"

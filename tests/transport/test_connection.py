@@ -15,8 +15,9 @@ import trio
 import trio.testing
 import trio_websocket
 
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Codec, Subprotocol
-from greenroom.runtime import Runtime
+from greenroom.runtime import ROUTES, Runtime
 from greenroom.transport.connection import Closing, ConnectionSettings, handle_connection
 from greenroom.transport.outbox import TransportCounters
 from tests.conftest import make_config, open_test_runtime
@@ -150,11 +151,11 @@ async def test_the_peer_closing_ends_the_connection(
 async def test_events_flow_while_a_command_is_slow(
     runtime: Runtime, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def slow_list_projects(self: Runtime) -> tuple[()]:
+    async def slow_list_projects(self: Runtime, command: cmd.ListProjects) -> tuple[()]:
         await trio.sleep(100)
         return ()
 
-    monkeypatch.setattr(Runtime, "list_projects", slow_list_projects)
+    monkeypatch.setitem(ROUTES, cmd.ListProjects, slow_list_projects)
     with trio.fail_after(200):
         async with connected(runtime) as pair:
             client = pair.client
@@ -162,7 +163,8 @@ async def test_events_flow_while_a_command_is_slow(
             slow = await client.send("listProjects")
             then = await client.send("ping")
             began = trio.current_time()
-            await runtime.open_session("blog")  # published while listProjects runs
+            # Published while listProjects runs:
+            await runtime.execute(cmd.OpenSession(project="blog"))
             created = await client.next_item()
             assert created["event"] == "sessionCreated"
             assert trio.current_time() - began < 100
@@ -174,10 +176,10 @@ async def test_events_flow_while_a_command_is_slow(
 async def test_an_unexpected_error_is_internal_and_the_connection_stays(
     runtime: Runtime, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(self: Runtime) -> None:
+    async def broken(self: Runtime, command: cmd.ListProjects) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(Runtime, "list_projects", broken)
+    monkeypatch.setitem(ROUTES, cmd.ListProjects, broken)
     with trio.fail_after(60):
         async with connected(runtime) as pair:
             await pair.client.next_item()

@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio_websocket
 
+from greenroom.protocol import commands as cmd
 from greenroom.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Subprotocol
 from tests.transport.test_server_support import (
     open_client,
@@ -27,7 +28,7 @@ BOTH = pytest.mark.parametrize("subprotocol", [SUBPROTOCOL_JSON, SUBPROTOCOL_MSG
 async def test_welcome_is_the_first_frame(tmp_path: Path) -> None:
     with trio.fail_after(10):
         async with open_server(tmp_path) as running:
-            await running.runtime.open_session("blog")
+            await running.runtime.execute(cmd.OpenSession(project="blog"))
             async with open_client(running.address) as client:
                 first = await client.items()
     assert len(first) == 1

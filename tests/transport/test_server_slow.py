@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio_websocket
 
+from greenroom.protocol import commands as cmd
 from tests.transport.test_server_support import (
     WireClient,
     open_client,
@@ -138,14 +139,19 @@ async def test_a_full_runtime_subscription_closes_with_4008_too(tmp_path: Path) 
     with trio.fail_after(10):
         async with open_server(tmp_path, subscription_capacity=4) as running:
             runtime = running.runtime
-            sessions = [(await runtime.open_session(f"p{n}")).summary.session for n in range(20)]
+            sessions = [
+                (await runtime.execute(cmd.OpenSession(project=f"p{n}"))).summary.session
+                for n in range(20)
+            ]
             async with open_client(running.address) as client:
                 for session in sessions:
                     await client.call("subscribe", session=session)
                 # Twenty sessions streaming with no pause publish more events between two
                 # steps of the connection's pump than its subscription holds.
                 for session in sessions:
-                    await runtime.send_message(session, "[[tokens:200]] [[rate:inf]] go")
+                    await runtime.execute(
+                        cmd.SendMessage(session=session, content="[[tokens:200]] [[rate:inf]] go")
+                    )
                 closed = await read_until_closed(client)
             assert closed.code == 4008
             assert running.server.statistics().closed_slow == 1
@@ -183,13 +189,13 @@ async def test_big_queued_texts_stay_small_on_the_wire_and_a_stalled_reader_is_c
             ) as stalled:
                 await fast.call("sendMessage", session=session, content="[[stall]] wait")
                 for text in texts:
-                    assert (await fast.call("sendMessage", session=session, content=text))[
-                        "queued"
-                    ]
+                    assert (await fast.call("sendMessage", session=session, content=text))["queued"]
                 update = await fast.event(
-                    lambda e: e["event"] == "sessionUpdated"
-                    and e["session"] == session
-                    and len(e["data"]["queued"]) == len(texts)
+                    lambda e: (
+                        e["event"] == "sessionUpdated"
+                        and e["session"] == session
+                        and len(e["data"]["queued"]) == len(texts)
+                    )
                 )
                 # A summary carries previews of the queue, 200 characters each.
                 assert update["data"]["queued"] == [t[:200] for t in texts]
