@@ -213,6 +213,7 @@ class Runtime:
     bus: EventBus
     mirror: Mirror
     _manager: Mailbox[ManagerMessage]
+    _registry: SessionManager
     _notifier: Mailbox[NotifierMessage]
     _persistence: Mailbox[PersistenceMessage]
     _sessions: DynamicSupervisor
@@ -316,6 +317,11 @@ class Runtime:
         return view
 
     async def _session(self, session: str) -> ActorRef[SessionMessage]:
+        """The session's actor: read from the registry while it runs (a command then reaches
+        the session in one hop), else looked up by the manager, which starts it."""
+        ref = self._registry.serving_ref(session)
+        if ref is not None:
+            return ref
         return await self._manager.ref.ask(Lookup(session=session))
 
     @property
@@ -601,6 +607,7 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
                 bus=bus,
                 mirror=mirror,
                 manager=manager_box,
+                registry=manager,
                 notifier=notifier_box,
                 persistence=persistence_box,
                 sessions=sessions,

@@ -7,9 +7,14 @@ nursery that the connection owns:
 
 - the **reader** takes frames off the websocket and decodes them; it hands commands on through
   a bounded channel (:data:`COMMAND_QUEUE`; when full, the reader waits and TCP pushes back);
-- the **command loop** runs commands one at a time, so that replies come in the order the
-  commands were sent. A slow command (``deleteProject``) delays the commands behind it on this
-  connection only; the reader keeps reading meanwhile, and events keep flowing;
+- the **command loop** starts each command as it comes (at most :data:`CONCURRENT_COMMANDS`
+  at once) and puts the replies in the outbox in the order the commands were sent. Commands
+  for different sessions (``sendMessage``, ``stopGeneration``, ...: :data:`SESSION_COMMANDS`)
+  run side by side; those for one session run in the order sent; any other command runs
+  alone, once those before it are done, and before those after it start (:class:`_Order`).
+  So a thousand ``sendMessage`` to a thousand sessions take about as long as one, and a slow
+  command (``deleteProject``) delays the commands behind it on this connection only; the
+  reader keeps reading meanwhile, and events keep flowing;
 - the **pump** moves events from the runtime subscription into the outbox as they come (all
   that came since it last ran, in one go), so that the outbox's byte bound and merging apply
   even while the writer is blocked on a slow peer. A ``subscribe`` runs in the command loop:
@@ -72,7 +77,9 @@ from greenroom.transport.outbox import Outbox, TransportCounters
 
 __all__ = [
     "COMMAND_QUEUE",
+    "CONCURRENT_COMMANDS",
     "CONNECTION_COMMANDS",
+    "SESSION_COMMANDS",
     "Closing",
     "ConnectionSettings",
     "Disconnected",
@@ -84,6 +91,18 @@ log = logging.getLogger("greenroom.transport")
 
 COMMAND_QUEUE: Final = 64
 """Decoded commands a connection holds while its command loop is busy."""
+CONCURRENT_COMMANDS: Final = 256
+"""Commands of one connection running at once (see :class:`_Order` for which may)."""
+SESSION_COMMANDS: Final = (
+    c.SendMessage,
+    c.StopGeneration,
+    c.CancelQueued,
+    c.ResumeSession,
+    c.ApproveToolCall,
+    c.NewChat,
+    c.DeleteSession,
+)
+"""The commands that concern one session only: they run beside those of other sessions."""
 BATCH_BYTES: Final = 256 * 1024
 """About how much one frame carries at most (estimated), so that a batch stays well under the
 1 MiB that websocket clients accept by default."""
@@ -267,15 +286,38 @@ class _Connection:
     async def _serve_commands(
         self, receive: trio.MemoryReceiveChannel[Incoming | ErrorReply]
     ) -> None:
-        async with receive:
+        order = _Order()
+        room = trio.Semaphore(CONCURRENT_COMMANDS)
+        async with receive, trio.open_nursery() as nursery:
             async for incoming in receive:
                 await self.outbox.wait_room()  # a client that does not read stalls here
-                if isinstance(incoming, ErrorReply):
-                    self.outbox.put(incoming)
-                elif isinstance(incoming.command, c.Subscribe):
-                    self._subscribe(incoming.id, incoming.command)
-                else:
-                    self.outbox.put(await self._execute(incoming))
+                await room.acquire()
+                step = order.next(_scope_of(incoming))
+                nursery.start_soon(self._serve_command, incoming, step, order, room)
+
+    async def _serve_command(
+        self, incoming: Incoming | ErrorReply, step: _Step, order: _Order, room: trio.Semaphore
+    ) -> None:
+        try:
+            for earlier in step.start_after:
+                await earlier.wait()
+            if isinstance(incoming, ErrorReply):
+                reply: Reply | ErrorReply = incoming
+            elif isinstance(incoming.command, c.Subscribe):
+                # Runs alone, so every earlier reply is in the outbox: its reply and replay
+                # go in right after them, with no checkpoint in between.
+                self._subscribe(incoming.id, incoming.command)
+                return
+            else:
+                reply = await self._execute(incoming)
+            step.executed.set()
+            await step.reply_after.wait()
+            self.outbox.put(reply)
+        finally:
+            step.executed.set()
+            step.replied.set()
+            order.done(step)
+            room.release()
 
     async def _execute(self, incoming: Incoming) -> Reply | ErrorReply:
         command = incoming.command
@@ -404,6 +446,64 @@ class _Connection:
             if waited.cancelled_caught:
                 self._finish(Closing(code=1006, reason="no pong", abort=True))
                 return
+
+
+def _scope_of(incoming: Incoming | ErrorReply) -> str | object | None:
+    """What a command must keep its order with: its session for a session's command, None
+    (everything) for any other, and nothing (a key of its own) for a refused frame."""
+    if isinstance(incoming, ErrorReply):
+        return object()
+    command = incoming.command
+    return command.session if isinstance(command, SESSION_COMMANDS) else None
+
+
+@attrs.frozen(eq=False)
+class _Step:
+    """One command's place in the order: what it waits for, and what it signals."""
+
+    scope: object
+    start_after: tuple[trio.Event, ...]
+    reply_after: trio.Event
+    executed: trio.Event = attrs.Factory(trio.Event)
+    replied: trio.Event = attrs.Factory(trio.Event)
+
+
+def _done() -> trio.Event:
+    event = trio.Event()
+    event.set()
+    return event
+
+
+@attrs.define(eq=False)
+class _Order:
+    """Which earlier commands of a connection each command waits for (module docstring).
+
+    Replies go in command order: each reply waits for the one before. A command of one
+    session starts once the last command of that session and the last command that ran alone
+    have executed; a command that runs alone (scope None) starts once every earlier reply is
+    in, which means every earlier command has executed.
+    """
+
+    _replied: trio.Event = attrs.Factory(_done)
+    _alone: trio.Event = attrs.Factory(_done)
+    _last: dict[object, _Step] = attrs.Factory(dict)
+
+    def next(self, scope: object) -> _Step:
+        if scope is None:
+            step = _Step(scope=None, start_after=(self._replied,), reply_after=self._replied)
+            self._alone = step.executed
+            self._last.clear()
+        else:
+            before = self._last.get(scope)
+            after = (self._alone,) if before is None else (self._alone, before.executed)
+            step = _Step(scope=scope, start_after=after, reply_after=self._replied)
+            self._last[scope] = step
+        self._replied = step.replied
+        return step
+
+    def done(self, step: _Step) -> None:
+        if self._last.get(step.scope) is step:
+            del self._last[step.scope]
 
 
 def _closed_by_peer(exc: Disconnected) -> Closing:

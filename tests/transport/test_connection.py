@@ -173,6 +173,68 @@ async def test_events_flow_while_a_command_is_slow(
             assert (await client.next_item())["re"] == then
 
 
+async def test_commands_for_different_sessions_run_side_by_side_and_reply_in_order(
+    runtime: Runtime, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b_ran = trio.Event()
+
+    async def send(self: Runtime, command: cmd.SendMessage) -> bool:
+        if command.session == "s-a":
+            await b_ran.wait()  # one at a time, this would wait forever
+            return False
+        b_ran.set()
+        return True
+
+    monkeypatch.setitem(ROUTES, cmd.SendMessage, send)
+    with trio.fail_after(60):
+        async with connected(runtime) as pair:
+            client = pair.client
+            await client.next_item()
+            first = await client.send("sendMessage", session="s-a", content="x")
+            second = await client.send("sendMessage", session="s-b", content="y")
+            # b finished first; the replies still come in command order.
+            assert [(await client.next_item())["re"] for _ in range(2)] == [first, second]
+
+
+async def test_a_sessions_commands_and_any_other_command_keep_their_order(
+    runtime: Runtime, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log: list[str] = []
+
+    async def send(self: Runtime, command: cmd.SendMessage) -> bool:
+        log.append(f"start {command.session} {command.content}")
+        await trio.sleep(10 if command.content == "slow" else 0)
+        log.append(f"end {command.session} {command.content}")
+        return False
+
+    async def list_projects(self: Runtime, command: cmd.ListProjects) -> tuple[()]:
+        log.append("start listProjects")
+        await trio.sleep(5)
+        log.append("end listProjects")
+        return ()
+
+    monkeypatch.setitem(ROUTES, cmd.SendMessage, send)
+    monkeypatch.setitem(ROUTES, cmd.ListProjects, list_projects)
+    with trio.fail_after(60):
+        async with connected(runtime) as pair:
+            client = pair.client
+            await client.next_item()
+            sent = [
+                await client.send("sendMessage", session="s-a", content="slow"),
+                await client.send("sendMessage", session="s-a", content="then"),
+                await client.send("sendMessage", session="s-b", content="beside"),
+                await client.send("listProjects"),
+                await client.send("sendMessage", session="s-b", content="after"),
+            ]
+            assert [(await client.next_item())["re"] for _ in sent] == sent
+    # s-a's second waits for its first; s-b runs beside them; listProjects runs alone, after
+    # every command before it and before every command after it.
+    assert log.index("end s-a slow") < log.index("start s-a then")
+    assert log.index("end s-b beside") < log.index("end s-a slow")
+    alone = ["start listProjects", "end listProjects", "start s-b after", "end s-b after"]
+    assert log[-4:] == alone
+
+
 async def test_an_unexpected_error_is_internal_and_the_connection_stays(
     runtime: Runtime, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
