@@ -125,6 +125,10 @@ Answer = Callable[[str], Awaitable[str]]
 """Asks the user a question and returns what they typed (``chat`` on a terminal)."""
 
 
+ANSWER_SECONDS = 30.0
+"""How long ``chat`` waits to send a user's approval answer once the turn it was for ended."""
+
+
 def parse_approval(answer: str) -> tuple[bool, str | None]:
     """What a typed answer to "allow this call?" means: allowed, or denied with a reason."""
     text = answer.strip()
@@ -210,7 +214,11 @@ class Chat:
 
     async def _approval(self, call: str, tool: str, scope: trio.CancelScope) -> None:
         """Ask whether the waiting call may run, and say what was answered; ``scope`` is
-        cancelled when the call is answered elsewhere or the turn ends."""
+        cancelled when the call is answered elsewhere or the turn ends, which withdraws the
+        question. Once the user has answered, the answer is sent and said whatever comes
+        meanwhile: the summary that says the call is answered (by this answer) may come before
+        the reply to it."""
+        typed: str | None = None
         with scope:
             if self.answer is None:
                 self._note(
@@ -222,10 +230,18 @@ class Chat:
             if self.out.isatty():
                 self.output.newline()
             typed = await self.answer(f"allow {tool}? [y/N, or a reason to deny] ")
-            allow, reason = parse_approval(typed)
+        if typed is None:
+            return  # withdrawn before the user answered
+        allow, reason = parse_approval(typed)
+        # Shielded: the turn goes on at once and may end, which ends the chat's nursery,
+        # before the reply comes. Bounded, for a server that went away meanwhile.
+        with trio.move_on_after(ANSWER_SECONDS) as sending:
+            sending.shield = True
             try:
-                await self.client.approve_tool_call(self.session, call, allow=allow, reason=reason)
-            except CommandError as error:  # answered elsewhere meanwhile, or the turn ended
+                await self.client.approve_tool_call(
+                    self.session, call, allow=allow, reason=reason
+                )
+            except (CommandError, ClientError) as error:  # answered elsewhere, or gone
                 print_err(f"greenroom: {error}")
                 return
             print_err(f"allowed {tool}" if allow else f"denied {tool}")
