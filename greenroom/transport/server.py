@@ -58,7 +58,13 @@ from greenroom.transport.connection import (
 )
 from greenroom.transport.metrics import CONTENT_TYPE, metrics_registry, render_metrics
 from greenroom.transport.outbox import Outbox, TransportCounters
-from greenroom.web.http import PrefixedStream, RequestHead, answer_http, read_request_head
+from greenroom.web.http import (
+    PrefixedStream,
+    RequestHead,
+    answer_http,
+    close_lingering,
+    read_request_head,
+)
 from greenroom.web.site import Reply, Site, body_reply, load_site, text_reply
 
 __all__ = [
@@ -254,8 +260,10 @@ class Server:
         except Exception:
             log.exception("connection handler failed")
         finally:
+            # Lingering: a close frame or an HTTP answer still on its way must not be cut by
+            # the reset that closing with unread data sends (see close_lingering).
             with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
+                await close_lingering(stream, self.settings.close_timeout)
 
     async def _serve_stream(self, stream: trio.SocketStream, reader: _ShieldedStarter) -> None:
         settings = self.settings
@@ -280,7 +288,7 @@ class Server:
         with trio.move_on_at(deadline):
             request = await trio_websocket.wrap_server_stream(
                 cast(trio.Nursery, reader),  # it only calls start_soon
-                PrefixedStream(stream=stream, prefix=head.raw),
+                PrefixedStream(stream=stream, prefix=head.raw, linger=settings.close_timeout),
                 max_message_size=settings.max_frame_bytes,
             )
         if request is None:  # no complete handshake in time

@@ -138,13 +138,41 @@ def _head(request: h11.Request, raw: bytes) -> RequestHead:
     )
 
 
+LINGER_READ = 64 * 1024
+"""How much a lingering close reads (and drops) at a time."""
+
+
+async def close_lingering(stream: trio.abc.Stream, seconds: float) -> None:
+    """Close ``stream`` as web servers do: shut our side, then read and drop what the peer
+    still sends until it closes too, for at most ``seconds`` (see :class:`PrefixedStream`)."""
+    try:
+        with trio.move_on_after(seconds):
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            while await stream.receive_some(LINGER_READ):
+                pass
+    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+        pass  # gone already, or another task still reads it: close without lingering
+    finally:
+        await stream.aclose()
+
+
 @attrs.define(eq=False)
 class PrefixedStream(trio.abc.Stream):
     """A stream that first gives back ``prefix`` (bytes already read from ``stream``), then
-    reads on from ``stream``. Sending goes straight through."""
+    reads on from ``stream``. Sending goes straight through.
+
+    Closing it lingers, as web servers do: our side is shut, then what the peer still sends is
+    read and dropped until it closes too, for at most ``linger`` seconds. A socket closed with
+    unread data sends a reset, and a reset makes the peer's system drop what it had received
+    and not yet read: the websocket's close frame (1009 after a frame over the size limit,
+    while the client is still sending the rest of it) would be lost, and the client would see
+    the connection cut (1006) instead.
+    """
 
     stream: trio.abc.Stream
     prefix: bytes
+    linger: float = 0.0
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self.prefix:
@@ -161,7 +189,7 @@ class PrefixedStream(trio.abc.Stream):
         await self.stream.wait_send_all_might_not_block()
 
     async def aclose(self) -> None:
-        await self.stream.aclose()
+        await close_lingering(self.stream, self.linger)
 
     def __repr__(self) -> str:
         # trio-websocket names a peer it cannot find a socket for by repr(): say who it is.
