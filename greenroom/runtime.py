@@ -5,6 +5,9 @@ notifier, the session supervisor and the session manager under the root supervis
 (one_for_one), and stops them in reverse order on exit. The websocket transport, the tests and
 the bench suite all drive this same object, so they exercise exactly what ``greenroom serve``
 runs.
+
+(Over 500 lines: the routes of every command and the wiring of the tree are the runtime's
+whole job, and each route is a few lines.)
 """
 
 from __future__ import annotations

@@ -33,6 +33,9 @@ Decisions (docs/protocol.md, "The Python client", says the same for users):
   from its last ``seq``. So a slow application loses nothing, and replies wait behind the
   events before them: consume :meth:`~GreenroomClient.events` concurrently with your calls.
 - The welcome's pending notifications are also queued as ``notification`` events.
+
+(Over 500 lines: the calls, the reader's routing and the reconnect loop share one connection
+state, and the reconnect rules above only make sense read together.)
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ cancellation: it gets ``close_timeout`` to finish, and if it does not, the strea
 without a closing handshake. The closing handshake itself runs shielded, under
 ``close_timeout``; a peer that does not answer pings within ``ping_timeout`` is dropped the
 same way.
+
+(Just over 500 lines: the tasks of one connection share its outbox and its way of ending.)
 """
 
 from __future__ import annotations
