@@ -10,7 +10,7 @@ import gc
 import json
 from pathlib import Path
 
-from bench import crash, flood, idle, persist, stream
+from bench import crash, flood, idle, persist, ramp, stream
 
 
 def _written(folder: Path, name: str) -> dict[str, object]:
@@ -76,3 +76,12 @@ def test_flood_runs_and_reports(tmp_path: Path) -> None:
     (round_,) = data["rounds"]  # type: ignore[misc]
     assert round_["turns_ended"] == 4  # the long turn and the three queued behind it
     assert data["rss_before_kib"] > 0 and round_["rss_after_kib"] > 0  # type: ignore[operator]
+
+
+def test_ramp_runs_and_reports(tmp_path: Path) -> None:
+    ramp.main(["--sessions", "20", "--rounds", "2", "--out", str(tmp_path)])
+    data = _written(tmp_path, "ramp")
+    rows = {row["command"]: row for row in data["rows"]}  # type: ignore[attr-defined]
+    assert set(rows) == {"sendMessage", "stopGeneration"}
+    assert all(row["sessions"] == 20 and row["best_seconds"] > 0 for row in rows.values())
+    assert len(data["times"]["send"]) == 2  # type: ignore[index]
