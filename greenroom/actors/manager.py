@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-import shutil
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -55,7 +53,12 @@ from greenroom.protocol.events import (
 from greenroom.protocol.results import ProjectInfo
 from greenroom.protocol.state import SessionState
 from greenroom.store.history import history_name, history_path, newest_history, read_history
-from greenroom.store.projects import project_path, validate_project_name
+from greenroom.store.projects import (
+    make_project,
+    project_names,
+    remove_project,
+    validate_project_name,
+)
 from greenroom.supervisor import ChildSpec, DynamicSupervisor, Restart, RestartInfo
 
 logger = logging.getLogger("greenroom.manager")
@@ -209,11 +212,11 @@ class SessionManager:
             return existing
         if len(self._entries) >= self.config.limits.max_sessions:
             raise LimitReached(f"the server holds {len(self._entries)} sessions, its limit")
-        folder = project_path(self.config.projects_root, project)
+        root = self.config.projects_root
 
         def prepare() -> tuple[str | None, int]:
             """Make the folder; find its newest history file and count its messages."""
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = make_project(root, project, exist_ok=True)
             newest = newest_history(folder)
             if newest is None:
                 return None, 0
@@ -389,13 +392,7 @@ class SessionManager:
 
     async def _list_projects(self) -> tuple[ProjectInfo, ...]:
         root = self.config.projects_root
-
-        def folders() -> list[str]:
-            if not root.is_dir():
-                return []
-            return sorted(p.name for p in root.iterdir() if p.is_dir() and _is_project(p))
-
-        names = set(await trio.to_thread.run_sync(folders)) | set(self._by_project)
+        names = set(await trio.to_thread.run_sync(project_names, root)) | set(self._by_project)
         summaries = {s.project: s for s in await self.persistence.ask(ListSummaries())}
         return tuple(
             ProjectInfo(
@@ -413,30 +410,15 @@ class SessionManager:
         # History lines still waiting for a flush (of this session, or of one deleted just
         # before) would make the folder again after it is removed: write them first.
         await self.persistence.ask(Flush())
-        folder = self.config.projects_root / project
-        await trio.to_thread.run_sync(shutil.rmtree, folder, True)
+        await trio.to_thread.run_sync(remove_project, self.config.projects_root, project)
         if self.mcp is not None:
             # A new project of the same name must be approved anew.
             await self.mcp.forget(project)
 
     async def _create_project(self, project: str) -> None:
-        folder = project_path(self.config.projects_root, project)
-
-        def create() -> bool:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                folder.mkdir()
-            except FileExistsError:
-                return False
-            return True
-
-        if not await trio.to_thread.run_sync(create):
-            raise Conflict(f"project {project} already exists")
+        try:
+            await trio.to_thread.run_sync(make_project, self.config.projects_root, project)
+        except FileExistsError:
+            raise Conflict(f"project {project} already exists") from None
 
 
-def _is_project(path: Path) -> bool:
-    try:
-        validate_project_name(path.name)
-    except Exception:
-        return False
-    return True
