@@ -18,11 +18,50 @@ ones docs/protocol.md gives under "Reconnect and resume":
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import attrs
 
+from greenroom.protocol.convert import structure
+from greenroom.protocol.events import Event
+
 JSON = dict[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class Reconnected:
+    """The client's own event: the connection was made again; ``welcome`` is the new one's."""
+
+    name: ClassVar[str] = "reconnected"
+    welcome: Mapping[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class Resync:
+    """The client's own event: what the client missed of ``session`` is no longer retained;
+    reload the session (``openSession``). Its stream goes on after ``seq``."""
+
+    name: ClassVar[str] = "resync"
+    session: str
+    project: str | None
+    seq: int
+
+
+def typed(event: JSON) -> Event | Reconnected | Resync | None:
+    """An event as the client yields it, in the protocol's classes: an :class:`Event` (whose
+    ``data`` is a ``MessageAdded``, a ``StreamingUpdate``, ...), or the client's own
+    :class:`Reconnected` and :class:`Resync`. None for an event this version does not know
+    (a newer server's): skip it."""
+    name = event.get("event")
+    if name == Reconnected.name:
+        return Reconnected(welcome=event.get("data") or {})
+    if name == Resync.name:
+        return Resync(session=event["session"], project=event["project"], seq=event["data"]["seq"])
+    try:
+        return structure(event, Event)
+    except KeyError:
+        return None
 
 
 @attrs.define(eq=False)

@@ -63,7 +63,8 @@ from trio_websocket import (
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.codec import SUBPROTOCOLS, Codec, Subprotocol
 from greenroom.protocol.errors import GreenroomError
-from greenroom.protocol.resume import ResumeTracker
+from greenroom.protocol.events import Event
+from greenroom.protocol.resume import Reconnected, ResumeTracker, Resync, typed
 
 __all__ = [
     "ClientError",
@@ -73,6 +74,7 @@ __all__ = [
     "EventStream",
     "GreenroomClient",
     "HandshakeRefused",
+    "TypedEventStream",
     "connect",
     "open_client",
     "websocket_url",
@@ -139,6 +141,24 @@ class _Pending:
     done: trio.Event = attrs.Factory(trio.Event)
     result: JSON | None = None
     error: GreenroomError | None = None
+
+
+class TypedEventStream:
+    """The client's events as the protocol's classes: ``async for event in
+    client.typed_events()``: an :class:`Event`, or the client's own ``Reconnected`` and
+    ``Resync``. Ends and raises as :class:`EventStream` does."""
+
+    def __init__(self, events: EventStream) -> None:
+        self._events = events
+
+    def __aiter__(self) -> TypedEventStream:
+        return self
+
+    async def __anext__(self) -> Event | Reconnected | Resync:
+        while True:
+            known = typed(await self._events.__anext__())
+            if known is not None:
+                return known
 
 
 class EventStream:
@@ -333,6 +353,12 @@ class GreenroomClient:
     def events(self) -> EventStream:
         """The events, in order, batches split (see the module docstring)."""
         return EventStream(self)
+
+    def typed_events(self) -> TypedEventStream:
+        """The same events as :meth:`events`, in the protocol's classes (see
+        :func:`~greenroom.protocol.resume.typed`); events this version does not know are
+        skipped."""
+        return TypedEventStream(EventStream(self))
 
     @property
     def subscribed(self) -> frozenset[str]:

@@ -13,6 +13,13 @@ import trio
 
 from greenroom.config import SimulatedConfig
 from greenroom.protocol import commands as cmd
+from greenroom.protocol.events import (
+    Event,
+    LoadingChanged,
+    MessageAdded,
+    SessionUpdated,
+    StreamingUpdate,
+)
 from greenroom.runtime import Runtime
 from greenroom.transport.client import (
     CommandError,
@@ -106,6 +113,27 @@ async def test_a_turn_streams_and_commits(tmp_path: Path) -> None:
             assert seqs == sorted(set(seqs))
             state = (await client.open_session("blog"))["session"]
             assert state["messageCount"] == 2 and state["seq"] >= seqs[-1]
+
+
+async def test_typed_events_of_a_turn(tmp_path: Path) -> None:
+    with trio.fail_after(10):
+        async with (
+            running_server(tmp_path) as (_, url, _),
+            connect(url, TOKEN) as client,
+        ):
+            session = await open_subscribed(client, "blog")
+            await client.send_message(session, "hello")
+            kinds: list[type[Any]] = []
+            async for event in client.typed_events():
+                assert isinstance(event, Event)
+                if event.session != session:
+                    continue
+                kinds.append(type(event.data))
+                if isinstance(event.data, LoadingChanged) and not event.data.loading:
+                    assert event.data.reason == "completed"
+                    break
+            assert kinds.count(MessageAdded) == 2 and StreamingUpdate in kinds
+            assert SessionUpdated in kinds
 
 
 async def test_every_command(tmp_path: Path) -> None:

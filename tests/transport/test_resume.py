@@ -152,3 +152,23 @@ def test_after_a_reconnect_every_event_comes_once_in_order(
             after += tracker.event(item)
     assert seqs(before + after) == list(range(1, n + 1))
     assert tracker.last_seq("s") == n
+
+
+def test_typed_events_are_the_protocols_classes_and_the_clients_own() -> None:
+    from greenroom.protocol.events import Event, MessageAdded
+    from greenroom.protocol.resume import Reconnected, Resync, typed
+
+    added = {
+        "event": "messageAdded", "session": "s", "project": "p", "seq": 3,
+        "data": {"index": 0, "message": {"role": "user", "content": "hi"}},
+    }  # fmt: skip
+    event = typed(added)
+    assert isinstance(event, Event) and isinstance(event.data, MessageAdded)
+    assert (event.seq, event.data.message.content) == (3, "hi")
+    welcome = {"server": "greenroom", "sessions": []}
+    assert typed({"event": "reconnected", "session": None, "project": None, "seq": None,
+                  "data": welcome}) == Reconnected(welcome=welcome)  # fmt: skip
+    assert typed({"event": "resync", "session": "s", "project": "p", "seq": None,
+                  "data": {"seq": 9}}) == Resync(session="s", project="p", seq=9)  # fmt: skip
+    assert typed({"event": "fromTheFuture", "session": "s", "project": "p", "seq": 4,
+                  "data": {}}) is None  # fmt: skip
