@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from greenroom.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Codec
+from greenroom.protocol.commands import COMMANDS
 from greenroom.transport.server import ServerAddress
 from tests.reliability.support import open_server
 from tests.transport.test_server_support import open_client
@@ -286,11 +287,7 @@ def frames(draw: st.DrawFn, binary: bool) -> Frame:
     return _frame(encode(obj), "not_found", "invalid_argument", "bad_request", label=kind)
 
 
-_KNOWN_OPS = frozenset(
-    {"listProjects", "createProject", "deleteProject", "listSessions", "openSession", "subscribe",
-     "unsubscribe", "sendMessage", "stopGeneration", "resumeSession", "newChat", "deleteSession",
-     "focusProject", "stopAll", "stats", "ping"}
-)  # fmt: skip
+_KNOWN_OPS = frozenset(COMMANDS)  # every op the protocol has: none of them is unknown
 
 #: Project names built to leave the projects folder, or to look like a legal one.
 ESCAPES = [
