@@ -286,9 +286,13 @@ async def test_a_pending_approval_survives_a_graceful_restart(
         call = pending_call(runtime, session)
         asked_before = (await runtime.get_state(session)).messages
     async with open_test_runtime(config) as runtime, runtime.connect() as client:
-        state = await runtime.get_state(session)
+        # Restored interrupted, then at once running again (the turn resumes to wait): a
+        # look between the two sees "interrupted", already with the approval.
+        with trio.fail_after(60):
+            while (state := await runtime.get_state(session)).summary.status != "running":
+                assert state.summary.status == "interrupted"
+                await trio.sleep(0.01)
         assert state.summary.approval == PendingApproval(call=call, tool="delete_file")
-        assert state.summary.status == "running"
         assert state.messages == asked_before  # the model was not asked again
         client.subscribe(session)
         await runtime.execute(cmd.ApproveToolCall(session=session, call=call, allow=True))
