@@ -149,7 +149,9 @@ async def test_unknown_and_unusable_presets_are_refused(
         assert (summary.model, summary.temperature) == ("own", None)
 
 
-async def test_a_preset_chooses_the_mcp_servers(tmp_path: Path) -> None:
+async def test_a_preset_chooses_the_mcp_servers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Of the configured servers, a preset's session gets only those it names."""
     presets = (
         Preset(name="none", mcp_servers=()),
@@ -160,7 +162,7 @@ async def test_a_preset_chooses_the_mcp_servers(tmp_path: Path) -> None:
     )
     with trio.fail_after(CAP * 2):
         async with open_fake_openai() as fake:
-            fake.script(*(text_reply("ok") for _ in range(3)))
+            fake.script(*(text_reply("ok") for _ in range(4)))
             provider = OpenAIProvider(base_url=fake.url, api_key="k", model="m", max_retries=0)
             try:
                 async with open_test_runtime(config, provider=provider) as runtime:
@@ -170,6 +172,7 @@ async def test_a_preset_chooses_the_mcp_servers(tmp_path: Path) -> None:
                     await run_turn(runtime, session, "one")
                     await runtime.execute(cmd.OpenSession(project="p", preset="demo"))
                     await run_turn(runtime, session, "two")
+                    await run_turn(runtime, session, "two again")
                     plain = (await runtime.execute(cmd.OpenSession(project="q"))).summary.session
                     await run_turn(runtime, plain, "three")
             finally:
@@ -182,7 +185,10 @@ async def test_a_preset_chooses_the_mcp_servers(tmp_path: Path) -> None:
             if tool["function"]["name"].startswith("mcp__")
         }
 
-    none, demo, everything = sent(fake)
+    none, demo, demo_again, everything = sent(fake)
     assert servers(none) == set()
-    assert servers(demo) == {"demo"}
+    assert servers(demo) == servers(demo_again) == {"demo"}
     assert servers(everything) == {"demo", "other"}
+    # The preset's server that is not configured is said once, not every turn.
+    unknown = [r for r in caplog.records if "not configured" in r.getMessage()]
+    assert len(unknown) == 1 and "absent" in unknown[0].getMessage()

@@ -164,6 +164,7 @@ class McpHub:
     _wanted: dict[str, McpServer] = attrs.Factory(dict)
     _generation: int = 0
     _warned: str | None = None
+    _warned_unknown: tuple[str, ...] = ()
     _only: tuple[str, ...] | None = None
 
     # -- what the model is offered ----------------------------------------------------------
@@ -224,14 +225,15 @@ class McpHub:
             self._warned = status.hash
             logger.error("project %s: %s", self.project, status.error)
         if self._only is not None:
-            unknown = [name for name in self._only if name not in wanted]
-            if unknown:
+            unknown = tuple(name for name in self._only if name not in wanted)
+            if unknown and unknown != self._warned_unknown:  # once, not every turn
                 logger.warning(
                     "project %s: the session's preset names MCP servers that are not "
                     "configured (or not approved): %s",
                     self.project,
                     ", ".join(unknown),
                 )
+            self._warned_unknown = unknown
             wanted = {name: server for name, server in wanted.items() if name in self._only}
         if wanted and (missing := available()) is not None:
             logger.error("project %s: MCP servers configured, but %s", self.project, missing)
