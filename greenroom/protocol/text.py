@@ -65,12 +65,7 @@ class Text:
         """Write ``piece`` at ``offset``, dropping what came after it (one call per delta)."""
         if offset < self._length:
             self.cut(offset)
-        if piece:
-            parts = self._parts
-            parts.append(piece)
-            self._length += len(piece)
-            if len(parts) >= JOIN_EVERY:
-                parts[:] = ["".join(parts)]
+        self.append(piece)
 
 
 class DeltaRun:
