@@ -1300,3 +1300,12 @@ def test_a_text_delta_written_directly_is_what_the_generic_encoder_gives(
     generic = json.dumps(_scrub(wire), separators=(",", ":"), ensure_ascii=False)
     assert codec.encode([event]) == generic
     assert Codec("greenroom.v1.json").encode([event]) == generic
+
+
+@given(delta=tricky_texts | st.text())
+def test_what_a_delta_adds_to_a_json_frame_is_what_delta_bytes_says(delta: str) -> None:
+    def frame_bytes(text: str) -> int:
+        event = Event(session="s", project="p", seq=1, data=StreamingUpdate(offset=0, delta=text))
+        return len(str(JSON.encode([event])).encode("utf-8"))
+
+    assert JSON.delta_bytes(delta) == frame_bytes(delta) - frame_bytes("")
