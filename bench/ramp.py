@@ -30,31 +30,24 @@ async def ramp(host: str, port: int, token: str, sessions: int, rounds: int) -> 
     sends: list[float] = []
     stops: list[float] = []
     with trio.fail_after(60 + sessions * rounds / 10):
-        await _rounds(host, port, token, sessions, rounds, sends, stops)
-    return {"send": sends, "stop": stops}
-
-
-async def _rounds(
-    host: str, port: int, token: str, sessions: int, rounds: int,
-    sends: list[float], stops: list[float],
-) -> None:  # fmt: skip
-    async with trio.open_nursery() as nursery:
-        conn = await Conn.open(nursery, host, port, token)
-        opened = await conn.call_many(
-            [("openSession", {"project": f"p{i:05}"}) for i in range(sessions)]
-        )
-        ids = [reply["session"]["session"] for reply in opened]
-        for _ in range(rounds):
-            started = time.monotonic()
-            await conn.call_many(
-                [("sendMessage", {"session": s, "content": "[[stall]] ramp"}) for s in ids]
+        async with trio.open_nursery() as nursery:
+            conn = await Conn.open(nursery, host, port, token)
+            opened = await conn.call_many(
+                [("openSession", {"project": f"p{i:05}"}) for i in range(sessions)]
             )
-            sends.append(time.monotonic() - started)
-            started = time.monotonic()
-            await conn.call_many([("stopGeneration", {"session": s}) for s in ids])
-            stops.append(time.monotonic() - started)
-        await conn.ws.close()
-        nursery.cancel_scope.cancel()
+            ids = [reply["session"]["session"] for reply in opened]
+            for _ in range(rounds):
+                started = time.monotonic()
+                await conn.call_many(
+                    [("sendMessage", {"session": s, "content": "[[stall]] ramp"}) for s in ids]
+                )
+                sends.append(time.monotonic() - started)
+                started = time.monotonic()
+                await conn.call_many([("stopGeneration", {"session": s}) for s in ids])
+                stops.append(time.monotonic() - started)
+            await conn.ws.close()
+            nursery.cancel_scope.cancel()
+    return {"send": sends, "stop": stops}
 
 
 def main(argv: list[str] | None = None) -> None:
