@@ -79,3 +79,19 @@ def test_after_kill_9_and_restart_the_open_page_shows_what_a_fresh_load_shows(
         shots.page = fresh
         shots("fresh-load")
         assert what_is_shown(fresh) == what_is_shown(page)
+
+
+def test_what_is_done_while_the_server_is_away_happens_once_it_is_back(
+    page: Page, served: Served
+) -> None:
+    page.goto(served.page_url)
+    create_project(page, "before")
+    served.stop()
+    expect(page.locator("#conn")).to_contain_text("reconnecting")
+    # Made while disconnected: the call waits for the next welcome instead of failing.
+    page.fill("#new-project-name", "while-away")
+    page.click("#new-project button[type=submit]")
+    served.start()
+    expect(page.locator("#chat-title")).to_have_text("while-away", timeout=30_000)
+    expect(page.locator(".toast")).to_have_count(0)  # no "not connected" error
+    assert "while-away" in [p.name for p in (served.folder / "data" / "projects").iterdir()]

@@ -22,6 +22,8 @@ export class Wire {
     this.waiting = new Map();  // id -> {resolve, reject, timer}
     this.delay = BACKOFF_FIRST;
     this.everOpened = false;
+    this.welcomed = false;  // the current connection's welcome has come: calls go out at once
+    this.queued = new Set();  // calls made before that, sent when it comes
   }
 
   start() {
@@ -35,6 +37,7 @@ export class Wire {
     };
     ws.onclose = (e) => {
       this.ws = null;
+      this.welcomed = false;
       this.failAll("the connection closed");
       // A refused handshake (wrong token, foreign origin) shows only as a close without a code.
       const hint = this.everOpened ? `closed (${e.code})` : "cannot connect: is the token right?";
@@ -56,17 +59,32 @@ export class Wire {
       if (item.ok) { pending.onReply?.(item.result); pending.resolve(item.result); }
       else pending.reject(new CommandError(item.error.code, item.error.message));
     } else if (item.event === "welcome") {
+      this.welcomed = true;
       this.handlers.status("open");
       this.handlers.welcome(item.data);
+      const queued = [...this.queued];
+      this.queued.clear();
+      for (const go of queued) go();
     } else {
       this.handlers.event(item);
     }
   }
 
+  // A call made while (re)connecting goes out once the welcome has come, as the Python
+  // client's does; it fails if that takes longer than a reply may.
   call(op, fields = {}, { onReply } = {}) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
-      return Promise.reject(new CommandError("disconnected", "not connected"));
-    }
+    if (this.welcomed && this.ws?.readyState === WebSocket.OPEN) return this.send(op, fields, onReply);
+    return new Promise((resolve, reject) => {
+      const go = () => { clearTimeout(timer); this.send(op, fields, onReply).then(resolve, reject); };
+      const timer = setTimeout(() => {
+        this.queued.delete(go);
+        reject(new CommandError("disconnected", "not connected"));
+      }, CALL_TIMEOUT);
+      this.queued.add(go);
+    });
+  }
+
+  send(op, fields, onReply) {
     const id = this.nextId++;
     this.ws.send(JSON.stringify({ id, op, ...fields }));
     return new Promise((resolve, reject) => {
