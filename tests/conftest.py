@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from greenroom.agent.provider import Provider
 from greenroom.config import Config, SimulatedConfig, SupervisionConfig
 from greenroom.protocol.events import Event
 from greenroom.runtime import Client, Runtime, open_runtime
+from tests.engines import Engine, flush_redis, fresh_database, running_postgres, running_redis
 
 # No wall-time bound on an example: on a busy machine one can take seconds, and that is the
 # machine, not the code. Speed is measured in bench/, never asserted here.
@@ -107,3 +108,32 @@ def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("GREENROOM_") and name not in _KEPT_VARIABLES:
             monkeypatch.delenv(name)
+
+
+# -- the cluster's engines (tests/engines.py) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[Engine]:
+    """One private PostgreSQL for the whole run; each test takes a database of its own."""
+    with running_postgres() as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def redis_engine() -> Iterator[Engine]:
+    with running_redis() as engine:
+        yield engine
+
+
+@pytest.fixture
+def database_url(postgres_engine: Engine) -> str:
+    """The URL of a new, empty database of the test's own."""
+    return fresh_database(postgres_engine)
+
+
+@pytest.fixture
+def bus_url(redis_engine: Engine) -> str:
+    """The private Redis, emptied for the test."""
+    flush_redis(redis_engine)
+    return redis_engine.url
