@@ -1,0 +1,1 @@
+"""Many greenroom nodes on PostgreSQL and Valkey/Redis (docs/cluster.md)."""
