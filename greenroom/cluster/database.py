@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
-from greenroom.protocol.errors import Conflict, GreenroomError
+from greenroom.protocol.errors import Conflict, GreenroomError, InvalidArgument
 
 SCHEMA_VERSION = 1
 """The version of the tables below; a node refuses a database whose version is higher."""
@@ -135,11 +135,15 @@ class MessageRow:
 
 
 def public_url(url: str) -> str:
-    """``url`` as ``postgresql://user@host:port/db``, without its password (for messages)."""
+    """``url`` as ``postgresql://user@host:port/db``, without its password (for messages).
+
+    Raises InvalidArgument when ``url`` is no PostgreSQL URL or connection string.
+    """
     try:
         parts = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "the configured URL (not a valid PostgreSQL URL)"
+    except psycopg.ProgrammingError as error:
+        reason = " ".join(str(error).split())
+        raise InvalidArgument(f"the PostgreSQL URL is not valid: {reason}") from error
     user = f"{parts['user']}@" if parts.get("user") else ""
     port = f":{parts['port']}" if parts.get("port") else ""
     database = f"/{parts['dbname']}" if parts.get("dbname") else ""
@@ -158,6 +162,7 @@ class Database:
 
     def __init__(self, url: str, node: str, *, lease: float = 10.0, pool_size: int = 4) -> None:
         self.url = url
+        self.public_url = public_url(url)
         self.node = node
         self.lease = lease
         self.pool_size = pool_size
@@ -214,14 +219,14 @@ class Database:
         except psycopg.OperationalError as error:
             reason = " ".join(str(error).split()) or type(error).__name__
             raise EngineUnavailable(
-                f"PostgreSQL at {public_url(self.url)} is unreachable: {reason}"
+                f"PostgreSQL at {self.public_url} is unreachable: {reason}"
             ) from error
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[TupleRow]]:
         """A pooled connection in one transaction: committed on success, else rolled back."""
         if self._pool is None:
-            raise EngineUnavailable(f"PostgreSQL at {public_url(self.url)} is not open")
+            raise EngineUnavailable(f"PostgreSQL at {self.public_url} is not open")
         with self._unavailable(), self._pool.connection() as conn:
             yield conn
 
@@ -440,6 +445,6 @@ class Database:
                 "SELECT value FROM settings WHERE key = %s", (_MARKER_KEY,)
             ).fetchone()
         if row is None:
-            raise EngineUnavailable(f"PostgreSQL at {public_url(self.url)} lost the marker")
+            raise EngineUnavailable(f"PostgreSQL at {self.public_url} lost the marker")
         stored: str = row[0]
         return stored
