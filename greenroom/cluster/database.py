@@ -173,6 +173,8 @@ class Database:
 
     def open(self) -> None:
         """Connect, and create the tables if this is the cluster's first node."""
+        if self._pool is not None:
+            return
         with self._unavailable():
             with psycopg.connect(self.url, connect_timeout=CONNECT_SECONDS) as conn:
                 self._set_up(conn)
@@ -185,10 +187,15 @@ class Database:
                 name=f"greenroom-{self.node}",
                 open=False,
             )
-            pool.open(wait=True, timeout=POOL_WAIT_SECONDS)
+            try:
+                pool.open(wait=True, timeout=POOL_WAIT_SECONDS)
+            except BaseException:
+                pool.close(timeout=0)
+                raise
         self._pool = pool
 
     def close(self) -> None:
+        """Close the pool's connections (a call still running in a thread finishes first)."""
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close(timeout=CONNECT_SECONDS)
