@@ -1,0 +1,1 @@
+"""Many nodes on PostgreSQL and Valkey/Redis (docs/cluster.md)."""
