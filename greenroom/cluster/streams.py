@@ -171,6 +171,7 @@ class Streams:
 
     async def open(self) -> None:
         """Connect and PING; :class:`EngineUnavailable` within ``OPEN_SECONDS`` if it fails."""
+        await self._probe()
         client = coredis.Redis.from_url(
             self.url,
             decode_responses=False,
@@ -190,11 +191,23 @@ class Streams:
             await self.aclose()
             raise
 
+    async def _probe(self) -> None:
+        """Reach Redis' TCP port before coredis tries: a connection coredis fails to open
+        leaves its buffers unclosed (a ResourceWarning each), and a server that is simply not
+        there is the usual failure at start."""
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("redis", "rediss"):
+            return
+        with self._errors(OPEN_SECONDS):
+            stream = await trio.open_tcp_stream(parts.hostname or "localhost", parts.port or 6379)
+            await stream.aclose()
+
     async def aclose(self) -> None:
         """Close the connections (idempotent)."""
         self._client = None
-        with trio.CancelScope(shield=True), contextlib.suppress(*_CONNECTION_ERRORS):
-            await self._stack.aclose()
+        # No cancel scope around this: the client's task group, opened in open(), encloses
+        # any scope opened here, and must be exited outside of them.
+        await self._stack.aclose()
 
     # -- ownership and appends ------------------------------------------------------------------
 
