@@ -213,6 +213,15 @@ async def blocked_commands(url: str, name: bytes) -> int:
     return sum(1 for c in clients if c.get("cmd") == name.decode())
 
 
+async def until_blocked(url: str, *names: bytes) -> None:
+    """Until Redis shows a client blocked in each command named (polled: Redis has no event)."""
+    while True:
+        counts = [await blocked_commands(url, name) for name in names]
+        if all(counts):
+            return
+        await trio.sleep(0.01)
+
+
 async def test_blocked_readers_do_not_hold_up_an_append(bus_url: str, a: Streams) -> None:
     received: list[bytes] = []
     read: list[Entry] = []
@@ -227,11 +236,7 @@ async def test_blocked_readers_do_not_hold_up_an_append(bus_url: str, a: Streams
         async with trio.open_nursery() as nursery:
             nursery.start_soon(receive)
             nursery.start_soon(read_live)
-            while not (
-                await blocked_commands(bus_url, b"blpop")
-                and await blocked_commands(bus_url, b"xread")
-            ):
-                await trio.sleep(0.01)
+            await until_blocked(bus_url, b"blpop", b"xread")
             assert await a.raise_owner("s", 1)
             assert await a.append([batch("s", 1, 1)]) == set()
             assert received == []
