@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
+from greenroom.cluster.errors import EngineUnavailable
 from greenroom.protocol.errors import Conflict, GreenroomError, InvalidArgument
 
 SCHEMA_VERSION = 1
@@ -97,12 +98,6 @@ _CLAIM_ORPHANS = f"""WITH orphans AS (
 UPDATE sessions SET owner = %(node)s, epoch = sessions.epoch + 1
 FROM orphans WHERE sessions.id = orphans.id
 {_RETURNING}"""
-
-
-class EngineUnavailable(GreenroomError):
-    """An engine (PostgreSQL here) cannot be reached; the message names it and its URL."""
-
-    code = "unavailable"
 
 
 class SchemaTooNew(GreenroomError):
