@@ -441,20 +441,22 @@ def _temperature(name: str, value: object) -> float:
     return float(value)
 
 
-def _max_tokens(name: str, value: object) -> int:
-    if type(value) is not int:
-        raise BadRequest(f"field {name!r} must be an integer")
-    if not 1 <= value <= MAX_TOKENS:
-        raise InvalidArgument(f"field {name!r} must be from 1 to {MAX_TOKENS}")
-    return value
+def _integer(low: int, high: int, shown: str) -> Callable[[str, object], int]:
+    """The check of an integer field from ``low`` to ``high`` (``high`` written as ``shown``)."""
+
+    def check(name: str, value: object) -> int:
+        if type(value) is not int:
+            raise BadRequest(f"field {name!r} must be an integer")
+        if not low <= value <= high:
+            raise InvalidArgument(f"field {name!r} must be from {low} to {shown}")
+        return value
+
+    return check
 
 
-def _index(name: str, value: object) -> int:
-    if type(value) is not int:
-        raise BadRequest(f"field {name!r} must be an integer")
-    if not 0 <= value < 2**31:
-        raise InvalidArgument(f"field {name!r} must be from 0 to 2**31 - 1")
-    return value
+_max_tokens = _integer(1, MAX_TOKENS, str(MAX_TOKENS))
+_index = _integer(0, 2**31 - 1, "2**31 - 1")
+_seq = _integer(0, 2**63 - 1, "2**63 - 1")
 
 
 def _preset(name: str, value: object) -> str:
@@ -492,14 +494,6 @@ def _reason(name: str, value: object) -> str:
     if len(reason) > MAX_REASON_CHARS:
         raise InvalidArgument(f"field {name!r} is over {MAX_REASON_CHARS} characters")
     return reason
-
-
-def _seq(name: str, value: object) -> int:
-    if type(value) is not int:
-        raise BadRequest(f"field {name!r} must be an integer")
-    if not 0 <= value < 2**63:
-        raise InvalidArgument(f"field {name!r} must be from 0 to 2**63 - 1")
-    return value
 
 
 # Commands are checked by hand rather than structured with cattrs: the protocol wants one short
