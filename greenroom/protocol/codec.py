@@ -410,11 +410,20 @@ def _string(name: str, value: object) -> str:
     return value
 
 
-def _session(name: str, value: object) -> str:
-    session = _string(name, value)
-    if not 0 < len(session) <= MAX_SESSION_CHARS:
-        raise InvalidArgument(f"invalid session id: use 1 to {MAX_SESSION_CHARS} characters")
-    return session
+def _identifier(what: str, limit: int) -> Callable[[str, object], str]:
+    """The check of an id field: a string of 1 to ``limit`` characters, ``what`` it names."""
+
+    def check(name: str, value: object) -> str:
+        text = _string(name, value)
+        if not 0 < len(text) <= limit:
+            raise InvalidArgument(f"invalid {what}: use 1 to {limit} characters")
+        return text
+
+    return check
+
+
+_session = _identifier("session id", MAX_SESSION_CHARS)
+_call = _identifier("tool call id", MAX_CALL_CHARS)
 
 
 def _project(name: str, value: object) -> str:
@@ -474,13 +483,6 @@ def _hash(name: str, value: object) -> str:
     if not _SHA256.fullmatch(digest):
         raise InvalidArgument(f"field {name!r} must be a sha256 digest: 64 hexadecimal digits")
     return digest.lower()
-
-
-def _call(name: str, value: object) -> str:
-    call = _string(name, value)
-    if not 0 < len(call) <= MAX_CALL_CHARS:
-        raise InvalidArgument(f"invalid tool call id: use 1 to {MAX_CALL_CHARS} characters")
-    return call
 
 
 def _allow(name: str, value: object) -> bool:
