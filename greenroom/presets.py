@@ -32,6 +32,7 @@ import attrs
 
 from greenroom.protocol.errors import InvalidArgument, NotFound
 from greenroom.protocol.values import MAX_TEMPERATURE, MAX_TOKENS, PRESET_NAME
+from greenroom.store.reading import read_up_to
 
 logger = logging.getLogger("greenroom.presets")
 
@@ -251,12 +252,7 @@ def read_project_file(project_dir: Path) -> ProjectPresets:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return ProjectPresets(error=f"{PROJECT_FILE}: not a regular file")
-            data = b""
-            while len(data) <= MAX_FILE_BYTES:  # one byte over the limit is enough to tell
-                chunk = os.read(fd, MAX_FILE_BYTES + 1 - len(data))
-                if not chunk:
-                    break
-                data += chunk
+            data = read_up_to(fd, MAX_FILE_BYTES)
         finally:
             os.close(fd)
     except (FileNotFoundError, NotADirectoryError):

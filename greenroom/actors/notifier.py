@@ -124,20 +124,7 @@ class NotifierActor:
                 self._last_reply.pop(session, None)
                 self._drop_approvals(session)
             case ApprovalRequested(tool=tool, arguments=arguments):
-                self._notify(
-                    Event(
-                        session=None,
-                        project=project,
-                        seq=None,
-                        data=Notification(
-                            kind="approval",
-                            title=_TITLES["approval"].format(project=project),
-                            body=f"{tool} {arguments}"[:BODY_CHARS],
-                            session=session,
-                            project=project,
-                        ),
-                    )
-                )
+                self._notify(_notification("approval", session, project, f"{tool} {arguments}"))
             case LoadingChanged(loading=False, reason=reason, error=error) if reason in (
                 "completed",
                 "truncated",
@@ -147,20 +134,7 @@ class NotifierActor:
                 kind: NotificationKind = reason
                 self._drop_approvals(session)
                 body = error if kind == "failed" and error else self._last_reply.get(session, "")
-                self._notify(
-                    Event(
-                        session=None,
-                        project=project,
-                        seq=None,
-                        data=Notification(
-                            kind=kind,
-                            title=_TITLES[kind].format(project=project),
-                            body=body[:BODY_CHARS],
-                            session=session,
-                            project=project,
-                        ),
-                    )
-                )
+                self._notify(_notification(kind, session, project, body))
 
     def _drop_approvals(self, session: str) -> None:
         if any(_asks(kept, session) for kept in self._pending):
@@ -185,6 +159,22 @@ class NotifierActor:
                 seen = True
         if not seen:
             self._pending.append(notification)
+
+
+def _notification(kind: NotificationKind, session: str, project: str, body: str) -> Event:
+    """The event that tells of ``kind`` in ``session``; it belongs to no session's stream."""
+    return Event(
+        session=None,
+        project=project,
+        seq=None,
+        data=Notification(
+            kind=kind,
+            title=_TITLES[kind].format(project=project),
+            body=body[:BODY_CHARS],
+            session=session,
+            project=project,
+        ),
+    )
 
 
 def _asks(event: Event, session: str) -> bool:

@@ -233,15 +233,19 @@ class EventMapper:
         if completion is not None:
             self._completion_tokens = completion
 
+    def _answer(self, text: object) -> list[Chunk]:
+        """The chunk of a piece of answer text; none for an empty or missing one."""
+        if not isinstance(text, str) or not text:
+            return []
+        self._text = True
+        return [TextDelta(text=text)]
+
     def _start(self, index: int, block: object) -> list[Chunk]:
         if not isinstance(block, dict):
             raise ProviderError("bad_response", f"content block {index} has no content_block")
         match block.get("type"):
             case "text":
-                text = block.get("text")
-                if isinstance(text, str) and text:
-                    self._text = True
-                    return [TextDelta(text=text)]
+                return self._answer(block.get("text"))
             case "tool_use":
                 name, call_id = block.get("name"), block.get("id")
                 if not isinstance(name, str) or not name:
@@ -277,10 +281,7 @@ class EventMapper:
             return []
         match delta.get("type"):
             case "text_delta":
-                text = delta.get("text")
-                if isinstance(text, str) and text:
-                    self._text = True
-                    return [TextDelta(text=text)]
+                return self._answer(delta.get("text"))
             case "input_json_delta":
                 piece = delta.get("partial_json")
                 if index not in self._tools:

@@ -69,6 +69,7 @@ import trio
 
 from greenroom.agent.provider import ToolSchema
 from greenroom.protocol.errors import ToolError
+from greenroom.store.reading import read_up_to
 
 MAX_FILE_BYTES = 1024 * 1024
 """The largest file ``read_file`` and ``edit_file`` read, and the most ``write_file`` writes."""
@@ -327,12 +328,7 @@ def _read_text(real: Path, shown: str) -> str:
             raise ToolError(f"{shown} is a folder, not a file (list_files lists folders)")
         if not stat.S_ISREG(mode):
             raise ToolError(f"{shown} is not a regular file")
-        data = bytearray()
-        while len(data) <= MAX_FILE_BYTES:
-            piece = os.read(fd, MAX_FILE_BYTES + 1 - len(data))
-            if not piece:
-                break
-            data += piece
+        data = read_up_to(fd, MAX_FILE_BYTES)
     finally:
         os.close(fd)
     if len(data) > MAX_FILE_BYTES:
@@ -448,7 +444,14 @@ def _list_files(root: Path, fields: dict[str, str]) -> str:
         raise _os_error(exc, "list", shown) from None
     if not entries:
         return "(no files)"
-    entries.sort()
+    lines = _listing(entries, complete)
+    return "\n".join(lines)
+
+
+def _listing(entries: list[tuple[tuple[str, ...], bool]], complete: bool) -> list[str]:
+    """The lines that show ``entries`` (path parts, is a folder), sorted, the first
+    :data:`MAX_LIST_ENTRIES` of them and a line that counts the rest."""
+    entries = sorted(entries)
     lines = [
         _printable("/".join(parts)) + ("/" if is_folder else "")
         for parts, is_folder in entries[:MAX_LIST_ENTRIES]
@@ -456,7 +459,7 @@ def _list_files(root: Path, fields: dict[str, str]) -> str:
     more = len(entries) - MAX_LIST_ENTRIES
     if more > 0:
         lines.append(f"... {more} more" if complete else f"... more than {more} more")
-    return "\n".join(lines)
+    return lines
 
 
 def _delete_file(root: Path, fields: dict[str, str]) -> str:
@@ -587,15 +590,8 @@ def _glob(root: Path, fields: dict[str, str]) -> str:
         raise _os_error(exc, "search", _show(path)) from None
     if not found:
         return "(no matches)" if complete else f"(no matches in the first {MAX_LIST_SCAN} entries)"
-    found.sort()
-    lines = [
-        _printable("/".join(parts)) + ("/" if is_folder else "")
-        for parts, is_folder in found[:MAX_LIST_ENTRIES]
-    ]
-    more = len(found) - MAX_LIST_ENTRIES
-    if more > 0:
-        lines.append(f"... {more} more" if complete else f"... more than {more} more")
-    elif not complete:
+    lines = _listing(found, complete)
+    if not complete and len(found) <= MAX_LIST_ENTRIES:
         lines.append(f"... (stopped after {MAX_LIST_SCAN} entries)")
     return "\n".join(lines)
 

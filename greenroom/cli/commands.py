@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final
 
 from greenroom.cli.chat import RECONNECT_TIMEOUT as CHAT_RECONNECT
@@ -53,15 +53,25 @@ async def cmd_chat(args: argparse.Namespace) -> int:
     return await with_client(args, body, reconnect_timeout=CHAT_RECONNECT)
 
 
+def _print_listing(
+    args: argparse.Namespace, listed: object, items: Sequence[object], kind: str,
+    table: Callable[[], str],
+) -> None:
+    """Print what a listing command got: ``listed`` as JSON with ``--json``, else the table of
+    its ``items``, or that there are no ``kind``."""
+    if args.json:
+        print_json(listed)
+    elif not items:
+        print(f"no {kind}")
+    else:
+        print(table())
+
+
 async def cmd_sessions(args: argparse.Namespace) -> int:
     async def body(client: GreenroomClient) -> int:
         sessions = (await client.list_sessions())["sessions"]
-        if args.json:
-            print_json(sessions)
-        elif not sessions:
-            print("no sessions")
-        else:
-            print(sessions_table(sessions, time.time()))
+        now = time.time()
+        _print_listing(args, sessions, sessions, "sessions", lambda: sessions_table(sessions, now))
         return EXIT_OK
 
     return await with_client(args, body)
@@ -70,12 +80,7 @@ async def cmd_sessions(args: argparse.Namespace) -> int:
 async def cmd_projects(args: argparse.Namespace) -> int:
     async def body(client: GreenroomClient) -> int:
         projects = (await client.list_projects())["projects"]
-        if args.json:
-            print_json(projects)
-        elif not projects:
-            print("no projects")
-        else:
-            print(projects_table(projects))
+        _print_listing(args, projects, projects, "projects", lambda: projects_table(projects))
         return EXIT_OK
 
     return await with_client(args, body)
@@ -85,12 +90,7 @@ async def cmd_presets(args: argparse.Namespace) -> int:
     async def body(client: GreenroomClient) -> int:
         listed = await client.list_presets(args.project)
         presets, error = listed["presets"], listed.get("error")
-        if args.json:
-            print_json(listed)
-        elif not presets:
-            print("no presets")
-        else:
-            print(presets_table(presets))
+        _print_listing(args, listed, presets, "presets", lambda: presets_table(presets))
         if error:
             # The listing went through, but the project's own presets cannot be used.
             print_err(f"project {args.project}: {error}")

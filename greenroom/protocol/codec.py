@@ -410,11 +410,20 @@ def _string(name: str, value: object) -> str:
     return value
 
 
-def _session(name: str, value: object) -> str:
-    session = _string(name, value)
-    if not 0 < len(session) <= MAX_SESSION_CHARS:
-        raise InvalidArgument(f"invalid session id: use 1 to {MAX_SESSION_CHARS} characters")
-    return session
+def _identifier(what: str, limit: int) -> Callable[[str, object], str]:
+    """The check of an id field: a string of 1 to ``limit`` characters, ``what`` it names."""
+
+    def check(name: str, value: object) -> str:
+        text = _string(name, value)
+        if not 0 < len(text) <= limit:
+            raise InvalidArgument(f"invalid {what}: use 1 to {limit} characters")
+        return text
+
+    return check
+
+
+_session = _identifier("session id", MAX_SESSION_CHARS)
+_call = _identifier("tool call id", MAX_CALL_CHARS)
 
 
 def _project(name: str, value: object) -> str:
@@ -441,20 +450,22 @@ def _temperature(name: str, value: object) -> float:
     return float(value)
 
 
-def _max_tokens(name: str, value: object) -> int:
-    if type(value) is not int:
-        raise BadRequest(f"field {name!r} must be an integer")
-    if not 1 <= value <= MAX_TOKENS:
-        raise InvalidArgument(f"field {name!r} must be from 1 to {MAX_TOKENS}")
-    return value
+def _integer(low: int, high: int, shown: str) -> Callable[[str, object], int]:
+    """The check of an integer field from ``low`` to ``high`` (``high`` written as ``shown``)."""
+
+    def check(name: str, value: object) -> int:
+        if type(value) is not int:
+            raise BadRequest(f"field {name!r} must be an integer")
+        if not low <= value <= high:
+            raise InvalidArgument(f"field {name!r} must be from {low} to {shown}")
+        return value
+
+    return check
 
 
-def _index(name: str, value: object) -> int:
-    if type(value) is not int:
-        raise BadRequest(f"field {name!r} must be an integer")
-    if not 0 <= value < 2**31:
-        raise InvalidArgument(f"field {name!r} must be from 0 to 2**31 - 1")
-    return value
+_max_tokens = _integer(1, MAX_TOKENS, str(MAX_TOKENS))
+_index = _integer(0, 2**31 - 1, "2**31 - 1")
+_seq = _integer(0, 2**63 - 1, "2**63 - 1")
 
 
 def _preset(name: str, value: object) -> str:
@@ -474,13 +485,6 @@ def _hash(name: str, value: object) -> str:
     return digest.lower()
 
 
-def _call(name: str, value: object) -> str:
-    call = _string(name, value)
-    if not 0 < len(call) <= MAX_CALL_CHARS:
-        raise InvalidArgument(f"invalid tool call id: use 1 to {MAX_CALL_CHARS} characters")
-    return call
-
-
 def _allow(name: str, value: object) -> bool:
     if type(value) is not bool:
         raise BadRequest(f"field {name!r} must be true or false")
@@ -492,14 +496,6 @@ def _reason(name: str, value: object) -> str:
     if len(reason) > MAX_REASON_CHARS:
         raise InvalidArgument(f"field {name!r} is over {MAX_REASON_CHARS} characters")
     return reason
-
-
-def _seq(name: str, value: object) -> int:
-    if type(value) is not int:
-        raise BadRequest(f"field {name!r} must be an integer")
-    if not 0 <= value < 2**63:
-        raise InvalidArgument(f"field {name!r} must be from 0 to 2**63 - 1")
-    return value
 
 
 # Commands are checked by hand rather than structured with cattrs: the protocol wants one short

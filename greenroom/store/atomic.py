@@ -13,7 +13,7 @@ import ctypes.util
 import errno
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from greenroom.protocol.errors import GreenroomError
@@ -42,6 +42,20 @@ def _error(path: Path, exc: OSError) -> StoreWriteError:
     return StoreWriteError(path, reason, errno=exc.errno)
 
 
+@contextlib.contextmanager
+def _fsyncing(folders: Mapping[Path, None]) -> Iterator[None]:
+    """Fsync each of ``folders`` (filled in by the block) once the block ends, and also when
+    it fails: the renames and creations that did happen should be durable too, and the first
+    error is the news."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(GreenroomError):
+            _fsync_folders(folders)
+        raise
+    _fsync_folders(folders)
+
+
 def write_files_atomically(files: Mapping[Path, bytes]) -> None:
     """Replace each file with its new bytes so that a crash leaves it either old or new.
 
@@ -52,19 +66,13 @@ def write_files_atomically(files: Mapping[Path, bytes]) -> None:
     replaced (each one is whole), the failed one and those after it keep their old content.
     """
     folders: dict[Path, None] = {}  # insertion-ordered set
-    try:
+    with _fsyncing(folders):
         for path, data in files.items():
             folder = path.parent
             if folder not in folders:
                 _ensure_folder(folder, path)
             _replace(path, data)
             folders[folder] = None
-    except BaseException:
-        # The renames that did happen should be durable too; the first error is the news.
-        with contextlib.suppress(GreenroomError):
-            _fsync_folders(folders)
-        raise
-    _fsync_folders(folders)
 
 
 def append_lines(
@@ -81,15 +89,10 @@ def append_lines(
     newline. A folder is fsynced once when a file was created in it.
     """
     created_in: dict[Path, None] = {}
-    try:
+    with _fsyncing(created_in):
         for path, data in appends.items():
             if _append(path, data, keep_tail)[0]:
                 created_in[path.parent] = None
-    except BaseException:
-        with contextlib.suppress(GreenroomError):
-            _fsync_folders(created_in)
-        raise
-    _fsync_folders(created_in)
 
 
 def write_batch(
@@ -113,43 +116,41 @@ def write_batch(
     # data, so that a snapshot never counts a line in a file not yet durably there.
     changed: dict[Path, None] = {}
     temps: list[tuple[Path, Path]] = []
-    try:
-        written: dict[Path, int] = {}  # each appended file, and its size before the append
-        for path, data in appends.items():
-            created, before = _append(path, data, keep_tail, sync=False, changed=changed)
-            if created:
-                changed[path.parent] = None
-            written[path] = before
-        for path, data in files.items():
-            if path.parent not in folders:
-                _ensure_folder(path.parent, path, changed)
-                folders[path.parent] = None
-            temps.append((_write_temp(path, data, sync=False), path))
+    with _fsyncing(folders):
         try:
-            _sync_data([*written, *(temp for temp, _ in temps)], changed)
-        except StoreWriteError as error:
-            # No append is known to be durable: undo them all and name the first, so that
-            # the caller appends all of them again rather than some of them twice.
-            for path, before in written.items():
-                _truncate_quietly(path, before)
-            if not written:
-                raise
-            first = next(iter(written))
-            raise StoreWriteError(first, error.reason, errno=error.errno) from error
-        while temps:
-            temp, path = temps[0]
+            written: dict[Path, int] = {}  # each appended file, and its size before the append
+            for path, data in appends.items():
+                created, before = _append(path, data, keep_tail, sync=False, changed=changed)
+                if created:
+                    changed[path.parent] = None
+                written[path] = before
+            for path, data in files.items():
+                if path.parent not in folders:
+                    _ensure_folder(path.parent, path, changed)
+                    folders[path.parent] = None
+                temps.append((_write_temp(path, data, sync=False), path))
             try:
-                os.replace(temp, path)
-            except OSError as exc:
-                raise _error(path, exc) from exc
-            temps.pop(0)
-    except BaseException:
-        for temp, _ in temps:
-            _unlink_quietly(temp)
-        with contextlib.suppress(GreenroomError):
-            _fsync_folders(folders)
-        raise
-    _fsync_folders(folders)
+                _sync_data([*written, *(temp for temp, _ in temps)], changed)
+            except StoreWriteError as error:
+                # No append is known to be durable: undo them all and name the first, so that
+                # the caller appends all of them again rather than some of them twice.
+                for path, before in written.items():
+                    _truncate_quietly(path, before)
+                if not written:
+                    raise
+                first = next(iter(written))
+                raise StoreWriteError(first, error.reason, errno=error.errno) from error
+            while temps:
+                temp, path = temps[0]
+                try:
+                    os.replace(temp, path)
+                except OSError as exc:
+                    raise _error(path, exc) from exc
+                temps.pop(0)
+        except BaseException:
+            for temp, _ in temps:
+                _unlink_quietly(temp)
+            raise
 
 
 def _sync_data(paths: Iterable[Path], folders: Iterable[Path] = ()) -> None:

@@ -22,7 +22,7 @@ from greenroom.supervisor.backoff import Backoff
 from greenroom.supervisor.child import Child, ChildExit, ChildRun, run_hook, stop_together
 from greenroom.supervisor.errors import ChildExists, NoSuchChild
 from greenroom.supervisor.intensity import Intensity, RestartWindow
-from greenroom.supervisor.lifecycle import Lifecycle, RunState
+from greenroom.supervisor.lifecycle import Lifecycle, RunState, running
 from greenroom.supervisor.spec import ChildSpec, RestartInfo
 from greenroom.supervisor.static import RestartHook
 from greenroom.supervisor.statistics import SupervisorStatistics
@@ -227,9 +227,5 @@ async def open_dynamic_supervisor(
         on_restart=on_restart,
         on_give_up=on_give_up,
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(supervisor.run)
-        try:
-            yield supervisor
-        finally:
-            await supervisor.aclose()
+    async with running(supervisor):
+        yield supervisor

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import trio
@@ -41,3 +44,26 @@ class Lifecycle:
             return
         self.loop_scope.cancel()
         await self.finished.wait()
+
+
+class Runnable(Protocol):
+    """What :func:`running` needs of a supervisor."""
+
+    async def run(self, *, task_status: Any = ...) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+S = TypeVar("S", bound=Runnable)
+
+
+@asynccontextmanager
+async def running(supervisor: S) -> AsyncIterator[S]:
+    """Run ``supervisor`` in a nursery of its own for the block, and close it on exit: the
+    body of both ``open_*supervisor`` functions."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        try:
+            yield supervisor
+        finally:
+            await supervisor.aclose()

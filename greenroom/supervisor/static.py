@@ -28,7 +28,7 @@ from greenroom.supervisor.child import (
 )
 from greenroom.supervisor.errors import ChildExists, SupervisorGaveUp
 from greenroom.supervisor.intensity import Intensity, RestartWindow
-from greenroom.supervisor.lifecycle import Lifecycle
+from greenroom.supervisor.lifecycle import Lifecycle, running
 from greenroom.supervisor.spec import ChildSpec, Restart, RestartInfo, Strategy
 from greenroom.supervisor.statistics import SupervisorStatistics
 
@@ -219,9 +219,5 @@ async def open_supervisor(
         rng=rng,
         on_restart=on_restart,
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(supervisor.run)
-        try:
-            yield supervisor
-        finally:
-            await supervisor.aclose()
+    async with running(supervisor):
+        yield supervisor
