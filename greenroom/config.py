@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -30,6 +32,31 @@ def default_data_dir() -> Path:
 def default_config_dir() -> Path:
     """Where the token and the configuration file live: the user's config folder."""
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: safe for logs and errors."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+@attrs.frozen(kw_only=True)
+class ClusterConfig:
+    """A node of a cluster (docs/cluster.md): the engines it shares with the other nodes,
+    its own name, and the lease after which the others take its sessions over."""
+
+    database_url: str = attrs.field(repr=redact_url)
+    bus_url: str = attrs.field(repr=redact_url)
+    node_id: str = attrs.field(factory=socket.gethostname)
+    lease_seconds: float = 10.0
 
 
 @attrs.frozen(kw_only=True)
@@ -113,6 +140,8 @@ class Config:
     # Which tool calls run, ask first or are refused (config.toml's [tool_policy]); each
     # project's .ai/tools.toml is laid over it (see greenroom.agent.policy).
     tool_policy: ToolPolicy = attrs.Factory(ToolPolicy)
+    # Set for a node of a cluster (PostgreSQL and Valkey/Redis); None: one server on local files.
+    cluster: ClusterConfig | None = None
     seed: int | None = None
     now: Callable[[], float] = time.time
 

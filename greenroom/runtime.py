@@ -19,7 +19,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 import trio
@@ -47,6 +47,7 @@ from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import Config
 from greenroom.presets import PresetCatalog, PresetListing
 from greenroom.protocol import commands as cmd
+from greenroom.protocol.codec import result_to_wire
 from greenroom.protocol.commands import Command
 from greenroom.protocol.errors import ActorError, GreenroomError, InvalidArgument, NotFound
 from greenroom.protocol.events import LIFECYCLE_EVENTS, Event, Notification, Summary
@@ -69,6 +70,10 @@ from greenroom.supervisor import (
 DEFAULT_CLIENT_QUEUE = 65_536
 
 logger = logging.getLogger("greenroom.runtime")
+
+if TYPE_CHECKING:  # the cluster's modules import its engines' clients, an optional extra
+    from greenroom.cluster.journal import DatabaseStore, StreamJournal
+    from greenroom.cluster.node import ClusterStatistics, Node
 
 R = TypeVar("R")
 SessionCommand = (
@@ -145,6 +150,7 @@ class RuntimeStatistics:
     notifications_sent: int
     persistence: PersistenceStatistics
     journal: JournalStatistics
+    cluster: ClusterStatistics | None = None
 
 
 @attrs.define(eq=False)
@@ -165,9 +171,12 @@ class Client:
         """Receive every event of ``session`` from now on, and get the retained ones after
         ``since``. Registering and reading the retained events happen in one step, so the
         replay and the live events meet with no gap."""
-        mirror = self._runtime.mirror
+        mirror, node = self._runtime.mirror, self._runtime.node
         state = mirror.sessions.get(session) or mirror.dormant.get(session)
-        if state is None:
+        known = state.seq if state is not None else None
+        if known is None and node is not None:
+            known = node.seq_of(session)  # another node's session
+        if known is None:
             raise NotFound(f"no session {session}")
         if session not in self.subscribed:
             self.subscribed.add(session)
@@ -176,7 +185,7 @@ class Client:
         # The bus retains an event as it releases it, so its newest seq is the one the live
         # stream continues from; with nothing retained, the mirror's (released events only).
         latest = self._runtime.bus.latest_seq(session)
-        seq = latest if latest is not None else state.seq
+        seq = latest if latest is not None else known
         return Subscribed(seq=seq, replay=self._replay(session, since, seq))
 
     def _replay(self, session: str, since: int | None, seq: int) -> tuple[Event, ...] | None:
@@ -224,13 +233,15 @@ class Runtime:
     _provider: Provider
     _notifier_actor: NotifierActor
     _persistence_actor: PersistenceActor
-    _journal_actor: JournalActor
+    _journal_actor: JournalActor | StreamJournal
     _mcp: McpRegistry
     _presets: PresetCatalog
     # How many clients subscribe to each session: a subscribed session is never unloaded.
     _subscribers: dict[str, int]
     tally: Tally = attrs.Factory(Tally)
     """Live counters for the metrics: turns, streamed text, provider failures, durations."""
+    node: Node | None = None
+    """This server's part of a cluster (None: one server on local files)."""
     _client_ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
 
     # -- commands ---------------------------------------------------------------------------
@@ -244,6 +255,15 @@ class Runtime:
         if route is None:
             raise InvalidArgument(f"{command.op} belongs to a connection, not to the runtime")
         return cast(R, await route(self, command))
+
+    async def execute_wire(self, command: Command[Any]) -> dict[str, Any]:
+        """Execute ``command`` and return its result as the wire carries it: on a cluster
+        node, on the node that owns its session (see greenroom.cluster.host)."""
+        if self.node is not None:
+            from greenroom.cluster.host import execute_wire
+
+            return await execute_wire(self.node, self.execute, command)
+        return result_to_wire(command, await self.execute(command))
 
     @_route(cmd.ListProjects, cmd.DeleteProject, cmd.DeleteSession, cmd.StopAll)
     async def _to_manager(self, command: Command[Any]) -> Any:
@@ -260,7 +280,10 @@ class Runtime:
 
     @_route(cmd.ListSessions)
     async def _list_sessions(self, command: cmd.ListSessions) -> tuple[Summary, ...]:
-        return await self._persistence.ref.ask(ListSummaries())
+        here = await self._persistence.ref.ask(ListSummaries())
+        if self.node is not None:
+            return (*here, *self.node.summaries())
+        return here
 
     @_route(cmd.OpenSession)
     async def _open_session(self, command: cmd.OpenSession) -> OpenedSession:
@@ -347,6 +370,7 @@ class Runtime:
             sessions_in_memory=len(self.mirror.sessions),
             persistence=attrs.evolve(self._persistence_actor.stats),  # a snapshot, not live
             journal=attrs.evolve(self._journal_actor.stats),
+            cluster=None if self.node is None else attrs.evolve(self.node.stats),
         )
 
     # -- clients ----------------------------------------------------------------------------
@@ -503,14 +527,22 @@ async def open_runtime(
 
 @asynccontextmanager
 async def _open_runtime(config: Config, provider: Provider | None) -> AsyncIterator[Runtime]:
+    async with (
+        contextlib.AsyncExitStack() as stack,
+        _open_tree(config, provider, stack) as runtime,
+    ):
+        yield runtime
+
+
+@asynccontextmanager
+async def _open_tree(
+    config: Config, provider: Provider | None, stack: contextlib.AsyncExitStack
+) -> AsyncIterator[Runtime]:
+    """The tree; what it opens first (the journal's files, or the cluster node) is entered
+    on ``stack``, which closes it after the tree stopped."""
     rng = random.Random(config.seed)
-    restored = await restore(config)
-    mirror = restored.mirror
     bus = EventBus()
-    _retain_for_replay(bus, restored)
-    files = await trio.to_thread.run_sync(
-        lambda: JournalFiles.open(journal_folder(config), restored.journal.segments)
-    )
+    tally = Tally()
     journal_box = Mailbox[Event]("journal", capacity=65_536)
     persistence_box = Mailbox[PersistenceMessage]("persistence", capacity=4096)
     notifier_box = Mailbox[NotifierMessage]("notifier", capacity=4096)
@@ -519,10 +551,39 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
     # and the clients see it (see greenroom.actors.bus and greenroom.actors.journal).
     bus.set_gate(journal_box.ref)
     bus.attach(notifier_box.ref, notifier_wants)
-    tally = Tally()
-    journal = JournalActor(
-        files=files, mirror=mirror, bus=bus, sync_interval=config.flush_interval, tally=tally
-    )
+    journal: JournalActor | StreamJournal
+    node: Node | None = None
+    shared: DatabaseStore | None = None
+    if config.cluster is None:
+        restored = await restore(config)
+        mirror = restored.mirror
+        quarantined = restored.quarantined
+        _retain_for_replay(bus, restored)
+        files = await trio.to_thread.run_sync(
+            lambda: JournalFiles.open(journal_folder(config), restored.journal.segments)
+        )
+
+        async def close_files() -> None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(files.close)
+
+        stack.push_async_callback(close_files)
+        journal = JournalActor(
+            files=files, mirror=mirror, bus=bus, sync_interval=config.flush_interval, tally=tally
+        )
+    else:
+        # A cluster node: the journal and the snapshots are the shared engines'
+        # (docs/cluster.md); the node starts with no session and claims its share.
+        from greenroom.cluster.host import NodeHost, Seat
+        from greenroom.cluster.journal import DatabaseStore, StreamJournal
+        from greenroom.cluster.node import open_node
+
+        node = await stack.enter_async_context(
+            open_node(config.cluster, bus, ask_timeout=config.ask_timeout)
+        )
+        mirror, quarantined = Mirror(), ()
+        journal = StreamJournal(node=node, mirror=mirror, bus=bus, tally=tally)
+        shared = DatabaseStore(node)
 
     sup = config.supervision
     subscribers: dict[str, int] = {}
@@ -560,6 +621,7 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
             if config.limits.max_concurrent_turns is not None
             else None
         ),
+        seat=None if node is None or shared is None else Seat(node=node, store=shared),
     )
     manager.adopt(mirror.summaries())
     persistence = PersistenceActor(
@@ -569,8 +631,9 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
         flush_interval=config.flush_interval,
         bus=bus,
         on_checkpoint=journal.checkpoint,
-        stats=PersistenceStatistics(quarantined=restored.quarantined),
+        stats=PersistenceStatistics(quarantined=quarantined),
         flush_seconds=tally.flush_seconds,
+        shared=shared,
     )
     notifier = NotifierActor()
 
@@ -605,7 +668,7 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
     made = provider is None
     try:
         async with open_supervisor(children, rng=rng):
-            yield Runtime(
+            runtime = Runtime(
                 config=config,
                 bus=bus,
                 mirror=mirror,
@@ -623,10 +686,28 @@ async def _open_runtime(config: Config, provider: Provider | None) -> AsyncItera
                 presets=presets,
                 subscribers=subscribers,
                 tally=tally,
+                node=node,
             )
+            if node is None or shared is None:
+                yield runtime
+            else:
+                node.host = NodeHost(
+                    node=node,
+                    mirror=mirror,
+                    bus=bus,
+                    manager=manager_box.ref,
+                    store=shared,
+                    execute=runtime.execute,
+                )
+                # The node's tasks stop first: nothing is claimed or forwarded while the
+                # sessions stop and their last events and snapshots are written.
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(node.run)
+                    try:
+                        yield runtime
+                    finally:
+                        nursery.cancel_scope.cancel()
     finally:
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(files.close)
         # A provider built here (an HTTP client, for openai) is closed here; one passed in
         # belongs to the caller.
         close = getattr(manager.provider, "aclose", None)

@@ -34,10 +34,12 @@ import attrs
 from greenroom.agent.mcp.config import McpConfigError, McpServer, parse_servers
 from greenroom.agent.policy import PolicyError, ToolPolicy, parse_policy
 from greenroom.config import (
+    ClusterConfig,
     Config,
     Limits,
     SimulatedConfig,
     default_data_dir,
+    redact_url,
 )
 from greenroom.presets import Preset, PresetError, parse_presets
 from greenroom.protocol.errors import InvalidArgument
@@ -301,6 +303,16 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             flag="--data-dir", help="where snapshots (and projects) live"),
     Setting(key="projects_dir", kind=PATH, default=None, env=("GREENROOM_PROJECTS_DIR",),
             flag="--projects-dir", help="where project folders live"),
+    Setting(key="database_url", kind=STRING, default=None, env=("GREENROOM_DATABASE_URL",),
+            flag="--database-url", help="the cluster's PostgreSQL (postgresql://user@host/db); "
+            "with --bus-url, this server is a node of a cluster (docs/cluster.md)"),
+    Setting(key="bus_url", kind=STRING, default=None, env=("GREENROOM_BUS_URL",),
+            flag="--bus-url", help="the cluster's Valkey/Redis (redis://host:6379/0)"),
+    Setting(key="node_id", kind=STRING, default=None, env=("GREENROOM_NODE_ID",),
+            flag="--node-id", help="this node's name in the cluster (default: the host name)"),
+    Setting(key="lease_seconds", kind=POSITIVE, default=_default(ClusterConfig, "lease_seconds"),
+            env=("GREENROOM_LEASE_SECONDS",), flag="--lease-seconds",
+            help="how long a cluster node may go silent before the others take its sessions"),
     Setting(key="host", kind=STRING, default=DEFAULT_HOST, env=("GREENROOM_HOST",),
             flag="--host", help="address to listen on"),
     Setting(key="port", kind=_integer(0, 65535), default=DEFAULT_PORT, env=("GREENROOM_PORT",),
@@ -390,6 +402,24 @@ class Settings:
             mcp_servers=v["mcp_servers"],
             presets=v["presets"],
             tool_policy=v["tool_policy"],
+            cluster=self._cluster(),
+        )
+
+    def _cluster(self) -> ClusterConfig | None:
+        v = self.values
+        database, bus = v["database_url"], v["bus_url"]
+        if database is None and bus is None:
+            return None
+        if database is None or bus is None:
+            missing = "bus_url" if bus is None else "database_url"
+            raise SettingsError(
+                f"{missing} is not set: a cluster node needs both database_url and bus_url "
+                "(--database-url and --bus-url; see docs/cluster.md)"
+            )
+        node = v["node_id"]
+        extra = {} if node is None else {"node_id": node}
+        return ClusterConfig(
+            database_url=database, bus_url=bus, lease_seconds=v["lease_seconds"], **extra
         )
 
     @property
@@ -500,6 +530,8 @@ def _shown(setting: Setting, value: Any) -> Any:
         return {preset.name: preset.describe() for preset in value}
     if isinstance(value, ToolPolicy):
         return value.describe()
+    if setting.key in ("database_url", "bus_url"):
+        return redact_url(str(value))
     if setting.secret and isinstance(value, dict):
         return {name: mask(str(item)) for name, item in value.items()}  # the names are useful
     if setting.secret:

@@ -12,7 +12,7 @@ import logging
 import random
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -85,10 +85,52 @@ class Sweep:
     """Unload the sessions idle for longer than ``idle_unload_after`` (sent periodically)."""
 
 
-ManagerMessage = Request[Any] | Lookup | Sweep | GivenUp
+@attrs.frozen(kw_only=True)
+class Adopt:
+    """A cluster node took this session over (its state is in the mirror already): register
+    it, and start it now if it must be recovered, telling its subscribers why."""
+
+    summary: Summary
+    restart: RestartInfo | None
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class LetGo:
+    """Another cluster node owns this session now: stop its actor, forget it here."""
+
+    session: str
+    reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
+
+
+ManagerMessage = Request[Any] | Lookup | Sweep | GivenUp | Adopt | LetGo
 """The manager's commands come as they are, in a :class:`Request`: ``openSession`` (replies
 the session id), ``deleteSession``, ``stopAll`` (how many sessions it stopped),
 ``listProjects``, ``createProject`` and ``deleteProject`` (None)."""
+
+
+class Moved(GreenroomError):
+    """The project's session was just made by another cluster node: ask that one."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(f"the session is owned by node {node}")
+        self.node = node
+
+
+class Seat(Protocol):
+    """A cluster node's part in the registry (greenroom.cluster.node): the one session of a
+    project for the whole cluster, the chats kept in the database, the other nodes' sessions."""
+
+    async def make(self, summary: Summary) -> str | None:
+        """Record a new session for its project, owned here; None, or the node that owns the
+        project's session already."""
+
+    async def newest_chat(self, project: str) -> tuple[str, int] | None: ...
+
+    async def forget_project(self, project: str) -> None: ...
+
+    def summaries(self) -> list[Summary]:
+        """The sessions other nodes own."""
 
 
 @attrs.define(eq=False)
@@ -114,6 +156,8 @@ class SessionManager:
     mcp: McpRegistry | None = None
     presets: PresetCatalog | None = None
     make_session_id: Callable[[], str] = attrs.field(default=lambda: f"s-{secrets.token_hex(4)}")
+    seat: Seat | None = None
+    """Set on a cluster node."""
     _entries: dict[str, _Entry] = attrs.Factory(dict)
     _by_project: dict[str, str] = attrs.Factory(dict)
     _to_recover: list[str] = attrs.Factory(list)
@@ -128,12 +172,7 @@ class SessionManager:
         auto = self.config.resume == "auto"
         for summary in summaries:
             self._register(summary.session, summary.project)
-            waiting = summary.approval is not None
-            if (
-                summary.status in ("running", "stopping")
-                or (summary.status == "interrupted" and (auto or waiting))
-                or (auto and summary.status == "idle" and summary.queued)
-            ):
+            if _needs_recovery(summary, auto=auto):
                 self._to_recover.append(summary.session)
 
     async def run(
@@ -168,6 +207,14 @@ class SessionManager:
                 reply.send(await self._lookup(session))
             case GivenUp(session=session, reason=reason):
                 await self._announce_failed(session, reason)
+            case Adopt(summary=summary, restart=restart, reply=reply):
+                self._register(summary.session, summary.project)
+                if _needs_recovery(summary, auto=self.config.resume == "auto"):
+                    await self._start(summary.session, first=restart)
+                reply.send(None)
+            case LetGo(session=session, reply=reply):
+                await self._let_go(session)
+                reply.send(None)
 
     async def _execute(self, command: cmd.Command[Any]) -> Any:
         match command:
@@ -217,6 +264,8 @@ class SessionManager:
         def prepare() -> tuple[str | None, int]:
             """Make the folder; find its newest history file and count its messages."""
             folder = make_project(root, project, exist_ok=True)
+            if self.seat is not None:
+                return None, 0  # a cluster's chats are in its database
             newest = newest_history(folder)
             if newest is None:
                 return None, 0
@@ -226,6 +275,8 @@ class SessionManager:
         # deleted just now): write them first, or the count below would miss them.
         await self.persistence.ask(Flush())
         newest, count = await trio.to_thread.run_sync(prepare)
+        if self.seat is not None:
+            newest, count = await self.seat.newest_chat(project) or (None, 0)
         session = self.make_session_id()
         chosen = {} if preset is None else preset.session_settings()
         explicit = {
@@ -245,6 +296,10 @@ class SessionManager:
             preview=None,
             **chosen,
         )
+        if self.seat is not None:
+            owner = await self.seat.make(summary)
+            if owner is not None:
+                raise Moved(owner)
         await self.bus.publish(
             Event(session=session, project=project, seq=1, data=SessionCreated(summary=summary))
         )
@@ -258,7 +313,9 @@ class SessionManager:
         self._by_project[project] = session
         return entry
 
-    async def _start(self, session: str) -> None:
+    async def _start(self, session: str, *, first: RestartInfo | None = None) -> None:
+        """Start the session's actor; ``first``: why its first start is a restart (a cluster
+        node that took it over from another)."""
         entry = self._entries[session]
         mailbox = entry.mailbox
         folder = self.config.projects_root / entry.project
@@ -279,7 +336,7 @@ class SessionManager:
                 provider=provider,
                 config=config,
                 project_dir=folder,
-                restart=restart,
+                restart=restart or first,
                 turn_slots=turn_slots,
                 mcp=mcp,
             )
@@ -329,6 +386,16 @@ class SessionManager:
         entry.mailbox.close()
         del self._entries[session]
         self._by_project.pop(entry.project, None)
+
+    async def _let_go(self, session: str) -> None:
+        entry = self._entries.pop(session, None)
+        if entry is None:
+            return
+        if session in self.sessions.which_children():
+            await self.sessions.terminate_child(session)
+        entry.mailbox.close()
+        if self._by_project.get(entry.project) == session:
+            del self._by_project[entry.project]
 
     async def _sweep(self) -> None:
         now = trio.current_time()
@@ -393,11 +460,15 @@ class SessionManager:
     async def _list_projects(self) -> tuple[ProjectInfo, ...]:
         root = self.config.projects_root
         names = set(await trio.to_thread.run_sync(project_names, root)) | set(self._by_project)
-        summaries = {s.project: s for s in await self.persistence.ask(ListSummaries())}
+        listed = [*await self.persistence.ask(ListSummaries())]
+        if self.seat is not None:
+            listed += self.seat.summaries()
+            names |= {summary.project for summary in listed}
+        summaries = {s.project: s for s in listed}
         return tuple(
             ProjectInfo(
                 project=name,
-                session=self._by_project.get(name),
+                session=summaries[name].session if name in summaries else None,
                 status=summaries[name].status if name in summaries else None,
             )
             for name in sorted(names)
@@ -411,6 +482,8 @@ class SessionManager:
         # before) would make the folder again after it is removed: write them first.
         await self.persistence.ask(Flush())
         await trio.to_thread.run_sync(remove_project, self.config.projects_root, project)
+        if self.seat is not None:
+            await self.seat.forget_project(project)
         if self.mcp is not None:
             # A new project of the same name must be approved anew.
             await self.mcp.forget(project)
@@ -422,3 +495,15 @@ class SessionManager:
             raise Conflict(f"project {project} already exists") from None
 
 
+
+
+def _needs_recovery(summary: Summary, *, auto: bool) -> bool:
+    """Whether a restored (or taken over) session is started at once: it was running, or is
+    interrupted and resumes under policy auto (or waits for an approval), or, under auto,
+    is idle with texts queued (they run)."""
+    waiting = summary.approval is not None
+    return (
+        summary.status in ("running", "stopping")
+        or (summary.status == "interrupted" and (auto or waiting))
+        or (auto and summary.status == "idle" and bool(summary.queued))
+    )

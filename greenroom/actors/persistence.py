@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -96,6 +96,15 @@ class Flush:
 PersistenceMessage = LoadState | ListSummaries | Unload | Flush
 
 
+class SharedStore(Protocol):
+    """Where a cluster node writes and reads instead of local files
+    (greenroom.cluster.journal.DatabaseStore)."""
+
+    async def write(self, batch: Batch, mirror: Mirror) -> None: ...
+
+    async def read_messages(self, project: str, chat: str, count: int) -> list[Message]: ...
+
+
 def copy_state(state: SessionState) -> SessionState:
     """A deep enough copy: messages are frozen, the lists and the streaming text are not."""
     streaming = None
@@ -124,8 +133,10 @@ class Mirror:
     _in_partials: set[str] = attrs.Factory(set)
     _partials_stale: bool = False  # the last write of the partials file failed
     _deleted: set[str] = attrs.Factory(set)
-    # Committed messages not yet appended, by (project, history name), in commit order.
+    # Committed messages not yet appended, by (project, history name), in commit order, and
+    # the index in its chat of the first of them.
     _history: dict[tuple[str, str], list[Message]] = attrs.Factory(dict)
+    _history_start: dict[tuple[str, str], int] = attrs.Factory(dict)
 
     def apply(self, event: Event) -> None:
         self.applied += 1
@@ -161,6 +172,7 @@ class Mirror:
                 if isinstance(event.data, MessageAdded):
                     key = (current.project, current.name)
                     self._history.setdefault(key, []).append(event.data.message)
+                    self._history_start.setdefault(key, event.data.index)
 
     def summaries(self) -> tuple[Summary, ...]:
         loaded = tuple(state.summary() for state in self.sessions.values())
@@ -216,9 +228,14 @@ class Mirror:
                 if payload is not None:
                     partials[session] = payload
         batch = Batch(
-            snapshots=snapshots, partials=partials, history=self._history, deleted=self._deleted
+            snapshots=snapshots,
+            partials=partials,
+            history=self._history,
+            history_start=self._history_start,
+            deleted=self._deleted,
         )
         self._dirty, self._streamed, self._history, self._deleted = set(), set(), {}, set()
+        self._history_start = {}
         return batch
 
     def _payload(self, session: str) -> dict[str, Any] | None:
@@ -240,9 +257,26 @@ class Mirror:
         merged: dict[tuple[str, str], list[Message]] = {}
         for key in keys[start:]:
             merged[key] = batch.history[key]
+            if key in batch.history_start:
+                self._history_start[key] = batch.history_start[key]
         for key, messages in self._history.items():
             merged.setdefault(key, []).extend(messages)
         self._history = merged
+
+    def forget(self, session: str) -> Summary | None:
+        """Drop ``session`` without deleting it (another node owns it now): nothing of it is
+        written from here on. Its last summary."""
+        state = self.sessions.pop(session, None)
+        dormant = self.dormant.pop(session, None)
+        self._dirty.discard(session)
+        self._streamed.discard(session)
+        self._in_partials.discard(session)
+        if state is not None:
+            key = (state.project, state.name)
+            self._history.pop(key, None)
+            self._history_start.pop(key, None)
+            return state.summary()
+        return dormant.summary if dormant is not None else None
 
     def recover(self, events: Iterable[Event], projects_root: Path) -> int:
         """Apply the journal's events that the snapshots do not hold yet (those above each
@@ -300,6 +334,8 @@ class Batch:
     partials: dict[str, dict[str, Any]] | None  # the whole partials file, if it changed
     history: dict[tuple[str, str], list[Message]]
     deleted: set[str]
+    history_start: dict[tuple[str, str], int] = attrs.Factory(dict)
+    """Per chat in ``history``, the index of its first message."""
 
     def __bool__(self) -> bool:
         return bool(self.snapshots or self.partials is not None or self.history or self.deleted)
@@ -340,6 +376,8 @@ class PersistenceActor:
     stats: PersistenceStatistics = attrs.Factory(PersistenceStatistics)
     # Where each flush's duration is counted (the metrics' histogram).
     flush_seconds: Durations = attrs.Factory(Durations)
+    shared: SharedStore | None = None
+    """A cluster node's store (None: local files)."""
     _flush_lock: trio.Lock = attrs.Factory(trio.Lock)
 
     async def run(
@@ -393,7 +431,10 @@ class PersistenceActor:
         def read() -> list[Message]:
             return read_history(path, limit=count) if count and path.exists() else []
 
-        messages = await trio.to_thread.run_sync(read)
+        if self.shared is not None:
+            messages = await self.shared.read_messages(summary.project, summary.name, count)
+        else:
+            messages = await trio.to_thread.run_sync(read)
         if len(messages) < count:
             logger.warning(
                 "session %s: its history has %d of %d messages; continuing with those",
@@ -445,10 +486,15 @@ class PersistenceActor:
 
             started = trio.current_time()
             try:
-                await trio.to_thread.run_sync(write)
+                if self.shared is not None:
+                    await self.shared.write(batch, self.mirror)
+                else:
+                    await trio.to_thread.run_sync(write)
             except (GreenroomError, OSError) as failure:
                 failed_path = getattr(failure, "path", None)
                 failed_key = keys.get(failed_path) if isinstance(failed_path, Path) else None
+                if self.shared is not None:  # one transaction: nothing of it was written
+                    failed_key = next(iter(batch.history), None)
                 self.mirror.give_back(batch, history_from=failed_key)
                 self.stats.write_failures += 1
                 self.stats.last_failure = str(failure)

@@ -555,6 +555,12 @@ def _command(obj: dict[Any, Any]) -> Incoming | ErrorReply:
     return Incoming(id=id_, command=cls(**kwargs))
 
 
+def command_from_wire(obj: dict[Any, Any]) -> Incoming | ErrorReply:
+    """A command frame already parsed (a dict), checked as :meth:`Codec.decode` checks one:
+    how a cluster node reads a command forwarded to it."""
+    return _command(obj)
+
+
 # -- encoding -------------------------------------------------------------------------------
 
 

@@ -51,15 +51,19 @@ def encode_record(event: Event, pack: Callable[[object], bytes] | None = None) -
     """One event as a journal record (header and payload). ``pack`` is a ``msgpack.Packer``'s
     ``pack``, kept by a caller that encodes many (``msgpack.packb`` makes a packer per call,
     which tripled the cost of a delta's record); it must not be shared between threads."""
+    payload = encode_payload(event, pack)
+    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def encode_payload(event: Event, pack: Callable[[object], bytes] | None = None) -> bytes:
+    """One event as a record's payload (no header): what :func:`decode_payload` reads, and
+    what a cluster's streams carry."""
     if pack is None:
         pack = msgpack.Packer().pack
     data = event.data
-    payload: bytes
     if type(data) is StreamingUpdate and data.tool_calls is None:
-        payload = pack((_DELTA, event.session, event.project, event.seq, data.offset, data.delta))
-    else:
-        payload = pack(event_to_record(event))
-    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        return pack((_DELTA, event.session, event.project, event.seq, data.offset, data.delta))
+    return pack(event_to_record(event))
 
 
 def decode_payload(payload: bytes) -> Event:

@@ -325,10 +325,10 @@ class _Connection:
         command = incoming.command
         try:
             if isinstance(command, CONNECTION_COMMANDS):
-                result = await self._execute_here(command)
+                wire = result_to_wire(command, await self._execute_here(command))
             else:
-                result = await self.runtime.execute(command)
-            return Reply(re=incoming.id, result=result_to_wire(command, result))
+                wire = await self.runtime.execute_wire(command)
+            return Reply(re=incoming.id, result=wire)
         except GreenroomError as error:
             return ErrorReply.of(incoming.id, error)
         except Exception:

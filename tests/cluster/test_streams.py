@@ -55,7 +55,7 @@ async def test_open_on_a_closed_port_names_redis_without_the_password() -> None:
     with trio.fail_after(LIMIT), pytest.raises(EngineUnavailable) as caught:
         await streams.open()
     message = str(caught.value)
-    assert message.startswith(f"Redis at redis://127.0.0.1:{port}/0 is unreachable: ")
+    assert message.startswith(f"Redis at redis://:***@127.0.0.1:{port}/0 is unreachable: ")
     assert "hunter2" not in message
     assert caught.value.code == "unavailable"
 

@@ -1,0 +1,594 @@
+"""This node's part of a cluster (docs/cluster.md).
+
+:class:`Node` holds what the node knows of the cluster: the sessions it owns and at which
+epoch, the last seq of every session it released to its own clients, and the summaries of the
+sessions other nodes own. Its tasks keep that true:
+
+- the heartbeat renews the node's lease; a node that cannot renew it for a whole lease, or
+  finds a session it holds owned by another node now, lets its copies go;
+- the claimer takes the sessions whose owner is gone (a lapsed lease, a graceful leave);
+- the live reader releases the other nodes' events to this node's bus, in seq order, once
+  each, filling a gap from the session's stream first;
+- the server runs the commands other nodes forward here; the reply reader answers this
+  node's forwarded commands.
+
+Events and snapshots are written by :mod:`greenroom.cluster.journal`, fenced by the epochs
+kept here. The runtime is the node's *host*: it builds a claimed session's state, stops a lost
+one and runs a forwarded command (:class:`Host`).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
+
+import attrs
+import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
+import orjson
+import trio
+
+from greenroom.actors.bus import EventBus
+from greenroom.cluster.database import Database, SessionRow
+from greenroom.cluster.errors import EngineUnavailable
+from greenroom.cluster.streams import Entry, Streams
+from greenroom.config import ClusterConfig, redact_url
+from greenroom.protocol import commands as cmd
+from greenroom.protocol.codec import ErrorReply, Incoming, Reply, command_from_wire, to_wire
+from greenroom.protocol.commands import Command, command_to_wire
+from greenroom.protocol.errors import GreenroomError, NotFound
+from greenroom.protocol.events import Event, SessionCreated, SessionDeleted, SessionUpdated, Summary
+from greenroom.store.journal import decode_payload
+from greenroom.store.snapshots import Dormant, dormant_from_payload
+
+logger = logging.getLogger("greenroom.cluster")
+
+T = TypeVar("T")
+
+SESSION_COMMANDS = (
+    cmd.SendMessage,
+    cmd.StopGeneration,
+    cmd.CancelQueued,
+    cmd.ResumeSession,
+    cmd.ApproveToolCall,
+    cmd.NewChat,
+    cmd.DeleteSession,
+)
+"""The commands that its owner runs, whichever node gets them."""
+
+CLAIM_BATCH = 200
+"""Sessions claimed in one pass of the claimer."""
+
+
+class Unavailable(GreenroomError):
+    """The cluster cannot do it now (an engine or a node is unreachable); try again."""
+
+    code = "unavailable"
+
+
+class RemoteError(GreenroomError):
+    """An error the owner of a session replied to a forwarded command: its code, as sent."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]  # the instance carries the owner's code
+
+
+@attrs.frozen(kw_only=True)
+class Claim:
+    """A session this node has just claimed: its row, its snapshot, and the events of its
+    stream past the snapshot (what the last owner published after its last write)."""
+
+    row: SessionRow
+    dormant: Dormant
+    events: tuple[Event, ...]
+    previous: str | None
+    """The node that owned it before (None: nobody did)."""
+
+
+class Host(Protocol):
+    """What the node asks of the runtime it serves."""
+
+    async def adopt(self, claim: Claim) -> None:
+        """Make ``claim``'s session this node's: its state, its actor (resumed if it was
+        running)."""
+
+    async def let_go(self, session: str) -> Summary | None:
+        """Stop this node's copy of ``session`` without publishing; its last summary."""
+
+    async def serve(self, command: Command[Any]) -> dict[str, Any]:
+        """Run a command another node forwarded here; its wire result."""
+
+
+@attrs.define(eq=False)
+class ClusterStatistics:
+    node: str
+    database_ok: bool = True
+    bus_ok: bool = True
+    last_error: str | None = None
+    live_nodes: int = 0
+    owned: int = 0
+    claimed: int = 0
+    lost: int = 0
+    forwarded: int = 0
+    served: int = 0
+    fenced: int = 0
+    live_events: int = 0
+    gaps_filled: int = 0
+
+
+@attrs.define(eq=False)
+class _Waiting:
+    done: trio.Event = attrs.Factory(trio.Event)
+    reply: dict[str, Any] | None = None
+
+
+def _pack(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False)
+
+
+@attrs.define(eq=False)
+class Node:
+    """See the module docstring. Made by :func:`open_node`."""
+
+    config: ClusterConfig
+    database: Database
+    streams: Streams
+    bus: EventBus
+    ask_timeout: float = 10.0
+    instance: str = attrs.Factory(lambda: secrets.token_hex(8))
+    owned: dict[str, int] = attrs.Factory(dict)
+    """The sessions this node owns, and the epoch of each."""
+    released: dict[str, int] = attrs.Factory(dict)
+    """Per session, the last seq released to this node's bus."""
+    replicas: dict[str, Summary] = attrs.Factory(dict)
+    """The sessions other nodes own, as their last events said."""
+    stats: ClusterStatistics = attrs.field(init=False)
+    host: Host | None = None
+    _cursor: bytes = b"0-0"
+    _last_renewal: float = 0.0
+    _waiting: dict[str, _Waiting] = attrs.Factory(dict)
+    _ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
+    _nursery: trio.Nursery | None = None
+    _claiming: trio.Lock = attrs.Factory(trio.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        self.stats = ClusterStatistics(node=self.config.node_id)
+
+    @property
+    def name(self) -> str:
+        return self.config.node_id
+
+    async def db(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` of the database, in a worker thread (psycopg blocks)."""
+        try:
+            result = await trio.to_thread.run_sync(functools.partial(call, *args))
+        except EngineUnavailable as error:
+            self.stats.database_ok = False
+            self.stats.last_error = str(error)
+            raise
+        self.stats.database_ok = True
+        return result
+
+    # -- start ------------------------------------------------------------------------------
+
+    async def join(self) -> None:
+        """Take this node's place: a heartbeat (waiting out a previous instance of this node
+        id, killed, whose lease has not lapsed yet), the live stream's cursor, and the summaries
+        of every session, brought up to date from their streams."""
+        lease = self.config.lease_seconds
+        waited = False
+        while not await self.db(self.database.heartbeat, self.instance):
+            if not waited:
+                logger.warning(
+                    "node %s: another instance holds this node id; waiting for its lease "
+                    "(%.0f s) to lapse",
+                    self.name,
+                    lease,
+                )
+                waited = True
+            await trio.sleep(lease / 4)
+        self._last_renewal = trio.current_time()
+        self._cursor = await self.streams.live_cursor()
+        for row in await self.db(self.database.sessions):
+            dormant = _dormant(row)
+            events = await self._stream_after(row.session, row.seq)
+            summary, seq = dormant.summary, row.seq
+            for event in events:
+                summary = _summary_after(summary, event) or summary
+                seq = event.seq or seq
+            if events and isinstance(events[-1].data, SessionDeleted):
+                continue
+            self.replicas[row.session] = summary
+            self.released[row.session] = seq
+
+    async def _stream_after(self, session: str, seq: int) -> list[Event]:
+        return [decode_payload(entry.record) for entry in await self.streams.replay(session, seq)]
+
+    # -- ownership --------------------------------------------------------------------------
+
+    async def claim(self, session: str) -> bool:
+        """Take ``session`` if nobody live owns it; whether this node owns it now."""
+        if session in self.owned:
+            return True
+        async with self._claiming:
+            if session in self.owned:
+                return True
+            before = await self.db(self.database.get, session)
+            if before is None:
+                raise NotFound(f"no session {session}")
+            row = await self.db(self.database.claim, session)
+            if row is None:
+                return False
+            await self._take(row, before.owner)
+        return True
+
+    async def claim_orphans(self) -> int:
+        async with self._claiming:
+            rows = await self.db(self.database.claim_orphans, CLAIM_BATCH)
+            for row in rows:
+                await self._take(row, None)
+        return len(rows)
+
+    async def _take(self, row: SessionRow, previous: str | None) -> None:
+        """Raise the owner in the bus to the new epoch, read what the stream holds past the
+        snapshot, and hand the session to the host."""
+        if not await self.streams.raise_owner(row.session, row.epoch):
+            logger.error("session %s: a newer claim exists in the bus; not taken", row.session)
+            return
+        events = await self._stream_after(row.session, row.seq)
+        self.owned[row.session] = row.epoch
+        self.replicas.pop(row.session, None)
+        self.stats.claimed += 1
+        self.stats.owned = len(self.owned)
+        claim = Claim(row=row, dormant=_dormant(row), events=tuple(events), previous=previous)
+        logger.info(
+            "node %s took session %s (project %s) at epoch %d",
+            self.name,
+            row.session,
+            row.project,
+            row.epoch,
+        )
+        assert self.host is not None
+        await self.host.adopt(claim)
+        if events and events[-1].seq is not None:
+            self._release_seq(row.session, events[-1].seq)
+
+    def lose(self, session: str, why: str) -> None:
+        """This node no longer owns ``session`` (its write or append was refused, or its lease
+        lapsed): drop the epoch now, so nothing more of it is written, and stop the copy."""
+        if self.owned.pop(session, None) is None:
+            return
+        self.stats.lost += 1
+        self.stats.owned = len(self.owned)
+        logger.warning("node %s lost session %s: %s; stopping its copy", self.name, session, why)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._let_go, session)
+
+    async def _let_go(self, session: str) -> None:
+        assert self.host is not None
+        summary = await self.host.let_go(session)
+        if summary is not None and session not in self.owned:
+            self.replicas[session] = summary
+
+    def created(self, session: str, epoch: int) -> None:
+        """A session this node made (``openSession`` of a new project)."""
+        self.owned[session] = epoch
+        self.released.setdefault(session, 0)
+        self.stats.owned = len(self.owned)
+
+    def _release_seq(self, session: str, seq: int) -> None:
+        if seq > self.released.get(session, 0):
+            self.released[session] = seq
+
+    def released_now(self, event: Event) -> None:
+        """The journal released ``event`` of a session this node owns."""
+        if event.session is not None and event.seq is not None:
+            self.released[event.session] = event.seq
+            if isinstance(event.data, SessionDeleted):
+                self.released.pop(event.session, None)
+
+    # -- the tasks --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._beat)
+            nursery.start_soon(self._claim_orphans_often)
+            nursery.start_soon(self._read_live)
+            nursery.start_soon(self._serve_forwarded)
+            nursery.start_soon(self._read_answers)
+            task_status.started()
+
+    async def _beat(self) -> None:
+        """Renew the lease every quarter lease; compare the sessions held with the database's
+        owners; let everything go when the lease could not be renewed for a whole lease."""
+        lease = self.config.lease_seconds
+        while True:
+            await trio.sleep(lease / 4)
+            try:
+                mine = await self.db(self.database.heartbeat, self.instance)
+                if not mine:
+                    self._lose_all("another instance of this node id took its place")
+                    continue
+                self._last_renewal = trio.current_time()
+                owned = await self.db(self.database.owned)
+                self.stats.live_nodes = len(await self.db(self.database.live_nodes))
+            except EngineUnavailable as error:
+                if trio.current_time() - self._last_renewal > lease:
+                    self._lose_all(f"the lease could not be renewed: {error}")
+                continue
+            for session, epoch in list(self.owned.items()):
+                if owned.get(session) != epoch:
+                    self.lose(session, "the database names another owner")
+
+    def _lose_all(self, why: str) -> None:
+        for session in list(self.owned):
+            self.lose(session, why)
+
+    async def _claim_orphans_often(self) -> None:
+        period = min(1.0, self.config.lease_seconds / 4)
+        while True:
+            try:
+                await self.claim_orphans()
+            except (EngineUnavailable, Unavailable) as error:
+                logger.warning("claiming orphaned sessions failed (will retry): %s", error)
+            except GreenroomError as error:
+                logger.error("claiming orphaned sessions failed: %s", error)
+            await trio.sleep(period)
+
+    async def _read_live(self) -> None:
+        backoff = _Backoff()
+        while True:
+            try:
+                self._cursor, entries = await self.streams.read_live(self._cursor)
+            except EngineUnavailable as error:
+                self.stats.bus_ok = False
+                self.stats.last_error = str(error)
+                await backoff.wait()
+                continue
+            self.stats.bus_ok = True
+            backoff.reset()
+            for entry in entries:
+                await self._deliver(entry)
+
+    async def _deliver(self, entry: Entry) -> None:
+        """Release one event of the live stream unless this node has (its own, or one it
+        already released); fill a gap first."""
+        session = entry.session
+        if session in self.owned:
+            return
+        last = self.released.get(session, 0)
+        if entry.seq <= last:
+            return
+        if entry.seq > last + 1:
+            self.stats.gaps_filled += 1
+            for missed in await self._stream_after(session, last):
+                if missed.seq is not None and missed.seq < entry.seq:
+                    await self._release_remote(missed)
+        await self._release_remote(decode_payload(entry.record))
+
+    async def _release_remote(self, event: Event) -> None:
+        session, seq = event.session, event.seq
+        if session is None or seq is None or seq <= self.released.get(session, 0):
+            return
+        self.released[session] = seq
+        self.stats.live_events += 1
+        if isinstance(event.data, SessionDeleted):
+            self.replicas.pop(session, None)
+        else:
+            summary = _summary_after(self.replicas.get(session), event)
+            if summary is not None:
+                self.replicas[session] = summary
+        stopped = self.bus.release_nowait(event)
+        if stopped is not None:
+            await self.bus.release_rest(event, stopped)
+
+    # -- forwarded commands -----------------------------------------------------------------
+
+    async def forward(self, node: str, command: Command[Any]) -> dict[str, Any]:
+        """Run ``command`` on ``node`` (the owner of its session); its wire result."""
+        ident = f"{self.name}-{self.instance}-{next(self._ids)}"
+        waiting = self._waiting[ident] = _Waiting()
+        frame = command_to_wire(ident, command)
+        try:
+            await self.streams.send(node, _pack({"asker": self.name, "frame": frame}))
+            self.stats.forwarded += 1
+            with trio.move_on_after(self.ask_timeout):
+                await waiting.done.wait()
+        finally:
+            del self._waiting[ident]
+        reply = waiting.reply
+        if reply is None:
+            raise Unavailable(
+                f"node {node} did not answer {command.op} within {self.ask_timeout:g} s"
+            )
+        if "error" in reply:
+            error = reply["error"]
+            raise RemoteError(str(error.get("code", "internal")), str(error.get("message")))
+        result: dict[str, Any] = orjson.loads(reply["result"])
+        return result
+
+    async def _serve_forwarded(self) -> None:
+        backoff = _Backoff()
+        async with trio.open_nursery() as nursery:
+            while True:
+                try:
+                    payloads = await self.streams.receive()
+                except EngineUnavailable:
+                    await backoff.wait()
+                    continue
+                backoff.reset()
+                for payload in payloads:
+                    nursery.start_soon(self._serve_one, payload)
+
+    async def _serve_one(self, payload: bytes) -> None:
+        try:
+            request = _unpack(payload)
+            asker, frame = str(request["asker"]), request["frame"]
+        except Exception:
+            logger.error("a forwarded command could not be read; dropped")
+            return
+        decoded = command_from_wire(frame)
+        if isinstance(decoded, ErrorReply):
+            reply: dict[str, Any] = {
+                "id": decoded.re,
+                "error": {"code": decoded.code, "message": decoded.message},
+            }
+        else:
+            reply = await self._run_forwarded(decoded)
+        self.stats.served += 1
+        try:
+            await self.streams.answer(asker, _pack(reply))
+        except EngineUnavailable as error:
+            logger.error("the reply to node %s was lost: %s", asker, error)
+
+    async def _run_forwarded(self, incoming: Incoming) -> dict[str, Any]:
+        assert self.host is not None
+        try:
+            result = await self.host.serve(incoming.command)
+        except GreenroomError as error:
+            return {"id": incoming.id, "error": {"code": error.code, "message": error.message}}
+        except Exception:
+            logger.exception("forwarded %s failed", incoming.command.op)
+            return {"id": incoming.id, "error": {"code": "internal", "message": "internal error"}}
+        # As a client would get it: listings as plain objects, not the codec's lazy ones.
+        plain = to_wire(Reply(re=incoming.id, result=result))["result"]
+        return {"id": incoming.id, "result": orjson.dumps(plain)}
+
+    async def _read_answers(self) -> None:
+        backoff = _Backoff()
+        while True:
+            try:
+                payloads = await self.streams.answers()
+            except EngineUnavailable:
+                await backoff.wait()
+                continue
+            backoff.reset()
+            for payload in payloads:
+                try:
+                    reply = _unpack(payload)
+                    waiting = self._waiting.get(str(reply["id"]))
+                except Exception:
+                    logger.error("a reply to a forwarded command could not be read; dropped")
+                    continue
+                if waiting is not None:
+                    waiting.reply = reply
+                    waiting.done.set()
+
+    # -- where a command runs ---------------------------------------------------------------
+
+    async def owner_of(self, command: Command[Any]) -> str | None:
+        """The node that must run ``command``, or None for this one (claiming the session
+        when its owner is gone)."""
+        match command:
+            case cmd.OpenSession(project=project) | cmd.DeleteProject(project=project):
+                row = await self.db(self.database.of_project, project)
+                if row is None:
+                    return None
+            case _ if isinstance(command, SESSION_COMMANDS):
+                if command.session in self.owned:
+                    return None
+                row = await self.db(self.database.get, command.session)
+                if row is None:
+                    raise NotFound(f"no session {command.session}")
+            case _:
+                return None
+        if row.session in self.owned:
+            return None
+        live = set(await self.db(self.database.live_nodes))
+        if row.owner is not None and row.owner != self.name and row.owner in live:
+            return row.owner
+        if await self.claim(row.session):
+            return None
+        fresh = await self.db(self.database.get, row.session)
+        if fresh is None or fresh.owner is None:
+            raise Unavailable(f"session {row.session} could not be claimed; try again")
+        return fresh.owner
+
+    def summaries(self) -> list[Summary]:
+        return [s for session, s in self.replicas.items() if session not in self.owned]
+
+    def seq_of(self, session: str) -> int | None:
+        """The last seq this node released of a session another node owns (None: unknown)."""
+        if session not in self.replicas:
+            return None
+        return self.released.get(session, 0)
+
+
+class _Backoff:
+    """Waits that double from 50 ms to 2 s while an engine is away."""
+
+    def __init__(self) -> None:
+        self.delay = 0.05
+
+    async def wait(self) -> None:
+        await trio.sleep(self.delay)
+        self.delay = min(self.delay * 2, 2.0)
+
+    def reset(self) -> None:
+        self.delay = 0.05
+
+
+def _dormant(row: SessionRow) -> Dormant:
+    return dormant_from_payload(row.session, _unpack(row.snapshot))
+
+
+def snapshot_bytes(payload: dict[str, Any]) -> bytes:
+    """A snapshot payload (``greenroom.store.snapshots.snapshot_payload``) as stored."""
+    return _pack(payload)
+
+
+def _summary_after(summary: Summary | None, event: Event) -> Summary | None:
+    """A replica's summary after ``event`` (only the lifecycle events carry one)."""
+    match event.data:
+        case SessionCreated(summary=new) | SessionUpdated(summary=new):
+            return new
+    return summary
+
+
+@asynccontextmanager
+async def open_node(
+    config: ClusterConfig, bus: EventBus, *, ask_timeout: float
+) -> AsyncIterator[Node]:
+    """Connect to both engines (a clear error naming the one that is unreachable), take this
+    node's place, and on exit leave the cluster: release every claim, so that the others take
+    the sessions over at once."""
+    database = Database(config.database_url, config.node_id, lease=config.lease_seconds)
+    await trio.to_thread.run_sync(database.open)
+    try:
+        streams = Streams(config.bus_url, config.node_id)
+        await streams.open()
+        try:
+            node = Node(
+                config=config, database=database, streams=streams, bus=bus, ask_timeout=ask_timeout
+            )
+            await node.join()
+            logger.info(
+                "node %s joined the cluster (database %s, bus %s)",
+                config.node_id,
+                redact_url(config.database_url),
+                redact_url(config.bus_url),
+            )
+            try:
+                yield node
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    try:
+                        await trio.to_thread.run_sync(database.leave)
+                    except EngineUnavailable as error:
+                        logger.error("node %s could not leave: %s", config.node_id, error)
+        finally:
+            # Not in a cancel scope of ours: the client's task group, opened in open(),
+            # encloses every scope opened since and must be exited outside of them.
+            await streams.aclose()
+    finally:
+        await trio.to_thread.run_sync(database.close)

@@ -1,0 +1,168 @@
+"""Three cluster nodes in one process, on a real PostgreSQL and a real Redis.
+
+Each node is a whole runtime (as ``greenroom serve`` runs it) with its own data folder; they
+share the projects folder and the engines. Time is real here (the engines are), so every wait
+is for a condition, bounded generously; nothing asserts how long something took.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from greenroom.config import ClusterConfig, Config, SimulatedConfig
+from greenroom.protocol import commands as cmd
+from greenroom.protocol.events import (
+    Event,
+    LoadingChanged,
+    MessageAdded,
+    SessionRestarted,
+    StreamingUpdate,
+)
+from greenroom.runtime import Client, Runtime, open_runtime
+from tests.conftest import make_config
+
+WAIT = 60.0
+"""The bound on any one wait: far above what a loaded machine needs, so never the cause."""
+
+
+def node_config(tmp_path: Path, name: str, database_url: str, bus_url: str, **kw: Any) -> Config:
+    return make_config(
+        tmp_path,
+        data_dir=tmp_path / name,
+        projects_dir=tmp_path / "projects",
+        flush_interval=0.2,
+        simulated=SimulatedConfig(seed=1, tokens_per_second=40.0, reply_tokens=30),
+        cluster=ClusterConfig(
+            database_url=database_url, bus_url=bus_url, node_id=name, lease_seconds=2.0
+        ),
+        now=lambda: 1_700_000_000.0,
+        **kw,
+    )
+
+
+@asynccontextmanager
+async def cluster(
+    tmp_path: Path, database_url: str, bus_url: str, names: tuple[str, ...] = ("a", "b", "c")
+) -> AsyncIterator[dict[str, Runtime]]:
+    async with AsyncExitStack() as stack:
+        nodes = {}
+        for name in names:
+            config = node_config(tmp_path, name, database_url, bus_url)
+            nodes[name] = await stack.enter_async_context(open_runtime(config))
+        yield nodes
+
+
+async def events_until(client: Client, done: Any, into: list[Event]) -> None:
+    with trio.fail_after(WAIT):
+        while True:
+            event = await client.events.receive()
+            into.append(event)
+            if done(event):
+                return
+
+
+def turn_ended(session: str) -> Any:
+    return lambda e: (
+        e.session == session and isinstance(e.data, LoadingChanged) and not e.data.loading
+    )
+
+
+def seqs_rise_by_one(events: list[Event], session: str) -> None:
+    seqs = [e.seq for e in events if e.session == session and e.seq is not None]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+
+
+async def test_any_node_serves_any_session(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> None:
+    async with cluster(tmp_path, database_url, bus_url) as nodes:
+        a, b, c = nodes["a"], nodes["b"], nodes["c"]
+        opened = await b.execute_wire(cmd.OpenSession(project="p"))
+        session = opened["session"]["session"]
+        # The project has one session in the whole cluster, whichever node is asked.
+        again = await a.execute_wire(cmd.OpenSession(project="p"))
+        assert again["session"]["session"] == session
+        assert b.node is not None and session in b.node.owned
+        assert a.node is not None and session not in a.node.owned
+
+        async with a.connect() as watcher:
+            watcher.subscribe(session)
+            sent = await c.execute_wire(cmd.SendMessage(session=session, content="hello"))
+            assert sent == {"queued": False}
+            seen: list[Event] = []
+            await events_until(watcher, turn_ended(session), seen)
+        # Node a saw b's turn live, every event once, in seq order.
+        seqs_rise_by_one(seen, session)
+        assert any(isinstance(e.data, StreamingUpdate) for e in seen)
+        assert [e.data.message.role for e in seen if isinstance(e.data, MessageAdded)] == [
+            "user",
+            "assistant",
+        ]
+        # Every node lists it.
+        for node in nodes.values():
+            listed = await node.execute(cmd.ListSessions())
+            assert [s.session for s in listed] == [session]
+            projects = await node.execute(cmd.ListProjects())
+            assert [(p.project, p.session) for p in projects] == [("p", session)]
+
+
+async def test_a_node_that_leaves_hands_its_sessions_over(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> None:
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            open_runtime(node_config(tmp_path, "a", database_url, bus_url))
+        )
+        b_stack = AsyncExitStack()
+        b = await b_stack.enter_async_context(
+            open_runtime(node_config(tmp_path, "b", database_url, bus_url))
+        )
+        opened = await b.execute_wire(cmd.OpenSession(project="p"))
+        session = opened["session"]["session"]
+        async with a.connect() as watcher:
+            watcher.subscribe(session)
+            await a.execute_wire(cmd.SendMessage(session=session, content="a long one"))
+            seen: list[Event] = []
+            # Wait until the turn streams, then stop b gracefully mid-turn.
+            await events_until(
+                watcher, lambda e: isinstance(e.data, StreamingUpdate), seen
+            )
+            await b_stack.aclose()
+            # a takes the session over at once, says so, and finishes the turn.
+            await events_until(
+                watcher,
+                lambda e: turn_ended(session)(e) and e.data.reason == "completed",
+                seen,
+            )
+        seqs_rise_by_one(seen, session)
+        assert any(isinstance(e.data, SessionRestarted) for e in seen)
+        assert a.node is not None and session in a.node.owned
+        state = await a.get_state(session)
+        assert [m.role for m in state.messages][:1] == ["user"]
+        assert state.messages[-1].role == "assistant" and not state.messages[-1].stopped
+
+
+@pytest.mark.parametrize("missing", ["database", "bus"])
+async def test_an_engine_unreachable_at_start_is_named(
+    tmp_path: Path, database_url: str, bus_url: str, missing: str
+) -> None:
+    from greenroom.cluster.errors import EngineUnavailable
+    from tests.engines import free_port
+
+    dead = free_port()
+    if missing == "database":
+        database_url = f"postgresql://gr:secret@127.0.0.1:{dead}/greenroom"
+    else:
+        bus_url = f"redis://127.0.0.1:{dead}/0"
+    with pytest.raises(EngineUnavailable) as caught:
+        async with open_runtime(node_config(tmp_path, "a", database_url, bus_url)):
+            pass
+    message = str(caught.value)
+    assert ("PostgreSQL" if missing == "database" else "Redis") in message
+    assert "secret" not in message
