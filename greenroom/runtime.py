@@ -579,7 +579,12 @@ async def _open_tree(
         from greenroom.cluster.node import open_node
 
         node = await stack.enter_async_context(
-            open_node(config.cluster, bus, ask_timeout=config.ask_timeout)
+            open_node(
+                config.cluster,
+                bus,
+                projects_root=config.projects_root,
+                ask_timeout=config.ask_timeout,
+            )
         )
         mirror, quarantined = Mirror(), ()
         journal = StreamJournal(node=node, mirror=mirror, bus=bus, tally=tally)

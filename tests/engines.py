@@ -13,6 +13,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -45,9 +46,9 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
     raise RuntimeError(f"the server did not listen on {port}: {log.read_text()}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes], how: int = signal.SIGTERM) -> None:
     if process.poll() is None:
-        process.terminate()
+        process.send_signal(how)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -70,11 +71,32 @@ def _version(path: str) -> int:
     return int(part) if part.isdigit() else 0
 
 
-@attrs.frozen
+@attrs.define(eq=False)
 class Engine:
+    """A running server: its URL, and how to stop it and start it again on the same port and
+    files (a test of what greenroom does while an engine is away)."""
+
     url: str
     port: int
     folder: Path
+    argv: list[str]
+    log: Path
+    as_user: dict[str, object]
+    process: subprocess.Popen[bytes] | None = None
+    stop_signal: int = signal.SIGTERM
+    """PostgreSQL's is SIGINT: its SIGTERM waits for every client to leave."""
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, **self.as_user  # type: ignore[call-overload]
+            )
+        _wait_for_port(self.port, self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process, self.stop_signal)
+            self.process = None
 
 
 @contextlib.contextmanager
@@ -89,32 +111,32 @@ def running_postgres() -> Iterator[Engine]:
         os.chown(folder, user.pw_uid, user.pw_gid)
         as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
     port = free_port()
+    engine = Engine(
+        url=f"postgresql://gr@127.0.0.1:{port}/greenroom", port=port, folder=folder,
+        argv=[_postgres_bin("postgres"), "-D", str(data), "-p", str(port),
+              "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+              "-c", "fsync=off", "-c", "max_connections=200"],
+        log=log, as_user=as_user, stop_signal=signal.SIGINT,
+    )  # fmt: skip
     try:
         subprocess.run(
             [_postgres_bin("initdb"), "-D", str(data), "--auth=trust", "--username=gr",
              "--encoding=UTF8", "--no-sync"],
             check=True, capture_output=True, **as_user,  # type: ignore[call-overload]
         )  # fmt: skip
-        with log.open("wb") as out:
-            if user is not None:
-                os.chown(log, user.pw_uid, user.pw_gid)
-            process = subprocess.Popen(
-                [_postgres_bin("postgres"), "-D", str(data), "-p", str(port),
-                 "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-                 "-c", "fsync=off", "-c", "max_connections=200"],
-                stdout=out, stderr=subprocess.STDOUT, **as_user,  # type: ignore[call-overload]
-            )  # fmt: skip
+        log.touch()
+        if user is not None:
+            os.chown(log, user.pw_uid, user.pw_gid)
+        engine.start()
         try:
-            _wait_for_port(port, process, log)
             subprocess.run(
                 [_postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "gr",
                  "greenroom"],
                 check=True, capture_output=True,
             )  # fmt: skip
-            url = f"postgresql://gr@127.0.0.1:{port}/greenroom"
-            yield Engine(url=url, port=port, folder=folder)
+            yield engine
         finally:
-            _stop(process)
+            engine.stop()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -128,23 +150,24 @@ def redis_binary() -> str:
 
 
 @contextlib.contextmanager
-def running_redis() -> Iterator[Engine]:
-    """A private Redis (or Valkey) on loopback, persistence off."""
+def running_redis(*, durable: bool = False) -> Iterator[Engine]:
+    """A private Redis (or Valkey) on loopback; ``durable``: every write in its append-only
+    file, so that a restart keeps everything (as a cluster's Redis must be run)."""
     folder = Path(tempfile.mkdtemp(prefix="greenroom-redis-"))
-    log = folder / "server.log"
     port = free_port()
+    engine = Engine(
+        url=f"redis://127.0.0.1:{port}/0", port=port, folder=folder,
+        argv=[redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+              "--appendonly", "yes" if durable else "no", "--appendfsync", "always",
+              "--dir", str(folder), "--protected-mode", "no"],
+        log=folder / "server.log", as_user={},
+    )  # fmt: skip
     try:
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(folder), "--protected-mode", "no"],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        engine.start()
         try:
-            _wait_for_port(port, process, log)
-            yield Engine(url=f"redis://127.0.0.1:{port}/0", port=port, folder=folder)
+            yield engine
         finally:
-            _stop(process)
+            engine.stop()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -204,10 +204,11 @@ class EventBus:
         else:
             await self.release_rest(event, stopped)
 
-    def release_nowait(self, event: Event) -> int | None:
+    def release_nowait(self, event: Event, *, published: bool = True) -> int | None:
         """Let everyone see ``event`` (the gate's call, once the event is journaled), without
         a checkpoint; as :meth:`publish_nowait` when an attached mailbox is full: then
-        ``await release_rest(event, stopped)``."""
+        ``await release_rest(event, stopped)``. ``published`` False: an event published
+        elsewhere (another node of a cluster), not counted by :meth:`settled`."""
         # Retained first: what a replay offers is never behind what subscriptions carry.
         self._keep(event)
         for index, (ref, accepts) in enumerate(self._attached):
@@ -216,19 +217,29 @@ class EventBus:
                     ref.tell_nowait(event)
                 except MailboxFull:
                     return index
-        self._offer(event)
+        self._offer(event, published)
         return None
 
-    async def release_rest(self, event: Event, start: int) -> None:
+    async def release_rest(self, event: Event, start: int, *, published: bool = True) -> None:
         for ref, accepts in self._attached[start:]:
             if accepts(event):
                 await ref.tell(event)
-        self._offer(event)
+        self._offer(event, published)
 
-    def _offer(self, event: Event) -> None:
+    def discard(self) -> None:
+        """A published event the gate refused (a cluster node whose session was taken over):
+        shown to nobody, but no longer waited for by :meth:`settled`."""
         self._released += 1
+        self._wake_settled()
+
+    def _offer(self, event: Event, published: bool = True) -> None:
         for subscription in tuple(self._subscriptions):
             subscription.offer(event)
+        if published:
+            self._released += 1
+            self._wake_settled()
+
+    def _wake_settled(self) -> None:
         waiters = self._settle_waiters
         while waiters and waiters[0][0] <= self._released:
             waiters.popleft()[1].set()

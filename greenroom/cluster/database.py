@@ -162,6 +162,8 @@ class Database:
         self.lease = lease
         self.pool_size = pool_size
         self._pool: ConnectionPool[psycopg.Connection[TupleRow]] | None = None
+        # The lease's own connection: a heartbeat never waits behind the writes.
+        self._lease_pool: ConnectionPool[psycopg.Connection[TupleRow]] | None = None
         self._instance: str | None = None
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -173,27 +175,48 @@ class Database:
         with self._unavailable():
             with psycopg.connect(self.url, connect_timeout=CONNECT_SECONDS) as conn:
                 self._set_up(conn)
-            pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
-                self.url,
-                kwargs={"connect_timeout": CONNECT_SECONDS},
-                min_size=1,
-                max_size=self.pool_size,
-                timeout=POOL_WAIT_SECONDS,
-                name=f"greenroom-{self.node}",
-                open=False,
-            )
+            pool = self._make_pool("", self.pool_size, POOL_WAIT_SECONDS)
             try:
-                pool.open(wait=True, timeout=POOL_WAIT_SECONDS)
+                lease_pool = self._make_pool("-lease", 1, self.lease / 4)
             except BaseException:
                 pool.close(timeout=0)
                 raise
-        self._pool = pool
+        self._pool, self._lease_pool = pool, lease_pool
+
+    def _make_pool(
+        self, suffix: str, size: int, wait: float
+    ) -> ConnectionPool[psycopg.Connection[TupleRow]]:
+        # Keepalives: a peer that vanished without a word (a network split) is noticed in
+        # seconds, not after the system's TCP timeout of many minutes.
+        pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
+            self.url,
+            kwargs={
+                "connect_timeout": CONNECT_SECONDS,
+                "keepalives": 1,
+                "keepalives_idle": 5,
+                "keepalives_interval": 2,
+                "keepalives_count": 3,
+            },
+            min_size=1,
+            max_size=size,
+            timeout=wait,
+            name=f"greenroom-{self.node}{suffix}",
+            open=False,
+        )
+        try:
+            pool.open(wait=True, timeout=POOL_WAIT_SECONDS)
+        except BaseException:
+            pool.close(timeout=0)
+            raise
+        return pool
 
     def close(self) -> None:
-        """Close the pool's connections (a call still running in a thread finishes first)."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close(timeout=CONNECT_SECONDS)
+        """Close the pools' connections (a call still running in a thread finishes first)."""
+        pools = (self._pool, self._lease_pool)
+        self._pool = self._lease_pool = None
+        for pool in pools:
+            if pool is not None:
+                pool.close(timeout=CONNECT_SECONDS)
 
     def _set_up(self, conn: psycopg.Connection[TupleRow]) -> None:
         # The lock is held to the end of this transaction: a second node starting at the same
@@ -225,18 +248,20 @@ class Database:
             ) from error
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection[TupleRow]]:
-        """A pooled connection in one transaction: committed on success, else rolled back."""
-        if self._pool is None:
+    def _transaction(self, *, lease: bool = False) -> Iterator[psycopg.Connection[TupleRow]]:
+        """A pooled connection in one transaction: committed on success, else rolled back.
+        ``lease``: the lease's own connection (heartbeats and ownership checks)."""
+        pool = self._lease_pool if lease else self._pool
+        if pool is None:
             raise EngineUnavailable(f"PostgreSQL at {self.public_url} is not open")
-        with self._unavailable(), self._pool.connection() as conn:
+        with self._unavailable(), pool.connection() as conn:
             yield conn
 
     # -- nodes ----------------------------------------------------------------------------------
 
     def heartbeat(self, instance: str) -> bool:
         """Renew this node's lease; False when another live process holds this node's id."""
-        with self._transaction() as conn:
+        with self._transaction(lease=True) as conn:
             row = conn.execute(
                 """INSERT INTO nodes AS n (id, instance, heartbeat, started)
                 VALUES (%(node)s, %(instance)s, now(), now())
@@ -255,7 +280,7 @@ class Database:
         return row is not None
 
     def live_nodes(self) -> list[str]:
-        with self._transaction() as conn:
+        with self._transaction(lease=True) as conn:
             rows = conn.execute(
                 """SELECT id FROM nodes
                 WHERE heartbeat > now() - make_interval(secs => %s)
@@ -338,7 +363,7 @@ class Database:
 
     def owned(self) -> dict[str, int]:
         """The sessions this node owns now, with their epochs."""
-        with self._transaction() as conn:
+        with self._transaction(lease=True) as conn:
             rows = conn.execute(
                 "SELECT id, epoch FROM sessions WHERE owner = %s", (self.node,)
             ).fetchall()

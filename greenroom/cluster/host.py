@@ -64,9 +64,9 @@ class NodeHost:
         for event in events:
             if event.seq is not None and event.seq > released.get(session, 0):
                 released[session] = event.seq
-                stopped = self.bus.release_nowait(event)
+                stopped = self.bus.release_nowait(event, published=False)
                 if stopped is not None:
-                    await self.bus.release_rest(event, stopped)
+                    await self.bus.release_rest(event, stopped, published=False)
         state = mirror.sessions.get(session)
         summary = state.summary() if state is not None else mirror.dormant[session].summary
         whence = f"node {claim.previous}" if claim.previous else "a node that left"

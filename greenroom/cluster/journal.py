@@ -105,7 +105,8 @@ class StreamJournal:
             of = event.session
             shown = of is None or (of in entries and of not in fenced)
             if not shown and event.seq is not None:
-                continue  # not this node's to show: refused, or lost before
+                bus.discard()  # not this node's to show: refused, or lost before
+                continue
             mirror.apply(event)
             tally.count(event)
             node.released_now(event)
@@ -157,9 +158,10 @@ class DatabaseStore:
                 node.owned.pop(session, None)
                 await node.streams.forget(session)
         for session, (seq, _) in snapshots.items():
-            if session not in fenced and seq - self._trimmed.get(session, 0) >= TRIM_EVERY:
-                await node.streams.trim(session, seq - KEEP_EVENTS)
-                self._trimmed[session] = seq
+            keep_from = seq - KEEP_EVENTS
+            if session not in fenced and keep_from - self._trimmed.get(session, 0) >= TRIM_EVERY:
+                await node.streams.trim(session, keep_from)
+                self._trimmed[session] = keep_from
 
     async def read_messages(self, project: str, chat: str, count: int) -> list[Message]:
         bodies = await self.node.db(self.node.database.messages, project, chat)

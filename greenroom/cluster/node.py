@@ -22,9 +22,11 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -159,6 +161,9 @@ class Node:
     _ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
     _nursery: trio.Nursery | None = None
     _claiming: trio.Lock = attrs.Factory(trio.Lock)
+    _leaving: dict[str, trio.Event] = attrs.Factory(dict)
+    """Sessions lost whose copy is still being stopped."""
+    _retaking: set[str] = attrs.Factory(set)
 
     def __attrs_post_init__(self) -> None:
         self.stats = ClusterStatistics(node=self.config.node_id)
@@ -186,6 +191,7 @@ class Node:
         of every session, brought up to date from their streams."""
         lease = self.config.lease_seconds
         waited = False
+        asked = trio.current_time()
         while not await self.db(self.database.heartbeat, self.instance):
             if not waited:
                 logger.warning(
@@ -196,7 +202,8 @@ class Node:
                 )
                 waited = True
             await trio.sleep(lease / 4)
-        self._last_renewal = trio.current_time()
+            asked = trio.current_time()
+        self._last_renewal = asked
         self._cursor = await self.streams.live_cursor()
         for row in await self.db(self.database.sessions):
             dormant = _dormant(row)
@@ -241,6 +248,9 @@ class Node:
     async def _take(self, row: SessionRow, previous: str | None) -> None:
         """Raise the owner in the bus to the new epoch, read what the stream holds past the
         snapshot, and hand the session to the host."""
+        leaving = self._leaving.get(row.session)
+        if leaving is not None:  # the copy this node lost is still stopping: not over it
+            await leaving.wait()
         if not await self.streams.raise_owner(row.session, row.epoch):
             logger.error("session %s: a newer claim exists in the bus; not taken", row.session)
             return
@@ -267,6 +277,7 @@ class Node:
         lapsed): drop the epoch now, so nothing more of it is written, and stop the copy."""
         if self.owned.pop(session, None) is None:
             return
+        self._leaving[session] = trio.Event()
         self.stats.lost += 1
         self.stats.owned = len(self.owned)
         logger.warning("node %s lost session %s: %s; stopping its copy", self.name, session, why)
@@ -275,9 +286,12 @@ class Node:
 
     async def _let_go(self, session: str) -> None:
         assert self.host is not None
-        summary = await self.host.let_go(session)
-        if summary is not None and session not in self.owned:
-            self.replicas[session] = summary
+        try:
+            summary = await self.host.let_go(session)
+            if summary is not None and session not in self.owned:
+                self.replicas[session] = summary
+        finally:
+            self._leaving.pop(session).set()
 
     def created(self, session: str, epoch: int) -> None:
         """A session this node made (``openSession`` of a new project)."""
@@ -302,6 +316,7 @@ class Node:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._beat)
+            nursery.start_soon(self._watch_lease)
             nursery.start_soon(self._claim_orphans_often)
             nursery.start_soon(self._read_live)
             nursery.start_soon(self._serve_forwarded)
@@ -314,21 +329,67 @@ class Node:
         lease = self.config.lease_seconds
         while True:
             await trio.sleep(lease / 4)
+            # The lease runs from before the renewal was asked: the database's clock started
+            # it no later than that, so this node never counts on a lease the others think
+            # has lapsed.
+            asked = trio.current_time()
             try:
                 mine = await self.db(self.database.heartbeat, self.instance)
                 if not mine:
                     self._lose_all("another instance of this node id took its place")
                     continue
-                self._last_renewal = trio.current_time()
+                self._last_renewal = asked
                 owned = await self.db(self.database.owned)
                 self.stats.live_nodes = len(await self.db(self.database.live_nodes))
             except EngineUnavailable as error:
-                if trio.current_time() - self._last_renewal > lease:
+                if not self.lease_held:
                     self._lose_all(f"the lease could not be renewed: {error}")
                 continue
             for session, epoch in list(self.owned.items()):
                 if owned.get(session) != epoch:
                     self.lose(session, "the database names another owner")
+            # Sessions still recorded as this node's but not held (let go while the lease
+            # could not be renewed): taken again, at a new epoch, and resumed; not on a
+            # renewal that itself took longer than the lease.
+            if not self.lease_held:
+                continue
+            for session in owned.keys() - self.owned.keys() - self._retaking:
+                assert self._nursery is not None
+                self._retaking.add(session)
+                self._nursery.start_soon(self._take_again, session)
+
+    async def _take_again(self, session: str) -> None:
+        """Claim one of this node's own sessions again, beside the heartbeat (which must not
+        wait for a session to be rebuilt and started)."""
+        try:
+            await self.claim(session)
+        except GreenroomError as error:
+            logger.warning("session %s could not be taken again: %s", session, error)
+        finally:
+            self._retaking.discard(session)
+
+    async def _watch_lease(self) -> None:
+        """Let every session go once the lease lapsed, even while a renewal still waits on
+        a database that does not answer."""
+        while True:
+            await trio.sleep(self.config.lease_seconds / 8)
+            if self.owned and not self.lease_held:
+                self._lose_all("the lease could not be renewed in time")
+
+    @property
+    def lease_held(self) -> bool:
+        """Whether this node's lease is surely alive (renewed within the lease)."""
+        return trio.current_time() - self._last_renewal <= self.config.lease_seconds
+
+    def health(self) -> str | None:
+        """Why this node is not ready to serve (None: it is): what ``/readyz`` says."""
+        if not self.stats.database_ok:
+            return "PostgreSQL unreachable"
+        if not self.stats.bus_ok:
+            return "Valkey/Redis unreachable"
+        if not self.lease_held:
+            return "lease lapsed"
+        return None
 
     def _lose_all(self, why: str) -> None:
         for session in list(self.owned):
@@ -388,9 +449,9 @@ class Node:
             summary = _summary_after(self.replicas.get(session), event)
             if summary is not None:
                 self.replicas[session] = summary
-        stopped = self.bus.release_nowait(event)
+        stopped = self.bus.release_nowait(event, published=False)
         if stopped is not None:
-            await self.bus.release_rest(event, stopped)
+            await self.bus.release_rest(event, stopped, published=False)
 
     # -- forwarded commands -----------------------------------------------------------------
 
@@ -524,6 +585,37 @@ class Node:
         return self.released.get(session, 0)
 
 
+MARKER_FILE = ".greenroom-cluster"
+"""In the projects folder: the cluster's mark, which every node must find the same."""
+
+
+class WrongProjectsFolder(GreenroomError):
+    """This node does not see the projects folder the cluster uses."""
+
+
+def check_projects_folder(database: Database, root: Path) -> None:
+    """Refuse to start unless ``root`` is the projects folder the other nodes use: the first
+    node to start marks the folder with a random value and the database keeps the first value
+    it is given; every node must find the two equal. Blocking (files and the database): run
+    it in a worker thread."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / MARKER_FILE
+    try:  # made only if missing: of two nodes making it at once, one mark wins
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as made:
+            made.write(secrets.token_hex(16) + "\n")
+    mark = path.read_text().strip()
+    if database.marker(mark) != mark:
+        raise WrongProjectsFolder(
+            f"the projects folder {root} is not the one this cluster uses (its {MARKER_FILE} "
+            "differs from the database's): every node must see the same projects folder "
+            "(docs/cluster.md)"
+        )
+
+
 class _Backoff:
     """Waits that double from 50 ms to 2 s while an engine is away."""
 
@@ -557,7 +649,7 @@ def _summary_after(summary: Summary | None, event: Event) -> Summary | None:
 
 @asynccontextmanager
 async def open_node(
-    config: ClusterConfig, bus: EventBus, *, ask_timeout: float
+    config: ClusterConfig, bus: EventBus, *, projects_root: Path, ask_timeout: float
 ) -> AsyncIterator[Node]:
     """Connect to both engines (a clear error naming the one that is unreachable), take this
     node's place, and on exit leave the cluster: release every claim, so that the others take
@@ -568,6 +660,7 @@ async def open_node(
         streams = Streams(config.bus_url, config.node_id)
         await streams.open()
         try:
+            await trio.to_thread.run_sync(check_projects_folder, database, projects_root)
             node = Node(
                 config=config, database=database, streams=streams, bus=bus, ask_timeout=ask_timeout
             )

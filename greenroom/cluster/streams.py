@@ -225,7 +225,12 @@ class Streams:
                     pipe.evalsha(self._append.sha, keys=self._append_keys(a), args=self._args(a))
                     for a in appends
                 ]
-            replies: list[object] = [await request for request in requests]
+            replies: list[object] = []
+            for request in requests:
+                try:
+                    replies.append(await request)
+                except NoScriptError as lost:  # raised here, not returned, by coredis
+                    replies.append(lost)
         fenced: set[str] = set()
         for item, reply in zip(appends, replies, strict=True):
             if isinstance(reply, NoScriptError):

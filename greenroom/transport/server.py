@@ -203,8 +203,20 @@ class Server:
 
     @property
     def ready(self) -> bool:
-        """Restored and serving: what ``/readyz`` says."""
-        return self.runtime is not None and not self.stopping
+        """Restored and serving (and, on a cluster node, its engines reachable and its lease
+        alive): what ``/readyz`` says."""
+        return self.runtime is not None and not self.stopping and self._cluster_health() is None
+
+    def _cluster_health(self) -> str | None:
+        node = self.runtime.node if self.runtime is not None else None
+        return None if node is None else node.health()
+
+    def _not_ready(self) -> str:
+        if self.stopping:
+            return "stopping"
+        if self.runtime is None:
+            return "restoring"
+        return f"cluster: {self._cluster_health()}"
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(**attrs.asdict(self.counters))
@@ -377,7 +389,7 @@ class Server:
         if path == "/readyz":
             if self.ready:
                 return text_reply(200, "ready")
-            return text_reply(503, "stopping" if self.stopping else "restoring")
+            return text_reply(503, self._not_ready())
         if not self.settings.metrics_public and not tokens_match(
             request_token(head.target, head.headers), self.settings.token
         ):

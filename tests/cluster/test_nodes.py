@@ -32,18 +32,17 @@ WAIT = 60.0
 
 
 def node_config(tmp_path: Path, name: str, database_url: str, bus_url: str, **kw: Any) -> Config:
-    return make_config(
-        tmp_path,
-        data_dir=tmp_path / name,
-        projects_dir=tmp_path / "projects",
-        flush_interval=0.2,
-        simulated=SimulatedConfig(seed=1, tokens_per_second=40.0, reply_tokens=30),
-        cluster=ClusterConfig(
+    settings: dict[str, Any] = {
+        "data_dir": tmp_path / name,
+        "projects_dir": tmp_path / "projects",
+        "flush_interval": 0.2,
+        "simulated": SimulatedConfig(seed=1, tokens_per_second=40.0, reply_tokens=30),
+        "cluster": ClusterConfig(
             database_url=database_url, bus_url=bus_url, node_id=name, lease_seconds=2.0
         ),
-        now=lambda: 1_700_000_000.0,
-        **kw,
-    )
+    }
+    settings.update(kw)
+    return make_config(tmp_path, **settings)
 
 
 @asynccontextmanager
