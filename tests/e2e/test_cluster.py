@@ -221,3 +221,60 @@ async def test_kill_9_of_the_owner_mid_stream(
         assert len("".join(m.get("content") or "" for m in messages[1:]).split()) == 200
         taken = [n for n in ("b", "c") if f"took session {session}" in nodes.nodes[n].stderr.read_text()]
         assert len(taken) == 1, taken
+
+
+# -- 2. SIGSTOP of the owner past its lease, then SIGCONT ---------------------------------------
+
+
+async def test_a_paused_owner_wakes_fenced_and_forwards(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> None:
+    async with cluster(tmp_path, database_url, bus_url) as nodes:
+        a, b, c = (nodes.nodes[n] for n in NAMES)
+        async with (
+            client_of(a) as on_a,
+            client_of(b) as on_b,
+            client_of(c) as on_c,
+            trio.open_nursery() as nursery,
+        ):
+            session = (await on_a.open_session("p"))["session"]["session"]
+            watch_a, watch_b, watch_c = [
+                await subscribed(client, "p", nursery) for client in (on_a, on_b, on_c)
+            ]
+            await on_a.send_message(session, LONG)
+            for watch in (watch_a, watch_b, watch_c):
+                await watch.until(streamed, "text streamed")
+            nodes.pause("a")
+            # Past the lease, b or c claims the session and resumes the turn.
+            for watch in (watch_b, watch_c):
+                await watch.until(
+                    lambda events: any(e["event"] == "sessionRestarted" for e in events),
+                    "another node took the session",
+                )
+            nodes.wake("a")
+            # a's late appends (or its next heartbeat) are refused: it says it lost the session.
+            with trio.fail_after(WAIT):
+                while f"node a lost session {session}" not in a.stderr.read_text():
+                    await trio.sleep(0.1)
+            for watch in (watch_a, watch_b, watch_c):
+                await watch.until(restarted_and_ended, "the resumed turn ended")
+            ends = [len(w.events) for w in (watch_a, watch_b, watch_c)]
+            # The woken node forwards the session's commands to its new owner.
+            assert await on_a.send_message(session, "and one more [[tokens:5]]") == {
+                "queued": False
+            }
+            for watch, end in zip((watch_a, watch_b, watch_c), ends, strict=True):
+                await watch.until(lambda events, end=end: turn_ended(events[end:]), "a new turn")
+            state = (await on_a.open_session("p"))["session"]
+            nursery.cancel_scope.cancel()
+        owner = next(n for n in ("b", "c") if f"took session {session}" in nodes.nodes[n].stderr.read_text())
+        log = nodes.nodes[owner].stderr.read_text()
+        assert f"node {owner} took session {session}" in log
+        for watch in (watch_a, watch_b, watch_c):
+            # No duplicate, nothing out of order, nothing skipped, on the woken node too.
+            rise_by_one(watch)
+            watch.view.check_state(state)
+        for watch in (watch_b, watch_c):
+            nothing_seen_lost(watch, state)
+        assert state["messages"][-2]["content"] == "and one more [[tokens:5]]"
+        assert state["messages"][-1]["role"] == "assistant"
