@@ -156,9 +156,23 @@ def turn_ended(events: list[JSON]) -> bool:
     return any(e["event"] == "loadingChanged" and not e["data"]["loading"] for e in events)
 
 
-def rise_by_one(watch: Watch) -> None:
-    seqs = watch.seqs()
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+def no_gap(*watches: Watch) -> None:
+    """The seq rule (docs/protocol.md, "seq"): each client's seqs of the session strictly
+    rise by one, except where consecutive ``streamingUpdate``s were merged into the last of
+    them (a connection behind, or a replay); what each seq is, is taken from every client."""
+    truth: dict[int, str] = {}
+    for watch in watches:
+        for event in watch.events:
+            if event.get("seq") is not None:
+                assert truth.setdefault(event["seq"], event["event"]) == event["event"]
+    for watch in watches:
+        numbered = [(e["seq"], e["event"]) for e in watch.events if e.get("seq") is not None]
+        for (a, _), (b, name) in itertools.pairwise(numbered):
+            assert b > a, f"seq {b} after {a}"
+            if b > a + 1:
+                skipped = [truth.get(s, "streamingUpdate") for s in range(a + 1, b)]
+                assert name == "streamingUpdate", (a, b, name)
+                assert set(skipped) == {"streamingUpdate"}, (a, b, skipped)
 
 
 def nothing_seen_lost(watch: Watch, state: JSON) -> None:
@@ -208,8 +222,8 @@ async def test_kill_9_of_the_owner_mid_stream(
                 await watch.until(restarted_and_ended, "the turn resumed and ended")
             state = (await on_b.open_session("p"))["session"]
             nursery.cancel_scope.cancel()
+        no_gap(*watches)
         for watch in watches:
-            rise_by_one(watch)
             nothing_seen_lost(watch, state)
             names = [e["event"] for e in watch.events]
             assert names.count("sessionRestarted") == 1, names
@@ -270,11 +284,117 @@ async def test_a_paused_owner_wakes_fenced_and_forwards(
         owner = next(n for n in ("b", "c") if f"took session {session}" in nodes.nodes[n].stderr.read_text())
         log = nodes.nodes[owner].stderr.read_text()
         assert f"node {owner} took session {session}" in log
+        # No duplicate, nothing out of order, nothing skipped, on the woken node too.
+        no_gap(watch_a, watch_b, watch_c)
         for watch in (watch_a, watch_b, watch_c):
-            # No duplicate, nothing out of order, nothing skipped, on the woken node too.
-            rise_by_one(watch)
             watch.view.check_state(state)
         for watch in (watch_b, watch_c):
             nothing_seen_lost(watch, state)
         assert state["messages"][-2]["content"] == "and one more [[tokens:5]]"
+        assert state["messages"][-1]["role"] == "assistant"
+
+
+# -- 3. a client moving between nodes mid-stream ------------------------------------------------
+
+
+@attrs.define(eq=False)
+class Balancer:
+    """A TCP load balancer in front of the nodes, as a deployment has: each new connection
+    goes to the node ``target`` names (None: accepted and closed at once, a node being
+    drained); :meth:`cut` drops every connection it carries."""
+
+    target: Server | None
+    port: int = 0
+    carried: list[str] = attrs.Factory(list)
+    """The URL of the node each connection went to, in order."""
+    _scopes: set[trio.CancelScope] = attrs.Factory(set)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._carry, listeners)
+
+    def cut(self) -> None:
+        for scope in self._scopes:
+            scope.cancel()
+
+    async def _carry(self, downstream: trio.SocketStream) -> None:
+        target = self.target
+        with trio.CancelScope() as scope:
+            self._scopes.add(scope)
+            try:
+                async with downstream:
+                    if target is None:
+                        return
+                    port = int(target.url.rsplit(":", 1)[1].split("/")[0])
+                    async with await trio.open_tcp_stream("127.0.0.1", port) as upstream:
+                        self.carried.append(target.url)
+                        async with trio.open_nursery() as pipes:
+                            pipes.start_soon(_pipe, downstream, upstream, pipes.cancel_scope)
+                            pipes.start_soon(_pipe, upstream, downstream, pipes.cancel_scope)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            finally:
+                self._scopes.discard(scope)
+
+
+async def _pipe(source: trio.SocketStream, sink: trio.SocketStream, both: trio.CancelScope) -> None:
+    with contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        while data := await source.receive_some(65536):
+            await sink.send_all(data)
+    both.cancel()
+
+
+async def test_a_client_moves_to_another_node_mid_stream(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> None:
+    async with cluster(tmp_path, database_url, bus_url) as nodes:
+        a, b, c = (nodes.nodes[n] for n in NAMES)
+        async with trio.open_nursery() as nursery:
+            balancer = Balancer(target=a)
+            await nursery.start(balancer.run)
+            async with (
+                client_of(c) as on_c,
+                # The client's own reconnect and resume: it knows only the balancer's URL.
+                connect(balancer.url, a.token, reconnect=True) as moving,
+            ):
+                # The session lives on c; the moving client starts on a.
+                session = (await on_c.open_session("p"))["session"]["session"]
+                witness = await subscribed(on_c, "p", nursery)
+                watch = await subscribed(moving, "p", nursery)
+                await on_c.send_message(session, LONG)
+                await watch.until(streamed, "text streamed")
+                # a is drained: the client loses its connection mid-turn and cannot come
+                # back until the balancer sends it to b; meanwhile the turn goes on.
+                balancer.target = None
+                balancer.cut()
+                cut_at = watch.view.last
+                await witness.until(
+                    lambda events: sum(e["seq"] > cut_at + 5 for e in events) > 0,
+                    "events published while the client was away",
+                )
+                assert watch.view.last == cut_at, "the client still got events"
+                balancer.target = b
+                await watch.until(turn_ended, "the turn ended")
+                await witness.until(turn_ended, "the turn ended")
+                state = (await moving.open_session("p"))["session"]
+                nursery.cancel_scope.cancel()
+        assert balancer.carried == [a.url, b.url]
+        assert moving.reconnects == 1
+        # Exactly what it missed, then the live ones: the same events as the client that
+        # never moved, every seq once, in order.
+        no_gap(watch, witness)
+        assert watch.seqs()[-1] == witness.seqs()[-1]
+
+        def committed(events: list[JSON]) -> list[JSON]:
+            return [e for e in events if e["seq"] > cut_at and e["event"] != "streamingUpdate"]
+
+        assert committed(watch.events) == committed(witness.events)
+        assert watch.view.messages == witness.view.messages
+        watch.view.check_state(state)
         assert state["messages"][-1]["role"] == "assistant"
