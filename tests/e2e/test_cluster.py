@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import random
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ import attrs
 import trio
 
 from greenroom.transport.client import ConnectionLost, GreenroomClient, connect
-from tests.e2e.harness import Server, kill_server, start_node, stop_server
+from tests.e2e.harness import Server, kill_server, start_node
 from tests.reliability.resume import Seen
 
 JSON = dict[str, Any]
@@ -88,7 +87,9 @@ async def cluster(tmp_path: Path, database_url: str, bus_url: str) -> AsyncItera
         await running.stop_all()
 
 
-def client_of(server: Server, **options: Any) -> contextlib.AbstractAsyncContextManager[GreenroomClient]:
+def client_of(
+    server: Server, **options: Any
+) -> contextlib.AbstractAsyncContextManager[GreenroomClient]:
     options.setdefault("reconnect", False)
     return connect(server.url, server.token, **options)
 
@@ -188,13 +189,22 @@ def nothing_seen_lost(watch: Watch, state: JSON) -> None:
     )
 
 
-async def owner_of(tmp: Cluster, session: str) -> str:
-    """The node whose log says it took or made ``session`` last (the database knows too,
-    but the log is what an operator reads)."""
-    for name, server in tmp.nodes.items():
-        if f"session {session}" in server.stderr.read_text():
-            return name
-    raise AssertionError(f"no node logged {session}")
+def took(nodes: Cluster, session: str) -> list[str]:
+    """The nodes whose log says they took ``session`` over."""
+    return [
+        name
+        for name, server in nodes.nodes.items()
+        if f"node {name} took session {session}" in server.stderr.read_text()
+    ]
+
+
+async def logged(server: Server, text: str) -> None:
+    """Wait until ``server`` has logged ``text``."""
+    with trio.fail_after(WAIT):
+        while True:
+            if text in server.stderr.read_text():
+                return
+            await trio.sleep(0.1)
 
 
 # -- 1. kill -9 of the owner mid-stream ---------------------------------------------------------
@@ -233,8 +243,7 @@ async def test_kill_9_of_the_owner_mid_stream(
         assert any(m.get("stopped") for m in messages), "the cut reply kept as a stopped one"
         # The resumed turn completed the reply: partial + rest = the 200 tokens asked for.
         assert len("".join(m.get("content") or "" for m in messages[1:]).split()) == 200
-        taken = [n for n in ("b", "c") if f"took session {session}" in nodes.nodes[n].stderr.read_text()]
-        assert len(taken) == 1, taken
+        assert len(took(nodes, session)) == 1, took(nodes, session)
 
 
 # -- 2. SIGSTOP of the owner past its lease, then SIGCONT ---------------------------------------
@@ -267,9 +276,7 @@ async def test_a_paused_owner_wakes_fenced_and_forwards(
                 )
             nodes.wake("a")
             # a's late appends (or its next heartbeat) are refused: it says it lost the session.
-            with trio.fail_after(WAIT):
-                while f"node a lost session {session}" not in a.stderr.read_text():
-                    await trio.sleep(0.1)
+            await logged(a, f"node a lost session {session}")
             for watch in (watch_a, watch_b, watch_c):
                 await watch.until(restarted_and_ended, "the resumed turn ended")
             ends = [len(w.events) for w in (watch_a, watch_b, watch_c)]
@@ -281,9 +288,7 @@ async def test_a_paused_owner_wakes_fenced_and_forwards(
                 await watch.until(lambda events, end=end: turn_ended(events[end:]), "a new turn")
             state = (await on_a.open_session("p"))["session"]
             nursery.cancel_scope.cancel()
-        owner = next(n for n in ("b", "c") if f"took session {session}" in nodes.nodes[n].stderr.read_text())
-        log = nodes.nodes[owner].stderr.read_text()
-        assert f"node {owner} took session {session}" in log
+        assert len(took(nodes, session)) == 1 and "a" not in took(nodes, session)
         # No duplicate, nothing out of order, nothing skipped, on the woken node too.
         no_gap(watch_a, watch_b, watch_c)
         for watch in (watch_a, watch_b, watch_c):
