@@ -21,7 +21,7 @@ import trio
 
 from greenroom.transport.client import ConnectionLost, GreenroomClient, connect
 from tests.e2e.harness import Server, kill_server, start_node
-from tests.reliability.resume import Seen
+from tests.reliability.resume import LIFECYCLE, Seen
 
 JSON = dict[str, Any]
 WAIT = 60.0
@@ -106,15 +106,20 @@ class Watch:
     closed: bool = False
 
     async def follow(self, client: GreenroomClient) -> None:
-        with contextlib.suppress(ConnectionLost):
-            async for event in client.events():
-                if event.get("session") != self.view.session:
-                    continue
-                if event["event"] == "sessionRestarted" and self.partial_before_restart is None:
-                    self.partial_before_restart = self.view.partial
-                self.view.see(event)
-                self.events.append(event)
-                self.changed.set()
+        await follow_all(client, {self.view.session: self})
+
+    def take(self, event: JSON) -> None:
+        seq = event.get("seq")
+        if seq is not None and seq <= self.view.last and event["event"] in LIFECYCLE:
+            self.view.see(event)  # a lifecycle event again, in a replay: checked, not kept
+            return
+        if event["event"] == "sessionRestarted" and self.partial_before_restart is None:
+            self.partial_before_restart = self.view.partial
+        self.view.see(event)
+        self.events.append(event)
+        self.changed.set()
+
+    def close(self) -> None:
         self.closed = True
         self.changed.set()
 
@@ -128,6 +133,17 @@ class Watch:
 
     def seqs(self) -> list[int]:
         return [e["seq"] for e in self.events if e.get("seq") is not None]
+
+
+async def follow_all(client: GreenroomClient, watches: dict[str, Watch]) -> None:
+    """Hand each event of ``client`` to the watch of its session, until the client closes."""
+    with contextlib.suppress(ConnectionLost):
+        async for event in client.events():
+            watch = watches.get(event.get("session") or "")
+            if watch is not None:
+                watch.take(event)
+    for watch in watches.values():
+        watch.close()
 
 
 async def subscribed(client: GreenroomClient, project: str, nursery: trio.Nursery) -> Watch:
