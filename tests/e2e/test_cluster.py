@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import random
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 import trio
 
-from greenroom.transport.client import ConnectionLost, GreenroomClient, connect
+from greenroom.transport.client import CommandError, ConnectionLost, GreenroomClient, connect
 from tests.e2e.harness import Server, kill_server, start_node
 from tests.reliability.resume import LIFECYCLE, Seen
 
@@ -419,3 +421,188 @@ async def test_a_client_moves_to_another_node_mid_stream(
         assert watch.view.messages == witness.view.messages
         watch.view.check_state(state)
         assert state["messages"][-1]["role"] == "assistant"
+
+
+# -- 4. chaos on three nodes --------------------------------------------------------------------
+
+CHAOS_SEED = 20261207
+CHAOS_PROJECTS = [f"k{i}" for i in range(6)]
+KILLS = 2
+# What the cluster may answer to a random command: a full queue, a turn already stopping, a
+# session whose owner just died (the forward times out, or it is being claimed).
+REFUSALS = {"limit_reached", "conflict", "unavailable"}
+
+
+@attrs.define(eq=False)
+class Follower:
+    """A client on one node, following every chaos session; its watches outlive it."""
+
+    node: str
+    client: GreenroomClient
+    watches: dict[str, Watch] = attrs.Factory(dict)
+
+
+async def follow(
+    nodes: Cluster, name: str, *, task_status: trio.TaskStatus[Follower] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """A client on node ``name`` that follows every chaos session, until its node dies or
+    the test ends."""
+    async with client_of(nodes.nodes[name]) as client:
+        following = Follower(node=name, client=client)
+        for project in CHAOS_PROJECTS:
+            state = (await client.open_session(project))["session"]
+            following.watches[state["session"]] = Watch(view=Seen.of(state))
+        async with trio.open_nursery() as inner:
+            inner.start_soon(follow_all, client, following.watches)
+            for session, watch in following.watches.items():
+                await client.subscribe(session, since=watch.view.last)
+            task_status.started(following)
+
+
+async def chaos(
+    followers: dict[str, Follower], sessions: list[str], rng: random.Random, actions: int
+) -> int:
+    """``actions`` random commands, each on a random node; how many were refused."""
+    refused = 0
+    for _ in range(actions):
+        client = followers[rng.choice(sorted(followers))].client
+        session = rng.choice(sessions)
+        action = rng.choices(["plain", "fail", "stop"], [60, 10, 30])[0]
+        try:
+            if action == "plain":
+                tokens = rng.randint(3, 60)
+                await client.send_message(session, f"go [[tokens:{tokens}]] [[rate:40]]")
+            elif action == "fail":
+                await client.send_message(session, "talk [[fail:server]] [[rate:40]]")
+            else:
+                await client.stop_generation(session)
+        except CommandError as error:
+            assert error.code in REFUSALS, error
+            refused += 1
+        await trio.sleep(rng.uniform(0, 0.2))
+    return refused
+
+
+async def quiet(client: GreenroomClient) -> None:
+    """Wait until the cluster (as ``client``'s node lists it) runs no turn."""
+    with trio.fail_after(WAIT):
+        while True:
+            listed = (await client.list_sessions())["sessions"]
+            if not [s for s in listed if s["status"] in ("running", "stopping")]:
+                return
+            await trio.sleep(0.2)
+
+
+async def test_chaos_on_three_nodes_with_kill_9(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> None:
+    rng = random.Random(CHAOS_SEED)
+    gone: list[Follower] = []  # the followers of killed nodes: what they saw must last
+    async with (
+        cluster(tmp_path, database_url, bus_url) as nodes,
+        trio.open_nursery() as nursery,
+    ):
+        try:
+            followers: dict[str, Follower] = {}
+            # The sessions are made on random nodes, so that every node owns some.
+            for project in CHAOS_PROJECTS:
+                async with client_of(nodes.nodes[rng.choice(NAMES)]) as maker:
+                    await maker.open_session(project)
+            for name in NAMES:
+                followers[name] = await nursery.start(follow, nodes, name)
+            sessions = sorted(followers["a"].watches)
+            refused = await chaos(followers, sessions, rng, 30)
+            victims = rng.sample(NAMES, KILLS)
+            for victim in victims:
+                await nodes.kill(victim)
+                gone.append(followers.pop(victim))
+                # The survivors go on while the victim's sessions are claimed.
+                refused += await chaos(followers, sessions, rng, 15)
+                await nodes.start(victim)  # the same node id, once its lease lapsed
+                followers[victim] = await nursery.start(follow, nodes, victim)
+                refused += await chaos(followers, sessions, rng, 15)
+            some = followers["a"].client
+            await some.stop_all()
+            for following in followers.values():
+                await quiet(following.client)
+            # Every node shows the same final state of every session.
+            states: dict[str, dict[str, JSON]] = {}
+            for name, following in followers.items():
+                states[name] = {
+                    s["session"]: s
+                    for s in [
+                        (await following.client.open_session(p))["session"]
+                        for p in CHAOS_PROJECTS
+                    ]
+                }
+            final = states["a"]
+            for name in NAMES:
+                assert _comparable(states[name]) == _comparable(final), name
+            # Nothing any client saw is lost, on any node, killed or not; every client's
+            # seqs follow the seq rule against what every other client saw.
+            everyone = [*gone, *followers.values()]
+            checked = 0
+            for session in sessions:
+                watches = [f.watches[session] for f in everyone]
+                no_gap(*watches)
+                for watch in watches:
+                    checked += watch.view.check_state(final[session])
+            # A client of a killed node resumes, on the node that was never killed, where it
+            # stopped: no reset, and the seqs go on from the last it saw. (A restarted node
+            # retains only what it released since it started: see
+            # test_a_restarted_node_replays_what_a_client_missed.)
+            resumed = 0
+            survivor = next(n for n in NAMES if n not in victims)
+            for following in gone:
+                async with client_of(nodes.nodes[survivor]) as again:
+                    for session, watch in following.watches.items():
+                        watch.closed = False
+                        reply = await again.subscribe(session, since=watch.view.last)
+                        assert not reply.get("reset"), reply
+                        assert reply["seq"] >= watch.view.last
+                        async with trio.open_nursery() as replay:
+                            replay.start_soon(follow_all, again, {session: watch})
+                            await watch.until(
+                                lambda _, watch=watch, seq=reply["seq"]: watch.view.last >= seq,
+                                "the replay",
+                            )
+                            replay.cancel_scope.cancel()
+                        resumed += 1
+                        assert watch.view.last == final[session]["seq"]
+                        no_gap(watch)
+            assert checked > 0 and resumed > 0
+            assert refused < 60  # most commands ran
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def _comparable(states: dict[str, JSON]) -> dict[str, JSON]:
+    """A session's state as every node must show it (what a node adds of its own, left out)."""
+    return {
+        session: {k: v for k, v in state.items() if k not in ("subscribers",)}
+        for session, state in states.items()
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a node retains for replay only the events it released since it started; the "
+    "session's stream in the bus has the older ones, but subscribe does not read it",
+)
+async def test_a_restarted_node_replays_what_a_client_missed(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> None:
+    async with cluster(tmp_path, database_url, bus_url) as nodes:
+        a, b = nodes.nodes["a"], nodes.nodes["b"]
+        async with client_of(a) as on_a, trio.open_nursery() as nursery:
+            session = (await on_a.open_session("p"))["session"]["session"]
+            watch = await subscribed(on_a, "p", nursery)
+            await on_a.send_message(session, "short [[tokens:5]] [[rate:50]]")
+            await watch.until(turn_ended, "the turn ended")
+            nursery.cancel_scope.cancel()
+        await nodes.kill("b")
+        await nodes.start("b")  # started after every event the client saw
+        async with client_of(nodes.nodes["b"]) as on_b:
+            reply = await on_b.subscribe(session, since=3)
+        assert b is not nodes.nodes["b"]
+        assert not reply.get("reset"), reply
