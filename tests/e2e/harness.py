@@ -41,21 +41,29 @@ async def _read_line(stream: trio.abc.ReceiveStream, buffer: bytearray) -> str:
     return line.decode()
 
 
-async def start_server(tmp_path: Path, *extra: str, provider: str = "simulated") -> Server:
+async def start_server(
+    tmp_path: Path,
+    *extra: str,
+    provider: str = "simulated",
+    env: dict[str, str] | None = None,
+    limit: float = 15,
+) -> Server:
     """``greenroom serve`` on a free port, with ``extra`` arguments; ``provider`` is the one
-    its banner must name."""
+    its banner must name. ``env``: the process's environment (a ``GREENROOM_TOKEN`` in it is
+    the token); ``limit``: how long it may take to print its banner."""
     config_dir, data_dir = tmp_path / "config", tmp_path / "data"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     stderr = tmp_path / f"serve-{len(list(tmp_path.glob('serve-*')))}.log"
     with stderr.open("wb") as err:
         process = await trio.lowlevel.open_process(
             [sys.executable, "-m", "greenroom", "serve", "--port", "0",
              "--data-dir", str(data_dir), "--config-dir", str(config_dir), *extra],
-            stdout=subprocess.PIPE, stderr=err, cwd=REPO,
+            stdout=subprocess.PIPE, stderr=err, cwd=REPO, env=env,
         )  # fmt: skip
     try:
         assert process.stdout is not None
         buffer = bytearray()
-        with trio.fail_after(15):
+        with trio.fail_after(limit):
             first = await _read_line(process.stdout, buffer)
             second = await _read_line(process.stdout, buffer)
     except BaseException:
@@ -64,6 +72,8 @@ async def start_server(tmp_path: Path, *extra: str, provider: str = "simulated")
     prefix = "greenroom serving at "
     assert first.startswith(prefix), first
     url, _, token = first.removeprefix(prefix).partition("?token=")
+    if env is not None and "GREENROOM_TOKEN" in env:  # not printed: the operator's own
+        url, token = url.removesuffix(" (token: GREENROOM_TOKEN)"), env["GREENROOM_TOKEN"]
     assert second.startswith(f"provider: {provider}"), second
     assert provider != "simulated" or "no model" in second
     return Server(
@@ -82,6 +92,26 @@ async def stop_server(server: Server, sig: int = signal.SIGTERM) -> int:
         server.process.send_signal(sig)
     with trio.fail_after(10):
         return await server.process.wait()
+
+
+async def start_node(
+    tmp_path: Path, node: str, database_url: str, bus_url: str, *extra: str
+) -> Server:
+    """``greenroom serve`` as node ``node`` of a cluster on the given engines: its own config
+    and data folders (``tmp_path/node``), the projects folder and the token
+    (:data:`CLUSTER_TOKEN`) every node shares. A node restarted with the same id waits out its
+    killed predecessor's lease before it prints its banner, hence the long limit."""
+    env = cli_env(None, GREENROOM_TOKEN=CLUSTER_TOKEN)
+    return await start_server(
+        tmp_path / node,
+        "--database-url", database_url, "--bus-url", bus_url, "--node-id", node,
+        "--projects-dir", str(tmp_path / "projects"), *extra,
+        env=env, limit=90,
+    )  # fmt: skip
+
+
+CLUSTER_TOKEN = "cluster-token-0123456789abcdefghijklmnopqrstuvwxyz"
+"""The token every node of a test's cluster accepts."""
 
 
 async def kill_server(server: Server) -> None:
