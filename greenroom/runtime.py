@@ -265,6 +265,17 @@ class Runtime:
             return await execute_wire(self.node, self.execute, command)
         return result_to_wire(command, await self.execute(command))
 
+    async def prepare_replay(self, session: str, since: int | None) -> None:
+        """On a cluster node, before a client resumes ``session`` from ``since``: retain the
+        events this node did not see itself (it started later), read back from the session's
+        stream, so that the client gets what it missed rather than a reset."""
+        if self.node is None or since is None:
+            return
+        retained = self.bus.replay(session, since)
+        if retained:
+            return
+        self.bus.backfill(session, await self.node.events_after(session, since))
+
     @_route(cmd.ListProjects, cmd.DeleteProject, cmd.DeleteSession, cmd.StopAll)
     async def _to_manager(self, command: Command[Any]) -> Any:
         return await self._manager.ref.ask(Request.of(command))

@@ -254,6 +254,20 @@ class EventBus:
         self._settle_waiters.append((mark, done))
         await done.wait()
 
+    def backfill(self, session: str, events: Iterable[Event]) -> None:
+        """Retain ``events`` of ``session`` older than any it retains (read back from where
+        they are kept, for a client that resumes from before this server saw them)."""
+        log = self._logs.get(session)
+        first = _first_seq(log[0]) if log else None
+        newer = list(log) if log else []
+        self._logs[session] = deque(maxlen=self.retain)
+        for event in events:
+            if event.seq is not None and (first is None or event.seq < first):
+                self._keep(event)
+        kept = self._logs[session]
+        for entry in newer:
+            kept.append(entry)
+
     def restore(self, events: Iterable[Event]) -> None:
         """Retain ``events`` (read back from the journal at startup) for replay."""
         for event in events:

@@ -217,6 +217,14 @@ class Node:
             self.replicas[row.session] = summary
             self.released[row.session] = seq
 
+    async def events_after(self, session: str, seq: int) -> list[Event]:
+        """The events of ``session``'s stream after ``seq`` (an empty list if the bus is
+        away: the client then reloads, as when they are no longer kept)."""
+        try:
+            return await self._stream_after(session, seq)
+        except EngineUnavailable:
+            return []
+
     async def _stream_after(self, session: str, seq: int) -> list[Event]:
         return [decode_payload(entry.record) for entry in await self.streams.replay(session, seq)]
 

@@ -308,7 +308,9 @@ class _Connection:
             elif isinstance(incoming.command, c.Subscribe):
                 # Runs alone, so every earlier reply is in the outbox: its reply and replay
                 # go in right after them, with no checkpoint in between.
-                self._subscribe(incoming.id, incoming.command)
+                command = incoming.command
+                await self.runtime.prepare_replay(command.session, command.since)
+                self._subscribe(incoming.id, command)
                 return
             else:
                 reply = await self._execute(incoming)

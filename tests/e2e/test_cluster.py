@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import pytest
 import trio
 
 from greenroom.transport.client import CommandError, ConnectionLost, GreenroomClient, connect
@@ -584,11 +583,6 @@ def _comparable(states: dict[str, JSON]) -> dict[str, JSON]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a node retains for replay only the events it released since it started; the "
-    "session's stream in the bus has the older ones, but subscribe does not read it",
-)
 async def test_a_restarted_node_replays_what_a_client_missed(
     tmp_path: Path, database_url: str, bus_url: str
 ) -> None:
