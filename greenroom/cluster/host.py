@@ -15,8 +15,9 @@ from greenroom.actors.mailbox import ActorRef
 from greenroom.actors.manager import Adopt, LetGo, ManagerMessage, Moved
 from greenroom.actors.persistence import Mirror
 from greenroom.cluster.database import SessionRow
+from greenroom.cluster.errors import Unavailable
 from greenroom.cluster.journal import DatabaseStore
-from greenroom.cluster.node import SESSION_COMMANDS, Claim, Node, Unavailable, snapshot_bytes
+from greenroom.cluster.node import SESSION_COMMANDS, Claim, Node, snapshot_bytes
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.codec import result_to_wire
 from greenroom.protocol.commands import Command

@@ -9,20 +9,21 @@ sessions other nodes own. Its tasks keep that true:
 - the claimer takes the sessions whose owner is gone (a lapsed lease, a graceful leave);
 - the live reader releases the other nodes' events to this node's bus, in seq order, once
   each, filling a gap from the session's stream first;
-- the server runs the commands other nodes forward here; the reply reader answers this
-  node's forwarded commands.
+- its :class:`~greenroom.cluster.forward.Forwarder` runs the commands other nodes forward
+  here, and hands this node's forwarded commands their replies.
 
 Events and snapshots are written by :mod:`greenroom.cluster.journal`, fenced by the epochs
 kept here. The runtime is the node's *host*: it builds a claimed session's state, stops a lost
 one and runs a forwarded command (:class:`Host`).
+
+(Over 500 lines: what the node owns, what it released and what it knows of the others is one
+state, which every one of its tasks reads and changes; apart, each would reach into the rest.)
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,18 +31,17 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import attrs
-import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
-import orjson
 import trio
 
 from greenroom.actors.bus import EventBus
 from greenroom.cluster.database import Database, SessionRow
-from greenroom.cluster.errors import EngineUnavailable
+from greenroom.cluster.errors import EngineUnavailable, Unavailable
+from greenroom.cluster.folder import check_projects_folder
+from greenroom.cluster.forward import Backoff, Forwarder, pack, unpack
 from greenroom.cluster.streams import Entry, Streams
 from greenroom.config import ClusterConfig, redact_url
 from greenroom.protocol import commands as cmd
-from greenroom.protocol.codec import ErrorReply, Incoming, Reply, command_from_wire, to_wire
-from greenroom.protocol.commands import Command, command_to_wire
+from greenroom.protocol.commands import Command
 from greenroom.protocol.errors import GreenroomError, NotFound
 from greenroom.protocol.events import Event, SessionCreated, SessionDeleted, SessionUpdated, Summary
 from greenroom.store.journal import decode_payload
@@ -64,20 +64,6 @@ SESSION_COMMANDS = (
 
 CLAIM_BATCH = 200
 """Sessions claimed in one pass of the claimer."""
-
-
-class Unavailable(GreenroomError):
-    """The cluster cannot do it now (an engine or a node is unreachable); try again."""
-
-    code = "unavailable"
-
-
-class RemoteError(GreenroomError):
-    """An error the owner of a session replied to a forwarded command: its code, as sent."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code  # type: ignore[misc]  # the instance carries the owner's code
 
 
 @attrs.frozen(kw_only=True)
@@ -124,20 +110,6 @@ class ClusterStatistics:
 
 
 @attrs.define(eq=False)
-class _Waiting:
-    done: trio.Event = attrs.Factory(trio.Event)
-    reply: dict[str, Any] | None = None
-
-
-def _pack(obj: object) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False)
-
-
-@attrs.define(eq=False)
 class Node:
     """See the module docstring. Made by :func:`open_node`."""
 
@@ -157,16 +129,28 @@ class Node:
     host: Host | None = None
     _cursor: bytes = b"0-0"
     _last_renewal: float = 0.0
-    _waiting: dict[str, _Waiting] = attrs.Factory(dict)
-    _ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
     _nursery: trio.Nursery | None = None
     _claiming: trio.Lock = attrs.Factory(trio.Lock)
     _leaving: dict[str, trio.Event] = attrs.Factory(dict)
     """Sessions lost whose copy is still being stopped."""
     _retaking: set[str] = attrs.Factory(set)
 
+    forwarder: Forwarder = attrs.field(init=False)
+
     def __attrs_post_init__(self) -> None:
         self.stats = ClusterStatistics(node=self.config.node_id)
+        self.forwarder = Forwarder(
+            name=self.name,
+            instance=self.instance,
+            streams=self.streams,
+            ask_timeout=self.ask_timeout,
+            stats=self.stats,
+            run=self._run_forwarded,
+        )
+
+    async def _run_forwarded(self, command: Command[Any]) -> dict[str, Any]:
+        assert self.host is not None
+        return await self.host.serve(command)
 
     @property
     def name(self) -> str:
@@ -327,8 +311,8 @@ class Node:
             nursery.start_soon(self._watch_lease)
             nursery.start_soon(self._claim_orphans_often)
             nursery.start_soon(self._read_live)
-            nursery.start_soon(self._serve_forwarded)
-            nursery.start_soon(self._read_answers)
+            nursery.start_soon(self.forwarder.serve_forever)
+            nursery.start_soon(self.forwarder.read_answers)
             task_status.started()
 
     async def _beat(self) -> None:
@@ -415,7 +399,7 @@ class Node:
             await trio.sleep(period)
 
     async def _read_live(self) -> None:
-        backoff = _Backoff()
+        backoff = Backoff()
         while True:
             try:
                 self._cursor, entries = await self.streams.read_live(self._cursor)
@@ -461,97 +445,9 @@ class Node:
         if stopped is not None:
             await self.bus.release_rest(event, stopped, published=False)
 
-    # -- forwarded commands -----------------------------------------------------------------
-
     async def forward(self, node: str, command: Command[Any]) -> dict[str, Any]:
         """Run ``command`` on ``node`` (the owner of its session); its wire result."""
-        ident = f"{self.name}-{self.instance}-{next(self._ids)}"
-        waiting = self._waiting[ident] = _Waiting()
-        frame = command_to_wire(ident, command)
-        try:
-            await self.streams.send(node, _pack({"asker": self.name, "frame": frame}))
-            self.stats.forwarded += 1
-            with trio.move_on_after(self.ask_timeout):
-                await waiting.done.wait()
-        finally:
-            del self._waiting[ident]
-        reply = waiting.reply
-        if reply is None:
-            raise Unavailable(
-                f"node {node} did not answer {command.op} within {self.ask_timeout:g} s"
-            )
-        if "error" in reply:
-            error = reply["error"]
-            raise RemoteError(str(error.get("code", "internal")), str(error.get("message")))
-        result: dict[str, Any] = orjson.loads(reply["result"])
-        return result
-
-    async def _serve_forwarded(self) -> None:
-        backoff = _Backoff()
-        async with trio.open_nursery() as nursery:
-            while True:
-                try:
-                    payloads = await self.streams.receive()
-                except EngineUnavailable:
-                    await backoff.wait()
-                    continue
-                backoff.reset()
-                for payload in payloads:
-                    nursery.start_soon(self._serve_one, payload)
-
-    async def _serve_one(self, payload: bytes) -> None:
-        try:
-            request = _unpack(payload)
-            asker, frame = str(request["asker"]), request["frame"]
-        except Exception:
-            logger.error("a forwarded command could not be read; dropped")
-            return
-        decoded = command_from_wire(frame)
-        if isinstance(decoded, ErrorReply):
-            reply: dict[str, Any] = {
-                "id": decoded.re,
-                "error": {"code": decoded.code, "message": decoded.message},
-            }
-        else:
-            reply = await self._run_forwarded(decoded)
-        self.stats.served += 1
-        try:
-            await self.streams.answer(asker, _pack(reply))
-        except EngineUnavailable as error:
-            logger.error("the reply to node %s was lost: %s", asker, error)
-
-    async def _run_forwarded(self, incoming: Incoming) -> dict[str, Any]:
-        assert self.host is not None
-        try:
-            result = await self.host.serve(incoming.command)
-        except GreenroomError as error:
-            return {"id": incoming.id, "error": {"code": error.code, "message": error.message}}
-        except Exception:
-            logger.exception("forwarded %s failed", incoming.command.op)
-            return {"id": incoming.id, "error": {"code": "internal", "message": "internal error"}}
-        # As a client would get it: listings as plain objects, not the codec's lazy ones.
-        plain = to_wire(Reply(re=incoming.id, result=result))["result"]
-        return {"id": incoming.id, "result": orjson.dumps(plain)}
-
-    async def _read_answers(self) -> None:
-        backoff = _Backoff()
-        while True:
-            try:
-                payloads = await self.streams.answers()
-            except EngineUnavailable:
-                await backoff.wait()
-                continue
-            backoff.reset()
-            for payload in payloads:
-                try:
-                    reply = _unpack(payload)
-                    waiting = self._waiting.get(str(reply["id"]))
-                except Exception:
-                    logger.error("a reply to a forwarded command could not be read; dropped")
-                    continue
-                if waiting is not None:
-                    waiting.reply = reply
-                    waiting.done.set()
+        return await self.forwarder.forward(node, command)
 
     # -- where a command runs ---------------------------------------------------------------
 
@@ -593,58 +489,13 @@ class Node:
         return self.released.get(session, 0)
 
 
-MARKER_FILE = ".greenroom-cluster"
-"""In the projects folder: the cluster's mark, which every node must find the same."""
-
-
-class WrongProjectsFolder(GreenroomError):
-    """This node does not see the projects folder the cluster uses."""
-
-
-def check_projects_folder(database: Database, root: Path) -> None:
-    """Refuse to start unless ``root`` is the projects folder the other nodes use: the first
-    node to start marks the folder with a random value and the database keeps the first value
-    it is given; every node must find the two equal. Blocking (files and the database): run
-    it in a worker thread."""
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / MARKER_FILE
-    try:  # made only if missing: of two nodes making it at once, one mark wins
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as made:
-            made.write(secrets.token_hex(16) + "\n")
-    mark = path.read_text().strip()
-    if database.marker(mark) != mark:
-        raise WrongProjectsFolder(
-            f"the projects folder {root} is not the one this cluster uses (its {MARKER_FILE} "
-            "differs from the database's): every node must see the same projects folder "
-            "(docs/cluster.md)"
-        )
-
-
-class _Backoff:
-    """Waits that double from 50 ms to 2 s while an engine is away."""
-
-    def __init__(self) -> None:
-        self.delay = 0.05
-
-    async def wait(self) -> None:
-        await trio.sleep(self.delay)
-        self.delay = min(self.delay * 2, 2.0)
-
-    def reset(self) -> None:
-        self.delay = 0.05
-
-
 def _dormant(row: SessionRow) -> Dormant:
-    return dormant_from_payload(row.session, _unpack(row.snapshot))
+    return dormant_from_payload(row.session, unpack(row.snapshot))
 
 
 def snapshot_bytes(payload: dict[str, Any]) -> bytes:
     """A snapshot payload (``greenroom.store.snapshots.snapshot_payload``) as stored."""
-    return _pack(payload)
+    return pack(payload)
 
 
 def _summary_after(summary: Summary | None, event: Event) -> Summary | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from greenroom.cluster.node import WrongProjectsFolder
+from greenroom.cluster.folder import WrongProjectsFolder
 from greenroom.config import SimulatedConfig
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.events import Event, LoadingChanged, SessionRestarted
