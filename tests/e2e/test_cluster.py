@@ -248,7 +248,12 @@ async def test_kill_9_of_the_owner_mid_stream(
             for watch in watches:
                 await watch.until(restarted_and_ended, "the turn resumed and ended")
             state = (await on_b.open_session("p"))["session"]
+            # stats says which node answered and what it did for the cluster.
+            counters = {"b": (await on_b.stats())["cluster"], "c": (await on_c.stats())["cluster"]}
             nursery.cancel_scope.cancel()
+        assert {name: counted["node"] for name, counted in counters.items()} == {"b": "b", "c": "c"}
+        assert counters["b"]["forwarded"] >= 1 and counters["b"]["databaseOk"]
+        assert sum(counted["claimed"] for counted in counters.values()) == 1
         no_gap(*watches)
         for watch in watches:
             nothing_seen_lost(watch, state)
