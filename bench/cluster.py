@@ -2,7 +2,7 @@
 PostgreSQL and Redis servers, started for the run on loopback ports (tests/engines.py).
 
     python -m bench.cluster                    # quick: 100 sessions, 5 s turns, leases 10 and 2
-    python -m bench.cluster --sessions 200 --clients 4 --seconds 5 --kills 2
+    python -m bench.cluster --sessions 300,800 --clients 4 --seconds 5 --kills 2
     python -m bench.cluster --parts failover --leases 2
 
 Three parts, each on a fresh database and an emptied Redis, with fresh nodes:
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -268,8 +269,8 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
 def scale(args: argparse.Namespace, postgres: Any, redis: Any) -> list[dict[str, Any]]:
     rows = []
     tokens = max(1, int(args.rate * args.seconds))
-    for count in (1, 2):
-        print(f"cluster scale: {count} node(s), {args.sessions} sessions x {args.rate:g} "
+    for sessions, count in itertools.product(args.sessions, (1, 2)):
+        print(f"cluster scale: {count} node(s), {sessions} sessions x {args.rate:g} "
               f"tokens/s -> {args.clients} clients ...", flush=True)  # fmt: skip
         database, bus = fresh_cluster(postgres, redis)
         names = ["a", "b"][:count]
@@ -277,12 +278,12 @@ def scale(args: argparse.Namespace, postgres: Any, redis: Any) -> list[dict[str,
             row = run_drive(
                 ["--ports", ",".join(str(s.port) for s in served),
                  "--pids", ",".join(str(s.pid) for s in served),
-                 "--token", TOKEN, "--sessions", str(args.sessions),
+                 "--token", TOKEN, "--sessions", str(sessions),
                  "--open-on", ",".join(str(i) for i in range(count)),
                  "--clients-on", ",".join(str(i) for i in range(count)),
                  "--clients", str(args.clients), "--rate", str(args.rate),
                  "--tokens", str(tokens)],
-                timeout=args.seconds * 4 + 180 + args.sessions / 20,
+                timeout=args.seconds * 4 + 180 + sessions / 20,
                 cpu=1 if count == 1 else None,
             )  # fmt: skip
         row["node_cores"] = (
@@ -416,7 +417,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--parts", default="scale,cross,failover", help="which parts, in order")
-    parser.add_argument("--sessions", type=int, default=100, help="N of the scale part")
+    parser.add_argument("--sessions", default="100", help="N of the scale part (a list: 100,500)")
     parser.add_argument("--clients", type=int, default=4, help="C of the scale part")
     parser.add_argument("--rate", type=float, default=20.0, help="tokens/s per session")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each turn")
@@ -427,6 +428,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     args = parser.parse_args(argv)
     args.leases = [float(x) for x in args.leases.split(",")]
+    args.sessions = [int(x) for x in args.sessions.split(",")]
     parts = args.parts.split(",")
     unknown = set(parts) - {"scale", "cross", "failover"}
     if unknown:
