@@ -68,6 +68,8 @@ SCALE_COLUMNS = (
     "token_deliveries_per_s", "p50_ms", "p99_ms", "max_ms", "local_p99_ms", "cross_p99_ms",
     "node_cpu", "sessions_completed_min", "clients_closed", "timed_out",
 )  # fmt: skip
+LISTED_WITHIN = 120.0
+"""Seconds a node may take to list the sessions another node made (far above what it needs)."""
 CROSS_COLUMNS = ("client", "sessions", "tokens", "p50_ms", "p99_ms", "max_ms")
 FAILOVER_COLUMNS = (
     "lease_seconds", "kills", "sessions", "restarted_p50_ms", "restarted_max_ms",
@@ -196,6 +198,12 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
             by_node[node] = [r["session"]["session"] for r in opened]
             owner.update(dict.fromkeys(by_node[node], node))
         ids = [sid for sids in by_node.values() for sid in sids]
+        # A node learns of the sessions another node made from the live stream, a moment
+        # later: subscribing before it has would be refused (not_found).
+        made_at = time.monotonic()
+        for node in sorted(set(clients_on)):
+            await _until_listed(controls[node], set(ids))
+        listed_after = time.monotonic() - made_at
         tallies, clients = [], []
         for k in range(args.clients):
             node = clients_on[k % len(clients_on)]
@@ -260,7 +268,18 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
         ],
         "sessions_completed_min": min((len(t.done) for t in tallies), default=0),
         "clients_closed": [c.closed_code for c in clients if c.closed_code is not None],
+        "listed_everywhere_after_s": round(listed_after, 3),
     }
+
+
+async def _until_listed(control: Any, ids: set[str]) -> None:
+    """Wait until ``control``'s node lists every session of ``ids``."""
+    with trio.fail_after(LISTED_WITHIN):
+        while True:
+            listed = await control.call("listSessions")
+            if ids <= {s["session"] for s in listed["sessions"]}:
+                return
+            await trio.sleep(0.05)
 
 
 # -- the parts --------------------------------------------------------------------------------
