@@ -23,7 +23,9 @@ Three parts, each on a fresh database and an emptied Redis, with fresh nodes:
   session: kill to ``sessionRestarted`` on B, and kill to the first token on B after that
   event (the resumed turn streaming again; tokens the owner appended just before it died
   still arrive a few ms after the kill, and do not count); for each lease in ``--leases``
-  (10 s is the default lease), ``--kills`` times each.
+  (10 s is the default lease), ``--kills`` times each. B's seqs per session are checked
+  across the takeover: ``seq_gaps`` and ``seq_regressions`` count any that did not rise by
+  one.
 
 The clients of ``scale`` and ``cross`` run in a process of their own (``python -m bench.cluster
 drive``), the ``failover`` client in this one. Prints tables and writes
@@ -73,7 +75,7 @@ LISTED_WITHIN = 120.0
 CROSS_COLUMNS = ("client", "sessions", "tokens", "p50_ms", "p99_ms", "max_ms")
 FAILOVER_COLUMNS = (
     "lease_seconds", "kills", "sessions", "restarted_p50_ms", "restarted_max_ms",
-    "streaming_p50_ms", "streaming_max_ms", "not_resumed",
+    "streaming_p50_ms", "streaming_max_ms", "not_resumed", "seq_gaps", "seq_regressions",
 )  # fmt: skip
 
 
@@ -346,10 +348,20 @@ async def _failover_round(
     all_streaming = trio.Event()
     all_resumed = trio.Event()
 
+    last_seq: dict[str, int] = {}
+    seq_faults = {"gaps": 0, "regressions": 0}
+
     def on_event(item: dict[str, Any], now: float) -> None:
-        session, name = item.get("session"), item["event"]
+        session, name, seq = item.get("session"), item["event"], item.get("seq")
         if session is None:
             return
+        if seq is not None:
+            before = last_seq.get(session)
+            if before is not None and seq <= before:
+                seq_faults["regressions"] += 1
+            elif before is not None and seq > before + 1:
+                seq_faults["gaps"] += 1
+            last_seq[session] = max(seq, before or 0)
         if not killed_at:
             if name == "streamingUpdate":
                 streaming.add(session)
@@ -392,6 +404,8 @@ async def _failover_round(
         "streaming": list(streaming_again.values()),
         "not_resumed": sessions - len(streaming_again),
         "timed_out": timed_out,
+        "seq_gaps": seq_faults["gaps"],
+        "seq_regressions": seq_faults["regressions"],
     }
 
 
@@ -400,7 +414,7 @@ def failover(args: argparse.Namespace, postgres: Any, redis: Any) -> list[dict[s
     for lease in args.leases:
         restarted: list[float] = []
         streaming: list[float] = []
-        not_resumed = 0
+        not_resumed = gaps = regressions = 0
         for k in range(args.kills):
             print(f"cluster failover: lease {lease:g} s, kill {k + 1} of {args.kills} ...",
                   flush=True)  # fmt: skip
@@ -416,12 +430,14 @@ def failover(args: argparse.Namespace, postgres: Any, redis: Any) -> list[dict[s
             restarted += result["restarted"]
             streaming += result["streaming"]
             not_resumed += result["not_resumed"]
+            gaps += result["seq_gaps"]
+            regressions += result["seq_regressions"]
         r, s = percentiles(restarted), percentiles(streaming)
         rows.append({
             "lease_seconds": lease, "kills": args.kills, "sessions": args.failover_sessions,
             "restarted_p50_ms": r["p50_ms"], "restarted_max_ms": r["max_ms"],
             "streaming_p50_ms": s["p50_ms"], "streaming_max_ms": s["max_ms"],
-            "not_resumed": not_resumed,
+            "not_resumed": not_resumed, "seq_gaps": gaps, "seq_regressions": regressions,
         })  # fmt: skip
     return rows
 

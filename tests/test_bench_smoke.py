@@ -102,4 +102,5 @@ def test_cluster_runs_and_reports(tmp_path: Path) -> None:
     assert across["client"] == "on b (across)" and across["tokens"] == 2 * 20
     (failover,) = data["failover"]  # type: ignore[misc]
     assert failover["lease_seconds"] == 1 and failover["not_resumed"] == 0
+    assert failover["seq_gaps"] == failover["seq_regressions"] == 0
     assert failover["streaming_max_ms"] is not None
