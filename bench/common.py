@@ -158,14 +158,25 @@ def temp_folder(prefix: str = "greenroom-bench-") -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_server(folder: Path, *extra: str, timeout: float = 120.0, cpu: int | None = 0) -> Served:
-    """``greenroom serve --port 0`` on 127.0.0.1 with data and config under ``folder``."""
+def start_server(
+    folder: Path,
+    *extra: str,
+    timeout: float = 120.0,
+    cpu: int | None = 0,
+    env: dict[str, str] | None = None,
+) -> Served:
+    """``greenroom serve --port 0`` on 127.0.0.1 with data and config under ``folder``; of
+    this process's GREENROOM_* variables only those in ``env`` reach it (the token given as
+    GREENROOM_TOKEN is then ``Served.token``)."""
     data_dir, config_dir = folder / "data", folder / "config"
+    folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "serve.log").open("ab")
+    given = env or {}
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for key in list(env):
         if key.startswith("GREENROOM_"):
             del env[key]
+    env.update(given)
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "greenroom", "serve", "--host", "127.0.0.1", "--port", "0",
@@ -181,7 +192,9 @@ def start_server(folder: Path, *extra: str, timeout: float = 120.0, cpu: int | N
         serving_after = time.monotonic() - started
         if not line.startswith(SERVE_PREFIX):
             raise RuntimeError(f"unexpected first line from greenroom serve: {line!r}")
-        url, _, token = line.removeprefix(SERVE_PREFIX).partition("?token=")
+        # "URL?token=T", or "URL (token: GREENROOM_TOKEN)" when the token was given.
+        url, _, token = line.removeprefix(SERVE_PREFIX).split(" ", 1)[0].partition("?token=")
+        token = token or given.get("GREENROOM_TOKEN", "")
         hostport = url.removeprefix("ws://").split("/", 1)[0]
         host, _, port = hostport.rpartition(":")
         return Served(

@@ -10,7 +10,7 @@ import gc
 import json
 from pathlib import Path
 
-from bench import crash, flood, idle, persist, ramp, stream
+from bench import cluster, crash, flood, idle, persist, ramp, stream
 
 
 def _written(folder: Path, name: str) -> dict[str, object]:
@@ -85,3 +85,22 @@ def test_ramp_runs_and_reports(tmp_path: Path) -> None:
     assert set(rows) == {"sendMessage", "stopGeneration"}
     assert all(row["sessions"] == 20 and row["best_seconds"] > 0 for row in rows.values())
     assert len(data["times"]["send"]) == 2  # type: ignore[index]
+
+
+def test_cluster_runs_and_reports(tmp_path: Path) -> None:
+    cluster.main(["--sessions", "4", "--clients", "2", "--seconds", "1", "--cross-sessions", "2",
+                  "--leases", "1", "--failover-sessions", "2", "--out", str(tmp_path)])  # fmt: skip
+    data = _written(tmp_path, "cluster")
+    one, two = data["scale"]  # type: ignore[misc]
+    assert (one["nodes"], two["nodes"]) == (1, 2)
+    for row in (one, two):
+        assert row["sessions_completed_min"] == 4 and not row["timed_out"]
+        assert len(row["node_cpu"]) == row["nodes"] and "node_cores" in row
+    # With two nodes, each client got the other node's sessions through the bus.
+    assert one["cross_p99_ms"] is None and two["cross_p99_ms"] is not None
+    across = data["cross"]["rows"][1]  # type: ignore[index]
+    assert across["client"] == "on b (across)" and across["tokens"] == 2 * 20
+    (failover,) = data["failover"]  # type: ignore[misc]
+    assert failover["lease_seconds"] == 1 and failover["not_resumed"] == 0
+    assert failover["seq_gaps"] == failover["seq_regressions"] == 0
+    assert failover["streaming_max_ms"] is not None
