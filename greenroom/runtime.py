@@ -265,16 +265,24 @@ class Runtime:
             return await execute_wire(self.node, self.execute, command)
         return result_to_wire(command, await self.execute(command))
 
-    async def prepare_replay(self, session: str, since: int | None) -> None:
-        """On a cluster node, before a client resumes ``session`` from ``since``: retain the
-        events this node did not see itself (it started later), read back from the session's
-        stream, so that the client gets what it missed rather than a reset."""
-        if self.node is None or since is None:
+    async def prepare_subscribe(self, session: str, since: int | None) -> None:
+        """On a cluster node, before a client subscribes to ``session``: learn of a session
+        another node made a moment ago (its first events may not have come here yet), and
+        for a resume from ``since``, retain the events this node did not see itself (it
+        started later), read back from the session's stream, so that the client gets what it
+        missed rather than a reset."""
+        node = self.node
+        if node is None:
+            return
+        mirror = self.mirror
+        if session not in mirror.sessions and session not in mirror.dormant:
+            await node.learn(session)
+        if since is None:
             return
         retained = self.bus.replay(session, since)
         if retained:
             return
-        self.bus.backfill(session, await self.node.events_after(session, since))
+        self.bus.backfill(session, await node.events_after(session, since))
 
     @_route(cmd.ListProjects, cmd.DeleteProject, cmd.DeleteSession, cmd.StopAll)
     async def _to_manager(self, command: Command[Any]) -> Any:

@@ -201,6 +201,30 @@ class Node:
             self.replicas[row.session] = summary
             self.released[row.session] = seq
 
+    async def learn(self, session: str) -> None:
+        """Know ``session`` (made by another node, its first events not here yet) from the
+        database and its stream, as :meth:`join` knows every session; nothing if there is
+        no such session, or the engines are away."""
+        if session in self.replicas or session in self.owned:
+            return
+        try:
+            row = await self.db(self.database.get, session)
+            if row is None:
+                return
+            events = await self._stream_after(session, row.seq)
+        except EngineUnavailable:
+            return
+        summary, seq = _dormant(row).summary, row.seq
+        for event in events:
+            summary = _summary_after(summary, event) or summary
+            seq = event.seq or seq
+        if session in self.replicas or session in self.owned:
+            return  # the live stream got here first
+        if events and isinstance(events[-1].data, SessionDeleted):
+            return
+        self.replicas[session] = summary
+        self.released.setdefault(session, seq)
+
     async def events_after(self, session: str, seq: int) -> list[Event]:
         """The events of ``session``'s stream after ``seq`` (an empty list if the bus is
         away: the client then reloads, as when they are no longer kept)."""

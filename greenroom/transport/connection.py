@@ -309,7 +309,7 @@ class _Connection:
                 # Runs alone, so every earlier reply is in the outbox: its reply and replay
                 # go in right after them, with no checkpoint in between.
                 command = incoming.command
-                await self.runtime.prepare_replay(command.session, command.since)
+                await self.runtime.prepare_subscribe(command.session, command.since)
                 self._subscribe(incoming.id, command)
                 return
             else:

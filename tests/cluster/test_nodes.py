@@ -165,3 +165,24 @@ async def test_an_engine_unreachable_at_start_is_named(
     message = str(caught.value)
     assert ("PostgreSQL" if missing == "database" else "Redis") in message
     assert "secret" not in message
+
+
+async def test_a_session_just_made_on_another_node_can_be_subscribed_at_once(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> None:
+    async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
+        a, b = nodes["a"], nodes["b"]
+        opened = await a.execute_wire(cmd.OpenSession(project="p"))
+        session = opened["session"]["session"]
+        await a.execute_wire(cmd.SendMessage(session=session, content="hello"))
+        assert b.node is not None
+        # As if b's live stream had not brought the session's first events yet.
+        b.node.replicas.pop(session, None)
+        b.node.released.pop(session, None)
+        b.bus.forget(session)
+        async with b.connect() as client:
+            await b.prepare_subscribe(session, 0)
+            subscribed = client.subscribe(session, 0)
+        assert subscribed.seq >= 3
+        assert subscribed.replay is not None
+        assert [e.seq for e in subscribed.replay][:3] == [1, 2, 3]
