@@ -21,6 +21,7 @@ from greenroom.protocol.events import (
     Event,
     LoadingChanged,
     MessageAdded,
+    Notification,
     SessionRestarted,
     StreamingUpdate,
 )
@@ -186,3 +187,20 @@ async def test_a_session_just_made_on_another_node_can_be_subscribed_at_once(
         assert subscribed.seq >= 3
         assert subscribed.replay is not None
         assert [e.seq for e in subscribed.replay][:3] == [1, 2, 3]
+
+
+async def test_a_turn_on_one_node_notifies_clients_of_another(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> None:
+    async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
+        a, b = nodes["a"], nodes["b"]
+        opened = await b.execute_wire(cmd.OpenSession(project="p"))
+        session = opened["session"]["session"]
+        async with a.connect() as elsewhere:
+            await elsewhere.focus("another-project")
+            await b.execute_wire(cmd.SendMessage(session=session, content="hello"))
+            seen: list[Event] = []
+            await events_until(elsewhere, lambda e: isinstance(e.data, Notification), seen)
+        told = seen[-1].data
+        assert isinstance(told, Notification)
+        assert (told.session, told.project, told.kind) == (session, "p", "completed")
