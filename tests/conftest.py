@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import math
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -45,6 +46,18 @@ class ThreadsHoldTheClock(trio.abc.Instrument):
 
 
 _HOLD = ThreadsHoldTheClock()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """For a test marked ``collect_garbage_after``: collect the garbage once everything of
+    the test is torn down, so that what a library leaked is reported with that test, under
+    its warning filters, and not with whichever test the collector happens to run in."""
+    try:
+        return (yield)
+    finally:
+        if item.get_closest_marker("collect_garbage_after") is not None:
+            gc.collect()
 
 
 @asynccontextmanager
