@@ -3,7 +3,8 @@
 Each is started on a free 127.0.0.1 port with its files in a temporary folder, and stopped
 (and its folder removed) when the test session ends. PostgreSQL refuses to run as root: as
 root, the server runs as the ``postgres`` system user that Debian's package makes. The
-binaries are Debian's (``.ci/run`` installs ``postgresql`` and ``redis-server``).
+binaries are Debian's (``.ci/run`` installs ``postgresql`` and ``redis-server``; run as root
+with apt, the tests install them when they are missing, as they do Chromium).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
+
+from tests.debian import install_from_debian
 
 START_SECONDS = 60.0
 """How long a server may take to accept connections (a loaded machine is slow to fork)."""
@@ -57,6 +60,8 @@ def _stop(process: subprocess.Popen[bytes], how: int = signal.SIGTERM) -> None:
 
 
 def _postgres_bin(name: str) -> str:
+    if not glob.glob("/usr/lib/postgresql/*/bin/postgres"):
+        install_from_debian(Path("/usr/lib/postgresql/none"), "postgresql")
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_version)
     if found:
         return found[-1]
@@ -142,6 +147,8 @@ def running_postgres() -> Iterator[Engine]:
 
 
 def redis_binary() -> str:
+    if not (shutil.which("valkey-server") or shutil.which("redis-server")):
+        install_from_debian(Path("/usr/bin/redis-server"), "redis-server")
     for name in ("valkey-server", "redis-server"):
         found = shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/sbin")
         if found:

@@ -25,6 +25,7 @@ import pytest
 import trio
 
 from greenroom.transport.client import connect
+from tests.debian import install_from_debian
 from tests.e2e.harness import REPO
 
 CHROMIUM = Path(os.environ.get("GREENROOM_CHROMIUM", "/usr/bin/chromium"))
@@ -137,16 +138,6 @@ def _first_line(process: subprocess.Popen[bytes]) -> str:
 
 def install_chromium() -> None:
     install_from_debian(CHROMIUM, "chromium")
-
-
-def install_from_debian(program: Path, package: str) -> None:
-    """Install a Debian package when ``program`` is missing and this machine can (root with
-    apt), so that the README's test command works on a fresh machine as it does in CI."""
-    if program.exists() or os.geteuid() != 0 or not Path("/usr/bin/apt-get").exists():
-        return
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
-        subprocess.run(command, env=environment, capture_output=True, timeout=600, check=False)
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ import trio
 import trio_websocket
 
 from greenroom.protocol.codec import SUBPROTOCOL_JSON
+from tests.debian import install_from_debian
 from tests.transport.test_server_support import TOKEN, open_server
-from tests.web.conftest import install_from_debian
 
 NGINX = Path("/usr/sbin/nginx")
 PUBLIC = "greenroom.example.com"
