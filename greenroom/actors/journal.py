@@ -40,6 +40,16 @@ KEEP_BYTES = 16 << 20
 a restart (the replay window then reaches this far back)."""
 
 
+async def release(event: Event, mirror: Mirror, bus: EventBus, tally: Tally) -> None:
+    """What a journal does with each event once it is durable: apply it to the mirror,
+    count it, and let everyone see it."""
+    mirror.apply(event)
+    tally.count(event)
+    stopped = bus.release_nowait(event)
+    if stopped is not None:
+        await bus.release_rest(event, stopped)
+
+
 @attrs.define(eq=False)
 class JournalStatistics:
     batches: int = 0
@@ -109,11 +119,7 @@ class JournalActor:
         self.stats.size = self.files.size
         mirror, bus, tally = self.mirror, self.bus, self.tally
         for event in batch:
-            mirror.apply(event)
-            tally.count(event)
-            stopped = bus.release_nowait(event)
-            if stopped is not None:
-                await bus.release_rest(event, stopped)
+            await release(event, mirror, bus, tally)
 
     def checkpoint(self, applied: int) -> None:
         """The persistence actor wrote everything the mirror had applied when its count was

@@ -56,6 +56,22 @@ class Backoff:
         self.delay = 0.05
 
 
+async def each_batch(
+    receive: Callable[[], Awaitable[list[bytes]]], handle: Callable[[list[bytes]], Awaitable[None]]
+) -> None:
+    """Hand every batch ``receive`` gives to ``handle``, forever; while the bus is away,
+    try again with backoff."""
+    backoff = Backoff()
+    while True:
+        try:
+            batch = await receive()
+        except EngineUnavailable:
+            await backoff.wait()
+            continue
+        backoff.reset()
+        await handle(batch)
+
+
 @attrs.define(eq=False)
 class _Waiting:
     done: trio.Event = attrs.Factory(trio.Event)
@@ -100,17 +116,13 @@ class Forwarder:
         return result
 
     async def serve_forever(self) -> None:
-        backoff = Backoff()
         async with trio.open_nursery() as nursery:
-            while True:
-                try:
-                    payloads = await self.streams.receive()
-                except EngineUnavailable:
-                    await backoff.wait()
-                    continue
-                backoff.reset()
+
+            async def serve(payloads: list[bytes]) -> None:
                 for payload in payloads:
                     nursery.start_soon(self._serve_one, payload)
+
+            await each_batch(self.streams.receive, serve)
 
     async def _serve_one(self, payload: bytes) -> None:
         try:
@@ -146,21 +158,16 @@ class Forwarder:
         return {"id": incoming.id, "result": orjson.dumps(plain)}
 
     async def read_answers(self) -> None:
-        backoff = Backoff()
-        while True:
+        await each_batch(self.streams.answers, self._hand_over)
+
+    async def _hand_over(self, payloads: list[bytes]) -> None:
+        for payload in payloads:
             try:
-                payloads = await self.streams.answers()
-            except EngineUnavailable:
-                await backoff.wait()
+                reply = unpack(payload)
+                waiting = self._waiting.get(str(reply["id"]))
+            except Exception:
+                logger.error("a reply to a forwarded command could not be read; dropped")
                 continue
-            backoff.reset()
-            for payload in payloads:
-                try:
-                    reply = unpack(payload)
-                    waiting = self._waiting.get(str(reply["id"]))
-                except Exception:
-                    logger.error("a reply to a forwarded command could not be read; dropped")
-                    continue
-                if waiting is not None:
-                    waiting.reply = reply
-                    waiting.done.set()
+            if waiting is not None:
+                waiting.reply = reply
+                waiting.done.set()

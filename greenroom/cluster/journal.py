@@ -22,7 +22,7 @@ import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 import trio
 
 from greenroom.actors.bus import EventBus
-from greenroom.actors.journal import JournalStatistics
+from greenroom.actors.journal import JournalStatistics, release
 from greenroom.actors.mailbox import Inbox
 from greenroom.actors.persistence import Batch, Mirror
 from greenroom.actors.tally import Tally
@@ -107,12 +107,8 @@ class StreamJournal:
             if not shown and event.seq is not None:
                 bus.discard()  # not this node's to show: refused, or lost before
                 continue
-            mirror.apply(event)
-            tally.count(event)
             node.released_now(event)
-            stopped = bus.release_nowait(event)
-            if stopped is not None:
-                await bus.release_rest(event, stopped)
+            await release(event, mirror, bus, tally)
 
     def checkpoint(self, applied: int) -> None:
         """Nothing to do: the streams are trimmed by the store after each flush."""
