@@ -222,3 +222,30 @@ def test_bad_tool_policies(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(SettingsError) as caught:
         load_file(path)
     assert str(path) in caught.value.message and message in caught.value.message
+
+
+def test_cluster_settings_from_file_environment_and_flags(tmp_path: Path) -> None:
+    directory = tmp_path / "cfg"
+    write(directory, 'database_url = "postgresql://gr:secret@db/greenroom"\nlease_seconds = 4\n')
+    parser = make_parser()
+    args = parser.parse_args(["serve", "--config-dir", str(directory), "--node-id", "a"])
+    settings = load_settings(args, {"GREENROOM_BUS_URL": "redis://:hush@bus:6379/0"})
+    cluster = settings.config().cluster
+    assert cluster is not None
+    assert (cluster.database_url, cluster.bus_url) == (
+        "postgresql://gr:secret@db/greenroom", "redis://:hush@bus:6379/0",
+    )  # fmt: skip
+    assert (cluster.node_id, cluster.lease_seconds) == ("a", 4.0)
+    # Shown without the passwords, in `greenroom config` and in a repr.
+    shown = render(settings) + repr(cluster)
+    assert "secret" not in shown and "hush" not in shown
+    assert "postgresql://gr:***@db/greenroom" in shown
+
+
+def test_one_engine_alone_is_no_cluster(tmp_path: Path) -> None:
+    parser = make_parser()
+    args = parser.parse_args(["serve", "--config-dir", str(tmp_path), "--bus-url", "redis://b"])
+    with pytest.raises(SettingsError, match="database_url is not set"):
+        load_settings(args, {}).config()
+    alone = parser.parse_args(["serve", "--config-dir", str(tmp_path)])
+    assert load_settings(alone, {}).config().cluster is None
