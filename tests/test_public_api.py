@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,30 @@ def test_importing_greenroom_loads_neither_trio_nor_the_runtime() -> None:
     code = (
         "import sys, greenroom\n"
         "print(sorted(m for m in sys.modules if m.startswith(('trio', 'greenroom.'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
+
+
+def test_one_server_never_loads_the_clusters_engine_clients(tmp_path: Path) -> None:
+    """The base install has no psycopg or coredis (they come with the cluster extra): a server
+    on local files, started and stopped, must not import them."""
+    code = (
+        "import sys, trio\n"
+        "from pathlib import Path\n"
+        "from greenroom.config import Config\n"
+        "from greenroom.runtime import open_runtime\n"
+        "from greenroom.protocol import commands as cmd\n"
+        "async def main():\n"
+        f"    config = Config(data_dir=Path({str(tmp_path)!r}))\n"
+        "    async with open_runtime(config) as runtime:\n"
+        "        await runtime.execute_wire(cmd.OpenSession(project='p'))\n"
+        "trio.run(main)\n"
+        "print(sorted(m for m in sys.modules\n"
+        "             if m.split('.')[0] in ('psycopg', 'psycopg_pool', 'coredis')\n"
+        "             or m.startswith('greenroom.cluster')))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
