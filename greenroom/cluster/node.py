@@ -293,11 +293,11 @@ class Node:
         lapsed): drop the epoch now, so nothing more of it is written, and stop the copy."""
         if self.owned.pop(session, None) is None:
             return
-        self._leaving[session] = trio.Event()
         self.stats.lost += 1
         self.stats.owned = len(self.owned)
         logger.warning("node %s lost session %s: %s; stopping its copy", self.name, session, why)
         if self._nursery is not None:
+            self._leaving[session] = trio.Event()
             self._nursery.start_soon(self._let_go, session)
 
     async def _let_go(self, session: str) -> None:
@@ -329,15 +329,20 @@ class Node:
     # -- the tasks --------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._beat)
-            nursery.start_soon(self._watch_lease)
-            nursery.start_soon(self._claim_orphans_often)
-            nursery.start_soon(self._read_live)
-            nursery.start_soon(self.forwarder.serve_forever)
-            nursery.start_soon(self.forwarder.read_answers)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._beat)
+                nursery.start_soon(self._watch_lease)
+                nursery.start_soon(self._claim_orphans_often)
+                nursery.start_soon(self._read_live)
+                nursery.start_soon(self.forwarder.serve_forever)
+                nursery.start_soon(self.forwarder.read_answers)
+                task_status.started()
+        finally:
+            # Stopping: a session lost from now on (an append refused while the sessions
+            # stop) is only dropped; nobody is left to hand it over to.
+            self._nursery = None
 
     async def _beat(self) -> None:
         """Renew the lease every quarter lease; compare the sessions held with the database's
