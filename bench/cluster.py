@@ -40,7 +40,6 @@ import itertools
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from array import array
@@ -51,12 +50,11 @@ from typing import Any
 import trio
 
 from bench.common import (
-    REPO,
     Served,
     cpu_seconds,
     percentiles,
-    pin,
     print_table,
+    run_driver,
     start_server,
     stop_process,
     temp_folder,
@@ -132,24 +130,6 @@ def nodes(
     finally:
         for served in started:
             stop_process(served.process, grace=20)
-
-
-def run_drive(args: Sequence[str], *, timeout: float, cpu: int | None) -> dict[str, Any]:
-    """``python -m bench.cluster drive ARGS`` in its own process; the JSON it prints last."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.cluster", "drive", *args], stdout=subprocess.PIPE, cwd=REPO
-    )
-    try:
-        if cpu is not None:
-            pin(process.pid, cpu)
-        out, _ = process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-    if process.returncode != 0:
-        raise RuntimeError(f"the cluster driver exited {process.returncode}")
-    return dict(json.loads(out.decode().strip().splitlines()[-1]))
 
 
 # -- the clients (python -m bench.cluster drive) ----------------------------------------------
@@ -296,8 +276,8 @@ def scale(args: argparse.Namespace, postgres: Any, redis: Any) -> list[dict[str,
         database, bus = fresh_cluster(postgres, redis)
         names = ["a", "b"][:count]
         with temp_folder() as folder, nodes(folder, database, bus, names, cpus=(0, 1)) as served:
-            row = run_drive(
-                ["--ports", ",".join(str(s.port) for s in served),
+            row = run_driver(
+                ["drive", "--ports", ",".join(str(s.port) for s in served),
                  "--pids", ",".join(str(s.pid) for s in served),
                  "--token", TOKEN, "--sessions", str(sessions),
                  "--open-on", ",".join(str(i) for i in range(count)),
@@ -306,6 +286,7 @@ def scale(args: argparse.Namespace, postgres: Any, redis: Any) -> list[dict[str,
                  "--tokens", str(tokens)],
                 timeout=args.seconds * 4 + 180 + sessions / 20,
                 cpu=1 if count == 1 else None,
+                module="bench.cluster",
             )  # fmt: skip
         row["node_cores"] = (
             "1 (core 0; clients on core 1)" if count == 1 else "1 each (cores 0, 1; clients: both)"
@@ -320,14 +301,15 @@ def cross(args: argparse.Namespace, postgres: Any, redis: Any) -> dict[str, Any]
           "one on b ...", flush=True)  # fmt: skip
     database, bus = fresh_cluster(postgres, redis)
     with temp_folder() as folder, nodes(folder, database, bus, ["a", "b"], cpus=(0, 1)) as served:
-        result = run_drive(
-            ["--ports", ",".join(str(s.port) for s in served),
+        result = run_driver(
+            ["drive", "--ports", ",".join(str(s.port) for s in served),
              "--pids", ",".join(str(s.pid) for s in served),
              "--token", TOKEN, "--sessions", str(args.cross_sessions), "--open-on", "0",
              "--clients-on", "0,1", "--clients", "2", "--rate", str(args.rate),
              "--tokens", str(tokens)],
             timeout=args.seconds * 4 + 180,
             cpu=None,
+            module="bench.cluster",
         )  # fmt: skip
     result["rows"] = [
         {"client": "on a (owner)", "sessions": args.cross_sessions, **result["per_client"][0]},

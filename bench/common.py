@@ -222,11 +222,13 @@ def serving(folder: Path, *extra: str, timeout: float = 120.0) -> Iterator[Serve
         stop_process(served.process)
 
 
-def run_driver(args: Sequence[str], *, timeout: float, cpu: int | None = 1) -> dict[str, Any]:
-    """Run ``python -m bench.driver ARGS`` (the websocket clients, in their own process) and
-    return the JSON it prints last."""
+def run_driver(
+    args: Sequence[str], *, timeout: float, cpu: int | None = 1, module: str = "bench.driver"
+) -> dict[str, Any]:
+    """Run ``python -m MODULE ARGS`` (the websocket clients, in their own process: by default
+    bench.driver's) and return the JSON it prints last."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.driver", *args],
+        [sys.executable, "-m", module, *args],
         stdout=subprocess.PIPE,
         cwd=REPO,
     )
@@ -239,7 +241,7 @@ def run_driver(args: Sequence[str], *, timeout: float, cpu: int | None = 1) -> d
             process.kill()
             process.wait(timeout=10)
     if process.returncode != 0:
-        raise RuntimeError(f"driver {args[0]} exited {process.returncode}")
+        raise RuntimeError(f"{module} {args[0]} exited {process.returncode}")
     return dict(json.loads(out.decode().strip().splitlines()[-1]))
 
 
