@@ -718,7 +718,6 @@ async def _open_tree(
                 node.host = NodeHost(
                     node=node,
                     mirror=mirror,
-                    bus=bus,
                     manager=manager_box.ref,
                     store=shared,
                     execute=runtime.execute,

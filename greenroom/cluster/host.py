@@ -10,7 +10,6 @@ from typing import Any
 
 import attrs
 
-from greenroom.actors.bus import EventBus
 from greenroom.actors.mailbox import ActorRef
 from greenroom.actors.manager import Adopt, LetGo, ManagerMessage, Moved
 from greenroom.actors.persistence import Mirror
@@ -37,7 +36,6 @@ class NodeHost:
 
     node: Node
     mirror: Mirror
-    bus: EventBus
     manager: ActorRef[ManagerMessage]
     store: DatabaseStore
     execute: Execute
@@ -61,13 +59,8 @@ class NodeHost:
                 mirror.dormant[session] = dormant
         for event in events:
             mirror.apply(event)
-        released = self.node.released
         for event in events:
-            if event.seq is not None and event.seq > released.get(session, 0):
-                released[session] = event.seq
-                stopped = self.bus.release_nowait(event, published=False)
-                if stopped is not None:
-                    await self.bus.release_rest(event, stopped, published=False)
+            await self.node.show(event)
         state = mirror.sessions.get(session)
         summary = state.summary() if state is not None else mirror.dormant[session].summary
         whence = f"node {claim.previous}" if claim.previous else "a node that left"

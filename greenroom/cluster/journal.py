@@ -15,10 +15,10 @@ from it.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import attrs
 import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
+import orjson
 import trio
 
 from greenroom.actors.bus import EventBus
@@ -131,7 +131,7 @@ class DatabaseStore:
             for session, payload in source.items():
                 if session in owned:
                     snapshots[session] = (int(payload["seq"]), snapshot_bytes(payload))
-        sessions_of = _sessions_by_project(mirror)
+        sessions_of = _sessions_by_project(mirror) if batch.history else {}
         messages: dict[str, list[MessageRow]] = {}
         for (project, chat), items in batch.history.items():
             owner = sessions_of.get(project)
@@ -161,19 +161,13 @@ class DatabaseStore:
 
     async def read_messages(self, project: str, chat: str, count: int) -> list[Message]:
         bodies = await self.node.db(self.node.database.messages, project, chat)
-        return [message_from_json(_json(body)) for body in bodies[:count]]
+        return [message_from_json(orjson.loads(body)) for body in bodies[:count]]
 
     async def newest_chat(self, project: str) -> tuple[str, int] | None:
         return await self.node.db(self.node.database.newest_chat, project)
 
     async def forget_project(self, project: str) -> None:
         await self.node.db(self.node.database.forget_project, project)
-
-
-def _json(body: bytes) -> Any:
-    import orjson
-
-    return orjson.loads(body)
 
 
 def _sessions_by_project(mirror: Mirror) -> dict[str, str]:

@@ -190,16 +190,9 @@ class Node:
         self._last_renewal = asked
         self._cursor = await self.streams.live_cursor()
         for row in await self.db(self.database.sessions):
-            dormant = _dormant(row)
-            events = await self._stream_after(row.session, row.seq)
-            summary, seq = dormant.summary, row.seq
-            for event in events:
-                summary = _summary_after(summary, event) or summary
-                seq = event.seq or seq
-            if events and isinstance(events[-1].data, SessionDeleted):
-                continue
-            self.replicas[row.session] = summary
-            self.released[row.session] = seq
+            replica = await self._replica(row)
+            if replica is not None:
+                self.replicas[row.session], self.released[row.session] = replica
 
     async def learn(self, session: str) -> None:
         """Know ``session`` (made by another node, its first events not here yet) from the
@@ -209,21 +202,26 @@ class Node:
             return
         try:
             row = await self.db(self.database.get, session)
-            if row is None:
-                return
-            events = await self._stream_after(session, row.seq)
+            replica = None if row is None else await self._replica(row)
         except EngineUnavailable:
             return
+        if replica is None or session in self.replicas or session in self.owned:
+            return  # no such session, or the live stream got here first
+        summary, seq = replica
+        self.replicas[session] = summary
+        self.released.setdefault(session, seq)
+
+    async def _replica(self, row: SessionRow) -> tuple[Summary, int] | None:
+        """A session another node owns, as this node keeps it: its summary and last seq,
+        brought up to date from its stream past the snapshot; None once it was deleted."""
+        events = await self._stream_after(row.session, row.seq)
+        if events and isinstance(events[-1].data, SessionDeleted):
+            return None
         summary, seq = _dormant(row).summary, row.seq
         for event in events:
             summary = _summary_after(summary, event) or summary
             seq = event.seq or seq
-        if session in self.replicas or session in self.owned:
-            return  # the live stream got here first
-        if events and isinstance(events[-1].data, SessionDeleted):
-            return
-        self.replicas[session] = summary
-        self.released.setdefault(session, seq)
+        return summary, seq
 
     async def events_after(self, session: str, seq: int) -> list[Event]:
         """The events of ``session``'s stream after ``seq`` (an empty list if the bus is
@@ -284,9 +282,7 @@ class Node:
             row.epoch,
         )
         assert self.host is not None
-        await self.host.adopt(claim)
-        if events and events[-1].seq is not None:
-            self._release_seq(row.session, events[-1].seq)
+        await self.host.adopt(claim)  # which releases here what the stream held past ours
 
     def lose(self, session: str, why: str) -> None:
         """This node no longer owns ``session`` (its write or append was refused, or its lease
@@ -314,10 +310,6 @@ class Node:
         self.owned[session] = epoch
         self.released.setdefault(session, 0)
         self.stats.owned = len(self.owned)
-
-    def _release_seq(self, session: str, seq: int) -> None:
-        if seq > self.released.get(session, 0):
-            self.released[session] = seq
 
     def released_now(self, event: Event) -> None:
         """The journal released ``event`` of a session this node owns."""
@@ -459,10 +451,11 @@ class Node:
         await self._release_remote(decode_payload(entry.record))
 
     async def _release_remote(self, event: Event) -> None:
+        """Another node's event: this node's summary of its session first (a client that saw
+        the event then lists the sessions finds it), then the event itself."""
         session, seq = event.session, event.seq
         if session is None or seq is None or seq <= self.released.get(session, 0):
             return
-        self.released[session] = seq
         self.stats.live_events += 1
         if isinstance(event.data, SessionDeleted):
             self.replicas.pop(session, None)
@@ -470,6 +463,15 @@ class Node:
             summary = _summary_after(self.replicas.get(session), event)
             if summary is not None:
                 self.replicas[session] = summary
+        await self.show(event)
+
+    async def show(self, event: Event) -> None:
+        """Release ``event``, published by another node (or by this one before it lost the
+        session), to this node's bus, unless it released that seq or a later one already."""
+        session, seq = event.session, event.seq
+        if session is None or seq is None or seq <= self.released.get(session, 0):
+            return
+        self.released[session] = seq
         stopped = self.bus.release_nowait(event, published=False)
         if stopped is not None:
             await self.bus.release_rest(event, stopped, published=False)
