@@ -28,15 +28,18 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
         greenroom.open_sesame  # noqa: B018 - the lookup is the test
 
 
+def printed_by(code: str) -> str:
+    """What ``code`` prints, run by a fresh interpreter (nothing imported yet)."""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return run.stdout.strip()
+
+
 def test_importing_greenroom_loads_neither_trio_nor_the_runtime() -> None:
     code = (
         "import sys, greenroom\n"
         "print(sorted(m for m in sys.modules if m.startswith(('trio', 'greenroom.'))))"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert loaded == "[]"
+    assert printed_by(code) == "[]"
 
 
 def test_one_server_never_loads_the_clusters_engine_clients(tmp_path: Path) -> None:
@@ -57,7 +60,4 @@ def test_one_server_never_loads_the_clusters_engine_clients(tmp_path: Path) -> N
         "             if m.split('.')[0] in ('psycopg', 'psycopg_pool', 'coredis')\n"
         "             or m.startswith('greenroom.cluster')))"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert loaded == "[]"
+    assert printed_by(code) == "[]"

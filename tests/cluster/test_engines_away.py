@@ -14,7 +14,13 @@ from greenroom.config import SimulatedConfig
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.events import Event, LoadingChanged, SessionRestarted
 from greenroom.runtime import Client, Runtime, open_runtime
-from tests.cluster.test_nodes import WAIT, events_until, node_config, seqs_rise_by_one
+from tests.cluster.test_nodes import (
+    WAIT,
+    events_until,
+    node_config,
+    opened_on,
+    seqs_rise_by_one,
+)
 from tests.engines import running_postgres, running_redis
 
 LONG_TURNS = SimulatedConfig(seed=1, tokens_per_second=50.0, reply_tokens=1000)
@@ -29,8 +35,7 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 async def start_turn(runtime: Runtime, watcher: Client) -> tuple[str, list[Event]]:
-    opened = await runtime.execute_wire(cmd.OpenSession(project="p"))
-    session: str = opened["session"]["session"]
+    session = await opened_on(runtime, "p")
     watcher.subscribe(session)
     await runtime.execute_wire(cmd.SendMessage(session=session, content="a long one"))
     seen: list[Event] = []

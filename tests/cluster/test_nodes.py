@@ -58,6 +58,13 @@ async def cluster(
         yield nodes
 
 
+async def opened_on(node: Runtime, project: str) -> str:
+    """``openSession`` of ``project`` through ``node`` (as a connection runs it); the session."""
+    opened = await node.execute_wire(cmd.OpenSession(project=project))
+    session: str = opened["session"]["session"]
+    return session
+
+
 async def events_until(client: Client, done: Any, into: list[Event]) -> None:
     with trio.fail_after(WAIT):
         while True:
@@ -83,11 +90,9 @@ async def test_any_node_serves_any_session(
 ) -> None:
     async with cluster(tmp_path, database_url, bus_url) as nodes:
         a, b, c = nodes["a"], nodes["b"], nodes["c"]
-        opened = await b.execute_wire(cmd.OpenSession(project="p"))
-        session = opened["session"]["session"]
+        session = await opened_on(b, "p")
         # The project has one session in the whole cluster, whichever node is asked.
-        again = await a.execute_wire(cmd.OpenSession(project="p"))
-        assert again["session"]["session"] == session
+        assert await opened_on(a, "p") == session
         assert b.node is not None and session in b.node.owned
         assert a.node is not None and session not in a.node.owned
 
@@ -123,8 +128,7 @@ async def test_a_node_that_leaves_hands_its_sessions_over(
         b = await b_stack.enter_async_context(
             open_runtime(node_config(tmp_path, "b", database_url, bus_url))
         )
-        opened = await b.execute_wire(cmd.OpenSession(project="p"))
-        session = opened["session"]["session"]
+        session = await opened_on(b, "p")
         async with a.connect() as watcher:
             watcher.subscribe(session)
             await a.execute_wire(cmd.SendMessage(session=session, content="a long one"))
@@ -173,8 +177,7 @@ async def test_a_session_just_made_on_another_node_can_be_subscribed_at_once(
 ) -> None:
     async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
         a, b = nodes["a"], nodes["b"]
-        opened = await a.execute_wire(cmd.OpenSession(project="p"))
-        session = opened["session"]["session"]
+        session = await opened_on(a, "p")
         await a.execute_wire(cmd.SendMessage(session=session, content="hello"))
         assert b.node is not None
         # As if b's live stream had not brought the session's first events yet.
@@ -194,8 +197,7 @@ async def test_a_turn_on_one_node_notifies_clients_of_another(
 ) -> None:
     async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
         a, b = nodes["a"], nodes["b"]
-        opened = await b.execute_wire(cmd.OpenSession(project="p"))
-        session = opened["session"]["session"]
+        session = await opened_on(b, "p")
         async with a.connect() as elsewhere:
             await elsewhere.focus("another-project")
             await b.execute_wire(cmd.SendMessage(session=session, content="hello"))
