@@ -381,19 +381,17 @@ class SessionManager:
             await entry.mailbox.ref.ask(Request.of(cmd.DeleteSession(session=session)))
         else:
             await self._publish_for(session, SessionDeleted())
-        if session in self.sessions.which_children():
-            await self.sessions.terminate_child(session)
-        entry.mailbox.close()
-        del self._entries[session]
-        self._by_project.pop(entry.project, None)
+        await self._let_go(session)
 
     async def _let_go(self, session: str) -> None:
-        entry = self._entries.pop(session, None)
+        """Stop the session's actor and forget it here (deleted, or owned by another node)."""
+        entry = self._entries.get(session)
         if entry is None:
             return
         if session in self.sessions.which_children():
             await self.sessions.terminate_child(session)
         entry.mailbox.close()
+        del self._entries[session]
         if self._by_project.get(entry.project) == session:
             del self._by_project[entry.project]
 
