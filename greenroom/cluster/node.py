@@ -123,6 +123,8 @@ class Node:
     """The sessions this node owns, and the epoch of each."""
     released: dict[str, int] = attrs.Factory(dict)
     """Per session, the last seq released to this node's bus."""
+    live: frozenset[str] = frozenset()
+    """The nodes whose lease was alive at this node's last heartbeat (itself included)."""
     replicas: dict[str, Summary] = attrs.Factory(dict)
     """The sessions other nodes own, as their last events said."""
     stats: ClusterStatistics = attrs.field(init=False)
@@ -188,6 +190,7 @@ class Node:
             await trio.sleep(lease / 4)
             asked = trio.current_time()
         self._last_renewal = asked
+        self.live = frozenset(await self.db(self.database.live_nodes))
         self._cursor = await self.streams.live_cursor()
         for row in await self.db(self.database.sessions):
             replica = await self._replica(row)
@@ -353,7 +356,8 @@ class Node:
                     continue
                 self._last_renewal = asked
                 owned = await self.db(self.database.owned)
-                self.stats.live_nodes = len(await self.db(self.database.live_nodes))
+                self.live = frozenset(await self.db(self.database.live_nodes))
+                self.stats.live_nodes = len(self.live)
             except EngineUnavailable as error:
                 if not self.lease_held:
                     self._lose_all(f"the lease could not be renewed: {error}")
@@ -500,8 +504,7 @@ class Node:
                 return None
         if row.session in self.owned:
             return None
-        live = set(await self.db(self.database.live_nodes))
-        if row.owner is not None and row.owner != self.name and row.owner in live:
+        if row.owner is not None and row.owner != self.name and row.owner in self.live:
             return row.owner
         if await self.claim(row.session):
             return None
