@@ -206,3 +206,26 @@ async def test_a_turn_on_one_node_notifies_clients_of_another(
         told = seen[-1].data
         assert isinstance(told, Notification)
         assert (told.session, told.project, told.kind) == (session, "p", "completed")
+
+
+async def test_stop_all_stops_the_turns_of_every_node(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> None:
+    async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
+        a, b = nodes["a"], nodes["b"]
+        sessions = [await opened_on(a, "p"), await opened_on(b, "q")]
+        async with a.connect() as watcher:
+            seen: list[Event] = []
+            for session in sessions:
+                watcher.subscribe(session)
+                await a.execute_wire(cmd.SendMessage(session=session, content="[[stall]]"))
+                await events_until(
+                    watcher,
+                    lambda e, s=session: e.session == s and isinstance(e.data, LoadingChanged),
+                    seen,
+                )
+            assert await a.execute_wire(cmd.StopAll()) == {"stopped": 2}
+            for session in sessions:
+                await events_until(watcher, turn_ended(session), seen)
+        ends = [e.data for e in seen if isinstance(e.data, LoadingChanged) and not e.data.loading]
+        assert [end.reason for end in ends] == ["stopped", "stopped"]
