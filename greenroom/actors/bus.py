@@ -60,7 +60,10 @@ class Subscription:
     A deque and one wakeup, not a memory channel: a channel hands each event to a waiting
     receiver by rescheduling it, one task switch per event per receiver, while here the
     receiver wakes once and takes every event published meanwhile (:meth:`take`). It has
-    one receiver.
+    one receiver, which may wait for several events at once (``wait(at_least=n)``), and may
+    ask to be told when an event comes into the empty queue (:meth:`notify`): a websocket
+    connection's writer takes the events when its next frame is due rather than being woken
+    for each batch (greenroom.transport.connection).
     """
 
     name: str
@@ -69,7 +72,9 @@ class Subscription:
     overflowed: bool = attrs.field(default=False, init=False)
     closed: bool = attrs.field(default=False, init=False)
     _queue: deque[Event] = attrs.field(factory=deque, init=False)
+    _notify: Callable[[], None] | None = attrs.field(default=None, init=False)
     _ready: trio.Event | None = attrs.field(default=None, init=False)
+    _wake_at: int = attrs.field(default=1, init=False)  # queued events that wake the waiter
     _bus: EventBus | None = attrs.field(default=None, init=False)
 
     def offer(self, event: Event) -> bool:
@@ -80,17 +85,29 @@ class Subscription:
             self.overflowed = True
             self.close()
             return False
-        self._queue.append(event)
-        if self._ready is not None:
+        queue = self._queue
+        queue.append(event)
+        if len(queue) == 1 and self._notify is not None:
+            self._notify()
+        if self._ready is not None and len(queue) >= self._wake_at:
             self._ready.set()
             self._ready = None
         return True
 
-    async def wait(self) -> bool:
-        """Wait until an event is queued; False once closed and drained."""
-        while not self._queue:
+    def notify(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (with no checkpoint) whenever an event comes into the empty queue,
+        and now if events wait already."""
+        self._notify = callback
+        if self._queue:
+            callback()
+
+    async def wait(self, at_least: int = 1) -> bool:
+        """Wait until ``at_least`` events are queued (or fewer, once closed); False once
+        closed and drained."""
+        while len(self._queue) < at_least:
             if self.closed:
-                return False
+                return bool(self._queue)
+            self._wake_at = at_least
             self._ready = self._ready or trio.Event()
             await self._ready.wait()
         return True

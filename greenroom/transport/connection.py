@@ -15,15 +15,18 @@ nursery that the connection owns:
   So a thousand ``sendMessage`` to a thousand sessions take about as long as one, and a slow
   command (``deleteProject``) delays the commands behind it on this connection only; the
   reader keeps reading meanwhile, and events keep flowing;
-- the **pump** moves events from the runtime subscription into the outbox as they come (all
-  that came since it last ran, in one go), so that the outbox's byte bound and merging apply
-  even while the writer is blocked on a slow peer. A ``subscribe`` runs in the command loop:
+- the **writer** sends everything waiting as one frame, at most one frame of live events per
+  ``send_interval``: a frame costs far more than an event in it, so events that come while
+  the interval runs wait for it and share the next frame. The first event after a quiet
+  interval, and any reply, go at once. While the outbox is empty (the client keeps up), the
+  writer takes the live events straight from the runtime subscription and joins their shared
+  encodings into the frame: an event costs a connection a lookup and a join, nothing more.
+  Otherwise the events go through the outbox first, in order behind what waits there;
+- the **pump** moves events from the runtime subscription into the outbox as they come
+  while the writer is stuck in a send (for longer than ``send_interval``: a slow peer), so
+  that the outbox's byte bound and merging apply. A ``subscribe`` runs in the command loop:
   it moves what waits in the subscription to the outbox first, then queues the replay, all
   with no checkpoint in between;
-- the **writer** takes everything waiting in the outbox and sends it as one frame, at most one
-  frame of live events per ``send_interval``: a frame costs far more than an event in it, so
-  events that come while the interval runs wait for it and share the next frame. The first
-  event after a quiet interval, and any reply, go at once;
 - the **keepalive** pings every ``ping_interval`` and drops a peer that does not answer.
 
 Subscribing: the reply ``{"seq": N}`` (with ``"reset": true`` when the missed events are no
@@ -66,6 +69,7 @@ from greenroom.protocol.codec import (
     Codec,
     ErrorReply,
     Incoming,
+    Outgoing,
     Reply,
     Subprotocol,
     Welcome,
@@ -74,6 +78,7 @@ from greenroom.protocol.codec import (
 from greenroom.protocol.convert import camel
 from greenroom.protocol.encodings import EventEncodings
 from greenroom.protocol.errors import GreenroomError
+from greenroom.protocol.events import Event
 from greenroom.runtime import Client, Runtime
 from greenroom.transport.outbox import Outbox, TransportCounters
 
@@ -186,6 +191,7 @@ async def handle_connection(
             merge_above=min(BATCH_BYTES, settings.send_queue_bytes // 4),
             sizes=codec,  # real encoded sizes: the bound holds whatever the events
         )
+        client.events.notify(outbox.poke)  # the writer takes live events when a frame is due
         connection = _Connection(
             runtime=runtime,
             ws=ws,
@@ -218,6 +224,8 @@ class _Connection:
     # The writer's current send, shielded so that ending the connection never cuts a frame in
     # half; once the connection is ending, it gets close_timeout to finish (_bound_last_send).
     _send_scope: trio.CancelScope | None = None
+    _in_flight: tuple[int, float] | None = None  # the send in flight: its number, its start
+    _sends: int = 0
     _send_deadline: float = math.inf
     _frame_cut: bool = False  # a send hit that deadline: the stream may hold half a frame
 
@@ -378,12 +386,22 @@ class _Connection:
         self.outbox.put_events(self.client.events.take())
 
     async def _pump(self) -> None:
-        """Move events into the outbox as they come: all that came since the last wakeup at
-        once, so that one wakeup serves many events."""
+        """Move events into the outbox as they come while the writer is stuck in a send (it
+        takes them itself while it keeps up)."""
         events = self.client.events
-        while await events.wait():
+        while not events.closed:
+            await events.wait(at_least=events.queued() + 1)  # the next event
+            send = self._in_flight
+            if send is None:
+                continue  # the writer takes them when its next frame is due
+            stuck_at = send[1] + self.settings.send_interval
+            if trio.current_time() < stuck_at:
+                await trio.sleep_until(stuck_at)
+                if self._in_flight != send:
+                    continue  # that send is out
             self._drain()
             self._check_outbox()
+        self._drain()
         if events.overflowed or self._slow:
             self._too_slow()
 
@@ -410,16 +428,19 @@ class _Connection:
                     # Live events gather for the rest of the interval; a reply cuts it short.
                     with trio.move_on_at(next_send):
                         await self.outbox.wait_asked()
-                    if not self.outbox:
-                        continue  # closed meanwhile
+                    if self.outbox.closed:
+                        continue
+                frame, items = self._next_frame()
+                if frame is None:
+                    continue  # the events were taken meanwhile (a subscribe's drain)
                 next_send = trio.current_time() + interval
-                items = self.outbox.take(BATCH_BYTES)
-                frame = self.codec.encode(items)
                 with trio.CancelScope(shield=True, deadline=self._send_deadline) as scope:
+                    self._sends += 1
                     self._send_scope = scope
+                    self._in_flight = (self._sends, trio.current_time())
                     with websocket_io():
                         await self.ws.send_message(frame)
-                self._send_scope = None
+                self._send_scope = self._in_flight = None
                 if scope.cancelled_caught:
                     self._frame_cut = True
                     self._finish(Closing(code=1006, reason="send timed out", abort=True))
@@ -427,6 +448,41 @@ class _Connection:
                 self.counters.sent(items)
         except Disconnected as exc:
             self._finish(_closed_by_peer(exc))
+
+    def _next_frame(self) -> tuple[str | bytes | None, list[Outgoing]]:
+        """The next frame and what it carries: what waits in the outbox (replies go ahead of
+        the live events still in the subscription; live events already in the outbox keep
+        their order with them), then as many of the live events waiting in the subscription
+        as the frame's budget takes; the rest go to the outbox, where merging applies."""
+        outbox, events = self.outbox, self.client.events
+        items: list[Outgoing] = []
+        budget = BATCH_BYTES
+        if outbox:
+            if outbox.behind and events.queued():
+                self._drain()
+            items = outbox.take(BATCH_BYTES)
+            if outbox:
+                return self.codec.encode(items), items
+            budget //= 2  # about: the replies taken are not measured
+        live = events.take()
+        if live:
+            fits = self._fitting(live, budget)
+            if fits < len(live):
+                outbox.put_events(live[fits:])
+            items.extend(live[:fits])
+        if not items:
+            return None, items
+        return self.codec.encode(items), items
+
+    def _fitting(self, events: list[Event], budget: int) -> int:
+        """How many of ``events`` go into ``budget`` bytes of a frame (at least one)."""
+        size = self.codec.event_bytes
+        used = 0
+        for count, event in enumerate(events):
+            used += size(event)
+            if used > budget and count:
+                return count
+        return len(events)
 
     async def _bound_last_send(self) -> None:
         """When the connection starts ending (we are cancelled), give the send in flight

@@ -181,6 +181,7 @@ class Outbox:
     _last: dict[str, _Pending] = attrs.Factory(dict)  # per session, its newest queued item
     _high: dict[str, int] = attrs.Factory(dict)  # per session, the highest seq queued
     _asked: int = 0  # queued items that a command asked for (replies, replays)
+    _poked: bool = False  # live events wait in the runtime subscription
     _ready: trio.Event = attrs.Factory(trio.Event)
     _asked_ready: trio.Event = attrs.Factory(trio.Event)
     _room: trio.Event = attrs.Factory(trio.Event)
@@ -192,6 +193,11 @@ class Outbox:
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    @property
+    def behind(self) -> bool:
+        """Whether live events wait here (the writer is behind them)."""
+        return self._live > 0
 
     @property
     def overflowed(self) -> bool:
@@ -290,11 +296,19 @@ class Outbox:
             self._asked_ready.set()
         self._ready.set()
 
+    def poke(self) -> None:
+        """Wake the writer for live events that wait elsewhere (the runtime subscription,
+        which the writer takes from directly while nothing waits here)."""
+        self._poked = True
+        self._ready.set()
+
     async def wait(self) -> bool:
-        """Wait until something is queued; False once the outbox is closed."""
-        while not self._queue and not self.closed:
+        """Wait until something is queued (or :meth:`poke` was called); False once the
+        outbox is closed."""
+        while not self._queue and not self._poked and not self.closed:
             self._ready = trio.Event()
             await self._ready.wait()
+        self._poked = False
         return not self.closed
 
     async def wait_asked(self) -> None:
