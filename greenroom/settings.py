@@ -89,13 +89,17 @@ def _integer(low: int, high: int | None) -> Kind:
     return Kind(expect=f"a whole number from {low} {upper}", convert=convert)
 
 
-def _positive(raw: object, text: bool) -> float:
+def _number(raw: object, text: bool) -> float:
+    """A number: text (a flag, the environment), or a TOML integer or float but not a bool."""
     if text and isinstance(raw, str):
-        value = float(raw.strip())
-    elif isinstance(raw, int | float) and not isinstance(raw, bool):
-        value = float(raw)
-    else:
-        raise ValueError
+        return float(raw.strip())
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    raise ValueError
+
+
+def _positive(raw: object, text: bool) -> float:
+    value = _number(raw, text)
     if not value > 0:  # NaN is refused too
         raise ValueError
     return value
@@ -111,12 +115,7 @@ def _choice(*options: str) -> Kind:
 
 
 def _temperature(raw: object, text: bool) -> float:
-    if text and isinstance(raw, str):
-        value = float(raw.strip())
-    elif isinstance(raw, int | float) and not isinstance(raw, bool):
-        value = float(raw)
-    else:
-        raise ValueError
+    value = _number(raw, text)
     if not (math.isfinite(value) and 0 <= value <= MAX_TEMPERATURE):
         raise ValueError
     return value
