@@ -26,8 +26,6 @@ from greenroom.protocol.results import (
 )
 from greenroom.protocol.state import SessionView
 
-R = TypeVar("R")
-
 # -- results --------------------------------------------------------------------------------
 
 
@@ -140,6 +138,8 @@ def _subscribed_result(subscribed: Subscribed) -> dict[str, Any]:
         result["reset"] = True  # what was missed is gone: reload with openSession
     return result
 
+
+R = TypeVar("R")
 
 RESULTS: dict[type[Command[Any]], Callable[[Any], dict[str, Any]]] = {}
 """Per command class, what turns its result (see :mod:`~greenroom.protocol.commands`) into the
