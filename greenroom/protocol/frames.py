@@ -51,7 +51,7 @@ class Incoming:
 
 @attrs.frozen(kw_only=True)
 class Reply:
-    """A successful reply; build ``result`` with the ``*_result`` helpers below."""
+    """A successful reply; ``result`` is built by the ``*_result`` functions of ``replies``."""
 
     re: int | str
     result: dict[str, Any] = attrs.field(factory=dict)
