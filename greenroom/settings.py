@@ -89,13 +89,17 @@ def _integer(low: int, high: int | None) -> Kind:
     return Kind(expect=f"a whole number from {low} {upper}", convert=convert)
 
 
-def _positive(raw: object, text: bool) -> float:
+def _number(raw: object, text: bool) -> float:
+    """A number: text (a flag, the environment), or a TOML integer or float but not a bool."""
     if text and isinstance(raw, str):
-        value = float(raw.strip())
-    elif isinstance(raw, int | float) and not isinstance(raw, bool):
-        value = float(raw)
-    else:
-        raise ValueError
+        return float(raw.strip())
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    raise ValueError
+
+
+def _positive(raw: object, text: bool) -> float:
+    value = _number(raw, text)
     if not value > 0:  # NaN is refused too
         raise ValueError
     return value
@@ -111,12 +115,7 @@ def _choice(*options: str) -> Kind:
 
 
 def _temperature(raw: object, text: bool) -> float:
-    if text and isinstance(raw, str):
-        value = float(raw.strip())
-    elif isinstance(raw, int | float) and not isinstance(raw, bool):
-        value = float(raw)
-    else:
-        raise ValueError
+    value = _number(raw, text)
     if not (math.isfinite(value) and 0 <= value <= MAX_TEMPERATURE):
         raise ValueError
     return value
@@ -256,6 +255,19 @@ def _default(cls: type[Any], name: str) -> Any:
     return attrs.fields_dict(cls)[name].default
 
 
+def _limit(name: str, low: int, help: str) -> Setting:
+    """A ``[limits]`` setting: a whole number from ``low`` up, with the default of
+    :class:`Limits`, and its variable and flag named after it."""
+    return Setting(
+        key=f"limits.{name}",
+        kind=_integer(low, None),
+        default=_default(Limits, name),
+        env=(f"GREENROOM_{name.upper()}",),
+        flag="--" + name.replace("_", "-"),
+        help=help,
+    )
+
+
 SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(key="provider", kind=_choice("simulated", "openai", "anthropic"),
             default="simulated", env=("GREENROOM_PROVIDER",), flag="--provider",
@@ -337,20 +349,11 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(key="metrics_public", kind=BOOLEAN, default=False,
             env=("GREENROOM_METRICS_PUBLIC",), flag="--metrics-public",
             help="serve /metrics without the token (true or false)"),
-    Setting(key="limits.max_sessions", kind=_integer(1, None),
-            default=_default(Limits, "max_sessions"), env=("GREENROOM_MAX_SESSIONS",),
-            flag="--max-sessions", help="sessions at most"),
-    Setting(key="limits.max_queued_messages", kind=_integer(0, None),
-            default=_default(Limits, "max_queued_messages"),
-            env=("GREENROOM_MAX_QUEUED_MESSAGES",), flag="--max-queued-messages",
-            help="messages queued behind a running turn, per session"),
-    Setting(key="limits.max_message_chars", kind=_integer(1, None),
-            default=_default(Limits, "max_message_chars"), env=("GREENROOM_MAX_MESSAGE_CHARS",),
-            flag="--max-message-chars", help="characters in one message at most"),
-    Setting(key="limits.max_concurrent_turns", kind=_integer(1, None),
-            default=_default(Limits, "max_concurrent_turns"),
-            env=("GREENROOM_MAX_CONCURRENT_TURNS",), flag="--max-concurrent-turns",
-            help="turns streaming at once across all sessions (default: no limit)"),
+    _limit("max_sessions", 1, "sessions at most"),
+    _limit("max_queued_messages", 0, "messages queued behind a running turn, per session"),
+    _limit("max_message_chars", 1, "characters in one message at most"),
+    _limit("max_concurrent_turns", 1,
+           "turns streaming at once across all sessions (default: no limit)"),
     Setting(key="simulated.seed", kind=_integer(-(2**63), 2**63 - 1),
             default=_default(SimulatedConfig, "seed"), env=("GREENROOM_SIMULATED_SEED",),
             flag="--seed", help="the simulated provider's seed"),

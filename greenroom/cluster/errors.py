@@ -5,17 +5,13 @@ from __future__ import annotations
 from greenroom.protocol.errors import GreenroomError
 
 
-class EngineUnavailable(GreenroomError):
+class EngineUnavailable(GreenroomError, code="unavailable"):
     """An engine cannot be reached; the message names it and its URL without a password."""
 
-    code = "unavailable"
 
-
-class Unavailable(GreenroomError):
+class Unavailable(GreenroomError, code="unavailable"):
     """The cluster cannot do it now (a node does not answer, a session is moving); the
     command may be retried."""
-
-    code = "unavailable"
 
 
 class RemoteError(GreenroomError):

@@ -61,41 +61,54 @@ __all__ = [
 
 @attrs.frozen(kw_only=True)
 class Command(Generic[R]):
-    """An operation of the protocol whose execution gives back an ``R``."""
+    """An operation of the protocol whose execution gives back an ``R``.
+
+    A subclass names its ``op`` (and whether it is ``idempotent``) where it is declared:
+    ``class Ping(Command[None], op="ping", idempotent=True)``.
+    """
 
     op: ClassVar[str]
+    """The operation's name on the wire."""
     idempotent: ClassVar[bool] = False
     """Safe to send twice: a retry after a lost connection changes nothing more."""
 
+    def __init_subclass__(
+        cls, *, op: str | None = None, idempotent: bool | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        # attrs makes each frozen class anew, without these keywords: keep what was set.
+        if op is not None:
+            cls.op = op
+        if idempotent is not None:
+            cls.idempotent = idempotent
+
 
 @attrs.frozen(kw_only=True)
-class ListProjects(Command[tuple[ProjectInfo, ...]]):
-    op: ClassVar[str] = "listProjects"
-    idempotent: ClassVar[bool] = True
+class ListProjects(Command[tuple[ProjectInfo, ...]], op="listProjects", idempotent=True):
+    """Every project folder, with its session if it has one."""
 
 
 @attrs.frozen(kw_only=True)
-class CreateProject(Command[ProjectInfo]):
-    op: ClassVar[str] = "createProject"
+class CreateProject(Command[ProjectInfo], op="createProject"):
+    """The project's folder, made (no session yet); ``conflict`` if it exists."""
+
     project: str
 
 
 @attrs.frozen(kw_only=True)
-class DeleteProject(Command[None]):
+class DeleteProject(Command[None], op="deleteProject"):
     """Stop and delete the project's session, and remove its folder."""
 
-    op: ClassVar[str] = "deleteProject"
     project: str
 
 
 @attrs.frozen(kw_only=True)
-class ListSessions(Command[tuple[Summary, ...]]):
-    op: ClassVar[str] = "listSessions"
-    idempotent: ClassVar[bool] = True
+class ListSessions(Command[tuple[Summary, ...]], op="listSessions", idempotent=True):
+    """The summary of every session."""
 
 
 @attrs.frozen(kw_only=True)
-class OpenSession(Command[OpenedSession]):
+class OpenSession(Command[OpenedSession], op="openSession", idempotent=True):
     """The project's session: reused, else restored from its newest history, else new.
 
     ``model``, ``temperature`` and ``maxTokens`` (optional) are what this session's turns use,
@@ -104,8 +117,6 @@ class OpenSession(Command[OpenedSession]):
     fields win over it.
     """
 
-    op: ClassVar[str] = "openSession"
-    idempotent: ClassVar[bool] = True
     project: str
     preset: str | None = None
     model: str | None = None
@@ -114,62 +125,55 @@ class OpenSession(Command[OpenedSession]):
 
 
 @attrs.frozen(kw_only=True)
-class Subscribe(Command[Subscribed]):
+class Subscribe(Command[Subscribed], op="subscribe", idempotent=True):
     """Every event of ``session`` with seq > ``since`` (no replay when None), then live."""
 
-    op: ClassVar[str] = "subscribe"
-    idempotent: ClassVar[bool] = True
     session: str
     since: int | None = None
 
 
 @attrs.frozen(kw_only=True)
-class Unsubscribe(Command[None]):
-    op: ClassVar[str] = "unsubscribe"
-    idempotent: ClassVar[bool] = True
+class Unsubscribe(Command[None], op="unsubscribe", idempotent=True):
     session: str
 
 
 @attrs.frozen(kw_only=True)
-class SendMessage(Command[bool]):
+class SendMessage(Command[bool], op="sendMessage"):
     """Start a turn with ``content``, or queue it behind the running one."""
 
-    op: ClassVar[str] = "sendMessage"
     session: str
     content: str
 
 
 @attrs.frozen(kw_only=True)
-class StopGeneration(Command[tuple[str, ...]]):
-    op: ClassVar[str] = "stopGeneration"
+class StopGeneration(Command[tuple[str, ...]], op="stopGeneration"):
+    """Stop the running turn and discard the queued texts, which it gives back."""
+
     session: str
 
 
 @attrs.frozen(kw_only=True)
-class CancelQueued(Command[str]):
+class CancelQueued(Command[str], op="cancelQueued"):
     """Remove the queued text at ``index``, if ``preview`` (its summary preview, or the whole
     text) still names it: the queue may have moved since the client saw it."""
 
-    op: ClassVar[str] = "cancelQueued"
     session: str
     index: int
     preview: str
 
 
 @attrs.frozen(kw_only=True)
-class ResumeSession(Command[None]):
+class ResumeSession(Command[None], op="resumeSession"):
     """Continue an interrupted or failed turn."""
 
-    op: ClassVar[str] = "resumeSession"
     session: str
 
 
 @attrs.frozen(kw_only=True)
-class ApproveToolCall(Command[None]):
+class ApproveToolCall(Command[None], op="approveToolCall"):
     """Allow or deny the tool call ``call`` the session's turn waits on; ``reason`` (optional)
     is what the model reads when it is denied."""
 
-    op: ClassVar[str] = "approveToolCall"
     session: str
     call: str
     allow: bool
@@ -177,71 +181,61 @@ class ApproveToolCall(Command[None]):
 
 
 @attrs.frozen(kw_only=True)
-class NewChat(Command[None]):
+class NewChat(Command[None], op="newChat"):
     """Stop, keep the old history file, start an empty chat."""
 
-    op: ClassVar[str] = "newChat"
     session: str
 
 
 @attrs.frozen(kw_only=True)
-class DeleteSession(Command[None]):
-    op: ClassVar[str] = "deleteSession"
+class DeleteSession(Command[None], op="deleteSession"):
+    """Stop the session and delete it; its history files stay in the project folder."""
+
     session: str
 
 
 @attrs.frozen(kw_only=True)
-class FocusProject(Command[None]):
+class FocusProject(Command[None], op="focusProject", idempotent=True):
     """What this client is viewing (None: nothing), so that it is not notified about it."""
 
-    op: ClassVar[str] = "focusProject"
-    idempotent: ClassVar[bool] = True
     project: str | None = None
 
 
 @attrs.frozen(kw_only=True)
-class McpConfig(Command[McpStatusLike]):
+class McpConfig(Command[McpStatusLike], op="mcpConfig", idempotent=True):
     """The project's ``.mcp.json``: absent, approved, awaiting approval, or unusable."""
 
-    op: ClassVar[str] = "mcpConfig"
-    idempotent: ClassVar[bool] = True
     project: str
 
 
 @attrs.frozen(kw_only=True)
-class TrustMcpConfig(Command[McpStatusLike]):
+class TrustMcpConfig(Command[McpStatusLike], op="trustMcpConfig", idempotent=True):
     """Approve the project's ``.mcp.json`` whose contents hash to ``hash`` (sha256, hex)."""
 
-    op: ClassVar[str] = "trustMcpConfig"
-    idempotent: ClassVar[bool] = True
     project: str
     hash: str
 
 
 @attrs.frozen(kw_only=True)
-class ListPresets(Command[PresetListingLike]):
+class ListPresets(Command[PresetListingLike], op="listPresets", idempotent=True):
     """The presets ``openSession`` accepts: the global ones, and with ``project`` its own."""
 
-    op: ClassVar[str] = "listPresets"
-    idempotent: ClassVar[bool] = True
     project: str | None = None
 
 
 @attrs.frozen(kw_only=True)
-class StopAll(Command[int]):
-    op: ClassVar[str] = "stopAll"
+class StopAll(Command[int], op="stopAll"):
+    """Stop every session's running turn; gives back how many sessions were told to stop."""
 
 
 @attrs.frozen(kw_only=True)
-class Stats(Command[Mapping[str, Any]]):
-    op: ClassVar[str] = "stats"
-    idempotent: ClassVar[bool] = True
+class Stats(Command[Mapping[str, Any]], op="stats", idempotent=True):
+    """Counters for dashboards and benchmarks (plain values; the keys may grow)."""
 
 
 @attrs.frozen(kw_only=True)
-class Ping(Command[None]):
-    op: ClassVar[str] = "ping"
-    idempotent: ClassVar[bool] = True
+class Ping(Command[None], op="ping", idempotent=True):
+    """An application-level round trip (the websocket's own ping is the libraries')."""
 
 
 COMMANDS: dict[str, type[Command[Any]]] = {

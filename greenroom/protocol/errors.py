@@ -6,53 +6,50 @@ turns any :class:`GreenroomError` into an error reply without knowing its subcla
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class GreenroomError(Exception):
-    """Base of every error greenroom raises on purpose."""
+    """Base of every error greenroom raises on purpose.
+
+    A subclass names its protocol code where it is declared, ``class NotFound(GreenroomError,
+    code="not_found")``; one that names none has its base's (``internal`` at the root).
+    """
 
     code: ClassVar[str] = "internal"
+
+    def __init_subclass__(cls, *, code: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-class BadRequest(GreenroomError):
+class BadRequest(GreenroomError, code="bad_request"):
     """A command is missing a field or has one of the wrong type."""
 
-    code = "bad_request"
 
-
-class InvalidArgument(GreenroomError):
+class InvalidArgument(GreenroomError, code="invalid_argument"):
     """A field has the right type but a value greenroom refuses (a bad project name, say)."""
 
-    code = "invalid_argument"
 
-
-class NotFound(GreenroomError):
+class NotFound(GreenroomError, code="not_found"):
     """The named session or project does not exist."""
 
-    code = "not_found"
 
-
-class Conflict(GreenroomError):
+class Conflict(GreenroomError, code="conflict"):
     """The command does not fit the current state (resuming a session that is running, say)."""
 
-    code = "conflict"
 
-
-class LimitReached(GreenroomError):
+class LimitReached(GreenroomError, code="limit_reached"):
     """A configured limit (sessions, queued messages, connections, ...) is reached."""
 
-    code = "limit_reached"
 
-
-class TooLarge(GreenroomError):
+class TooLarge(GreenroomError, code="too_large"):
     """A message or frame is over its size limit."""
-
-    code = "too_large"
 
 
 class ActorError(GreenroomError):
@@ -67,16 +64,12 @@ class AskTimeout(ActorError):
     """The actor asked did not reply within the timeout."""
 
 
-class MailboxFull(ActorError):
+class MailboxFull(ActorError, code="limit_reached"):
     """A ``tell_nowait`` found the mailbox at its bound."""
 
-    code = "limit_reached"
 
-
-class ToolError(GreenroomError):
+class ToolError(GreenroomError, code="invalid_argument"):
     """A tool call failed; its message is given to the model as the tool's result."""
-
-    code = "invalid_argument"
 
 
 class ProviderError(GreenroomError):

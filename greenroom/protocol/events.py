@@ -8,7 +8,7 @@ here and camelCase on the wire (the codec renames them).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import attrs
 
@@ -93,80 +93,95 @@ class PartialToolCall:
 
 
 @attrs.frozen(kw_only=True)
-class SessionCreated:
-    name: ClassVar[str] = "sessionCreated"
+class Payload:
+    """What an event says: one class per wire event, which names it where it is declared
+    (``class SessionFailed(Payload, name="sessionFailed")``)."""
+
+    name: ClassVar[str]
+    """The event's name on the wire."""
+
+    def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # attrs makes each frozen class anew, without this keyword: keep what was set.
+        if name is not None:
+            cls.name = name
+
+
+@attrs.frozen(kw_only=True)
+class SessionCreated(Payload, name="sessionCreated"):
+    """A session was created; its summary."""
+
     summary: Summary
 
 
 @attrs.frozen(kw_only=True)
-class SessionUpdated:
-    name: ClassVar[str] = "sessionUpdated"
+class SessionUpdated(Payload, name="sessionUpdated"):
+    """A field of the session's summary changed; the whole summary."""
+
     summary: Summary
 
 
 @attrs.frozen(kw_only=True)
-class SessionDeleted:
-    name: ClassVar[str] = "sessionDeleted"
+class SessionDeleted(Payload, name="sessionDeleted"):
+    """The session was deleted (its history files stay in the project folder)."""
 
 
 @attrs.frozen(kw_only=True)
-class MessageAdded:
-    name: ClassVar[str] = "messageAdded"
+class MessageAdded(Payload, name="messageAdded"):
+    """A message committed to the chat, at ``index`` (0-based)."""
+
     index: int
     message: Message
 
 
 @attrs.frozen(kw_only=True)
-class StreamingUpdate:
+class StreamingUpdate(Payload, name="streamingUpdate"):
     """New text at ``offset`` of the partial assistant message, and its tool calls so far."""
 
-    name: ClassVar[str] = "streamingUpdate"
     offset: int
     delta: str
     tool_calls: tuple[PartialToolCall, ...] | None = None
 
 
 @attrs.frozen(kw_only=True)
-class LoadingChanged:
+class LoadingChanged(Payload, name="loadingChanged"):
     """A turn started (``loading``) or ended, and why; ``error`` says what failed."""
 
-    name: ClassVar[str] = "loadingChanged"
     loading: bool
     reason: EndReason | None = None
     error: str | None = None
 
 
 @attrs.frozen(kw_only=True)
-class ApprovalRequested:
+class ApprovalRequested(Payload, name="approvalRequested"):
     """The turn waits for a user to allow or deny tool call ``call`` (``approveToolCall``);
     ``arguments`` is the JSON text the model wrote."""
 
-    name: ClassVar[str] = "approvalRequested"
     call: str
     tool: str
     arguments: str
 
 
 @attrs.frozen(kw_only=True)
-class SessionRestarted:
-    name: ClassVar[str] = "sessionRestarted"
+class SessionRestarted(Payload, name="sessionRestarted"):
+    """The session's actor crashed and was restarted from its last committed state; ``restarts``
+    counts the restarts so far."""
+
     reason: str
     restarts: int
 
 
 @attrs.frozen(kw_only=True)
-class SessionFailed:
+class SessionFailed(Payload, name="sessionFailed"):
     """The supervisor gave up on the session after too many crashes."""
 
-    name: ClassVar[str] = "sessionFailed"
     reason: str
 
 
 @attrs.frozen(kw_only=True)
-class Notification:
+class Notification(Payload, name="notification"):
     """Told to clients that are not viewing the project whose turn just ended."""
 
-    name: ClassVar[str] = "notification"
     kind: NotificationKind
     title: str
     body: str

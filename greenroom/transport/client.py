@@ -93,32 +93,24 @@ _UNSET: Final[Any] = object()
 JSON = dict[str, Any]
 
 
-class ClientError(GreenroomError):
+class ClientError(GreenroomError, code="client"):
     """The client could not talk to the server (as opposed to the server saying no)."""
 
-    code = "client"
 
-
-class ConnectFailed(ClientError):
+class ConnectFailed(ClientError, code="unavailable"):
     """No websocket could be opened: nothing listens there, or the handshake failed."""
 
-    code = "unavailable"
 
-
-class HandshakeRefused(ConnectFailed):
+class HandshakeRefused(ConnectFailed, code="refused"):
     """The server refused the handshake: ``status`` 401 (token) or 403 (origin)."""
-
-    code = "refused"
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
-class ConnectionLost(ClientError):
+class ConnectionLost(ClientError, code="connection_lost"):
     """The connection dropped while a call waited, or the client gave up reconnecting."""
-
-    code = "connection_lost"
 
 
 class CommandError(GreenroomError):

@@ -126,15 +126,9 @@ class ServerSettings:
             )
 
     def connection_settings(self) -> ConnectionSettings:
-        return ConnectionSettings(
-            max_frame_bytes=self.max_frame_bytes,
-            send_queue_bytes=self.send_queue_bytes,
-            subscription_capacity=self.subscription_capacity,
-            send_interval=self.send_interval,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            close_timeout=self.close_timeout,
-        )
+        """What each connection needs of these settings: the fields of the same names."""
+        names = [field.name for field in attrs.fields(ConnectionSettings)]
+        return ConnectionSettings(**{name: getattr(self, name) for name in names})
 
 
 @attrs.frozen(kw_only=True)

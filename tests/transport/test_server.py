@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import msgpack  # type: ignore[import-untyped]
 import pytest
 import trio
@@ -14,6 +15,8 @@ import trio_websocket
 
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Subprotocol
+from greenroom.transport.connection import ConnectionSettings
+from greenroom.transport.server import ServerSettings
 from tests.transport.test_server_support import (
     open_client,
     open_server,
@@ -240,3 +243,19 @@ async def test_notifications_reach_clients_viewing_other_projects(tmp_path: Path
             # Anything the viewer was sent with the other's notification comes before this.
             await viewer.call("ping")
             assert not [e for e in viewer.events if e["event"] == "notification"]
+
+
+def test_each_connection_gets_the_server_settings_of_the_same_names() -> None:
+    values: dict[str, Any] = {
+        "max_frame_bytes": 1000,
+        "send_queue_bytes": 2000,
+        "subscription_capacity": 30,
+        "send_interval": 0.5,
+        "ping_interval": 6.0,
+        "ping_timeout": 7.0,
+        "close_timeout": 8.0,
+    }
+    settings = ServerSettings(token="t", **values)
+    assert settings.connection_settings() == ConnectionSettings(**values)
+    # Every field a connection has is one the server's settings set (none left at a default).
+    assert {field.name for field in attrs.fields(ConnectionSettings)} == set(values)

@@ -29,10 +29,8 @@ MAX_RESULT_CHARS = 100_000
 MAX_TOOLS_PER_SERVER = 256
 
 
-class McpServerError(GreenroomError):
+class McpServerError(GreenroomError, code="unavailable"):
     """A server could not be started or reached, or stopped answering."""
-
-    code = "unavailable"
 
 
 def available() -> str | None:
