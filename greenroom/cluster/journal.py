@@ -108,7 +108,7 @@ class StreamJournal:
                 bus.discard()  # not this node's to show: refused, or lost before
                 continue
             node.released_now(event)
-            await release(event, mirror, bus, tally)
+            await release((event,), mirror, bus, tally)
 
     def checkpoint(self, applied: int) -> None:
         """Nothing to do: the streams are trimmed by the store after each flush."""

@@ -199,15 +199,39 @@ class Codec:
         """
         if not items:
             raise ValueError("nothing to encode")
+        return self._join([self._part(item) for item in items])
+
+    def encode_with(
+        self, items: Sequence[Outgoing], events: Sequence[Event], budget: int
+    ) -> tuple[str | bytes, int]:
+        """One frame of ``items`` followed by as many of ``events`` as fit in about
+        ``budget`` bytes (at least one item in all), and how many of ``events`` it carries:
+        a connection's frame of live events, measured as it is joined."""
+        parts = [self._part(item) for item in items]
+        memo = self._events
+        encode = self._event
+        used = 0
+        taken = 0
+        for event in events:
+            encoded = memo.of(event, encode) if memo is not None else encode(event)
+            used += _byte_length(encoded)
+            if used > budget and parts:
+                break
+            parts.append(encoded)
+            taken += 1
+        if not parts:
+            raise ValueError("nothing to encode")
+        return self._join(parts), taken
+
+    def _part(self, item: Outgoing) -> str | bytes:
         events = self._events
-        parts = [
-            events.of(item, self._event)
-            if events is not None and type(item) is Event
-            else self._encode_one(item)
-            for item in items
-        ]
+        if events is not None and type(item) is Event:
+            return events.of(item, self._event)
+        return self._encode_one(item)
+
+    def _join(self, parts: list[Any]) -> str | bytes:
         if len(parts) == 1:
-            return parts[0]
+            return cast(str | bytes, parts[0])
         if self.binary:
             header: bytes = self._packer.pack_array_header(len(parts))
             return header + b"".join(cast(list[bytes], parts))

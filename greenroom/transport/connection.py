@@ -78,7 +78,6 @@ from greenroom.protocol.codec import (
 from greenroom.protocol.convert import camel
 from greenroom.protocol.encodings import EventEncodings
 from greenroom.protocol.errors import GreenroomError
-from greenroom.protocol.events import Event
 from greenroom.runtime import Client, Runtime
 from greenroom.transport.outbox import Outbox, TransportCounters
 
@@ -430,7 +429,7 @@ class _Connection:
                         await self.outbox.wait_asked()
                     if self.outbox.closed:
                         continue
-                frame, items = self._next_frame()
+                frame, items, live = self._next_frame()
                 if frame is None:
                     continue  # the events were taken meanwhile (a subscribe's drain)
                 next_send = trio.current_time() + interval
@@ -445,15 +444,16 @@ class _Connection:
                     self._frame_cut = True
                     self._finish(Closing(code=1006, reason="send timed out", abort=True))
                     return
-                self.counters.sent(items)
+                self.counters.sent(items, live)
         except Disconnected as exc:
             self._finish(_closed_by_peer(exc))
 
-    def _next_frame(self) -> tuple[str | bytes | None, list[Outgoing]]:
-        """The next frame and what it carries: what waits in the outbox (replies go ahead of
-        the live events still in the subscription; live events already in the outbox keep
-        their order with them), then as many of the live events waiting in the subscription
-        as the frame's budget takes; the rest go to the outbox, where merging applies."""
+    def _next_frame(self) -> tuple[str | bytes | None, list[Outgoing], int]:
+        """The next frame, what it carries from the outbox, and how many live events from
+        the subscription: what waits in the outbox (replies go ahead of the live events still
+        in the subscription; live events already in the outbox keep their order with them),
+        then as many of the live events waiting in the subscription as the frame's budget
+        takes; the rest go to the outbox, where merging applies."""
         outbox, events = self.outbox, self.client.events
         items: list[Outgoing] = []
         budget = BATCH_BYTES
@@ -462,27 +462,15 @@ class _Connection:
                 self._drain()
             items = outbox.take(BATCH_BYTES)
             if outbox:
-                return self.codec.encode(items), items
+                return self.codec.encode(items), items, 0
             budget //= 2  # about: the replies taken are not measured
         live = events.take()
-        if live:
-            fits = self._fitting(live, budget)
-            if fits < len(live):
-                outbox.put_events(live[fits:])
-            items.extend(live[:fits])
-        if not items:
-            return None, items
-        return self.codec.encode(items), items
-
-    def _fitting(self, events: list[Event], budget: int) -> int:
-        """How many of ``events`` go into ``budget`` bytes of a frame (at least one)."""
-        size = self.codec.event_bytes
-        used = 0
-        for count, event in enumerate(events):
-            used += size(event)
-            if used > budget and count:
-                return count
-        return len(events)
+        if not live:
+            return (self.codec.encode(items) if items else None), items, 0
+        frame, fits = self.codec.encode_with(items, live, budget)
+        if fits < len(live):
+            outbox.put_events(live[fits:])
+        return frame, items, fits
 
     async def _bound_last_send(self) -> None:
         """When the connection starts ending (we are cancelled), give the send in flight

@@ -65,8 +65,10 @@ class TransportCounters:
     closed_slow: int = 0
     rejected_handshakes: int = 0
 
-    def sent(self, items: Iterable[Outgoing]) -> None:
+    def sent(self, items: Iterable[Outgoing], events: int = 0) -> None:
+        """One frame sent: ``items``, and ``events`` live events besides."""
         self.frames_sent += 1
+        self.events_sent += events
         for item in items:
             if isinstance(item, Event):
                 self.events_sent += 1

@@ -955,6 +955,32 @@ def test_any_batch_keeps_order(batch: list[Event]) -> None:
         assert [structure(o, Event) for o in objs] == batch
 
 
+@given(
+    replies=st.lists(st.integers(0, 9).map(lambda n: Reply(re=n, result={})), max_size=3),
+    batch=st.lists(events, max_size=20),
+    budget=st.integers(0, 4000),
+)
+def test_a_frame_with_live_events_is_the_batch_of_what_fits(
+    replies: list[Reply], batch: list[Event], budget: int
+) -> None:
+    """``encode_with``: the items, then the events in order as long as they fit the budget
+    (at least one item in the frame), and the same frame as encoding those items together."""
+    for subprotocol in ("greenroom.v1.json", "greenroom.v1.msgpack"):
+        codec = Codec(subprotocol, encodings=EventEncodings())
+        if not replies and not batch:
+            with pytest.raises(ValueError):
+                codec.encode_with(replies, batch, budget)
+            continue
+        frame, taken = codec.encode_with(replies, batch, budget)
+        carried = [*replies, *batch[:taken]]
+        assert frame == codec.encode(carried)
+        sizes = [codec.event_bytes(event) for event in batch]
+        if replies or taken > 1:
+            assert sum(sizes[:taken]) <= budget
+        if taken < len(batch):  # the next one would not have fit
+            assert sum(sizes[: taken + 1]) > budget and carried
+
+
 # -- results --------------------------------------------------------------------------------
 
 VIEW = SessionView(
