@@ -108,7 +108,8 @@ class Subscription:
             if self.closed:
                 return bool(self._queue)
             self._wake_at = at_least
-            self._ready = self._ready or trio.Event()
+            if self._ready is None:  # a wait cancelled earlier may have left one
+                self._ready = trio.Event()
             await self._ready.wait()
         return True
 

@@ -23,8 +23,9 @@ nursery that the connection owns:
   encodings into the frame: an event costs a connection a lookup and a join, nothing more.
   Otherwise the events go through the outbox first, in order behind what waits there;
 - the **pump** moves events from the runtime subscription into the outbox as they come
-  while the writer is stuck in a send (for longer than ``send_interval``: a slow peer), so
-  that the outbox's byte bound and merging apply. A ``subscribe`` runs in the command loop:
+  while the writer is stuck in a send (for :data:`STUCK_SECONDS`, or with
+  :data:`PUMP_BACKLOG` events waiting: a slow peer), so that the outbox's byte bound and
+  merging apply. A ``subscribe`` runs in the command loop:
   it moves what waits in the subscription to the outbox first, then queues the replay, all
   with no checkpoint in between;
 - the **keepalive** pings every ``ping_interval`` and drops a peer that does not answer.
@@ -113,6 +114,14 @@ BATCH_BYTES: Final = 256 * 1024
 """About how much one frame carries at most (estimated), so that a batch stays well under the
 1 MiB that websocket clients accept by default."""
 SLOW_REASON: Final = "client too slow: reconnect and subscribe with since"
+STUCK_SECONDS: Final = 0.25
+"""How long a send may take before the writer counts as stuck on a slow peer (at least
+``send_interval``): shorter, and a busy event loop alone (a send waits its turn to be
+scheduled again) would send events through the outbox, the costlier way, and keep them
+there."""
+PUMP_BACKLOG: Final = 4096
+"""Events waiting in the runtime subscription that make a send in flight count as stuck at
+once (a flood; at most half the subscription's capacity)."""
 CONNECTION_COMMANDS: Final = (c.Subscribe, c.Unsubscribe, c.FocusProject, c.Stats)
 """The commands about one connection, executed here; the runtime executes all others."""
 
@@ -388,14 +397,17 @@ class _Connection:
         """Move events into the outbox as they come while the writer is stuck in a send (it
         takes them itself while it keeps up)."""
         events = self.client.events
+        stuck_after = max(STUCK_SECONDS, self.settings.send_interval)
+        backlog = max(1, min(PUMP_BACKLOG, events.capacity // 2))
         while not events.closed:
             await events.wait(at_least=events.queued() + 1)  # the next event
             send = self._in_flight
             if send is None:
                 continue  # the writer takes them when its next frame is due
-            stuck_at = send[1] + self.settings.send_interval
-            if trio.current_time() < stuck_at:
-                await trio.sleep_until(stuck_at)
+            stuck_at = send[1] + stuck_after
+            if trio.current_time() < stuck_at and events.queued() < backlog:
+                with trio.move_on_at(stuck_at):
+                    await events.wait(at_least=backlog)
                 if self._in_flight != send:
                     continue  # that send is out
             self._drain()

@@ -240,12 +240,15 @@ async def test_reconnect_after_server_restart_has_no_gap_and_no_duplicate(
             nursery.cancel_scope.cancel()
 
 
+FLOOD = 30_000  # tokens: megabytes of frames, more than the kernels hold
+
+
 async def test_too_slow_client_is_closed_and_resumes(tmp_path: Path) -> None:
     """A client that does not read is closed with 4008; it resumes with since and loses
     nothing."""
     with trio.fail_after(20):
-        # One frame per event and a small kernel buffer: the flood outgrows what the kernel and
-        # the client hold (batched and merged, it would fit in them).
+        # One frame per event, a small kernel buffer and a flood bigger than what the kernels
+        # and the client hold: the server's writer is stuck in a send, its outbox overflows.
         async with (
             running_server(
                 tmp_path, send_queue_bytes=4096, send_buffer_bytes=4096, send_interval=0
@@ -253,7 +256,7 @@ async def test_too_slow_client_is_closed_and_resumes(tmp_path: Path) -> None:
             connect(url, TOKEN, event_buffer=1) as client,
         ):
             session = await open_subscribed(client, "blog")
-            await client.send_message(session, "[[tokens:3000]] [[rate:inf]] flood")
+            await client.send_message(session, f"[[tokens:{FLOOD}]] [[rate:inf]] flood")
             await trio.sleep(1.0)  # read nothing meanwhile: the server gives up on us
             seen: list[JSON] = []
             # The turn's end, or a resync when what we missed is no longer retained (the end
@@ -269,7 +272,7 @@ async def test_too_slow_client_is_closed_and_resumes(tmp_path: Path) -> None:
                 state = (await client.open_session("blog"))["session"]
                 nursery.cancel_scope.cancel()
             reply = state["messages"][-1]
-            assert reply["role"] == "assistant" and len(reply["content"].split()) == 3000
+            assert reply["role"] == "assistant" and len(reply["content"].split()) == FLOOD
             if "resync" not in [e["event"] for e in seen]:
                 assert text_of(seen, session) == reply["content"]
 

@@ -18,7 +18,12 @@ import trio_websocket
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Codec, Subprotocol
 from greenroom.runtime import ROUTES, Runtime
-from greenroom.transport.connection import Closing, ConnectionSettings, handle_connection
+from greenroom.transport.connection import (
+    BATCH_BYTES,
+    Closing,
+    ConnectionSettings,
+    handle_connection,
+)
 from greenroom.transport.outbox import TransportCounters
 from tests.conftest import make_config, open_test_runtime
 from tests.transport.test_server_support import WireClient, turn_ended
@@ -286,8 +291,12 @@ async def test_live_events_gather_for_the_send_interval_and_replies_do_not_wait(
                 frames.append((trio.current_time(), items))
                 if any(i.get("re") is not None for i in items):
                     ping_answered = trio.current_time()
-    # A reply goes out at once, even in the middle of an interval.
+                    answer = items
+    # A reply goes out at once, even in the middle of an interval, ahead of the live events
+    # that were waiting for the next frame, which it takes with it.
     assert ping_sent is not None and ping_answered == ping_sent
+    assert "re" in answer[0] and len(answer) > 1
+    assert all(i["event"] == "streamingUpdate" for i in answer[1:])
     # Three seconds of tokens came in a handful of frames; one with no reply in it waited for
     # the interval since the frame before.
     assert 3 <= len(frames) <= 6
@@ -297,3 +306,44 @@ async def test_live_events_gather_for_the_send_interval_and_replies_do_not_wait(
     updates = [i for _, items in frames for i in items if i.get("event") == "streamingUpdate"]
     text = "".join(u["data"]["delta"] for u in updates)
     assert len(text.split()) == 60
+
+
+async def test_a_burst_bigger_than_a_frame_goes_out_in_frames_in_order(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    """On virtual time a turn at an unbounded rate is streamed whole while the writer waits
+    out its interval: the frames that follow carry about BATCH_BYTES each (the rest waits in
+    the outbox, merged), in order, and the client gets all the text once."""
+    with trio.fail_after(60):
+        async with connected(runtime, send_interval=1.0) as pair:
+            client = pair.client
+            await client.next_item()
+            state = (await client.call("openSession", project="blog"))["session"]
+            session = state["session"]
+            await client.call("subscribe", session=session, since=state["seq"])
+            await client.call("sendMessage", session=session, content="[[tokens:3]] first")
+            while not turn_ended(session)(await client.next_item()):
+                pass
+            # The writer has just sent a frame: the whole burst comes within its interval.
+            await client.call(
+                "sendMessage", session=session, content="[[tokens:40000]] [[rate:inf]] go"
+            )
+            sizes: list[int] = []
+            updates: list[dict[str, Any]] = []
+            while True:
+                frame = await client.ws.get_message()
+                sizes.append(len(frame))
+                items = client.codec.decode_server(frame)
+                updates += [i for i in items if i.get("event") == "streamingUpdate"]
+                if any(turn_ended(session)(i) for i in items if "event" in i):
+                    break
+    assert len(sizes) >= 3 and max(sizes) < 2 * BATCH_BYTES
+    assert pair.counters.merged_deltas > 0  # what one frame could not carry waited, merged
+    seqs = [u["seq"] for u in updates]
+    assert seqs == sorted(set(seqs))
+    text = ""
+    for update in updates:
+        data = update["data"]
+        assert data["offset"] == len(text)
+        text += data["delta"]
+    assert len(text.split()) == 40_000
