@@ -9,7 +9,9 @@ Disk: every ``flush_interval`` the sessions that changed are written in one batc
 loop (a throttle, not a debounce: a session streaming for ten minutes is written every interval,
 its partial text included). A batch first appends the newly committed messages to each project's
 history file (``.ai/history/<name>.jsonl``, never rewritten), then writes each changed session's
-small snapshot (summary, seq, partial text; no messages) atomically. So the bytes written per
+small snapshot (summary, seq, partial text; no messages) atomically: to its own file, or, while
+its turn runs, to the one partials file that holds every running session's (see
+greenroom.store.snapshots). So the bytes written per
 committed message do not grow with the length of the history, and a snapshot never counts a
 message that is not on disk. A successful flush is a checkpoint of the journal: what the mirror
 had applied is in the snapshots and histories. A failed write is logged, counted and retried at
@@ -209,18 +211,28 @@ class Mirror:
         )
 
     def take_batch(self) -> Batch:
-        """Everything to write now; the mirror forgets it until ``give_back``."""
+        """Everything to write now; the mirror forgets it until ``give_back``.
+
+        A session that changed goes to its own file, unless its turn is running: then, like
+        a session that only streamed, to the partials file, and to its own file when the turn
+        ends. So a thousand turns starting at once cost one file, not a thousand."""
         snapshots = {}
+        running: set[str] = set()
+        sessions = self.sessions
         for session in self._dirty:
+            state = sessions.get(session)
+            if state is not None and state.loading:
+                running.add(session)
+                continue
             payload = self._payload(session)
             if payload is not None:
                 snapshots[session] = payload
-        # The partials file is rewritten whole when one of its sessions streamed, or leaves
-        # it (written to its own file now, or deleted).
-        leaving = self._in_partials & (self._dirty | self._deleted)
+        # The partials file is rewritten whole when one of its sessions streamed, joins it
+        # (a running turn), or leaves it (written to its own file now, or deleted).
+        leaving = self._in_partials & (snapshots.keys() | self._deleted)
         partials: dict[str, dict[str, Any]] | None = None
-        if self._streamed or leaving or self._partials_stale:
-            self._in_partials = (self._in_partials - leaving) | self._streamed
+        if self._streamed or running or leaving or self._partials_stale:
+            self._in_partials = (self._in_partials - leaving) | self._streamed | running
             self._partials_stale = False
             partials = {}
             for session in self._in_partials:

@@ -7,9 +7,10 @@ moved to ``sessions/corrupt/`` and reported, never deleted and never allowed to 
 server from starting.
 
 Beside them, ``sessions/streaming.msgpack`` holds, in one file, the payloads of the sessions
-whose only change since their own file was written is streamed text:
-``{"format": 1, "partials": {<id>: <payload>, ...}}``. A thousand sessions streaming cost one
-file per flush instead of a thousand (the per-file syscalls, not the bytes, were the cost).
+whose turn is running, or whose only change since their own file was written is streamed
+text: ``{"format": 1, "partials": {<id>: <payload>, ...}}``. A thousand sessions streaming
+(or starting a turn) cost one file per flush instead of a thousand (the per-file syscalls,
+not the bytes, were the cost); a session's own file is written when its turn ends.
 A payload there counts only when its ``seq`` is above that of the session's own file.
 """
 

@@ -62,6 +62,48 @@ async def test_writes_per_session_follow_the_interval_not_the_event_rate(
     assert after.partials_writes - before.partials_writes >= seconds - 3
 
 
+async def test_turns_starting_together_are_written_in_one_file_until_they_end(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A session whose turn runs is written to the partials file, not to its own: fifty turns
+    starting in one interval cost one file; each session's own file follows when its turn
+    ends, and then it leaves the partials file."""
+    config = make_config(tmp_path, flush_interval=1.0)
+    store = SnapshotStore(config.data_dir)
+    async with open_test_runtime(config) as runtime:
+        sessions = [
+            (await runtime.execute(cmd.OpenSession(project=f"p{n}"))).summary.session
+            for n in range(50)
+        ]
+        await trio.sleep(1.5)  # the creations are written, each to its own file
+        before = runtime.statistics().persistence
+        created = {session: store.path(session).read_bytes() for session in sessions}
+        for session in sessions:
+            await runtime.execute(cmd.SendMessage(session=session, content="[[stall]] wait"))
+        await trio.sleep(1.5)
+        during = runtime.statistics().persistence
+        assert during.snapshot_writes == before.snapshot_writes
+        assert during.partials_writes > before.partials_writes
+        partials, bad = store.load_partials()
+        assert bad is None and set(partials) == set(sessions)
+        for session in sessions:
+            restored = dormant_from_payload(session, partials[session])
+            assert restored.summary.status == "running" and restored.summary.message_count == 1
+            assert store.path(session).read_bytes() == created[session]
+        for session in sessions:
+            await runtime.execute(cmd.StopGeneration(session=session))
+        await trio.sleep(1.5)
+        after = runtime.statistics().persistence
+        assert after.snapshot_writes - during.snapshot_writes == len(sessions)
+        partials, _ = store.load_partials()
+        assert not set(partials) & set(sessions)
+        for session in sessions:
+            payload = store.load(session)
+            assert payload is not None
+            own = dormant_from_payload(session, payload)
+            assert own.summary.status == "idle" and own.summary.message_count >= 1
+
+
 async def test_history_is_appended_never_rewritten_and_round_trips(
     runtime: Runtime, autojump_clock: trio.abc.Clock
 ) -> None:
