@@ -9,9 +9,9 @@ Disk: every ``flush_interval`` the sessions that changed are written in one batc
 loop (a throttle, not a debounce: a session streaming for ten minutes is written every interval,
 its partial text included). A batch first appends the newly committed messages to each project's
 history file (``.ai/history/<name>.jsonl``, never rewritten), then writes each changed session's
-small snapshot (summary, seq, partial text; no messages) atomically: to its own file, or, while
-its turn runs, to the one partials file that holds every running session's (see
-greenroom.store.snapshots). So the bytes written per
+small snapshot (summary, seq, partial text; no messages) atomically: to the one partials file
+that holds every session that changed lately, and to its own file once it rests (see
+:meth:`Mirror.take_batch`). So the bytes written per
 committed message do not grow with the length of the history, and a snapshot never counts a
 message that is not on disk. A successful flush is a checkpoint of the journal: what the mirror
 had applied is in the snapshots and histories. A failed write is logged, counted and retried at
@@ -25,7 +25,7 @@ needed, so startup time and memory do not grow with the total history size.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,11 +59,20 @@ from greenroom.store.snapshots import (
     QuarantinedFile,
     SnapshotEncodeError,
     SnapshotStore,
+    encode_partial,
+    join_partials,
     snapshot_payload,
     wake,
 )
 
 logger = logging.getLogger("greenroom.persistence")
+
+COOL_FLUSHES = 5
+"""Flush intervals a session stays unchanged (with no turn running) before it is written to
+its own file rather than to the partials file (see Mirror.take_batch)."""
+OWN_FILES_PER_FLUSH = 256
+"""Sessions written to their own files in one flush at most; the others wait in the partials
+file for the next flushes."""
 
 
 @attrs.frozen(kw_only=True)
@@ -128,12 +137,15 @@ class Mirror:
     sessions: dict[str, SessionState] = attrs.Factory(dict)
     dormant: dict[str, Dormant] = attrs.Factory(dict)
     applied: int = 0
-    _dirty: set[str] = attrs.Factory(set)  # to be written to their own files
-    # Changed by streamed text only since their own file was written: written, all of them
-    # together, to the partials file. ``_in_partials``: those whose newest state is there.
+    _dirty: set[str] = attrs.Factory(set)  # changed since the last flush
+    # Changed by streamed text only since the last flush. ``_in_partials``: the sessions whose
+    # newest state is in the partials file (see take_batch).
     _streamed: set[str] = attrs.Factory(set)
     _in_partials: set[str] = attrs.Factory(set)
     _partials_stale: bool = False  # the last write of the partials file failed
+    # Sessions written to the partials file, and when each last changed.
+    _hot: dict[str, float] = attrs.Factory(dict)
+    _encoded: dict[str, bytes] = attrs.Factory(dict)  # their encodings there, while unchanged
     _deleted: set[str] = attrs.Factory(set)
     # Committed messages not yet appended, by (project, history name), in commit order, and
     # the index in its chat of the first of them.
@@ -210,38 +222,59 @@ class Mirror:
             state is not None and (state.project, state.name) in self._history
         )
 
-    def take_batch(self) -> Batch:
-        """Everything to write now; the mirror forgets it until ``give_back``.
+    def take_batch(self, now: float = 0.0, rest: float = 0.0) -> Batch:
+        """Everything to write now (at time ``now``); the mirror forgets it until
+        ``give_back``.
 
-        A session that changed goes to its own file, unless its turn is running: then, like
-        a session that only streamed, to the partials file, and to its own file when the turn
-        ends. So a thousand turns starting at once cost one file, not a thousand."""
-        snapshots = {}
-        running: set[str] = set()
+        Every session that changed is written to the one partials file, whatever changed; a
+        session goes to its own file once it has stayed the same for ``rest`` seconds and no
+        turn of it runs (at most :data:`OWN_FILES_PER_FLUSH` a flush), and then leaves the
+        partials file. So a thousand turns starting or ending together cost
+        one file, and a session that keeps changing (a conversation going on) is written in
+        that one file until it rests. The partials file is rewritten whole when one of its
+        sessions changed, joins it or leaves it; each session's encoding in it is kept until
+        that session changes (``encoded``)."""
+        changed = (self._dirty | self._streamed) - self._deleted
+        hot = self._hot
+        for session in changed:
+            hot[session] = now
+            self._encoded.pop(session, None)
         sessions = self.sessions
-        for session in self._dirty:
+        snapshots: dict[str, dict[str, Any]] = {}
+        for session, at in hot.items():
+            if len(snapshots) >= OWN_FILES_PER_FLUSH:
+                break
             state = sessions.get(session)
-            if state is not None and state.loading:
-                running.add(session)
+            if now - at < rest or (state is not None and state.loading):
                 continue
             payload = self._payload(session)
             if payload is not None:
                 snapshots[session] = payload
-        # The partials file is rewritten whole when one of its sessions streamed, joins it
-        # (a running turn), or leaves it (written to its own file now, or deleted).
-        leaving = self._in_partials & (snapshots.keys() | self._deleted)
+        for session in self._deleted:
+            hot.pop(session, None)
+            self._encoded.pop(session, None)
+        for session in snapshots:
+            del hot[session]
+            self._encoded.pop(session, None)
         partials: dict[str, dict[str, Any]] | None = None
-        if self._streamed or running or leaving or self._partials_stale:
-            self._in_partials = (self._in_partials - leaving) | self._streamed | running
+        kept: dict[str, bytes] = {}
+        leaving = self._in_partials - hot.keys()
+        if changed or leaving or self._partials_stale:
+            self._in_partials = set(hot)
             self._partials_stale = False
             partials = {}
-            for session in self._in_partials:
+            for session in hot:
+                encoded = self._encoded.get(session)
+                if encoded is not None:
+                    kept[session] = encoded
+                    continue
                 payload = self._payload(session)
                 if payload is not None:
                     partials[session] = payload
         batch = Batch(
             snapshots=snapshots,
             partials=partials,
+            kept=kept,
             history=self._history,
             history_start=self._history_start,
             deleted=self._deleted,
@@ -249,6 +282,13 @@ class Mirror:
         self._dirty, self._streamed, self._history, self._deleted = set(), set(), {}, set()
         self._history_start = {}
         return batch
+
+    def keep_encoded(self, encoded: Mapping[str, bytes]) -> None:
+        """After a successful write: the partials file's encodings of sessions that have not
+        changed since (reused by the next rewrite)."""
+        for session, data in encoded.items():
+            if session in self._hot:
+                self._encoded[session] = data
 
     def _payload(self, session: str) -> dict[str, Any] | None:
         state: SessionState | Dormant | None = self.sessions.get(session)
@@ -283,6 +323,8 @@ class Mirror:
         self._dirty.discard(session)
         self._streamed.discard(session)
         self._in_partials.discard(session)
+        self._hot.pop(session, None)
+        self._encoded.pop(session, None)
         if state is not None:
             key = (state.project, state.name)
             self._history.pop(key, None)
@@ -343,11 +385,14 @@ class Mirror:
 @attrs.frozen(kw_only=True)
 class Batch:
     snapshots: dict[str, dict[str, Any]]
-    partials: dict[str, dict[str, Any]] | None  # the whole partials file, if it changed
+    # The partials file, if it changed: the payloads to encode, and the encodings kept from
+    # earlier writes of the sessions that did not change since.
+    partials: dict[str, dict[str, Any]] | None
     history: dict[tuple[str, str], list[Message]]
     deleted: set[str]
     history_start: dict[tuple[str, str], int] = attrs.Factory(dict)
     """Per chat in ``history``, the index of its first message."""
+    kept: dict[str, bytes] = attrs.Factory(dict)
 
     def __bool__(self) -> bool:
         return bool(self.snapshots or self.partials is not None or self.history or self.deleted)
@@ -407,9 +452,10 @@ class PersistenceActor:
                     await self._handle(message)
                 nursery.cancel_scope.cancel()
         finally:
-            # Whatever ended the loop (a stop, a crash, a cancellation), write what is left.
+            # Whatever ended the loop (a stop, a crash, a cancellation), write what is left,
+            # every session with no turn running to its own file.
             with trio.CancelScope(shield=True), trio.move_on_after(60):
-                await self.flush()
+                await self.flush(final=True)
 
     async def _handle(self, message: PersistenceMessage) -> None:
         match message:
@@ -468,11 +514,13 @@ class PersistenceActor:
             await trio.sleep(self.flush_interval)
             await self.flush()
 
-    async def flush(self) -> None:
-        """Write every change now, in one batch, in a worker thread."""
+    async def flush(self, *, final: bool = False) -> None:
+        """Write every change now, in one batch, in a worker thread; ``final``: every session
+        with no turn running to its own file, whether it rested or not."""
         async with self._flush_lock:
             applied = self.mirror.applied
-            batch = self.mirror.take_batch()
+            rest = 0.0 if final else COOL_FLUSHES * self.flush_interval
+            batch = self.mirror.take_batch(trio.current_time(), rest=rest)
             if not batch:
                 self.on_checkpoint(applied)  # nothing waits: all that was applied is on disk
                 return
@@ -483,25 +531,34 @@ class PersistenceActor:
             keys = dict(zip(appends, batch.history, strict=True))
             store = self.store
 
-            def write() -> None:
+            def write() -> dict[str, bytes]:
                 # History is appended before the snapshots are renamed into place, and both are
                 # made durable together: a snapshot never counts a message not on disk. The
                 # partials file is renamed last: a session that left it has its own file first.
                 files, errors = store.encode(batch.snapshots)
+                encoded: dict[str, bytes] = {}
                 if batch.partials is not None:
-                    files[store.partials_path] = store.encode_partials(batch.partials)
+                    for session, payload in batch.partials.items():
+                        try:
+                            encoded[session] = encode_partial(session, payload)
+                        except (TypeError, ValueError, OverflowError) as exc:
+                            errors[session] = str(exc) or type(exc).__name__
+                    files[store.partials_path] = join_partials({**batch.kept, **encoded})
                 write_batch(encode_appends(appends), files, keep_tail=is_message_line)
                 for session in batch.deleted:
                     store.delete(session)
                 if errors:
                     raise SnapshotEncodeError(errors)
+                return encoded
 
             started = trio.current_time()
             try:
                 if self.shared is not None:
                     await self.shared.write(batch, self.mirror)
+                    # A row per session: the next write needs only the sessions that change.
+                    self.mirror.keep_encoded(dict.fromkeys(batch.partials or (), b""))
                 else:
-                    await trio.to_thread.run_sync(write)
+                    self.mirror.keep_encoded(await trio.to_thread.run_sync(write))
             except (GreenroomError, OSError) as failure:
                 failed_path = getattr(failure, "path", None)
                 failed_key = keys.get(failed_path) if isinstance(failed_path, Path) else None
@@ -520,6 +577,6 @@ class PersistenceActor:
             self.stats.snapshot_writes += len(batch.snapshots)
             if batch.partials is not None:
                 self.stats.partials_writes += 1
-                self.stats.partial_snapshots += len(batch.partials)
+                self.stats.partial_snapshots += len(batch.partials) + len(batch.kept)
             self.stats.history_appends += sum(len(m) for m in batch.history.values())
             self.on_checkpoint(applied)

@@ -6,11 +6,12 @@ writes it and :func:`dormant_from_payload` reads it back. A file that cannot be 
 moved to ``sessions/corrupt/`` and reported, never deleted and never allowed to stop the
 server from starting.
 
-Beside them, ``sessions/streaming.msgpack`` holds, in one file, the payloads of the sessions
-whose turn is running, or whose only change since their own file was written is streamed
-text: ``{"format": 1, "partials": {<id>: <payload>, ...}}``. A thousand sessions streaming
-(or starting a turn) cost one file per flush instead of a thousand (the per-file syscalls,
-not the bytes, were the cost); a session's own file is written when its turn ends.
+Beside them, ``sessions/streaming.msgpack`` (the partials file) holds, in one file, the
+payloads of the sessions that changed lately or whose turn is running:
+``{"format": 1, "partials": {<id>: <payload>, ...}}``. A thousand sessions streaming (or
+starting or ending a turn) cost one file per flush instead of a thousand (the per-file
+syscalls, not the bytes, were the cost); a session's own file is written once it rests
+(greenroom.actors.persistence).
 A payload there counts only when its ``seq`` is above that of the session's own file.
 """
 
@@ -114,6 +115,34 @@ def decode_snapshot(data: bytes) -> tuple[str, dict[str, Any]]:
     return session, payload
 
 
+def encode_partial(session: str, payload: dict[str, Any]) -> bytes:
+    """One session's payload as the partials file holds it (see :func:`join_partials`)."""
+    if not is_session_id(session):
+        raise InvalidArgument(f"invalid session id {session!r}")
+    if not isinstance(payload, dict):
+        raise TypeError(f"a snapshot payload must be a dict, not {type(payload).__name__}")
+    return msgpack.packb(payload, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def join_partials(encoded: Mapping[str, bytes]) -> bytes:
+    """The partials file's bytes from its payloads, each encoded by :func:`encode_partial`:
+    byte for byte what packing the whole envelope gives (a msgpack map is its header, then
+    its keys and values one after the other), so that a payload that did not change since the
+    last write is not encoded again."""
+    packer = msgpack.Packer(use_bin_type=True)
+    parts = [
+        packer.pack_map_header(2),
+        packer.pack("format"),
+        packer.pack(FORMAT_VERSION),
+        packer.pack("partials"),
+        packer.pack_map_header(len(encoded)),
+    ]
+    for session, payload in encoded.items():
+        parts.append(packer.pack(session))
+        parts.append(payload)
+    return b"".join(parts)
+
+
 def decode_partials(data: bytes) -> dict[str, dict[str, Any]]:
     """Read the partials file's bytes back; raise CorruptSnapshot if they are not one."""
     envelope = _unpack(data, MAX_PARTIALS_BYTES)
@@ -204,11 +233,7 @@ class SnapshotStore:
 
     def encode_partials(self, partials: Mapping[str, dict[str, Any]]) -> bytes:
         """The bytes of the partials file for ``partials`` (payloads by session)."""
-        for session in partials:
-            if not is_session_id(session):
-                raise InvalidArgument(f"invalid session id {session!r}")
-        envelope = {"format": FORMAT_VERSION, "partials": dict(partials)}
-        return msgpack.packb(envelope, use_bin_type=True)  # type: ignore[no-any-return]
+        return join_partials({s: encode_partial(s, p) for s, p in partials.items()})
 
     def load_partials(self) -> tuple[dict[str, dict[str, Any]], QuarantinedFile | None]:
         """The payloads of the partials file (none if it is missing), and the file moved

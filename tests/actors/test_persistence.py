@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 import trio
 
+from greenroom.actors.persistence import COOL_FLUSHES
 from greenroom.config import Config, SimulatedConfig
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.convert import unstructure
@@ -62,46 +64,61 @@ async def test_writes_per_session_follow_the_interval_not_the_event_rate(
     assert after.partials_writes - before.partials_writes >= seconds - 3
 
 
-async def test_turns_starting_together_are_written_in_one_file_until_they_end(
+async def test_sessions_that_change_are_written_in_one_file_until_they_rest(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
-    """A session whose turn runs is written to the partials file, not to its own: fifty turns
-    starting in one interval cost one file; each session's own file follows when its turn
-    ends, and then it leaves the partials file."""
+    """Every session that changed goes to the one partials file: fifty sessions made, or
+    starting their turns, in one interval cost one file. A session gets its own file once it
+    has rested for COOL_FLUSHES flush intervals with no turn running, and then leaves the partials
+    file."""
     config = make_config(tmp_path, flush_interval=1.0)
     store = SnapshotStore(config.data_dir)
+    rest = COOL_FLUSHES + 1.5  # flush intervals
+
+    def partials() -> dict[str, Any]:
+        loaded, bad = store.load_partials()
+        assert bad is None
+        return loaded
+
+    def own(session: str) -> Summary | None:
+        payload = store.load(session)
+        return None if payload is None else dormant_from_payload(session, payload).summary
+
     async with open_test_runtime(config) as runtime:
         sessions = [
             (await runtime.execute(cmd.OpenSession(project=f"p{n}"))).summary.session
             for n in range(50)
         ]
-        await trio.sleep(1.5)  # the creations are written, each to its own file
+        await trio.sleep(1.5)
+        assert set(partials()) == set(sessions)
+        assert runtime.statistics().persistence.snapshot_writes == 0
+        await trio.sleep(rest)
+        assert not set(partials()) & set(sessions)
+        assert all(own(s) is not None for s in sessions)
         before = runtime.statistics().persistence
-        created = {session: store.path(session).read_bytes() for session in sessions}
         for session in sessions:
             await runtime.execute(cmd.SendMessage(session=session, content="[[stall]] wait"))
-        await trio.sleep(1.5)
+        await trio.sleep(rest)  # however long a turn runs, it is written in the one file
         during = runtime.statistics().persistence
         assert during.snapshot_writes == before.snapshot_writes
-        assert during.partials_writes > before.partials_writes
-        partials, bad = store.load_partials()
-        assert bad is None and set(partials) == set(sessions)
+        running = partials()
         for session in sessions:
-            restored = dormant_from_payload(session, partials[session])
+            restored = dormant_from_payload(session, running[session])
             assert restored.summary.status == "running" and restored.summary.message_count == 1
-            assert store.path(session).read_bytes() == created[session]
+            summary = own(session)
+            assert summary is not None and summary.status == "idle"
         for session in sessions:
             await runtime.execute(cmd.StopGeneration(session=session))
         await trio.sleep(1.5)
+        assert set(partials()) == set(sessions)
+        await trio.sleep(rest)
         after = runtime.statistics().persistence
         assert after.snapshot_writes - during.snapshot_writes == len(sessions)
-        partials, _ = store.load_partials()
-        assert not set(partials) & set(sessions)
+        assert not set(partials()) & set(sessions)
         for session in sessions:
-            payload = store.load(session)
-            assert payload is not None
-            own = dormant_from_payload(session, payload)
-            assert own.summary.status == "idle" and own.summary.message_count >= 1
+            summary = own(session)
+            assert summary is not None and summary.status == "idle"
+            assert summary.message_count >= 1
 
 
 async def test_history_is_appended_never_rewritten_and_round_trips(
@@ -323,7 +340,7 @@ async def streamed_and_killed(config: Config) -> tuple[str, str]:
     with trio.CancelScope() as kill:
         async with open_test_runtime(config) as runtime:
             session = (await runtime.execute(cmd.OpenSession(project="cut"))).summary.session
-            await trio.sleep(1.5)  # the creation in its own file
+            await trio.sleep(1.5 + COOL_FLUSHES)  # the creation in its own file
             await runtime.execute(cmd.SendMessage(session=session, content="talk [[tokens:400]]"))
             await trio.sleep(5.2)  # about 100 tokens, 5 flushes of the partials file
             saved = {p.name: p.read_bytes() for p in data.glob("*.msgpack")}
@@ -345,7 +362,8 @@ async def test_streamed_text_is_restored_from_the_partials_file(
     assert len(streamed.split()) >= 60
     store = SnapshotStore(config.data_dir)
     own = store.load(session)
-    # The own file was last written as the turn began; the partials file has what followed.
+    # The own file was last written before the turn began; the partials file has what
+    # followed.
     assert own is not None and len(own["partial"] or "") < len(streamed) / 2
     assert streamed.startswith(own["partial"] or "")
     assert store.load_partials()[0][session]["seq"] > own["seq"]
@@ -356,7 +374,8 @@ async def test_streamed_text_is_restored_from_the_partials_file(
         state = await runtime.get_state(session)
         kept = state.streaming.text if state.streaming else state.messages[-1].content
         assert kept == streamed
-    # The session's own file caught up, and the partials file let go of it.
+    # The session's own file caught up (the last flush, as the runtime stopped, writes every
+    # resting session to its own file), and the partials file let go of it.
     own_after = store.load(session)
     assert own_after is not None and own_after["seq"] > own["seq"]
     assert store.load_partials()[0] == {}

@@ -20,6 +20,7 @@ import pytest
 import trio
 
 import greenroom.store.atomic as atomic
+from greenroom.actors.persistence import COOL_FLUSHES
 from greenroom.config import Config
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.chat import Message
@@ -105,7 +106,7 @@ async def test_a_failing_disk_keeps_the_server_and_the_data(
     async with open_test_runtime(config) as runtime:
         session = (await runtime.execute(cmd.OpenSession(project="disk"))).summary.session
         await turn(runtime, session, "before the fault")
-        await trio.sleep(3)  # flushed
+        await trio.sleep(3 + COOL_FLUSHES * config.flush_interval)  # at rest in its own file
         before_snapshot, before_history = disk_state(config, session, "disk")
         history_file = next((config.projects_root / "disk" / ".ai" / "history").iterdir())
         before_bytes = history_file.read_bytes()

@@ -23,8 +23,11 @@ from greenroom.store.snapshots import (
     CorruptSnapshot,
     SnapshotEncodeError,
     SnapshotStore,
+    decode_partials,
     decode_snapshot,
+    encode_partial,
     encode_snapshot,
+    join_partials,
 )
 
 PAYLOAD: dict[str, Any] = {
@@ -134,6 +137,29 @@ _values = st.recursive(
 def test_encode_decode_round_trip(payload: dict[str, Any], number: int) -> None:
     session = f"s-{number:x}"
     assert decode_snapshot(encode_snapshot(session, payload)) == (session, payload)
+
+
+@given(
+    st.dictionaries(
+        st.integers(0, 2**64).map(lambda n: f"s-{n:x}"),
+        st.dictionaries(st.text(max_size=10), _values, max_size=4),
+        max_size=6,
+    )
+)
+def test_the_partials_file_joined_from_its_payloads_is_the_envelope_packed_whole(
+    partials: dict[str, dict[str, Any]],
+) -> None:
+    """A payload kept encoded from an earlier write is copied in as it is: the file is byte
+    for byte what packing the whole envelope gives, and reads back."""
+    joined = join_partials({s: encode_partial(s, p) for s, p in partials.items()})
+    whole = msgpack.packb({"format": 1, "partials": partials}, use_bin_type=True)
+    assert joined == whole
+    assert decode_partials(joined) == partials
+
+
+def test_a_partial_payload_with_a_bad_session_id_is_refused() -> None:
+    with pytest.raises(InvalidArgument):
+        encode_partial("../escape", {})
 
 
 def test_nan_round_trips() -> None:
