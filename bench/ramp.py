@@ -22,13 +22,16 @@ from typing import Any
 
 import trio
 
-from bench.common import print_table, serving, temp_folder, write_result
+from bench.common import cpu_seconds, print_table, serving, temp_folder, write_result
 from bench.driver import Conn
 
 
-async def ramp(host: str, port: int, token: str, sessions: int, rounds: int) -> dict[str, Any]:
+async def ramp(
+    host: str, port: int, token: str, sessions: int, rounds: int, pid: int
+) -> dict[str, Any]:
     sends: list[float] = []
     stops: list[float] = []
+    cpu: dict[str, list[float]] = {"send": [], "stop": []}
     with trio.fail_after(60 + sessions * rounds / 10):
         async with trio.open_nursery() as nursery:
             conn = await Conn.open(nursery, host, port, token)
@@ -37,17 +40,19 @@ async def ramp(host: str, port: int, token: str, sessions: int, rounds: int) -> 
             )
             ids = [reply["session"]["session"] for reply in opened]
             for _ in range(rounds):
-                started = time.monotonic()
+                started, used = time.monotonic(), cpu_seconds(pid)
                 await conn.call_many(
                     [("sendMessage", {"session": s, "content": "[[stall]] ramp"}) for s in ids]
                 )
                 sends.append(time.monotonic() - started)
-                started = time.monotonic()
+                cpu["send"].append(cpu_seconds(pid) - used)
+                started, used = time.monotonic(), cpu_seconds(pid)
                 await conn.call_many([("stopGeneration", {"session": s}) for s in ids])
                 stops.append(time.monotonic() - started)
+                cpu["stop"].append(cpu_seconds(pid) - used)
             await conn.ws.close()
             nursery.cancel_scope.cancel()
-    return {"send": sends, "stop": stops}
+    return {"send": sends, "stop": stops, "cpu": cpu}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,7 +63,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(f"ramp: {args.sessions} sessions, {args.rounds} rounds ...")
     with temp_folder() as folder, serving(folder) as served:
-        times = trio.run(ramp, served.host, served.port, served.token, args.sessions, args.rounds)
+        times = trio.run(
+            ramp,
+            served.host,
+            served.port,
+            served.token,
+            args.sessions,
+            args.rounds,
+            served.process.pid,
+        )
     rows = []
     for op, key in (("sendMessage", "send"), ("stopGeneration", "stop")):
         values = times[key]
@@ -69,6 +82,16 @@ def main(argv: list[str] | None = None) -> None:
                 "best_seconds": round(min(values), 3),
                 "median_seconds": round(statistics.median(values), 3),
                 "best_ms_per_command": round(min(values) / args.sessions * 1000, 3),
+                # The server's CPU over the round's wall time (1.0: one core all the time).
+                "server_cpu": round(
+                    statistics.median(
+                        c / w for c, w in zip(times["cpu"][key], values, strict=True)
+                    ),
+                    2,
+                ),
+                "server_cpu_ms_per_command": round(
+                    statistics.median(times["cpu"][key]) / args.sessions * 1000, 3
+                ),
             }
         )
     print_table(rows, list(rows[0]))
