@@ -79,6 +79,7 @@ from greenroom.protocol.codec import (
 from greenroom.protocol.convert import camel
 from greenroom.protocol.encodings import EventEncodings
 from greenroom.protocol.errors import GreenroomError
+from greenroom.protocol.events import Event
 from greenroom.runtime import Client, Runtime
 from greenroom.transport.outbox import Outbox, TransportCounters
 
@@ -121,7 +122,8 @@ scheduled again) would send events through the outbox, the costlier way, and kee
 there."""
 PUMP_BACKLOG: Final = 4096
 """Events waiting in the runtime subscription that make a send in flight count as stuck at
-once (a flood; at most half the subscription's capacity)."""
+once (a flood; at most half the subscription's capacity); and left over by a full frame, that
+go to the outbox to be merged rather than wait for the next frame as they are."""
 CONNECTION_COMMANDS: Final = (c.Subscribe, c.Unsubscribe, c.FocusProject, c.Stats)
 """The commands about one connection, executed here; the runtime executes all others."""
 
@@ -233,6 +235,7 @@ class _Connection:
     # half; once the connection is ending, it gets close_timeout to finish (_bound_last_send).
     _send_scope: trio.CancelScope | None = None
     _in_flight: tuple[int, float] | None = None  # the send in flight: its number, its start
+    _carry: list[Event] = attrs.Factory(list)  # live events the last frame could not carry
     _sends: int = 0
     _send_deadline: float = math.inf
     _frame_cut: bool = False  # a send hit that deadline: the stream may hold half a frame
@@ -390,8 +393,10 @@ class _Connection:
     # -- events and writing ---------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Move every event waiting in the runtime subscription into the outbox."""
-        self.outbox.put_events(self.client.events.take())
+        """Move every live event waiting (what the last frame could not carry, then what
+        waits in the runtime subscription) into the outbox."""
+        carry, self._carry = self._carry, []
+        self.outbox.put_events([*carry, *self.client.events.take()])
 
     async def _pump(self) -> None:
         """Move events into the outbox as they come while the writer is stuck in a send (it
@@ -463,25 +468,35 @@ class _Connection:
     def _next_frame(self) -> tuple[str | bytes | None, list[Outgoing], int]:
         """The next frame, what it carries from the outbox, and how many live events from
         the subscription: what waits in the outbox (replies go ahead of the live events still
-        in the subscription; live events already in the outbox keep their order with them),
-        then as many of the live events waiting in the subscription as the frame's budget
-        takes; the rest go to the outbox, where merging applies."""
+        in the subscription; live events in the outbox are older than those), then, once the
+        outbox is empty, as many of the live events waiting in the subscription as the
+        frame's budget takes; the rest wait for the next frame (in the outbox, merged, if
+        they are many). Events go through the outbox (and its merging) only when the pump
+        moved them there or a frame left very many: merging costs CPU for every connection,
+        which pays for a slow client, not for a busy server; and a connection that fell
+        behind for a moment is back on the cheap way as soon as its outbox is sent."""
         outbox, events = self.outbox, self.client.events
         items: list[Outgoing] = []
         budget = BATCH_BYTES
         if outbox:
-            if outbox.behind and events.queued():
-                self._drain()
             items = outbox.take(BATCH_BYTES)
-            if outbox:
+            if outbox:  # more waits there: the newer events wait behind it
                 return self.codec.encode(items), items, 0
-            budget //= 2  # about: the replies taken are not measured
+            budget //= 2  # about: what was taken is not measured
         live = events.take()
+        if self._carry:
+            live[:0] = self._carry
+            self._carry = []
         if not live:
             return (self.codec.encode(items) if items else None), items, 0
         frame, fits = self.codec.encode_with(items, live, budget)
         if fits < len(live):
-            outbox.put_events(live[fits:])
+            rest = live[fits:]
+            if len(rest) < PUMP_BACKLOG:
+                self._carry = rest
+                outbox.poke()  # the next frame is due after the interval
+            else:
+                outbox.put_events(rest)
         return frame, items, fits
 
     async def _bound_last_send(self) -> None:

@@ -197,11 +197,6 @@ class Outbox:
         return len(self._queue)
 
     @property
-    def behind(self) -> bool:
-        """Whether live events wait here (the writer is behind them)."""
-        return self._live > 0
-
-    @property
     def overflowed(self) -> bool:
         """Whether the live events waiting are past ``limit`` (the client is too slow)."""
         return self._live > self.limit and len(self._queue) > 1
