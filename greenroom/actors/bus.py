@@ -192,7 +192,8 @@ class EventBus:
         """A new bounded subscription; close it when done."""
         subscription = Subscription(name=name, capacity=capacity, accepts=accepts or _everything)
         subscription._bus = self
-        self._subscriptions.append(subscription)
+        # Copied on write, so that offering to each (which may close one) needs no copy.
+        self._subscriptions = [*self._subscriptions, subscription]
         return subscription
 
     async def publish(self, event: Event) -> None:
@@ -251,7 +252,7 @@ class EventBus:
         self._wake_settled()
 
     def _offer(self, event: Event, published: bool = True) -> None:
-        for subscription in tuple(self._subscriptions):
+        for subscription in self._subscriptions:
             subscription.offer(event)
         if published:
             self._released += 1
@@ -352,7 +353,7 @@ class EventBus:
         )
 
     def _drop(self, subscription: Subscription) -> None:
-        self._subscriptions.remove(subscription)
+        self._subscriptions = [s for s in self._subscriptions if s is not subscription]
         if subscription.overflowed:
             self._overflowed += 1
 

@@ -157,7 +157,15 @@ class Mirror:
         session = event.session
         if session is None:
             return
-        match event.data:
+        data = event.data
+        if type(data) is StreamingUpdate:  # most events: written with the partials
+            streamed = self.sessions.get(session)
+            if streamed is not None:
+                streamed.apply(event)
+                if session not in self._dirty:
+                    self._streamed.add(session)
+            return
+        match data:
             case SessionCreated(summary=summary) if summary.message_count > 0:
                 # Opened from an existing history file: its messages are on disk already.
                 self.dormant[session] = Dormant(summary=summary, seq=event.seq or 0)

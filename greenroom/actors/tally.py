@@ -68,7 +68,13 @@ class Tally:
     """How long each fsync of the journal (its group commit) took."""
 
     def count(self, event: Event) -> None:
-        match event.data:
+        data = event.data
+        if type(data) is StreamingUpdate:  # most events: tested first
+            if data.delta:
+                self.streamed_deltas += 1
+                self.streamed_chars += len(data.delta)
+            return
+        match data:
             case StreamingUpdate(delta=delta) if delta:
                 self.streamed_deltas += 1
                 self.streamed_chars += len(delta)
