@@ -210,14 +210,14 @@ class Codec:
         parts = [self._part(item) for item in items]
         memo = self._events
         encode = self._event
+        encoded = memo.of_all(events, encode) if memo is not None else map(encode, events)
         used = 0
         taken = 0
-        for event in events:
-            encoded = memo.of(event, encode) if memo is not None else encode(event)
-            used += _byte_length(encoded)
+        for piece in encoded:
+            used += len(piece) if type(piece) is bytes or piece.isascii() else _byte_length(piece)
             if used > budget and parts:
                 break
-            parts.append(encoded)
+            parts.append(piece)
             taken += 1
         if not parts:
             raise ValueError("nothing to encode")

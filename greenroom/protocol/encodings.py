@@ -9,7 +9,7 @@ thread only (an entry may be dropped from whichever thread frees its object).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from greenroom.protocol.events import Event, Summary
@@ -114,6 +114,22 @@ class Fragments:
                 self._old, self._new = self._new, {}
             self._new[key] = memo
         return encoded
+
+    def of_all(
+        self, events: Sequence[Event], encode: Callable[[Event], str | bytes]
+    ) -> list[str | bytes]:
+        """Each of ``events`` encoded, in order: :meth:`of` for many, with the common case (a
+        recent event, in the newest generation) looked up in this loop."""
+        new = self._new
+        out: list[str | bytes] = []
+        append = out.append
+        for event in events:
+            memo = new.get(id(event))
+            if memo is not None and memo() is event:
+                append(memo.encoded)
+            else:
+                append(self.of(event, encode))
+        return out
 
     def _keep_big(self, memo: _EventMemo) -> None:
         big = self._big
