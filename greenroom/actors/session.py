@@ -539,10 +539,20 @@ class SessionActor:
         finish: str | None = None
         async with aclosing(self.provider.stream(request)) as chunks:
             async for chunk in chunks:
-                match chunk:
-                    case TextDelta(text=text) if text:
-                        await self._emit(StreamingUpdate(offset=offset, delta=text))
+                if type(chunk) is TextDelta:  # most chunks: _emit's common case, inline
+                    text = chunk.text
+                    if text:
+                        update = StreamingUpdate(offset=offset, delta=text)
+                        if self._emit_lock.locked():
+                            await self._emit(update)
+                        else:
+                            event = self._next_event(update)
+                            stopped_at = self.bus.publish_nowait(event)
+                            if stopped_at is not None:
+                                await self._publish_rest(event, stopped_at)
                         offset += len(text)
+                    continue
+                match chunk:
                     case ToolCallDelta(index=index):
                         calls.setdefault(index, _ToolCallBuilder(index)).add(chunk)
                         partial = tuple(calls[i].partial() for i in sorted(calls))
@@ -690,17 +700,22 @@ class SessionActor:
             # every attached mailbox has room.
             event = self._next_event(data)
             stopped_at = self.bus.publish_nowait(event)
-            if stopped_at is None:
-                return
-            lock.acquire_nowait()
-            try:
-                await self._publish_shielded(self.bus.publish_rest(event, stopped_at))
-            finally:
-                lock.release()
+            if stopped_at is not None:
+                await self._publish_rest(event, stopped_at)
             return
         async with lock:
             event = self._next_event(data)
             await self._publish_shielded(self.bus.publish(event))
+
+    async def _publish_rest(self, event: Event, stopped_at: int) -> None:
+        """Finish publishing ``event`` (applied already), which stopped at a full mailbox,
+        holding the emit lock meanwhile so that no later event overtakes it."""
+        lock = self._emit_lock
+        lock.acquire_nowait()
+        try:
+            await self._publish_shielded(self.bus.publish_rest(event, stopped_at))
+        finally:
+            lock.release()
 
     def _next_event(self, data: EventData | Callable[[], EventData]) -> Event:
         event = Event(
