@@ -1,7 +1,9 @@
 """A connection's send queue: bounded in bytes, merging deltas, never repeating a seq.
 
-The pump (events) and the command loop (replies) put into it; the writer takes everything
-that waits and sends it as one frame. Its decisions:
+The command loop puts replies into it, and the pump the live events of a client stuck in a
+send (and the writer what a frame left over in a flood); the writer sends what waits here
+before the live events still in the runtime subscription, which it takes directly while this
+queue is empty (greenroom.transport.connection). Its decisions:
 
 - **Bounded in bytes**. A live event counts its real encoded size in the connection's format
   (``sizes``: the connection's codec, whose encoding of each event is shared with every other
