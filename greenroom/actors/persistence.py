@@ -412,7 +412,7 @@ class PersistenceStatistics:
     snapshot_writes: int = 0
     """Sessions written to their own files."""
     partials_writes: int = 0
-    """Writes of the one partials file (the streaming sessions' snapshots)."""
+    """Writes of the one partials file (the snapshots of the sessions that changed lately)."""
     partial_snapshots: int = 0
     """Session snapshots written in the partials file, over all its writes."""
     history_appends: int = 0

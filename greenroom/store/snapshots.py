@@ -39,7 +39,8 @@ FORMAT_VERSION = 1
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 """A snapshot file larger than this is refused as corrupt (a session's state is far smaller)."""
 MAX_PARTIALS_BYTES = 1 << 30
-"""The partials file holds the streamed text of every streaming session: allowed far more."""
+"""The partials file holds every session that changed lately, streamed text included: allowed
+far more."""
 
 _SESSION_ID = re.compile(r"s-[0-9a-f]{1,64}")
 _SUFFIX = ".msgpack"
@@ -228,7 +229,8 @@ class SnapshotStore:
 
     @property
     def partials_path(self) -> Path:
-        """The one file of the streaming sessions' payloads (see the module docstring)."""
+        """The one file of the payloads of the sessions that changed lately (see the module
+        docstring)."""
         return self.folder / PARTIALS_NAME
 
     def encode_partials(self, partials: Mapping[str, dict[str, Any]]) -> bytes:
