@@ -230,13 +230,15 @@ class Mirror:
             state is not None and (state.project, state.name) in self._history
         )
 
-    def take_batch(self, now: float = 0.0, rest: float = 0.0) -> Batch:
+    def take_batch(
+        self, now: float = 0.0, rest: float = 0.0, own_files: int | None = OWN_FILES_PER_FLUSH
+    ) -> Batch:
         """Everything to write now (at time ``now``); the mirror forgets it until
         ``give_back``.
 
         Every session that changed is written to the one partials file, whatever changed; a
         session goes to its own file once it has stayed the same for ``rest`` seconds and no
-        turn of it runs (at most :data:`OWN_FILES_PER_FLUSH` a flush), and then leaves the
+        turn of it runs (at most ``own_files`` a flush: None, all), and then leaves the
         partials file. So a thousand turns starting or ending together cost
         one file, and a session that keeps changing (a conversation going on) is written in
         that one file until it rests. The partials file is rewritten whole when one of its
@@ -250,7 +252,7 @@ class Mirror:
         sessions = self.sessions
         snapshots: dict[str, dict[str, Any]] = {}
         for session, at in hot.items():
-            if len(snapshots) >= OWN_FILES_PER_FLUSH:
+            if own_files is not None and len(snapshots) >= own_files:
                 break
             state = sessions.get(session)
             if now - at < rest or (state is not None and state.loading):
@@ -524,11 +526,14 @@ class PersistenceActor:
 
     async def flush(self, *, final: bool = False) -> None:
         """Write every change now, in one batch, in a worker thread; ``final``: every session
-        with no turn running to its own file, whether it rested or not."""
+        with no turn running to its own file, whether it rested or not, all in this batch."""
         async with self._flush_lock:
             applied = self.mirror.applied
-            rest = 0.0 if final else COOL_FLUSHES * self.flush_interval
-            batch = self.mirror.take_batch(trio.current_time(), rest=rest)
+            now = trio.current_time()
+            if final:
+                batch = self.mirror.take_batch(now, rest=0.0, own_files=None)
+            else:
+                batch = self.mirror.take_batch(now, rest=COOL_FLUSHES * self.flush_interval)
             if not batch:
                 self.on_checkpoint(applied)  # nothing waits: all that was applied is on disk
                 return

@@ -11,7 +11,7 @@ import attrs
 import pytest
 import trio
 
-from greenroom.actors.persistence import COOL_FLUSHES
+from greenroom.actors.persistence import COOL_FLUSHES, OWN_FILES_PER_FLUSH
 from greenroom.config import Config, SimulatedConfig
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.convert import unstructure
@@ -119,6 +119,26 @@ async def test_sessions_that_change_are_written_in_one_file_until_they_rest(
             summary = own(session)
             assert summary is not None and summary.status == "idle"
             assert summary.message_count >= 1
+
+
+async def test_a_stopping_runtime_writes_every_resting_session_to_its_own_file(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """More sessions than one flush writes to their own files (OWN_FILES_PER_FLUSH), made
+    just before the runtime stops: its last flush writes them all, and the partials file is
+    left without them."""
+    config = make_config(tmp_path, flush_interval=1.0)
+    count = OWN_FILES_PER_FLUSH + 20
+    async with open_test_runtime(config) as runtime:
+        sessions = [
+            (await runtime.execute(cmd.OpenSession(project=f"p{n}"))).summary.session
+            for n in range(count)
+        ]
+        await trio.sleep(1.5)  # written, to the partials file
+    store = SnapshotStore(config.data_dir)
+    assert all(store.load(session) is not None for session in sessions)
+    partials, bad = store.load_partials()
+    assert bad is None and not set(partials) & set(sessions)
 
 
 async def test_history_is_appended_never_rewritten_and_round_trips(
