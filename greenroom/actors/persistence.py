@@ -25,6 +25,7 @@ needed, so startup time and memory do not grow with the total history size.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,6 +71,10 @@ logger = logging.getLogger("greenroom.persistence")
 COOL_FLUSHES = 5
 """Flush intervals a session stays unchanged (with no turn running) before it is written to
 its own file rather than to the partials file (see Mirror.take_batch)."""
+OWN_FILE_EVERY = 60
+"""Flush intervals a session that keeps changing stays in the partials file at most before
+its own file is written too: so that its own file is never far behind, should the partials
+file be lost."""
 OWN_FILES_PER_FLUSH = 256
 """Sessions written to their own files in one flush at most; the others wait in the partials
 file for the next flushes."""
@@ -145,6 +150,7 @@ class Mirror:
     _partials_stale: bool = False  # the last write of the partials file failed
     # Sessions written to the partials file, and when each last changed.
     _hot: dict[str, float] = attrs.Factory(dict)
+    _joined: dict[str, float] = attrs.Factory(dict)  # when each came into the partials file
     _encoded: dict[str, bytes] = attrs.Factory(dict)  # their encodings there, while unchanged
     _deleted: set[str] = attrs.Factory(set)
     # Committed messages not yet appended, by (project, history name), in commit order, and
@@ -231,23 +237,30 @@ class Mirror:
         )
 
     def take_batch(
-        self, now: float = 0.0, rest: float = 0.0, own_files: int | None = OWN_FILES_PER_FLUSH
+        self,
+        now: float = 0.0,
+        rest: float = 0.0,
+        own_files: int | None = OWN_FILES_PER_FLUSH,
+        at_most: float = math.inf,
     ) -> Batch:
         """Everything to write now (at time ``now``); the mirror forgets it until
         ``give_back``.
 
         Every session that changed is written to the one partials file, whatever changed; a
         session goes to its own file once it has stayed the same for ``rest`` seconds and no
-        turn of it runs (at most ``own_files`` a flush: None, all), and then leaves the
-        partials file. So a thousand turns starting or ending together cost
-        one file, and a session that keeps changing (a conversation going on) is written in
-        that one file until it rests. The partials file is rewritten whole when one of its
-        sessions changed, joins it or leaves it; each session's encoding in it is kept until
-        that session changes (``encoded``)."""
+        turn of it runs, or once it has been in the partials file for ``at_most`` seconds
+        (so that its own file is never far behind), at most ``own_files`` a flush (None:
+        all), and then leaves the partials file. So a thousand turns starting or ending
+        together cost one file, and a session that keeps changing (a conversation going on)
+        is written in that one file until it rests (and at least every ``at_most`` seconds
+        to its own). The partials file is rewritten whole when one of its sessions changed,
+        joins it or leaves it; each session's encoding in it is kept until that session
+        changes (``encoded``)."""
         changed = (self._dirty | self._streamed) - self._deleted
-        hot = self._hot
+        hot, joined = self._hot, self._joined
         for session in changed:
             hot[session] = now
+            joined.setdefault(session, now)
             self._encoded.pop(session, None)
         sessions = self.sessions
         snapshots: dict[str, dict[str, Any]] = {}
@@ -255,16 +268,18 @@ class Mirror:
             if own_files is not None and len(snapshots) >= own_files:
                 break
             state = sessions.get(session)
-            if now - at < rest or (state is not None and state.loading):
+            resting = now - at >= rest and (state is None or not state.loading)
+            if not resting and now - joined[session] < at_most:
                 continue
             payload = self._payload(session)
             if payload is not None:
                 snapshots[session] = payload
         for session in self._deleted:
             hot.pop(session, None)
+            joined.pop(session, None)
             self._encoded.pop(session, None)
         for session in snapshots:
-            del hot[session]
+            del hot[session], joined[session]
             self._encoded.pop(session, None)
         partials: dict[str, dict[str, Any]] | None = None
         kept: dict[str, bytes] = {}
@@ -334,6 +349,7 @@ class Mirror:
         self._streamed.discard(session)
         self._in_partials.discard(session)
         self._hot.pop(session, None)
+        self._joined.pop(session, None)
         self._encoded.pop(session, None)
         if state is not None:
             key = (state.project, state.name)
@@ -533,7 +549,10 @@ class PersistenceActor:
             if final:
                 batch = self.mirror.take_batch(now, rest=0.0, own_files=None)
             else:
-                batch = self.mirror.take_batch(now, rest=COOL_FLUSHES * self.flush_interval)
+                interval = self.flush_interval
+                batch = self.mirror.take_batch(
+                    now, rest=COOL_FLUSHES * interval, at_most=OWN_FILE_EVERY * interval
+                )
             if not batch:
                 self.on_checkpoint(applied)  # nothing waits: all that was applied is on disk
                 return

@@ -11,7 +11,7 @@ import attrs
 import pytest
 import trio
 
-from greenroom.actors.persistence import COOL_FLUSHES, OWN_FILES_PER_FLUSH
+from greenroom.actors.persistence import COOL_FLUSHES, OWN_FILE_EVERY, OWN_FILES_PER_FLUSH
 from greenroom.config import Config, SimulatedConfig
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.convert import unstructure
@@ -139,6 +139,30 @@ async def test_a_stopping_runtime_writes_every_resting_session_to_its_own_file(
     assert all(store.load(session) is not None for session in sessions)
     partials, bad = store.load_partials()
     assert bad is None and not set(partials) & set(sessions)
+
+
+async def test_a_session_that_keeps_changing_gets_its_own_file_now_and_then(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A session streaming for longer than OWN_FILE_EVERY flush intervals is written to its
+    own file within that time too, so that losing the partials file would cost little."""
+    config = make_config(
+        tmp_path, flush_interval=1.0, simulated=SimulatedConfig(seed=1, tokens_per_second=20)
+    )
+    store = SnapshotStore(config.data_dir)
+    async with open_test_runtime(config) as runtime:
+        session = (await runtime.execute(cmd.OpenSession(project="long"))).summary.session
+        await trio.sleep(2 + COOL_FLUSHES)
+        first = store.load(session)
+        assert first is not None
+        tokens = 20 * (OWN_FILE_EVERY + 30)
+        await runtime.execute(cmd.SendMessage(session=session, content=f"[[tokens:{tokens}]]"))
+        await trio.sleep(OWN_FILE_EVERY + 5)
+        state = await runtime.get_state(session)
+        assert state.summary.loading  # still streaming
+        own = store.load(session)
+        assert own is not None and own["seq"] > first["seq"] + 20 * (OWN_FILE_EVERY // 2)
+        await runtime.execute(cmd.StopGeneration(session=session))
 
 
 async def test_history_is_appended_never_rewritten_and_round_trips(
