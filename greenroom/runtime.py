@@ -50,7 +50,7 @@ from greenroom.protocol import commands as cmd
 from greenroom.protocol.codec import result_to_wire
 from greenroom.protocol.commands import Command
 from greenroom.protocol.errors import ActorError, GreenroomError, InvalidArgument, NotFound
-from greenroom.protocol.events import LIFECYCLE_EVENTS, Event, Notification, Summary
+from greenroom.protocol.events import LIFECYCLE_EVENTS, Event, Summary
 from greenroom.protocol.results import OpenedSession, ProjectInfo, Subscribed
 from greenroom.protocol.state import SessionView
 from greenroom.store.history import history_name
@@ -180,6 +180,7 @@ class Client:
             raise NotFound(f"no session {session}")
         if session not in self.subscribed:
             self.subscribed.add(session)
+            self._runtime.bus.watch(self.events, session)
             counts = self._runtime._subscribers
             counts[session] = counts.get(session, 0) + 1
         # The bus retains an event as it releases it, so its newest seq is the one the live
@@ -204,6 +205,7 @@ class Client:
     def unsubscribe(self, session: str) -> None:
         if session in self.subscribed:
             self.subscribed.discard(session)
+            self._runtime.bus.unwatch(self.events, session)
             counts = self._runtime._subscribers
             counts[session] -= 1
             if not counts[session]:
@@ -415,17 +417,10 @@ class Runtime:
         """A client of the runtime, registered with the notifier for as long as it lasts."""
         client_name = name or f"c-{next(self._client_ids)}"
         subscribed: set[str] = set()
-
-        def accepts(event: Event) -> bool:
-            # Called for every event and every client: the common case (a subscribed
-            # session's delta) is decided by the first test.
-            return (
-                event.session in subscribed
-                or event.data.name in LIFECYCLE_EVENTS
-                or isinstance(event.data, Notification)
-            )
-
-        events = self.bus.subscribe(client_name, capacity=capacity, accepts=accepts)
+        # Indexed: every lifecycle event, the events of the sessions the client subscribes
+        # to (Client.subscribe has the bus watch them), and its notifications (offered by
+        # the notifier).
+        events = self.bus.subscribe(client_name, capacity=capacity, indexed=True)
         try:
             pending = await self._notifier.ref.ask(
                 Connect(client=client_name, subscription=events)

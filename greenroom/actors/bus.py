@@ -12,7 +12,10 @@ Released events go to two kinds of receivers, with two overflow decisions:
   order; releasing waits while one of their mailboxes is full.
 - **Subscriptions** (one per client connection) are bounded queues that releasing never waits
   on. A subscription that is full is closed and marked overflowed, and no event is dropped
-  silently: its owner reconnects and resumes from its last ``seq``.
+  silently: its owner reconnects and resumes from its last ``seq``. A client's subscription
+  is *indexed*: it gets every lifecycle event and the events of the sessions it watches
+  (:meth:`EventBus.watch`), found by session, so that an event costs only the subscriptions
+  that want it; any other subscription filters each event with its ``accepts``.
 
 The bus is a passive object rather than a task of its own: publishing is the sending session's
 own work, releasing the journal's.
@@ -40,7 +43,7 @@ import trio
 
 from greenroom.actors.mailbox import ActorRef
 from greenroom.protocol.errors import MailboxFull
-from greenroom.protocol.events import Event, SessionDeleted, StreamingUpdate
+from greenroom.protocol.events import LIFECYCLE_EVENTS, Event, SessionDeleted, StreamingUpdate
 from greenroom.protocol.text import DeltaRun
 
 
@@ -80,6 +83,13 @@ class Subscription:
     def offer(self, event: Event) -> bool:
         """Queue ``event`` if this subscription wants it; close on overflow. Never waits."""
         if self.closed or not self.accepts(event):
+            return False
+        return self.put(event)
+
+    def put(self, event: Event) -> bool:
+        """Queue ``event`` (wanted: the bus found it by the subscription's index); close on
+        overflow. Never waits."""
+        if self.closed:
             return False
         if len(self._queue) >= self.capacity:
             self.overflowed = True
@@ -170,7 +180,10 @@ class EventBus:
     _gate: ActorRef[Any] | None = None
     _logs: dict[str, deque[Event | DeltaRun]] = attrs.Factory(dict)
     _attached: list[tuple[ActorRef[Any], Callable[[Event], bool]]] = attrs.Factory(list)
-    _subscriptions: list[Subscription] = attrs.Factory(list)
+    _subscriptions: list[Subscription] = attrs.Factory(list)  # filtering each event
+    # Indexed subscriptions: all of them (they get every lifecycle event), and by session.
+    _indexed: list[Subscription] = attrs.Factory(list)
+    _watching: dict[str, list[Subscription]] = attrs.Factory(dict)
     _published: int = 0
     _released: int = 0
     _overflowed: int = 0
@@ -187,14 +200,43 @@ class EventBus:
         self._attached.append((ref, accepts or _everything))
 
     def subscribe(
-        self, name: str, *, capacity: int, accepts: Callable[[Event], bool] | None = None
+        self,
+        name: str,
+        *,
+        capacity: int,
+        accepts: Callable[[Event], bool] | None = None,
+        indexed: bool = False,
     ) -> Subscription:
-        """A new bounded subscription; close it when done."""
+        """A new bounded subscription; close it when done. ``indexed``: it gets every
+        lifecycle event and the events of the sessions it is made to :meth:`watch` (what is
+        offered to it directly, such as a notification, it takes as it is)."""
         subscription = Subscription(name=name, capacity=capacity, accepts=accepts or _everything)
         subscription._bus = self
-        # Copied on write, so that offering to each (which may close one) needs no copy.
-        self._subscriptions = [*self._subscriptions, subscription]
+        # Lists copied on write, so that offering to each (which may close one) needs no copy.
+        if indexed:
+            self._indexed = [*self._indexed, subscription]
+        else:
+            self._subscriptions = [*self._subscriptions, subscription]
         return subscription
+
+    def watch(self, subscription: Subscription, session: str) -> None:
+        """Give the indexed ``subscription`` the events of ``session`` from now on."""
+        if subscription.closed:
+            return
+        watching = self._watching.get(session, [])
+        if subscription not in watching:
+            self._watching[session] = [*watching, subscription]
+
+    def unwatch(self, subscription: Subscription, session: str) -> None:
+        """Stop giving ``subscription`` the events of ``session``."""
+        watching = self._watching.get(session)
+        if watching is None:
+            return
+        kept = [s for s in watching if s is not subscription]
+        if kept:
+            self._watching[session] = kept
+        else:
+            del self._watching[session]
 
     async def publish(self, event: Event) -> None:
         """Hand ``event`` on. Waits only for the gate's (or attached actors') mailboxes."""
@@ -254,6 +296,15 @@ class EventBus:
     def _offer(self, event: Event, published: bool = True) -> None:
         for subscription in self._subscriptions:
             subscription.offer(event)
+        if self._indexed:
+            if event.data.name in LIFECYCLE_EVENTS:
+                wanting = self._indexed
+            elif event.session is not None:
+                wanting = self._watching.get(event.session, _NONE)
+            else:
+                wanting = _NONE
+            for subscription in wanting:
+                subscription.put(event)
         if published:
             self._released += 1
             self._wake_settled()
@@ -347,16 +398,23 @@ class EventBus:
         return BusStatistics(
             published=self._published,
             released=self._released,
-            subscriptions=len(self._subscriptions),
+            subscriptions=len(self._subscriptions) + len(self._indexed),
             attached=len(self._attached),
             overflowed=self._overflowed,
         )
 
     def _drop(self, subscription: Subscription) -> None:
         self._subscriptions = [s for s in self._subscriptions if s is not subscription]
+        if subscription in self._indexed:
+            self._indexed = [s for s in self._indexed if s is not subscription]
+            for session in [k for k, v in self._watching.items() if subscription in v]:
+                self.unwatch(subscription, session)
         if subscription.overflowed:
             self._overflowed += 1
 
 
 def _everything(event: Event) -> bool:
     return True
+
+
+_NONE: list[Subscription] = []

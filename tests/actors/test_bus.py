@@ -8,7 +8,9 @@ from greenroom.actors.mailbox import Mailbox
 from greenroom.protocol.chat import Message
 from greenroom.protocol.events import (
     Event,
+    LoadingChanged,
     MessageAdded,
+    Notification,
     PartialToolCall,
     SessionDeleted,
     StreamingUpdate,
@@ -72,6 +74,33 @@ async def test_subscription_filters() -> None:
     await bus.publish(Event(session="s-1", project="p", seq=2, data=SessionDeleted()))
     assert only_deletes.queued() == 1
     assert only_deletes.receive_nowait().seq == 2
+
+
+async def test_an_indexed_subscription_gets_lifecycle_events_and_what_it_watches() -> None:
+    bus = EventBus()
+    one = bus.subscribe("one", capacity=100, indexed=True)
+    two = bus.subscribe("two", capacity=100, indexed=True)
+    loading = Event(session="s-2", project="p", seq=1, data=LoadingChanged(loading=True))
+    bus.watch(one, "s-1")
+    bus.watch(one, "s-1")  # watching twice is watching once
+    bus.watch(two, "s-2")
+    for published in (event(1), loading, event(2, "s-2"), event(3, "s-3")):
+        await bus.publish(published)
+    assert one.take() == [event(1), loading]
+    assert two.take() == [loading, event(2, "s-2")]
+    note = Event(
+        session=None,
+        project=None,
+        seq=None,
+        data=Notification(kind="completed", title="t", body="b", session="s-1", project="p"),
+    )
+    assert one.offer(note)  # offered directly (by the notifier): taken as it is
+    bus.unwatch(one, "s-1")
+    await bus.publish(event(4))
+    assert one.take() == [note]
+    two.close()  # a closed subscription leaves the index: nothing is offered to it
+    await bus.publish(event(5, "s-2"))
+    assert two.take() == [] and bus.statistics().subscriptions == 1
 
 
 async def test_replay_gives_what_came_after_since_or_none_when_it_is_gone() -> None:
