@@ -78,6 +78,15 @@ async def connected(
         pair.server_scope.cancel()
 
 
+async def subscribed_session(client: WireClient) -> str:
+    """After the welcome: a session opened and subscribed to."""
+    await client.next_item()
+    state = (await client.call("openSession", project="blog"))["session"]
+    session: str = state["session"]
+    await client.call("subscribe", session=session, since=state["seq"])
+    return session
+
+
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     async with open_test_runtime(make_config(tmp_path)) as rt:
@@ -275,10 +284,7 @@ async def test_live_events_gather_for_the_send_interval_and_replies_do_not_wait(
     with trio.fail_after(60):
         async with connected(runtime, send_interval=1.0) as pair:
             client = pair.client
-            await client.next_item()
-            state = (await client.call("openSession", project="blog"))["session"]
-            session = state["session"]
-            await client.call("subscribe", session=session, since=state["seq"])
+            session = await subscribed_session(client)
             turn = "[[tokens:60]] [[rate:20]] go"
             await client.call("sendMessage", session=session, content=turn)
             frames: list[tuple[float, list[dict[str, Any]]]] = []
@@ -317,10 +323,7 @@ async def test_a_burst_bigger_than_a_frame_goes_out_in_frames_in_order(
     with trio.fail_after(60):
         async with connected(runtime, send_interval=1.0) as pair:
             client = pair.client
-            await client.next_item()
-            state = (await client.call("openSession", project="blog"))["session"]
-            session = state["session"]
-            await client.call("subscribe", session=session, since=state["seq"])
+            session = await subscribed_session(client)
             await client.call("sendMessage", session=session, content="[[tokens:3]] first")
             while not turn_ended(session)(await client.next_item()):
                 pass
