@@ -366,7 +366,10 @@ class Mirror:
         A dormant session with such events is woken with its history cut back to what its
         snapshot counts, so that the first flush appends each recovered message exactly once.
         A session deleted in the journal is only deleted: its history file may already belong
-        to the session that reopened its project.
+        to the session that reopened its project. A session whose journaled events do not
+        follow its state with no gap (a lost snapshot, a journal trimmed past it) is left as
+        it stands, and the gap logged: applying later events over an older state would make a
+        chat that never was.
         """
         events = list(events)
         deleted = {e.session for e in events if isinstance(e.data, SessionDeleted)}
@@ -391,6 +394,10 @@ class Mirror:
                     continue  # deleted later in the journal, or before its snapshot
                 if seq <= dormant.seq:
                     continue
+                if seq > dormant.seq + 1:
+                    _gap(session, dormant.seq, seq)
+                    broken.add(session)
+                    continue
                 summary = dormant.summary
                 path = history_path(projects_root / summary.project, summary.name)
                 try:
@@ -403,9 +410,22 @@ class Mirror:
                 state = self.sessions[session] = wake(dormant, messages)
             if seq <= state.seq:
                 continue
+            if seq > state.seq + 1:
+                _gap(session, state.seq, seq)
+                broken.add(session)
+                continue
             self.apply(event)
             recovered += 1
         return recovered
+
+
+def _gap(session: str, seq: int, found: int) -> None:
+    logger.error(
+        "session %s: not recovered from the journal past seq %d: its next event there is "
+        "seq %d (the events between are in no file: a snapshot newer than the journal's "
+        "tail was lost)",
+        session, seq, found,
+    )  # fmt: skip
 
 
 @attrs.frozen(kw_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,15 +12,25 @@ import attrs
 import pytest
 import trio
 
-from greenroom.actors.persistence import COOL_FLUSHES, OWN_FILE_EVERY, OWN_FILES_PER_FLUSH
+from greenroom.actors.persistence import (
+    COOL_FLUSHES,
+    OWN_FILE_EVERY,
+    OWN_FILES_PER_FLUSH,
+    Mirror,
+)
 from greenroom.config import Config, SimulatedConfig
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.convert import unstructure
-from greenroom.protocol.events import LoadingChanged, Summary
+from greenroom.protocol.events import Event, LoadingChanged, Summary
 from greenroom.protocol.state import SessionState, Streaming
 from greenroom.runtime import Runtime, restore_mirror
 from greenroom.store.history import history_path, read_history
-from greenroom.store.snapshots import SnapshotStore, dormant_from_payload, snapshot_payload
+from greenroom.store.snapshots import (
+    Dormant,
+    SnapshotStore,
+    dormant_from_payload,
+    snapshot_payload,
+)
 from tests.conftest import make_config, next_event, open_test_runtime, turn_ended
 
 
@@ -470,3 +481,37 @@ def test_a_snapshot_payload_is_the_summary_without_its_preview_and_the_partial()
     }
     restored = dormant_from_payload("s-1", payload)
     assert restored.summary == state.summary() and restored.partial == "Hello"
+
+
+def test_journaled_events_after_a_gap_are_not_applied_over_an_older_state(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Recovery applies a session's journaled events only while they follow its state with no
+    gap: past a gap (its newer snapshot lost, the journal trimmed past it) the session stays
+    as it stands, and the gap is logged."""
+    summary = Summary(
+        session="s-1",
+        project="p",
+        name="chat",
+        status="idle",
+        loading=False,
+        message_count=0,
+        last_activity=0.0,
+        preview=None,
+    )
+
+    def loading(seq: int, on: bool) -> Event:
+        return Event(session="s-1", project="p", seq=seq, data=LoadingChanged(loading=on))
+
+    mirror = Mirror()
+    mirror.restore("s-1", Dormant(summary=summary, seq=5))
+    with caplog.at_level(logging.ERROR, logger="greenroom"):
+        assert mirror.recover([loading(8, True), loading(9, False)], tmp_path) == 0
+    assert mirror.dormant["s-1"].seq == 5 and "s-1" not in mirror.sessions
+    assert any("seq 8" in record.getMessage() for record in caplog.records)
+
+    contiguous = Mirror()
+    contiguous.restore("s-1", Dormant(summary=summary, seq=5))
+    events = [loading(6, True), loading(7, False), loading(9, True)]
+    assert contiguous.recover(events, tmp_path) == 2
+    assert contiguous.sessions["s-1"].seq == 7  # the third follows a gap: not applied
