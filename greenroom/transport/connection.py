@@ -21,13 +21,13 @@ nursery that the connection owns:
   interval, and any reply, go at once. While the outbox is empty (the client keeps up), the
   writer takes the live events straight from the runtime subscription and joins their shared
   encodings into the frame: an event costs a connection a lookup and a join, nothing more.
-  Otherwise the events go through the outbox first, in order behind what waits there;
+  Otherwise what waits in the outbox goes first, and the subscription's events after it;
 - the **pump** moves events from the runtime subscription into the outbox as they come
   while the writer is stuck in a send (for :data:`STUCK_SECONDS`, or with
   :data:`PUMP_BACKLOG` events waiting: a slow peer), so that the outbox's byte bound and
-  merging apply. A ``subscribe`` runs in the command loop:
-  it moves what waits in the subscription to the outbox first, then queues the replay, all
-  with no checkpoint in between;
+  merging apply. A ``subscribe`` runs in the command loop: it moves what waits in the
+  subscription to the outbox first, then queues the replay, all with no checkpoint in
+  between;
 - the **keepalive** pings every ``ping_interval`` and drops a peer that does not answer.
 
 Subscribing: the reply ``{"seq": N}`` (with ``"reset": true`` when the missed events are no
@@ -46,7 +46,8 @@ without a closing handshake. The closing handshake itself runs shielded, under
 ``close_timeout``; a peer that does not answer pings within ``ping_timeout`` is dropped the
 same way.
 
-(Just over 500 lines: the tasks of one connection share its outbox and its way of ending.)
+(About 600 lines: the tasks of one connection share its outbox, its subscription and its way
+of ending, and the rules above only make sense read together.)
 """
 
 from __future__ import annotations
