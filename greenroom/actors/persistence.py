@@ -191,16 +191,12 @@ class Mirror:
                 if current is None:
                     return
                 current.apply(event)
-                if type(event.data) is StreamingUpdate:
-                    if session not in self._dirty:
-                        self._streamed.add(session)
-                    return
                 self._dirty.add(session)
                 self._streamed.discard(session)
-                if isinstance(event.data, MessageAdded):
+                if isinstance(data, MessageAdded):
                     key = (current.project, current.name)
-                    self._history.setdefault(key, []).append(event.data.message)
-                    self._history_start.setdefault(key, event.data.index)
+                    self._history.setdefault(key, []).append(data.message)
+                    self._history_start.setdefault(key, data.index)
 
     def summaries(self) -> tuple[Summary, ...]:
         loaded = tuple(state.summary() for state in self.sessions.values())

@@ -75,9 +75,6 @@ class Tally:
                 self.streamed_chars += len(data.delta)
             return
         match data:
-            case StreamingUpdate(delta=delta) if delta:
-                self.streamed_deltas += 1
-                self.streamed_chars += len(delta)
             case LoadingChanged(loading=True):
                 self.turns_started += 1
             case LoadingChanged(reason=reason, error=error) if reason is not None:

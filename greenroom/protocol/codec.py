@@ -214,7 +214,7 @@ class Codec:
         used = 0
         taken = 0
         for piece in encoded:
-            used += len(piece) if type(piece) is bytes or piece.isascii() else _byte_length(piece)
+            used += _byte_length(piece)
             if used > budget and parts:
                 break
             parts.append(piece)

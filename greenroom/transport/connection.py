@@ -394,10 +394,17 @@ class _Connection:
     # -- events and writing ---------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Move every live event waiting (what the last frame could not carry, then what
-        waits in the runtime subscription) into the outbox."""
-        carry, self._carry = self._carry, []
-        self.outbox.put_events([*carry, *self.client.events.take()])
+        """Move every live event waiting into the outbox."""
+        self.outbox.put_events(self._take_live())
+
+    def _take_live(self) -> list[Event]:
+        """Every live event waiting, in order: what the last frame could not carry, then what
+        waits in the runtime subscription."""
+        live = self.client.events.take()
+        if self._carry:
+            live[:0] = self._carry
+            self._carry = []
+        return live
 
     async def _pump(self) -> None:
         """Move events into the outbox as they come while the writer is stuck in a send (it
@@ -476,7 +483,7 @@ class _Connection:
         moved them there or a frame left very many: merging costs CPU for every connection,
         which pays for a slow client, not for a busy server; and a connection that fell
         behind for a moment is back on the cheap way as soon as its outbox is sent."""
-        outbox, events = self.outbox, self.client.events
+        outbox = self.outbox
         items: list[Outgoing] = []
         budget = BATCH_BYTES
         if outbox:
@@ -484,10 +491,7 @@ class _Connection:
             if outbox:  # more waits there: the newer events wait behind it
                 return self.codec.encode(items), items, 0
             budget //= 2  # about: what was taken is not measured
-        live = events.take()
-        if self._carry:
-            live[:0] = self._carry
-            self._carry = []
+        live = self._take_live()
         if not live:
             return (self.codec.encode(items) if items else None), items, 0
         frame, fits = self.codec.encode_with(items, live, budget)
