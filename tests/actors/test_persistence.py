@@ -31,6 +31,7 @@ from greenroom.store.snapshots import (
     dormant_from_payload,
     snapshot_payload,
 )
+from tests.actors.test_state import SUMMARY
 from tests.conftest import make_config, next_event, open_test_runtime, turn_ended
 
 
@@ -489,16 +490,7 @@ def test_journaled_events_after_a_gap_are_not_applied_over_an_older_state(
     """Recovery applies a session's journaled events only while they follow its state with no
     gap: past a gap (its newer snapshot lost, the journal trimmed past it) the session stays
     as it stands, and the gap is logged."""
-    summary = Summary(
-        session="s-1",
-        project="p",
-        name="chat",
-        status="idle",
-        loading=False,
-        message_count=0,
-        last_activity=0.0,
-        preview=None,
-    )
+    summary = SUMMARY  # s-1 in project p, idle, no message
 
     def loading(seq: int, on: bool) -> Event:
         return Event(session="s-1", project="p", seq=seq, data=LoadingChanged(loading=on))
