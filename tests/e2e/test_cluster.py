@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 import trio
 
 from greenroom.transport.client import CommandError, ConnectionLost, GreenroomClient, connect
@@ -105,15 +106,24 @@ class Watch:
     changed: trio.Event = attrs.Factory(trio.Event)
     partial_before_restart: str | None = None
     closed: bool = False
+    ahead: dict[int, JSON] = attrs.Factory(dict)  # lifecycle events not yet in their place
 
     async def follow(self, client: GreenroomClient) -> None:
         await follow_all(client, {self.view.session: self})
 
     def take(self, event: JSON) -> None:
         seq = event.get("seq")
-        if seq is not None and seq <= self.view.last and event["event"] in LIFECYCLE:
-            self.view.see(event)  # a lifecycle event again, in a replay: checked, not kept
+        last = self.view.last
+        if seq is not None and event["event"] in LIFECYCLE and seq != last + 1:
+            # A lifecycle event again, in a replay; or ahead of the stream (every connection
+            # gets them: one that came between openSession and subscribe), which the replay
+            # must bring again in its place (no_gap checks it did). Checked, not kept here.
+            self.view.see(event)
+            if seq > last:
+                self.ahead[seq] = event
             return
+        if seq is not None:
+            self.ahead.pop(seq, None)
         if event["event"] == "sessionRestarted" and self.partial_before_restart is None:
             self.partial_before_restart = self.view.partial
         self.view.see(event)
@@ -134,6 +144,29 @@ class Watch:
 
     def seqs(self) -> list[int]:
         return [e["seq"] for e in self.events if e.get("seq") is not None]
+
+
+def test_a_watch_keeps_lifecycle_events_in_their_place_in_the_stream() -> None:
+    """A lifecycle event that came ahead of the subscribe (seq 318 after the state's 316) is
+    kept where the replay brings it, after 317: the seq rule holds for what is kept."""
+    watch = Watch(view=Seen(session="s-1", last=316))
+
+    def lifecycle(seq: int) -> JSON:
+        data = {"loading": False, "reason": "completed", "error": None}
+        return {"event": "loadingChanged", "session": "s-1", "project": "p", "seq": seq,
+                "data": data}  # fmt: skip
+
+    watch.take(lifecycle(318))  # before the subscribe
+    assert list(watch.ahead) == [318]
+    delta = {"offset": 0, "delta": "hi", "toolCalls": None}
+    watch.take({"event": "streamingUpdate", "session": "s-1", "project": "p", "seq": 317,
+                "data": delta})  # fmt: skip
+    watch.take(lifecycle(318))  # the replay's
+    assert watch.seqs() == [317, 318] and not watch.ahead
+    no_gap(watch)
+    watch.take(lifecycle(320))  # ahead, and never brought in its place: no_gap says so
+    with pytest.raises(AssertionError, match="never brought"):
+        no_gap(watch)
 
 
 async def follow_all(client: GreenroomClient, watches: dict[str, Watch]) -> None:
@@ -184,6 +217,7 @@ def no_gap(*watches: Watch) -> None:
             if event.get("seq") is not None:
                 assert truth.setdefault(event["seq"], event["event"]) == event["event"]
     for watch in watches:
+        assert not watch.ahead, f"never brought in their place: seqs {sorted(watch.ahead)}"
         numbered = [(e["seq"], e["event"]) for e in watch.events if e.get("seq") is not None]
         for (a, _), (b, name) in itertools.pairwise(numbered):
             assert b > a, f"seq {b} after {a}"
