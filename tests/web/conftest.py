@@ -111,6 +111,11 @@ class Served:
 
         return self.run(messages)
 
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the server's log (every start appends to it): for a failure's message."""
+        log = self.folder / "serve.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:

@@ -217,7 +217,9 @@ def test_a_server_restart_mid_stream_loses_nothing_on_the_page(
     expect(project(page, "eta").locator(".dot.idle")).to_be_visible(timeout=20_000)
     shots("reconnected")
     # Whatever the restart did to the turn, the page shows exactly what was committed.
-    assert shown_texts(page) == expected_texts(served.committed("eta"))
+    shown = shown_texts(page)
+    committed = served.committed("eta")
+    assert shown == expected_texts(committed), (committed, served.log_tail())
 
 
 def test_a_project_mcp_file_is_shown_and_approved_before_its_servers_start(
