@@ -298,3 +298,29 @@ def write_result(name: str, result: dict[str, Any], out_dir: Path | None = None)
     latest.write_text(json.dumps(result, indent=2) + "\n")
     print(f"(results: {path})")
     return path
+
+
+@contextlib.contextmanager
+def profiling(pid: int, out: Path | None) -> Iterator[None]:
+    """py-spy record of the server (collapsed stacks, for bench/hotspots.py) while inside."""
+    if out is None:
+        yield
+        return
+    spy = subprocess.Popen(
+        [py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+         "--nonblocking", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(timeout=10)
+
+
+def py_spy() -> str:
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")

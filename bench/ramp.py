@@ -3,6 +3,7 @@ connection, sent in one go (64 awaiting their reply at a time), to N sessions.
 
     python -m bench.ramp                      # N = 1000, 3 rounds
     python -m bench.ramp --sessions 200 --rounds 1
+    python -m bench.ramp --rounds 10 --profile   # + py-spy of the server
 
 A fresh ``greenroom serve`` and N sessions opened first; each round sends N ``sendMessage``
 whose turns stall at once (``[[stall]]``: no token is streamed, so what is measured is the
@@ -22,7 +23,15 @@ from typing import Any
 
 import trio
 
-from bench.common import cpu_seconds, print_table, serving, temp_folder, write_result
+from bench.common import (
+    RESULTS,
+    cpu_seconds,
+    print_table,
+    profiling,
+    serving,
+    temp_folder,
+    write_result,
+)
 from bench.driver import Conn
 
 
@@ -60,9 +69,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the server (sessions opened too): bench/results/profile-ramp.txt",
+    )
     args = parser.parse_args(argv)
+    out = Path(args.out) if args.out else None
+    profile = (out or RESULTS) / "profile-ramp.txt" if args.profile else None
     print(f"ramp: {args.sessions} sessions, {args.rounds} rounds ...")
-    with temp_folder() as folder, serving(folder) as served:
+    with temp_folder() as folder, serving(folder) as served, profiling(served.pid, profile):
         times = trio.run(
             ramp,
             served.host,
@@ -95,7 +111,6 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
     print_table(rows, list(rows[0]))
-    out = Path(args.out) if args.out else None
     write_result("ramp", {"rounds": args.rounds, "rows": rows, "times": times}, out)
 
 

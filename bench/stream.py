@@ -20,15 +20,11 @@ latency says more about the client or the host than about the server. Prints a t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +33,7 @@ from bench.common import (
     RESULTS,
     pin,
     print_table,
+    profiling,
     read_line,
     run_driver,
     serving,
@@ -66,7 +63,7 @@ def run_stream(
     sessions: int, rate: float, clients: int, seconds: float, profile: Path | None = None
 ) -> dict[str, Any]:
     tokens = max(1, int(rate * seconds))
-    with temp_folder() as folder, serving(folder) as served, _profiling(served.pid, profile):
+    with temp_folder() as folder, serving(folder) as served, profiling(served.pid, profile):
         result = run_driver(
             ["stream", "--port", str(served.port), f"--token={served.token}",
              "--server-pid", str(served.pid), "--sessions", str(sessions),
@@ -108,32 +105,6 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     row["flags"] = ",".join(sorted(flags)) or None
     row["p99_ms_all"] = p99s
     return row
-
-
-@contextlib.contextmanager
-def _profiling(pid: int, out: Path | None) -> Iterator[None]:
-    """py-spy record of the server (collapsed stacks, for bench/hotspots.py) while inside."""
-    if out is None:
-        yield
-        return
-    spy = subprocess.Popen(
-        [_py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-         "--nonblocking", "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        yield
-    finally:
-        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        try:
-            spy.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            spy.kill()
-            spy.wait(timeout=10)
-
-
-def _py_spy() -> str:
-    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 
 
 def run_peer(kind: str, sessions: int, clients: int, seconds: float) -> dict[str, Any]:
