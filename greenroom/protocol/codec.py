@@ -207,8 +207,12 @@ class Codec:
         """One frame of ``items`` followed by as many of ``events`` as fit in about
         ``budget`` bytes (at least one item in all), and how many of ``events`` it carries:
         a connection's frame of live events, measured as it is joined."""
-        parts = [self._part(item) for item in items]
         memo = self._events
+        if memo is not None and not items:
+            shared = memo.frame_of(events, budget)
+            if shared is not None:
+                return shared
+        parts = [self._part(item) for item in items]
         encode = self._event
         encoded = memo.of_all(events, encode) if memo is not None else map(encode, events)
         used = 0
@@ -221,7 +225,10 @@ class Codec:
             taken += 1
         if not parts:
             raise ValueError("nothing to encode")
-        return self._join(parts), taken
+        frame = self._join(parts)
+        if memo is not None and not items:
+            memo.keep_frame(events, budget, frame, taken)
+        return frame, taken
 
     def _part(self, item: Outgoing) -> str | bytes:
         events = self._events

@@ -8,6 +8,7 @@ thread only (an entry may be dropped from whichever thread frees its object).
 
 from __future__ import annotations
 
+import operator
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -42,6 +43,10 @@ class SummaryMemo:
     def __init__(self) -> None:
         self._memos: dict[int, _Memo] = {}
         self._forget_memo = self._forget  # one bound method, shared by every entry
+        # The last frame of events alone that a connection made: (its events, its budget,
+        # the frame, how many it took). Connections on the same frame clock and with the
+        # same subscriptions take the same events at a tick: the first joins, the rest reuse.
+        self._frame: tuple[Sequence[Event], int, str | bytes, int] | None = None
 
     def of(self, summary: Summary, encode: Callable[[Summary], str | bytes]) -> str | bytes:
         """``summary`` encoded (by ``encode`` if it is not in the memo)."""
@@ -86,6 +91,9 @@ class Fragments:
     slots.) An encoding over ``BIG_BYTES`` (a long message, a tool's output) is kept apart, in
     at most ``big_budget`` bytes, oldest out first, so that the memo never doubles what a
     flood of long messages holds.
+
+    Besides, the last frame made of live events alone (:meth:`frame_of`): the one thing here
+    that holds events strongly, one frame's worth, until the next such frame replaces it.
     """
 
     BIG_BYTES: Final = 64 << 10
@@ -98,6 +106,10 @@ class Fragments:
         self._big_budget = big_budget
         self._big_bytes = 0
         self._forget_memo = self._forget  # one bound method, shared by every entry
+        # The last frame of events alone that a connection made: (its events, its budget,
+        # the frame, how many it took). Connections on the same frame clock and with the
+        # same subscriptions take the same events at a tick: the first joins, the rest reuse.
+        self._frame: tuple[Sequence[Event], int, str | bytes, int] | None = None
 
     def of(self, event: Event, encode: Callable[[Event], str | bytes]) -> str | bytes:
         key = id(event)
@@ -130,6 +142,23 @@ class Fragments:
             else:
                 append(self.of(event, encode))
         return out
+
+    def frame_of(self, events: Sequence[Event], budget: int) -> tuple[str | bytes, int] | None:
+        """The frame last made of exactly ``events`` (the same objects, in order) within
+        ``budget``, and how many of them it took; None when the last frame was another's."""
+        last = self._frame
+        if last is None or last[1] != budget:
+            return None
+        made_of = last[0]
+        if len(made_of) != len(events) or not all(map(operator.is_, made_of, events)):
+            return None
+        return last[2], last[3]
+
+    def keep_frame(
+        self, events: Sequence[Event], budget: int, frame: str | bytes, taken: int
+    ) -> None:
+        """Remember the frame just made of ``events`` (which must not change afterwards)."""
+        self._frame = (events, budget, frame, taken)
 
     def _keep_big(self, memo: _EventMemo) -> None:
         big = self._big

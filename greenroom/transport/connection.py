@@ -16,11 +16,13 @@ nursery that the connection owns:
   command (``deleteProject``) delays the commands behind it on this connection only; the
   reader keeps reading meanwhile, and events keep flowing;
 - the **writer** sends everything waiting as one frame, at most one frame of live events per
-  ``send_interval``: a frame costs far more than an event in it, so events that come while
-  the interval runs wait for it and share the next frame. The first event after a quiet
-  interval, and any reply, go at once. While the outbox is empty (the client keeps up), the
-  writer takes the live events straight from the runtime subscription and joins their shared
-  encodings into the frame: an event costs a connection a lookup and a join, nothing more.
+  tick of ``send_interval`` (the same ticks for every connection, :func:`_next_tick`): a
+  frame costs far more than an event in it, so events that come meanwhile wait for the tick
+  and share the next frame. The first event after a quiet interval, and any reply, go at
+  once. While the outbox is empty (the client keeps up), the writer takes the live events
+  straight from the runtime subscription and joins their shared encodings into the frame: an
+  event costs a connection a lookup and a join, and a frame made of the same events at the
+  same tick by another connection costs nothing more.
   Otherwise what waits in the outbox goes first, and the subscription's events after it;
 - the **pump** moves events from the runtime subscription into the outbox as they come
   while the writer is stuck in a send (for :data:`STUCK_SECONDS`, or with
@@ -457,7 +459,7 @@ class _Connection:
                 frame, items, live = self._next_frame()
                 if frame is None:
                     continue  # the events were taken meanwhile (a subscribe's drain)
-                next_send = trio.current_time() + interval
+                next_send = _next_tick(trio.current_time(), interval)
                 with trio.CancelScope(shield=True, deadline=self._send_deadline) as scope:
                     self._sends += 1
                     self._send_scope = scope
@@ -526,6 +528,15 @@ class _Connection:
             if waited.cancelled_caught:
                 self._finish(Closing(code=1006, reason="no pong", abort=True))
                 return
+
+
+def _next_tick(now: float, interval: float) -> float:
+    """When a connection that sent a frame at ``now`` may send the next: the next multiple of
+    ``interval``. Every connection keeps this one clock, so connections with the same events
+    waiting take them at the same moment and share the frame (:meth:`Fragments.frame_of`)."""
+    if interval <= 0:
+        return now
+    return (math.floor(now / interval) + 1) * interval
 
 
 def _scope_of(incoming: Incoming | ErrorReply) -> str | object | None:

@@ -1259,6 +1259,35 @@ def test_an_event_is_encoded_once_for_every_connection(subprotocol: Subprotocol)
     assert alone.encode([event]) is not alone.encode([event])
 
 
+@pytest.mark.parametrize("subprotocol", ["greenroom.v1.json", "greenroom.v1.msgpack"])
+def test_a_frame_of_the_same_live_events_is_made_once_for_every_connection(
+    subprotocol: Subprotocol,
+) -> None:
+    shared = EventEncodings()
+    first = Codec(subprotocol, encodings=shared)
+    second = Codec(subprotocol, encodings=shared)
+    events = [
+        Event(session="s-1", project="p", seq=n, data=StreamingUpdate(offset=n, delta="hi "))
+        for n in range(1, 6)
+    ]
+    frame, taken = first.encode_with([], list(events), 10_000)
+    assert taken == 5 and parse(frame) == [parse(first.encode([e])) for e in events]
+    # Another connection's list of the very same events, at the same budget: the same frame.
+    assert second.encode_with([], list(events), 10_000) == (frame, 5)
+    assert second.encode_with([], list(events), 10_000)[0] is frame
+    # Anything else is made anew: other events (equal is not the same), another budget, a
+    # reply ahead of them.
+    copies = [attrs.evolve(e) for e in events]
+    assert second.encode_with([], copies, 10_000)[0] is not frame
+    assert first.encode_with([], list(events), 10_000)[0] is not frame
+    two = 2 * len(first.encode([events[0]])) + 10
+    cut, fits = second.encode_with([], list(events), two)
+    assert fits == 2 and parse(cut) == parse(frame)[:2]
+    reply = Reply(re=1, result={})
+    with_reply, taken = second.encode_with([reply], list(events), 10_000)
+    assert parse(with_reply) == [parse(second.encode([reply])), *parse(frame)]
+
+
 def test_the_shared_encodings_stay_bounded_and_keep_the_newest() -> None:
     shared = EventEncodings(limit=8)
     codec = Codec("greenroom.v1.json", encodings=shared)

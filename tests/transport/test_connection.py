@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ import trio_websocket
 
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.codec import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, Codec, Subprotocol
+from greenroom.protocol.encodings import EventEncodings
 from greenroom.runtime import ROUTES, Runtime
 from greenroom.transport.connection import (
     BATCH_BYTES,
@@ -44,7 +46,10 @@ class Pair:
 
 @asynccontextmanager
 async def connected(
-    runtime: Runtime, subprotocol: Subprotocol = SUBPROTOCOL_JSON, **settings: Any
+    runtime: Runtime,
+    subprotocol: Subprotocol = SUBPROTOCOL_JSON,
+    encodings: EventEncodings | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Pair]:
     server_stream, client_stream = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery, trio.open_nursery() as client_nursery:
@@ -60,7 +65,11 @@ async def connected(
             try:
                 with pair.server_scope:  # cancelled, handle_connection raises: no return
                     pair.closing = await handle_connection(
-                        runtime, ws, ConnectionSettings(**settings), counters=pair.counters
+                        runtime,
+                        ws,
+                        ConnectionSettings(**settings),
+                        counters=pair.counters,
+                        encodings=encodings,
                     )
             finally:
                 pair.ended.set()
@@ -305,14 +314,63 @@ async def test_live_events_gather_for_the_send_interval_and_replies_do_not_wait(
     assert "re" in answer[0] and len(answer) > 1
     assert all(i["event"] == "streamingUpdate" for i in answer[1:])
     # Three seconds of tokens came in a handful of frames; one with no reply in it waited for
-    # the interval since the frame before.
+    # the next tick of the interval (the ticks are the multiples of the interval).
     assert 3 <= len(frames) <= 6
     for (earlier, _), (later, items) in itertools.pairwise(frames):
         if not any("re" in i for i in items):
-            assert later - earlier >= 1.0
+            assert later == pytest.approx(round(later)) and math.floor(later) > earlier
     updates = [i for _, items in frames for i in items if i.get("event") == "streamingUpdate"]
     text = "".join(u["data"]["delta"] for u in updates)
     assert len(text.split()) == 60
+
+
+async def test_connections_of_the_same_sessions_get_the_same_frames_at_the_same_ticks(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    """The frame clock is the same for every connection: two clients whose last frames went
+    out at different moments get the very same frames of live events, at the same ticks (so
+    the frame is made once, see test_codec)."""
+    encodings = EventEncodings()
+    frames: dict[str, list[tuple[float, str]]] = {"a": [], "b": []}
+    with trio.fail_after(60):
+        async with (
+            connected(runtime, encodings=encodings, send_interval=1.0) as a,
+            connected(runtime, encodings=encodings, send_interval=1.0) as b,
+        ):
+            session = await subscribed_session(a.client)
+            await b.client.next_item()  # the welcome
+            await trio.sleep(0.3)
+            await b.client.call("subscribe", session=session, since=0)  # b's last frame
+            await trio.sleep(0.3)
+            await a.client.call(  # a's last frame, 0.3 s later
+                "sendMessage", session=session, content="[[tokens:80]] [[rate:20]] go"
+            )
+
+            async def read(name: str, client: WireClient) -> None:
+                while True:
+                    frame = await client.ws.get_message()
+                    assert isinstance(frame, str)
+                    frames[name].append((trio.current_time(), frame))
+                    if any(turn_ended(session)(i) for i in client.codec.decode_server(frame)):
+                        return
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read, "a", a.client)
+                nursery.start_soon(read, "b", b.client)
+
+    def live(name: str) -> list[tuple[float, str]]:
+        """The frames of live events after the first tick (b's first one also carries the
+        events that a's reply took with it)."""
+        return [(round(t, 6), f) for t, f in frames[name] if '"re"' not in f and t > 1.5]
+
+    assert len(live("a")) >= 3
+    assert live("a") == live("b")
+    assert all(t == round(t) for t, _ in live("a"))
+    codec = Codec(SUBPROTOCOL_JSON)
+    for name in ("a", "b"):
+        items = [i for _, f in frames[name] for i in codec.decode_server(f)]
+        text = "".join(i["data"]["delta"] for i in items if i.get("event") == "streamingUpdate")
+        assert len(text.split()) == 80
 
 
 @pytest.mark.parametrize("tokens", [3_000, 40_000])
