@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import trio
 
 from greenroom.agent.mcp.config import (
     McpConfigError,
@@ -16,6 +17,7 @@ from greenroom.agent.mcp.config import (
     server_of,
     tool_name,
 )
+from greenroom.agent.mcp.hub import McpRegistry
 from greenroom.settings import SettingsError, render, render_json, resolve
 from greenroom.store.trust import read_trust, set_trust, trusted_hash
 
@@ -145,3 +147,29 @@ def test_bad_global_servers(tmp_path: Path) -> None:
     file.write_text('mcp_servers = "nope"\n')
     with pytest.raises(SettingsError, match="must be an object"):
         resolve(file=file, env={}, flags={})
+
+
+async def test_the_registry_reads_a_projects_file_as_it_is_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = McpRegistry(data_dir=tmp_path / "data", projects_root=tmp_path / "projects")
+    # A project with no file (most): told without a worker thread, every turn.
+    monkeypatch.setattr(trio.to_thread, "run_sync", _no_thread)
+    assert (await registry.status("blog")).state == "none"  # no folder yet
+    (tmp_path / "projects" / "blog").mkdir(parents=True)
+    assert (await registry.status("blog")).state == "none"
+    monkeypatch.undo()
+    # The file comes, goes, and is unreadable: each time as it is now.
+    data = b'{"mcpServers": {"files": {"command": "npx"}}}'
+    (tmp_path / "projects" / "blog" / ".mcp.json").write_bytes(data)
+    status = await registry.status("blog")
+    assert (status.state, status.hash) == ("untrusted", hashlib.sha256(data).hexdigest())
+    (tmp_path / "projects" / "blog" / ".mcp.json").unlink()
+    assert (await registry.status("blog")).state == "none"
+    (tmp_path / "projects" / "blog" / ".mcp.json").mkdir()
+    status = await registry.status("blog")
+    assert status.state == "invalid" and "cannot read .mcp.json" in (status.error or "")
+
+
+async def _no_thread(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a worker thread was used")

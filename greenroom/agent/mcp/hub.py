@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -38,6 +39,7 @@ from greenroom.agent.mcp.client import (
     open_connection,
 )
 from greenroom.agent.mcp.config import (
+    PROJECT_FILE,
     McpServer,
     McpTimings,
     ProjectFile,
@@ -89,8 +91,20 @@ class McpRegistry:
 
     async def status(self, project: str) -> ProjectMcpStatus:
         """The project's ``.mcp.json`` as it is now, and whether it is approved."""
-        found = await trio.to_thread.run_sync(read_project_file, self.projects_root / project)
-        return self._status(project, found)
+        return self._status(project, await self._read(project))
+
+    async def _read(self, project: str) -> ProjectFile | None:
+        """The project's ``.mcp.json``, read in a worker thread; but most projects have
+        none, and that a stat in the event loop tells (every turn asks at its first step: a
+        thread hop each cost more than the rest of a turn's start)."""
+        folder = self.projects_root / project
+        try:
+            os.stat(folder / PROJECT_FILE)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError:
+            pass  # the read says why
+        return await trio.to_thread.run_sync(read_project_file, folder)
 
     def _status(self, project: str, found: ProjectFile | None) -> ProjectMcpStatus:
         if found is None:
