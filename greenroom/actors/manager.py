@@ -273,7 +273,7 @@ class SessionManager:
 
         # The project's history may still have lines waiting to be written (a session of it
         # deleted just now): write them first, or the count below would miss them.
-        await self.persistence.ask(Flush())
+        await self.persistence.ask(Flush(project=project))
         newest, count = await trio.to_thread.run_sync(prepare)
         if self.seat is not None:
             newest, count = await self.seat.newest_chat(project) or (None, 0)
@@ -478,7 +478,7 @@ class SessionManager:
             await self._remove(self._by_project[project])
         # History lines still waiting for a flush (of this session, or of one deleted just
         # before) would make the folder again after it is removed: write them first.
-        await self.persistence.ask(Flush())
+        await self.persistence.ask(Flush(project=project))
         await trio.to_thread.run_sync(remove_project, self.config.projects_root, project)
         if self.seat is not None:
             await self.seat.forget_project(project)

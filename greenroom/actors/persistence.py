@@ -104,8 +104,12 @@ class Unload:
 
 @attrs.frozen(kw_only=True)
 class Flush:
-    """Write every change now (before reading a history file that may have pending lines)."""
+    """Write every change now (before reading a history file that may have pending lines);
+    with ``project``, only when lines of that project's history wait to be written (or may be
+    in the flush being written): opening one project must not cost a flush of every session
+    that streams."""
 
+    project: str | None = None
     reply: Reply[None] = attrs.field(factory=Reply, eq=False, repr=False)
 
 
@@ -231,6 +235,10 @@ class Mirror:
         return session in self._dirty or session in self._streamed or (
             state is not None and (state.project, state.name) in self._history
         )
+
+    def history_pending(self, project: str) -> bool:
+        """Whether lines of ``project``'s history wait to be written."""
+        return any(key[0] == project for key in self._history)
 
     def take_batch(
         self,
@@ -508,8 +516,13 @@ class PersistenceActor:
                     reply.fail(error)
             case ListSummaries(reply=reply):
                 reply.send(self.mirror.summaries())
-            case Flush(reply=reply):
-                await self.flush()
+            case Flush(project=project, reply=reply):
+                if (
+                    project is None
+                    or self.mirror.history_pending(project)
+                    or self._flush_lock.locked()
+                ):
+                    await self.flush()
                 reply.send(None)
             case Unload(session=session, reply=reply):
                 if self.mirror.has_pending(session):

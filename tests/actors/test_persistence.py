@@ -388,6 +388,24 @@ async def test_reopening_a_deleted_sessions_project_counts_its_whole_history(
     assert after.messages == before.messages
 
 
+async def test_opening_a_project_flushes_only_for_its_own_pending_history(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    config = make_config(tmp_path, flush_interval=10.0)
+    async with open_test_runtime(config) as runtime:
+        busy = (await runtime.execute(cmd.OpenSession(project="busy"))).summary.session
+        await trio.sleep(15)  # written
+        await run_turn(runtime, busy, "waits for the next flush")
+        flushes = runtime.statistics().persistence.flushes
+        # Another project's history has nothing waiting: no flush of everything for it.
+        await runtime.execute(cmd.OpenSession(project="other"))
+        assert runtime.statistics().persistence.flushes == flushes
+        # Deleting the busy project writes its lines first (they would make its folder again).
+        await runtime.execute(cmd.DeleteProject(project="busy"))
+        assert runtime.statistics().persistence.flushes == flushes + 1
+        assert not (config.projects_root / "busy").exists()
+
+
 async def streamed_and_killed(config: Config) -> tuple[str, str]:
     """A session that streamed for a few flush intervals, then a runtime gone without its
     final flush (as after kill -9), and without its journal, so that what is restored comes
