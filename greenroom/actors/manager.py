@@ -4,6 +4,9 @@ It opens or creates a project's session, starts its actor under the session supe
 commands to it (by handing out its ``ActorRef``), deletes sessions and projects, and enforces the
 session limit. Everything that changes the registry goes through its mailbox, one message at a
 time, so two clients opening the same project get the same session.
+
+(Just over 500 lines: opening, restoring, deleting and limiting sessions all change the one
+registry, which is the point of having one actor for them.)
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ the next interval; the mirror and the journal keep everything meanwhile.
 A session is *dormant* when only its snapshot is in memory: every session at startup, and a
 session unloaded for idleness. Its messages are read from its history file when it is next
 needed, so startup time and memory do not grow with the total history size.
+
+(Over 600 lines: the mirror decides what each flush writes and the actor writes it and gives
+back what failed; the two share one bookkeeping, and split they would each explain the other.)
 """
 
 from __future__ import annotations
