@@ -64,7 +64,6 @@ from greenroom.supervisor import (
 logger = logging.getLogger("greenroom.mcp")
 
 
-
 @attrs.define(eq=False)
 class McpRegistry:
     """Shared by every session of a runtime. Safe to use from any task."""
@@ -133,7 +132,6 @@ class McpRegistry:
             self._versions[project] = self.version(project) + 1
             logger.info("project %s: .mcp.json %s approved", project, digest[:12])
             return attrs.evolve(status, state="trusted")
-
 
     async def forget(self, project: str) -> None:
         """Withdraw the project's approval (its folder is gone)."""
