@@ -24,7 +24,7 @@ import trio
 from greenroom.cli.discovery import DISCOVERY_FILE, remove_discovery, url_host, write_discovery
 from greenroom.cli.environment import config_dir, load_settings
 from greenroom.cli.exits import EXIT_OK, UsageError, only_leaf
-from greenroom.cli.render import describe
+from greenroom.cli.render import LIFECYCLE_LOGGED, describe
 from greenroom.config import Config
 from greenroom.logs import add_secret
 from greenroom.protocol.errors import GreenroomError
@@ -87,6 +87,8 @@ async def _log_lifecycle(runtime: Any) -> None:
                     event = await events.receive()
                 except trio.EndOfChannel:
                     break  # overflowed (a burst of thousands): connect again
+                if event.data.name not in LIFECYCLE_LOGGED:
+                    continue  # most are sessionUpdated: not made into a line, nor encoded
                 wire = event_to_wire(event)
                 line = describe(wire)
                 if line is not None:
