@@ -106,6 +106,7 @@ class Watch:
     changed: trio.Event = attrs.Factory(trio.Event)
     partial_before_restart: str | None = None
     closed: bool = False
+    ended: str | None = None  # why its client's events ended
     ahead: dict[int, JSON] = attrs.Factory(dict)  # lifecycle events not yet in their place
 
     async def follow(self, client: GreenroomClient) -> None:
@@ -130,8 +131,9 @@ class Watch:
         self.events.append(event)
         self.changed.set()
 
-    def close(self) -> None:
+    def close(self, why: str) -> None:
         self.closed = True
+        self.ended = why
         self.changed.set()
 
     async def until(self, done: Callable[[list[JSON]], bool], what: str) -> None:
@@ -171,13 +173,16 @@ def test_a_watch_keeps_lifecycle_events_in_their_place_in_the_stream() -> None:
 
 async def follow_all(client: GreenroomClient, watches: dict[str, Watch]) -> None:
     """Hand each event of ``client`` to the watch of its session, until the client closes."""
-    with contextlib.suppress(ConnectionLost):
+    ended = "the client closed"
+    try:
         async for event in client.events():
             watch = watches.get(event.get("session") or "")
             if watch is not None:
                 watch.take(event)
+    except ConnectionLost as lost:
+        ended = str(lost)
     for watch in watches.values():
-        watch.close()
+        watch.close(ended)
 
 
 async def subscribed(client: GreenroomClient, project: str, nursery: trio.Nursery) -> Watch:
@@ -498,12 +503,17 @@ async def follow(
 
 
 async def chaos(
-    followers: dict[str, Follower], sessions: list[str], rng: random.Random, actions: int
+    nodes: Cluster,
+    followers: dict[str, Follower],
+    sessions: list[str],
+    rng: random.Random,
+    actions: int,
 ) -> int:
     """``actions`` random commands, each on a random node; how many were refused."""
     refused = 0
     for _ in range(actions):
-        client = followers[rng.choice(sorted(followers))].client
+        name = rng.choice(sorted(followers))
+        client = followers[name].client
         session = rng.choice(sessions)
         action = rng.choices(["plain", "fail", "stop"], [60, 10, 30])[0]
         try:
@@ -517,8 +527,17 @@ async def chaos(
         except CommandError as error:
             assert error.code in REFUSALS, error
             refused += 1
+        except ConnectionLost as error:
+            # Never expected of a node that runs: say why, and what the node's log says.
+            ended = {w.ended for w in followers[name].watches.values()}
+            log = _log_tail(nodes.nodes[name])
+            raise AssertionError(f"{error} on node {name} ({ended}):\n{log}") from error
         await trio.sleep(rng.uniform(0, 0.2))
     return refused
+
+
+def _log_tail(server: Server, lines: int = 30) -> str:
+    return "\n".join(server.stderr.read_text(errors="replace").splitlines()[-lines:])
 
 
 async def quiet(client: GreenroomClient) -> None:
@@ -549,16 +568,16 @@ async def test_chaos_on_three_nodes_with_kill_9(
             for name in NAMES:
                 followers[name] = await nursery.start(follow, nodes, name)
             sessions = sorted(followers["a"].watches)
-            refused = await chaos(followers, sessions, rng, 30)
+            refused = await chaos(nodes, followers, sessions, rng, 30)
             victims = rng.sample(NAMES, KILLS)
             for victim in victims:
                 await nodes.kill(victim)
                 gone.append(followers.pop(victim))
                 # The survivors go on while the victim's sessions are claimed.
-                refused += await chaos(followers, sessions, rng, 15)
+                refused += await chaos(nodes, followers, sessions, rng, 15)
                 await nodes.start(victim)  # the same node id, once its lease lapsed
                 followers[victim] = await nursery.start(follow, nodes, victim)
-                refused += await chaos(followers, sessions, rng, 15)
+                refused += await chaos(nodes, followers, sessions, rng, 15)
             some = followers["a"].client
             await some.stop_all()
             for following in followers.values():
