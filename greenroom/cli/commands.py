@@ -14,11 +14,13 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final
 
+import trio
+
 from greenroom.cli.chat import RECONNECT_TIMEOUT as CHAT_RECONNECT
 from greenroom.cli.chat import logs_on_their_own_line, open_chat
 from greenroom.cli.client import session_of, with_client
 from greenroom.cli.exits import EXIT_FAILED, EXIT_OK, UsageError
-from greenroom.cli.prompt import ask_on_tty, interactive, one_message, read_on_tty
+from greenroom.cli.prompt import ask_on_tty, ctrl_c, interactive, one_message, read_on_tty
 from greenroom.cli.render import (
     presets_table,
     print_err,
@@ -102,7 +104,18 @@ async def cmd_presets(args: argparse.Namespace) -> int:
 
 async def cmd_watch(args: argparse.Namespace) -> int:
     async def body(client: GreenroomClient) -> int:
-        await watch(client, sys.stdout)
+        # Ctrl-C (how one leaves watch) cancels the watch, rather than raising
+        # KeyboardInterrupt wherever the code happens to be, which could be halfway through
+        # the client's own bookkeeping.
+        async with ctrl_c() as interrupts, trio.open_nursery() as nursery:
+
+            async def leave_on_ctrl_c() -> None:
+                await interrupts.receive()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(leave_on_ctrl_c)
+            await watch(client, sys.stdout)
+            nursery.cancel_scope.cancel()  # the server went away
         return EXIT_OK
 
     return await with_client(args, body)
