@@ -234,6 +234,10 @@ async def open_cli(
                 await _end(process)
     finally:
         await _end(process)
+        with trio.CancelScope(shield=True):  # its pipes: the pumps are done with them
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    await pipe.aclose()
 
 
 @asynccontextmanager
