@@ -43,10 +43,6 @@ class SummaryMemo:
     def __init__(self) -> None:
         self._memos: dict[int, _Memo] = {}
         self._forget_memo = self._forget  # one bound method, shared by every entry
-        # The last frame of events alone that a connection made: (its events, its budget,
-        # the frame, how many it took). Connections on the same frame clock and with the
-        # same subscriptions take the same events at a tick: the first joins, the rest reuse.
-        self._frame: tuple[Sequence[Event], int, str | bytes, int] | None = None
 
     def of(self, summary: Summary, encode: Callable[[Summary], str | bytes]) -> str | bytes:
         """``summary`` encoded (by ``encode`` if it is not in the memo)."""
