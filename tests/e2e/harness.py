@@ -210,12 +210,19 @@ class Cli:
 
 @asynccontextmanager
 async def open_cli(
-    server: Server | None, *args: str, env: dict[str, str] | None = None
+    server: Server | None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    sigint_ignored: bool = False,
 ) -> AsyncIterator[Cli]:
     """``greenroom ARGS`` running, with its outputs as pipes (stdin: /dev/null); killed on
-    the way out if it still runs."""
+    the way out if it still runs. ``sigint_ignored``: started with SIGINT ignored, as a shell
+    script starts a job in the background."""
+    argv = cli_argv(*args)
+    if sigint_ignored:
+        argv = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *argv]
     process = await trio.lowlevel.open_process(
-        cli_argv(*args),
+        argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -89,6 +89,13 @@ async def test_watch_ticks_and_clears_the_streaming_column(
         assert written.count(b"\x1b[H\x1b[2J") >= 3
 
 
+async def test_watch_leaves_on_ctrl_c_when_started_with_sigint_ignored(server: Server) -> None:
+    async with open_cli(server, "watch", sigint_ignored=True) as cli:
+        await cli.out.shows("SESSION")
+        cli.process.send_signal(signal.SIGINT)
+        assert await cli.wait() == 0, "Ctrl-C leaves watch, a background job's too"
+
+
 async def test_watch_into_a_pipe_writes_one_line_per_change(server: Server) -> None:
     assert (await run_cli(server, "chat", "blog", "[[tokens:3]] hi")).returncode == 0
     async with open_cli(server, "watch") as cli:
