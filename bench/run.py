@@ -7,6 +7,7 @@
     python bench/run.py flood                    python -m bench.flood
     python bench/run.py ramp                     python -m bench.ramp
     python bench/run.py cluster                  python -m bench.cluster
+    python bench/run.py pipeline                 python -m bench.pipeline
     python bench/run.py all                      every scenario in its quick configuration
 
 The arguments after the scenario go to its own command (``--help`` lists them).
@@ -20,11 +21,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `bench` and `greenroom` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import cluster, crash, flood, idle, persist, ramp, stream
+from bench import cluster, crash, flood, idle, persist, pipeline, ramp, stream
 
 SCENARIOS = {"stream": stream.main, "idle": idle.main, "persist": persist.main,
              "crash": crash.main, "flood": flood.main, "ramp": ramp.main,
-             "cluster": cluster.main}  # fmt: skip
+             "cluster": cluster.main, "pipeline": pipeline.main}  # fmt: skip
 QUICK = {
     "stream": ["--sessions", "100", "--seconds", "3", "--peer-seconds", "2"],
     "idle": ["--sessions", "1000"],
@@ -34,6 +35,7 @@ QUICK = {
     "flood": ["--rounds", "2"],
     "ramp": ["--sessions", "200", "--rounds", "1"],
     "cluster": ["--sessions", "50", "--seconds", "3", "--cross-sessions", "20", "--leases", "2"],
+    "pipeline": ["--sessions", "200", "--tokens", "60"],
 }  # fmt: skip
 
 

@@ -10,7 +10,7 @@ import gc
 import json
 from pathlib import Path
 
-from bench import cluster, crash, flood, idle, persist, ramp, stream
+from bench import cluster, crash, flood, idle, persist, pipeline, ramp, stream
 
 
 def _written(folder: Path, name: str) -> dict[str, object]:
@@ -104,3 +104,11 @@ def test_cluster_runs_and_reports(tmp_path: Path) -> None:
     assert failover["lease_seconds"] == 1 and failover["not_resumed"] == 0
     assert failover["seq_gaps"] == failover["seq_regressions"] == 0
     assert failover["streaming_max_ms"] is not None
+
+
+def test_pipeline_runs_and_reports(tmp_path: Path) -> None:
+    pipeline.main(["--sessions", "5", "--tokens", "10", "--rate", "100", "--out", str(tmp_path)])
+    data = _written(tmp_path, "pipeline")
+    assert data["tokens"] == 50 and data["cpu_us_per_token"] > 0
+    for key in ("cpu_us_per_token", "wall_seconds", "tokens_per_s"):
+        assert key in data
