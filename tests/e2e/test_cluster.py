@@ -483,6 +483,7 @@ class Follower:
     node: str
     client: GreenroomClient
     watches: dict[str, Watch] = attrs.Factory(dict)
+    ended: str | None = None  # how its task ended, if it did
 
 
 async def follow(
@@ -495,11 +496,16 @@ async def follow(
         for project in CHAOS_PROJECTS:
             state = (await client.open_session(project))["session"]
             following.watches[state["session"]] = Watch(view=Seen.of(state))
-        async with trio.open_nursery() as inner:
-            inner.start_soon(follow_all, client, following.watches)
-            for session, watch in following.watches.items():
-                await client.subscribe(session, since=watch.view.last)
-            task_status.started(following)
+        try:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(follow_all, client, following.watches)
+                for session, watch in following.watches.items():
+                    await client.subscribe(session, since=watch.view.last)
+                task_status.started(following)
+        except BaseException as error:
+            following.ended = repr(error)
+            raise
+        following.ended = "returned"
 
 
 async def chaos(
@@ -529,7 +535,8 @@ async def chaos(
             refused += 1
         except ConnectionLost as error:
             # Never expected of a node that runs: say why, and what the node's log says.
-            ended = {w.ended for w in followers[name].watches.values()}
+            following = followers[name]
+            ended = (following.ended, {w.ended for w in following.watches.values()})
             log = _log_tail(nodes.nodes[name])
             raise AssertionError(f"{error} on node {name} ({ended}):\n{log}") from error
         await trio.sleep(rng.uniform(0, 0.2))
