@@ -95,11 +95,15 @@ class Seat:
             seq=0,
             snapshot=snapshot_bytes(payload),
         )
-        made = await node.db(node.database.create_session, row)
-        if made.session != summary.session:
-            return made.owner or ""
-        await node.streams.raise_owner(made.session, made.epoch)
-        node.created(made.session, made.epoch)
+        node.making.add(summary.session)
+        try:
+            made = await node.db(node.database.create_session, row)
+            if made.session != summary.session:
+                return made.owner or ""
+            await node.streams.raise_owner(made.session, made.epoch)
+            node.created(made.session, made.epoch)
+        finally:
+            node.making.discard(summary.session)
         return None
 
     async def newest_chat(self, project: str) -> tuple[str, int] | None:

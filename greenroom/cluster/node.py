@@ -136,6 +136,10 @@ class Node:
     _leaving: dict[str, trio.Event] = attrs.Factory(dict)
     """Sessions lost whose copy is still being stopped."""
     _retaking: set[str] = attrs.Factory(set)
+    making: set[str] = attrs.field(factory=set, init=False)
+    """Sessions this node is making (``openSession`` of a new project): the database names
+    it their owner before :meth:`created` says so here, and the heartbeat must not take them
+    again meanwhile."""
 
     forwarder: Forwarder = attrs.field(init=False)
 
@@ -370,7 +374,7 @@ class Node:
             # renewal that itself took longer than the lease.
             if not self.lease_held:
                 continue
-            for session in owned.keys() - self.owned.keys() - self._retaking:
+            for session in owned.keys() - self.owned.keys() - self._retaking - self.making:
                 assert self._nursery is not None
                 self._retaking.add(session)
                 self._nursery.start_soon(self._take_again, session)

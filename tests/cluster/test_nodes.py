@@ -229,3 +229,28 @@ async def test_stop_all_stops_the_turns_of_every_node(
                 await events_until(watcher, turn_ended(session), seen)
         ends = [e.data for e in seen if isinstance(e.data, LoadingChanged) and not e.data.loading]
         assert [end.reason for end in ends] == ["stopped", "stopped"]
+
+
+async def test_a_session_being_made_is_not_taken_again_by_its_own_heartbeat(
+    tmp_path: Path, database_url: str, bus_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the database naming this node the owner of a new session and the node holding
+    it, its heartbeat must not take it again (a second epoch, the actor restarted under a
+    command): made slow here by a bus that takes two leases to answer."""
+    async with cluster(tmp_path, database_url, bus_url, names=("a",)) as nodes:
+        node = nodes["a"].node
+        assert node is not None
+        streams = type(node.streams)
+        raise_owner = streams.raise_owner
+
+        async def slow_raise_owner(self: Any, session: str, epoch: int) -> bool:
+            await trio.sleep(4.0)  # several heartbeats of a 2 s lease
+            return await raise_owner(self, session, epoch)
+
+        monkeypatch.setattr(streams, "raise_owner", slow_raise_owner)
+        session = await opened_on(nodes["a"], "p")
+        monkeypatch.undo()
+        await trio.sleep(1.0)  # a heartbeat or two more
+        assert node.owned[session] == 1
+        assert node.stats.claimed == 0
+        assert await nodes["a"].execute(cmd.SendMessage(session=session, content="hi")) is False
