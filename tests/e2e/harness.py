@@ -122,6 +122,11 @@ async def kill_server(server: Server) -> None:
         await server.process.wait()
 
 
+def log_tail(log: Path, lines: int = 30) -> str:
+    """The last ``lines`` of a server's log, for a failure's message."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
 # -- the CLI as a subprocess ----------------------------------------------------------------------
 
 

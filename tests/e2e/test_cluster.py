@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from greenroom.transport.client import CommandError, ConnectionLost, GreenroomClient, connect
-from tests.e2e.harness import Server, kill_server, start_node
+from tests.e2e.harness import Server, kill_server, log_tail, start_node
 from tests.reliability.resume import LIFECYCLE, Seen
 
 JSON = dict[str, Any]
@@ -537,14 +537,10 @@ async def chaos(
             # Never expected of a node that runs: say why, and what the node's log says.
             following = followers[name]
             ended = (following.ended, {w.ended for w in following.watches.values()})
-            log = _log_tail(nodes.nodes[name])
+            log = log_tail(nodes.nodes[name].stderr)
             raise AssertionError(f"{error} on node {name} ({ended}):\n{log}") from error
         await trio.sleep(rng.uniform(0, 0.2))
     return refused
-
-
-def _log_tail(server: Server, lines: int = 30) -> str:
-    return "\n".join(server.stderr.read_text(errors="replace").splitlines()[-lines:])
 
 
 async def quiet(client: GreenroomClient) -> None:

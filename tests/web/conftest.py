@@ -26,7 +26,7 @@ import trio
 
 from greenroom.transport.client import connect
 from tests.debian import install_from_debian
-from tests.e2e.harness import REPO
+from tests.e2e.harness import REPO, log_tail
 
 CHROMIUM = Path(os.environ.get("GREENROOM_CHROMIUM", "/usr/bin/chromium"))
 # Without the background-networking flags, Chromium's own calls home are refused by a closed
@@ -113,8 +113,7 @@ class Served:
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of the server's log (every start appends to it): for a failure's message."""
-        log = self.folder / "serve.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.folder / "serve.log", lines)
 
 
 @pytest.fixture
