@@ -107,8 +107,12 @@ class StreamJournal:
             if not shown and event.seq is not None:
                 bus.discard()  # not this node's to show: refused, or lost before
                 continue
-            node.released_now(event)
-            await release((event,), mirror, bus, tally)
+            if node.released_now(event):
+                await release((event,), mirror, bus, tally)
+            else:  # shown already, by the live stream (see Node.released_now): not twice
+                mirror.apply(event)
+                tally.count(event)
+                bus.discard()
 
     def checkpoint(self, applied: int) -> None:
         """Nothing to do: the streams are trimmed by the store after each flush."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,16 @@ def turn_ended(session: str) -> Any:
 
 
 def seqs_rise_by_one(events: list[Event], session: str) -> None:
-    seqs = [e.seq for e in events if e.session == session and e.seq is not None]
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+    """The session's seqs, as a client saw them, rise by one; the failure shows the events
+    around the first that does not (a repeat or a gap), whole."""
+    mine = [e for e in events if e.session == session and e.seq is not None]
+    for at, (before, event) in enumerate(pairwise(mine)):
+        assert before.seq is not None
+        assert event.seq == before.seq + 1, "\n".join(
+            f"{'>' if i == at + 1 else ' '} {e.seq} {e.data!r}"
+            for i, e in enumerate(mine)
+            if abs(i - at) <= 4
+        )
 
 
 async def test_any_node_serves_any_session(
@@ -254,3 +263,42 @@ async def test_a_session_being_made_is_not_taken_again_by_its_own_heartbeat(
         assert node.owned[session] == 1
         assert node.stats.claimed == 0
         assert await nodes["a"].execute(cmd.SendMessage(session=session, content="hi")) is False
+
+
+async def test_events_the_live_stream_showed_while_the_session_was_lost_are_not_shown_again(
+    tmp_path: Path, database_url: str, bus_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node loses a session while the journal's append of its events is under way, and
+    its live stream reader shows them first (the session is no longer its own): when the
+    journal goes on, it must not show them a second time. Made certain here by an append that
+    waits, once it is done, for the reader to have shown it."""
+    async with cluster(tmp_path, database_url, bus_url, names=("a",)) as nodes:
+        runtime = nodes["a"]
+        node = runtime.node
+        assert node is not None
+        session = await opened_on(runtime, "p")
+        streams = type(node.streams)
+        append = streams.append
+        raced: list[int] = []
+
+        async def append_then_lose(self: Any, appends: Any) -> set[str]:
+            fenced: set[str] = await append(self, appends)
+            for batch in appends:
+                if batch.session == session and not raced:
+                    raced.append(batch.entries[-1][0])
+                    node.lose(session, "lost while its append was under way")
+                    with trio.fail_after(WAIT):
+                        while node.released.get(session, 0) < raced[0]:  # noqa: ASYNC110
+                            await trio.sleep(0.01)
+            return fenced
+
+        async with runtime.connect() as watcher:
+            watcher.subscribe(session)
+            monkeypatch.setattr(streams, "append", append_then_lose)
+            await runtime.execute_wire(cmd.SendMessage(session=session, content="hi"))
+            seen: list[Event] = []
+            # Taken again at the next heartbeat (the database still names the node its owner).
+            await events_until(watcher, lambda e: isinstance(e.data, SessionRestarted), seen)
+            await events_until(watcher, turn_ended(session), seen)
+    assert raced
+    seqs_rise_by_one(seen, session)
