@@ -21,7 +21,7 @@ Nothing is lost and nothing is shown that is not written.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import attrs
 import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
@@ -36,6 +36,10 @@ from greenroom.store.journal import JournalFiles, JournalWriteError, encode_reco
 
 logger = logging.getLogger("greenroom.journal")
 
+BATCH = 8192
+"""The most events written (or appended) at once."""
+STOP_SECONDS = 30.0
+"""How long a stopping journal may take to write what is still queued."""
 KEEP_BYTES = 16 << 20
 """Journal segments kept past their checkpoint, so that clients can resume with ``since`` after
 a restart (the replay window then reaches this far back)."""
@@ -51,6 +55,22 @@ async def release(events: Iterable[Event], mirror: Mirror, bus: EventBus, tally:
         stopped = bus.release_nowait(event)
         if stopped is not None:
             await bus.release_rest(event, stopped)
+
+
+async def write_batches(
+    inbox: Inbox[Event], write: Callable[[list[Event]], Awaitable[None]]
+) -> None:
+    """A journal's loop: ``write`` (then release) each batch, everything that waits in the
+    mailbox at once. On a graceful stop (the sessions are stopped by now) what is still
+    queued is written and released too, so that the journal ends where the mirror does."""
+    try:
+        while batch := await inbox.receive_batch(limit=BATCH):
+            await write(batch)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(STOP_SECONDS):
+            rest = inbox.drain_nowait()
+            if rest:
+                await write(rest)
 
 
 @attrs.define(eq=False)
@@ -92,17 +112,11 @@ class JournalActor:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sync_every_interval)
                 task_status.started()
-                while batch := await inbox.receive_batch(limit=8192):
-                    await self._write_and_release(batch)
+                await write_batches(inbox, self._write_and_release)
                 nursery.cancel_scope.cancel()
         finally:
-            # A graceful stop (the sessions are stopped by now): what is still queued is
-            # written and released too, so that the journal ends where the mirror does.
-            with trio.CancelScope(shield=True), trio.move_on_after(30):
-                rest = inbox.drain_nowait()
-                if rest:
-                    await self._write_and_release(rest)
-                await self._sync()
+            with trio.CancelScope(shield=True), trio.move_on_after(STOP_SECONDS):
+                await self._sync()  # what the last batches wrote, too
 
     async def _write_and_release(self, batch: list[Event]) -> None:
         pack = self._packer.pack

@@ -22,7 +22,7 @@ import orjson
 import trio
 
 from greenroom.actors.bus import EventBus
-from greenroom.actors.journal import JournalStatistics, release
+from greenroom.actors.journal import JournalStatistics, release, write_batches
 from greenroom.actors.mailbox import Inbox
 from greenroom.actors.persistence import Batch, Mirror
 from greenroom.actors.tally import Tally
@@ -61,14 +61,7 @@ class StreamJournal:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
-        try:
-            while batch := await inbox.receive_batch(limit=8192):
-                await self._append_and_release(batch)
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(30):
-                rest = inbox.drain_nowait()
-                if rest:
-                    await self._append_and_release(rest)
+        await write_batches(inbox, self._append_and_release)
 
     async def _append_and_release(self, batch: list[Event]) -> None:
         owned = self.node.owned
