@@ -399,11 +399,7 @@ class Mirror:
                         self.apply(event)
                         recovered += 1
                     continue  # deleted later in the journal, or before its snapshot
-                if seq <= dormant.seq:
-                    continue
-                if seq > dormant.seq + 1:
-                    _gap(session, dormant.seq, seq)
-                    broken.add(session)
+                if not _follows(session, dormant.seq, seq, broken):
                     continue
                 summary = dormant.summary
                 path = history_path(projects_root / summary.project, summary.name)
@@ -415,24 +411,25 @@ class Mirror:
                     continue
                 del self.dormant[session]
                 state = self.sessions[session] = wake(dormant, messages)
-            if seq <= state.seq:
-                continue
-            if seq > state.seq + 1:
-                _gap(session, state.seq, seq)
-                broken.add(session)
+            if not _follows(session, state.seq, seq, broken):
                 continue
             self.apply(event)
             recovered += 1
         return recovered
 
 
-def _gap(session: str, seq: int, found: int) -> None:
-    logger.error(
-        "session %s: not recovered from the journal past seq %d: its next event there is "
-        "seq %d (the events between are in no file: a snapshot newer than the journal's "
-        "tail was lost)",
-        session, seq, found,
-    )  # fmt: skip
+def _follows(session: str, have: int, seq: int, broken: set[str]) -> bool:
+    """Whether the journal's event ``seq`` is the next after the session's ``have``: one
+    already applied is passed over; after a gap, nothing more of the session is applied."""
+    if seq > have + 1:
+        logger.error(
+            "session %s: not recovered from the journal past seq %d: its next event there is "
+            "seq %d (the events between are in no file: a snapshot newer than the journal's "
+            "tail was lost)",
+            session, have, seq,
+        )  # fmt: skip
+        broken.add(session)
+    return seq == have + 1
 
 
 @attrs.frozen(kw_only=True)
