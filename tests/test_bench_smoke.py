@@ -87,6 +87,15 @@ def test_ramp_runs_and_reports(tmp_path: Path) -> None:
     assert len(data["times"]["send"]) == 2  # type: ignore[index]
 
 
+def test_ramp_in_process_runs_and_reports(tmp_path: Path) -> None:
+    ramp.main(["--in-process", "--sessions", "20", "--rounds", "2", "--out", str(tmp_path)])
+    data = _written(tmp_path, "ramp")
+    assert data["in_process"] is True
+    rows = {row["command"]: row for row in data["rows"]}  # type: ignore[attr-defined]
+    assert all(row["sessions"] == 20 and row["best_seconds"] > 0 for row in rows.values())
+    assert len(data["times"]["stop"]) == 2  # type: ignore[index]
+
+
 def test_cluster_runs_and_reports(tmp_path: Path) -> None:
     cluster.main(["--sessions", "4", "--clients", "2", "--seconds", "1", "--cross-sessions", "2",
                   "--leases", "1", "--failover-sessions", "2", "--out", str(tmp_path)])  # fmt: skip
