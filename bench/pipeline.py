@@ -3,6 +3,7 @@ any connection touches it.
 
     python -m bench.pipeline                          # 1,000 sessions x 20 tokens/s, 10 s
     python -m bench.pipeline --rate 2000 --tokens 500 --sessions 200   # bursts
+    python -m bench.pipeline --flush-interval 5       # the partials file written less often
 
 N sessions each run one turn of T tokens at R tokens/s (the simulated provider, paced as in
 the stream scenario), in a runtime opened here on a temporary folder, with one in-process
@@ -28,8 +29,12 @@ from greenroom.protocol.events import LoadingChanged
 from greenroom.runtime import open_runtime
 
 
-async def run_pipeline(folder: Path, sessions: int, tokens: int, rate: float) -> dict[str, Any]:
-    config = Config(data_dir=folder / "data", projects_dir=folder / "projects")
+async def run_pipeline(
+    folder: Path, sessions: int, tokens: int, rate: float, flush_interval: float = 1.0
+) -> dict[str, Any]:
+    config = Config(
+        data_dir=folder / "data", projects_dir=folder / "projects", flush_interval=flush_interval
+    )
     limit = 120 + sessions / 20 + tokens / rate * 4
     with trio.fail_after(limit):
         async with (
@@ -59,6 +64,7 @@ async def run_pipeline(folder: Path, sessions: int, tokens: int, rate: float) ->
         "sessions": sessions,
         "tokens": generated,
         "rate": rate,
+        "flush_interval": flush_interval,
         "wall_seconds": round(wall, 2),
         "cpu_seconds": round(cpu, 3),
         "cpu_us_per_token": round(cpu / generated * 1e6, 1),
@@ -71,11 +77,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--tokens", type=int, default=200, help="per session")
     parser.add_argument("--rate", type=float, default=20.0, help="tokens/s per session")
+    parser.add_argument(
+        "--flush-interval",
+        type=float,
+        default=1.0,
+        help="seconds between the persistence's writes (the server's default: 1)",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     print(f"pipeline: {args.sessions} sessions x {args.tokens} tokens at {args.rate:g}/s ...")
     with temp_folder() as folder:
-        result = trio.run(run_pipeline, folder, args.sessions, args.tokens, args.rate)
+        result = trio.run(
+            run_pipeline, folder, args.sessions, args.tokens, args.rate, args.flush_interval
+        )
     print_pairs(result)
     write_result("pipeline", result, Path(args.out) if args.out else None)
 
