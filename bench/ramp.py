@@ -15,10 +15,10 @@ the median round of each, in seconds, and per command in ms. The stream scenario
 streams it started).
 
 ``--in-process`` runs the same rounds against a runtime opened in this process (no server, no
-websocket, no lifecycle log), 64 commands under way at a time, with one in-process client
-subscribed to every session as the connection is: set beside a run over the websocket, it says
-how much of a command's cost is the runtime's and how much the transport's. Its CPU column is
-this process's.
+websocket, no lifecycle log), 64 commands under way at a time, with one in-process client that,
+like the connection (which opens the sessions but subscribes to none), gets every lifecycle
+event: set beside a run over the websocket, it says how much of a command's cost is the
+runtime's and how much the transport's. Its CPU column is this process's.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from greenroom.runtime import Client, Runtime, open_runtime
 WINDOW = 64
 """Commands awaiting their reply at a time (the server reads 64 ahead on a connection)."""
 STALL = "[[stall]] ramp"
-"""A turn that streams three tokens and waits to be stopped (a slower rate, so that none come
-within the round, took 0.81-0.82 s best against 0.84-0.97 s: the tokens are not what costs)."""
+"""A turn that streams three tokens and waits to be stopped (those tokens are not what a ramp
+costs: see bench/README.md)."""
 
 
 async def ramp(
@@ -121,7 +121,6 @@ async def ramp_in_process(folder: Path, sessions: int, rounds: int) -> dict[str,
             for i in range(sessions):
                 opened = await runtime.execute(cmd.OpenSession(project=f"p{i:05}"))
                 ids.append(opened.summary.session)
-                client.subscribe(ids[-1])
             for _ in range(rounds):
                 for key, made, into in (
                     ("send", lambda s: cmd.SendMessage(session=s, content=STALL), sends),
