@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         help="the same rounds on a runtime in this process, with no websocket",
     )
     args = parser.parse_args(argv)
+    if args.profile and args.in_process:
+        parser.error("--profile profiles a server; --in-process runs none")
     out = Path(args.out) if args.out else None
     profile = (out or RESULTS) / "profile-ramp.txt" if args.profile else None
     where = " in process" if args.in_process else ""

@@ -288,8 +288,9 @@ class EventBus:
         self._offer(event, published)
 
     def discard(self) -> None:
-        """A published event the gate refused (a cluster node whose session was taken over):
-        shown to nobody, but no longer waited for by :meth:`settled`."""
+        """A published event the gate did not release (a cluster node whose session was
+        taken over, or lost while the event was being appended, and then shown as another
+        node's): no longer waited for by :meth:`settled`."""
         self._released += 1
         self._wake_settled()
 

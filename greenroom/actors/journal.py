@@ -39,7 +39,8 @@ logger = logging.getLogger("greenroom.journal")
 BATCH = 8192
 """The most events written (or appended) at once."""
 STOP_SECONDS = 30.0
-"""How long a stopping journal may take to write what is still queued."""
+"""How long a stopping journal may take to write what is still queued (and the local journal,
+then, to sync it)."""
 KEEP_BYTES = 16 << 20
 """Journal segments kept past their checkpoint, so that clients can resume with ``since`` after
 a restart (the replay window then reaches this far back)."""

@@ -4,7 +4,9 @@
 is appended to the sessions' streams by the fenced append script, and only the events that
 were accepted are applied to the mirror and released, on this node as on every other. The
 events of a session whose append is refused (another node claimed it) are dropped, and the
-node lets its copy go. An engine that is away holds everything back, retried with backoff: the
+node lets its copy go; those of a session the node lost while they were being appended are
+shown as another node's are, once (its live stream reader may have shown them first). An
+engine that is away holds everything back, retried with backoff: the
 sessions wait once the mailbox is full, and nothing is shown that is not written.
 
 :class:`DatabaseStore` is the persistence actor's store: each flush is one fenced transaction
@@ -71,8 +73,9 @@ class StreamJournal:
             if event.session is not None and event.seq is not None and event.session in owned:
                 record = encode_payload(event, pack)
                 entries.setdefault(event.session, []).append((event.seq, record))
+        owned_then = {session: owned[session] for session in entries}
         appends = [
-            Append(session=session, epoch=owned[session], entries=tuple(items))
+            Append(session=session, epoch=owned_then[session], entries=tuple(items))
             for session, items in entries.items()
         ]
         delay = 0.05
@@ -100,12 +103,16 @@ class StreamJournal:
             if not shown and event.seq is not None:
                 bus.discard()  # not this node's to show: refused, or lost before
                 continue
-            if node.released_now(event):
-                await release((event,), mirror, bus, tally)
-            else:  # shown already, by the live stream (see Node.released_now): not twice
-                mirror.apply(event)
-                tally.count(event)
+            if of is not None and node.owned.get(of) != owned_then[of]:
+                # Lost while the append was under way: to this node the session is now
+                # another node's, whose events its live stream reader may have shown already.
+                # Shown as that reader shows them (once, past the last seq shown); and not
+                # applied here, as whoever takes the session rebuilds it from its stream.
+                await node.show(event)
                 bus.discard()
+                continue
+            node.released_now(event)
+            await release((event,), mirror, bus, tally)
 
     def checkpoint(self, applied: int) -> None:
         """Nothing to do: the streams are trimmed by the store after each flush."""

@@ -318,20 +318,12 @@ class Node:
         self.released.setdefault(session, 0)
         self.stats.owned = len(self.owned)
 
-    def released_now(self, event: Event) -> bool:
-        """The journal may release ``event``, appended while this node owned its session:
-        False when this node released that seq already. (The node lost the session while the
-        append was under way, and its live stream reader, to which the session was then
-        another node's, showed the appended events first.)"""
-        session, seq = event.session, event.seq
-        if session is None or seq is None:
-            return True
-        if seq <= self.released.get(session, 0):
-            return False
-        self.released[session] = seq
-        if isinstance(event.data, SessionDeleted):
-            self.released.pop(session, None)
-        return True
+    def released_now(self, event: Event) -> None:
+        """The journal released ``event`` of a session this node owns."""
+        if event.session is not None and event.seq is not None:
+            self.released[event.session] = event.seq
+            if isinstance(event.data, SessionDeleted):
+                self.released.pop(event.session, None)
 
     # -- the tasks --------------------------------------------------------------------------
 

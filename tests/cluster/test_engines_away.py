@@ -3,7 +3,6 @@ starts (on the same port and files). Waits are for conditions, bounded generousl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,23 +14,16 @@ from greenroom.protocol import commands as cmd
 from greenroom.protocol.events import Event, LoadingChanged, SessionRestarted
 from greenroom.runtime import Client, Runtime, open_runtime
 from tests.cluster.test_nodes import (
-    WAIT,
     events_until,
     node_config,
     opened_on,
     seqs_rise_by_one,
+    until,
 )
 from tests.engines import running_postgres, running_redis
 
 LONG_TURNS = SimulatedConfig(seed=1, tokens_per_second=50.0, reply_tokens=1000)
 """Turns of twenty seconds: still running when the test takes an engine away."""
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Poll ``condition`` (the node's state has no event to wait on)."""
-    with trio.fail_after(WAIT):
-        while not condition():  # noqa: ASYNC110
-            await trio.sleep(0.05)
 
 
 async def start_turn(runtime: Runtime, watcher: Client) -> tuple[str, list[Event]]:

@@ -7,7 +7,7 @@ is for a condition, bounded generously; nothing asserts how long something took.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from itertools import pairwise
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import trio
 
+from greenroom.cluster.node import Node
 from greenroom.config import ClusterConfig, Config, SimulatedConfig
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.events import (
@@ -28,6 +29,7 @@ from greenroom.protocol.events import (
 )
 from greenroom.runtime import Client, Runtime, open_runtime
 from tests.conftest import make_config
+from tests.engines import Engine, flush_redis
 
 WAIT = 60.0
 """The bound on any one wait: far above what a loaded machine needs, so never the cause."""
@@ -75,6 +77,13 @@ async def events_until(client: Client, done: Any, into: list[Event]) -> None:
                 return
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` (the node's state has no event to wait on)."""
+    with trio.fail_after(WAIT):
+        while not condition():  # noqa: ASYNC110
+            await trio.sleep(0.05)
+
+
 def turn_ended(session: str) -> Any:
     return lambda e: (
         e.session == session and isinstance(e.data, LoadingChanged) and not e.data.loading
@@ -85,6 +94,7 @@ def seqs_rise_by_one(events: list[Event], session: str) -> None:
     """The session's seqs, as a client saw them, rise by one; the failure shows the events
     around the first that does not (a repeat or a gap), whole."""
     mine = [e for e in events if e.session == session and e.seq is not None]
+    assert mine, f"no event of {session} was seen"
     for at, (before, event) in enumerate(pairwise(mine)):
         assert before.seq is not None
         assert event.seq == before.seq + 1, "\n".join(
@@ -279,13 +289,18 @@ async def test_events_the_live_stream_showed_while_the_session_was_lost_are_not_
         assert node is not None
         session = await opened_on(runtime, "p")
         streams = type(node.streams)
-        append, raise_owner = streams.append, streams.raise_owner
-        raced: list[int] = []
+        append, raise_owner, show = streams.append, streams.raise_owner, Node.show
+        raced: list[int] = []  # the last seq of the append the session was lost during
+        shown = trio.Event()  # ... and the reader showed it
+
+        async def show_and_tell(self: Node, event: Event) -> None:
+            await show(self, event)
+            if raced and self.released.get(session, 0) >= raced[0]:
+                shown.set()
 
         async def shown_by_the_reader() -> None:
             with trio.fail_after(WAIT):
-                while node.released.get(session, 0) < raced[0]:  # noqa: ASYNC110
-                    await trio.sleep(0.01)
+                await shown.wait()
 
         async def lost_while_appending(self: Any, appends: Any) -> set[str]:
             ours = [batch for batch in appends if batch.session == session]
@@ -308,6 +323,7 @@ async def test_events_the_live_stream_showed_while_the_session_was_lost_are_not_
             watcher.subscribe(session)
             monkeypatch.setattr(streams, "append", lost_while_appending)
             monkeypatch.setattr(streams, "raise_owner", raise_owner_once_shown)
+            monkeypatch.setattr(Node, "show", show_and_tell)
             await runtime.execute_wire(cmd.SendMessage(session=session, content="hi"))
             seen: list[Event] = []
             # Taken again at the next heartbeat (the database still names the node its owner).
@@ -315,3 +331,32 @@ async def test_events_the_live_stream_showed_while_the_session_was_lost_are_not_
             await events_until(watcher, turn_ended(session), seen)
     assert raced
     seqs_rise_by_one(seen, session)
+
+
+async def test_a_bus_emptied_under_its_owner_shows_the_session_going_back_to_its_snapshot(
+    tmp_path: Path, database_url: str, bus_url: str, redis_engine: Engine
+) -> None:
+    """Valkey/Redis restarted empty (docs/cluster.md, "Redis durability"): the owner's next
+    append is refused, it takes the session again from its snapshot, and its clients see the
+    seqs go back to the snapshot's (and reload), rather than nothing of the session until it
+    passes the seq they saw last."""
+    # No flush in the test's time: the snapshot stays the one made with the session.
+    config = node_config(tmp_path, "a", database_url, bus_url, flush_interval=3600.0)
+    async with open_runtime(config) as runtime, runtime.connect() as watcher:
+        session = await opened_on(runtime, "p")
+        watcher.subscribe(session)
+        seen: list[Event] = []
+        await runtime.execute_wire(cmd.SendMessage(session=session, content="one [[tokens:3]]"))
+        await events_until(watcher, turn_ended(session), seen)
+        last = max(e.seq or 0 for e in seen)
+        await trio.to_thread.run_sync(flush_redis, redis_engine)
+        node = runtime.node
+        assert node is not None
+        # Refused (the bus no longer names the node the owner): the node lets it go, and
+        # its heartbeat takes it again from its snapshot.
+        await runtime.execute_wire(cmd.SendMessage(session=session, content="two"))
+        await until(lambda: node.owned.get(session) == 2)
+        await runtime.execute_wire(cmd.SendMessage(session=session, content="three"))
+        await events_until(watcher, lambda e: e.session == session and (e.seq or 0) <= last, seen)
+    back = seen[-1]
+    assert isinstance(back.data, MessageAdded | SessionRestarted), back
