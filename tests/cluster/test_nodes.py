@@ -337,9 +337,9 @@ async def test_a_bus_emptied_under_its_owner_shows_the_session_going_back_to_its
     tmp_path: Path, database_url: str, bus_url: str, redis_engine: Engine
 ) -> None:
     """Valkey/Redis restarted empty (docs/cluster.md, "Redis durability"): the owner's next
-    append is refused, it takes the session again from its snapshot, and its clients see the
-    seqs go back to the snapshot's (and reload), rather than nothing of the session until it
-    passes the seq they saw last."""
+    append is refused, it takes the session again from its snapshot, and shows its events
+    from there, the seqs going back to the snapshot's, rather than nothing of the session
+    until it passes the last seq shown (a client that subscribes again then gets reset)."""
     # No flush in the test's time: the snapshot stays the one made with the session.
     config = node_config(tmp_path, "a", database_url, bus_url, flush_interval=3600.0)
     async with open_runtime(config) as runtime, runtime.connect() as watcher:
@@ -358,5 +358,8 @@ async def test_a_bus_emptied_under_its_owner_shows_the_session_going_back_to_its
         await until(lambda: node.owned.get(session) == 2)
         await runtime.execute_wire(cmd.SendMessage(session=session, content="three"))
         await events_until(watcher, lambda e: e.session == session and (e.seq or 0) <= last, seen)
+        async with runtime.connect() as again:
+            resumed = again.subscribe(session, since=last)
     back = seen[-1]
     assert isinstance(back.data, MessageAdded | SessionRestarted), back
+    assert resumed.replay is None and resumed.seq < last, resumed  # a reset: reload
