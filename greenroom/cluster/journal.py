@@ -103,7 +103,7 @@ class StreamJournal:
             if not shown and event.seq is not None:
                 bus.discard()  # not this node's to show: refused, or lost before
                 continue
-            if of is not None and node.owned.get(of) != owned_then[of]:
+            if of in owned_then and node.owned.get(of) != owned_then[of]:
                 # Lost while the append was under way: to this node the session is now
                 # another node's, whose events its live stream reader may have shown already.
                 # Shown as that reader shows them (once, past the last seq shown); and not
