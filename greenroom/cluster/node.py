@@ -107,6 +107,7 @@ class ClusterStatistics:
     fenced: int = 0
     live_events: int = 0
     gaps_filled: int = 0
+    gone_back: int = 0
 
 
 @attrs.define(eq=False)
@@ -123,6 +124,9 @@ class Node:
     """The sessions this node owns, and the epoch of each."""
     released: dict[str, int] = attrs.Factory(dict)
     """Per session, the last seq released to this node's bus."""
+    epochs: dict[str, int] = attrs.Factory(dict)
+    """Per session, the newest epoch of an owner of it this node knows: its own, or the one
+    its last event came under (see :meth:`_deliver`)."""
     live: frozenset[str] = frozenset()
     """The nodes whose lease was alive at this node's last heartbeat (itself included)."""
     replicas: dict[str, Summary] = attrs.Factory(dict)
@@ -199,7 +203,9 @@ class Node:
         for row in await self.db(self.database.sessions):
             replica = await self._replica(row)
             if replica is not None:
-                self.replicas[row.session], self.released[row.session] = replica
+                summary, seq, epoch = replica
+                self.replicas[row.session], self.released[row.session] = summary, seq
+                self._learn_epoch(row.session, epoch)
 
     async def learn(self, session: str) -> None:
         """Know ``session`` (made by another node, its first events not here yet) from the
@@ -214,21 +220,29 @@ class Node:
             return
         if replica is None or session in self.replicas or session in self.owned:
             return  # no such session, or the live stream got here first
-        summary, seq = replica
+        summary, seq, epoch = replica
         self.replicas[session] = summary
         self.released.setdefault(session, seq)
+        self._learn_epoch(session, epoch)
 
-    async def _replica(self, row: SessionRow) -> tuple[Summary, int] | None:
-        """A session another node owns, as this node keeps it: its summary and last seq,
-        brought up to date from its stream past the snapshot; None once it was deleted."""
-        events = await self._stream_after(row.session, row.seq)
+    async def _replica(self, row: SessionRow) -> tuple[Summary, int, int] | None:
+        """A session another node owns, as this node keeps it: its summary, last seq and
+        the epoch that seq was appended under, brought up to date from its stream past the
+        snapshot; None once it was deleted."""
+        entries = await self.streams.replay(row.session, row.seq)
+        events = [decode_payload(entry.record) for entry in entries]
         if events and isinstance(events[-1].data, SessionDeleted):
             return None
         summary, seq = _dormant(row).summary, row.seq
         for event in events:
             summary = _summary_after(summary, event) or summary
             seq = event.seq or seq
-        return summary, seq
+        epoch = entries[-1].epoch if entries and entries[-1].epoch else row.epoch
+        return summary, seq, epoch
+
+    def _learn_epoch(self, session: str, epoch: int) -> None:
+        if epoch > self.epochs.get(session, 0):
+            self.epochs[session] = epoch
 
     async def events_after(self, session: str, seq: int) -> list[Event]:
         """The events of ``session``'s stream after ``seq`` (an empty list if the bus is
@@ -277,6 +291,7 @@ class Node:
             return
         events = await self._stream_after(row.session, row.seq)
         self.owned[row.session] = row.epoch
+        self._learn_epoch(row.session, row.epoch)
         self.replicas.pop(row.session, None)
         self.stats.claimed += 1
         self.stats.owned = len(self.owned)
@@ -316,6 +331,7 @@ class Node:
         """A session this node made (``openSession`` of a new project)."""
         self.owned[session] = epoch
         self.released.setdefault(session, 0)
+        self._learn_epoch(session, epoch)
         self.stats.owned = len(self.owned)
 
     def released_now(self, event: Event) -> None:
@@ -444,13 +460,35 @@ class Node:
 
     async def _deliver(self, entry: Entry) -> None:
         """Release one event of the live stream unless this node has (its own, or one it
-        already released); fill a gap first."""
+        already released); fill a gap first.
+
+        Seqs only rise under one owner, and a new owner goes on from the last seq its
+        stream holds, so an event at or below the last seq released comes twice, unless it
+        comes under a newer epoch than the one that seq was released under: then the bus
+        lost the session's events past its snapshot (restarted empty), the owner took the
+        session again from the snapshot, and this node follows it back, as the owner's own
+        clients do: what it retains of the session for resumes is dropped, and the events
+        are released from there."""
         session = entry.session
         if session in self.owned:
             return
         last = self.released.get(session, 0)
+        known = self.epochs.get(session, 0)
+        self._learn_epoch(session, entry.epoch)
         if entry.seq <= last:
-            return
+            if entry.epoch <= known:
+                return
+            logger.warning(
+                "session %s went back from seq %d to %d under epoch %d: the bus lost its "
+                "events past the snapshot its owner took it again from",
+                session,
+                last,
+                entry.seq,
+                entry.epoch,
+            )
+            self.stats.gone_back += 1
+            self.bus.forget(session)
+            last = self.released[session] = entry.seq - 1
         if entry.seq > last + 1:
             self.stats.gaps_filled += 1
             for missed in await self._stream_after(session, last):

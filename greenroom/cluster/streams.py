@@ -17,7 +17,7 @@ reader drops its connection rather than leave a late reply on it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -70,21 +70,21 @@ return 0
 # ARGV[1]: this node's ID; ARGV[2]: its epoch; ARGV[3]: the live stream's approximate
 # MAXLEN; ARGV[4]: the session's ID; then pairs ARGV[5], ARGV[6], ...: seq, record.
 # Appends nothing unless the owner hash says (node, epoch). Each record goes to the session's
-# stream as entry "<seq>-1" and then to the live stream; an ID at or below the stream's last
-# (a duplicate, a regression) is refused by XADD, and the script stops there. Returns 1 when
-# every record was appended, 0 when the session is fenced.
+# stream as entry "<seq>-1" and then to the live stream, both with the epoch (field p); an ID
+# at or below the stream's last (a duplicate, a regression) is refused by XADD, and the script
+# stops there. Returns 1 when every record was appended, 0 when the session is fenced.
 APPEND: Final = """
 local owner = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 if owner[1] ~= ARGV[1] or owner[2] ~= ARGV[2] then
   return 0
 end
 for i = 5, #ARGV, 2 do
-  local added = redis.pcall('XADD', KEYS[2], ARGV[i] .. '-1', 'e', ARGV[i + 1])
+  local added = redis.pcall('XADD', KEYS[2], ARGV[i] .. '-1', 'e', ARGV[i + 1], 'p', ARGV[2])
   if type(added) == 'table' and added.err then
     return 0
   end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
-             's', ARGV[4], 'q', ARGV[i], 'e', ARGV[i + 1])
+             's', ARGV[4], 'q', ARGV[i], 'e', ARGV[i + 1], 'p', ARGV[2])
 end
 return 1
 """
@@ -94,11 +94,13 @@ _CONNECTION_ERRORS: Final = (RedisConnectionError, OSError, TimeoutError)
 
 @attrs.frozen(kw_only=True)
 class Entry:
-    """One event read back: its session, its seq, and its record as the journal encodes it."""
+    """One event read back: its session, its seq, its record as the journal encodes it, and
+    the epoch of the owner that appended it (0: appended by a node that did not say)."""
 
     session: str
     seq: int
     record: bytes
+    epoch: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -118,6 +120,11 @@ def _bytes(value: str | bytes) -> bytes:
 
 def _seq(identifier: str | bytes) -> int:
     return int(_bytes(identifier).split(b"-", 1)[0])
+
+
+def _epoch(fields: Mapping[Any, str | bytes]) -> int:
+    epoch = fields.get(b"p")
+    return 0 if epoch is None else int(_bytes(epoch))
 
 
 class Streams:
@@ -273,7 +280,12 @@ class Streams:
             with self._errors():
                 page = await client.xrange(key, start, "+", count=PAGE)
             found += [
-                Entry(session=session, seq=_seq(e.identifier), record=_bytes(e.field_values[b"e"]))
+                Entry(
+                    session=session,
+                    seq=_seq(e.identifier),
+                    record=_bytes(e.field_values[b"e"]),
+                    epoch=_epoch(e.field_values),
+                )
                 for e in page
             ]
             if len(page) < PAGE:
@@ -334,6 +346,7 @@ class Streams:
                 session=_bytes(e.field_values[b"s"]).decode(),
                 seq=int(e.field_values[b"q"]),
                 record=_bytes(e.field_values[b"e"]),
+                epoch=_epoch(e.field_values),
             )
             for e in page
         ]

@@ -363,3 +363,49 @@ async def test_a_bus_emptied_under_its_owner_shows_the_session_going_back_to_its
     back = seen[-1]
     assert isinstance(back.data, MessageAdded | SessionRestarted), back
     assert resumed.replay is None and resumed.seq < last, resumed  # a reset: reload
+
+
+async def test_a_bus_emptied_under_an_owner_shows_another_node_the_session_going_back(
+    tmp_path: Path, database_url: str, bus_url: str, redis_engine: Engine
+) -> None:
+    """As above, seen from another node: its clients get the owner's events from the
+    snapshot's seq on, not nothing until the seqs pass the last one it showed, and a client
+    that subscribes again there is reset rather than given the events the bus lost."""
+    stay = {"flush_interval": 3600.0}  # the snapshot stays the one made with the session
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            open_runtime(node_config(tmp_path, "a", database_url, bus_url, **stay))
+        )
+        b = await stack.enter_async_context(
+            open_runtime(node_config(tmp_path, "b", database_url, bus_url, **stay))
+        )
+        session = await opened_on(a, "p")
+        watcher = await stack.enter_async_context(b.connect())
+        watcher.subscribe(session)
+        seen: list[Event] = []
+        await a.execute_wire(cmd.SendMessage(session=session, content="one [[tokens:3]]"))
+        await events_until(watcher, turn_ended(session), seen)
+        last = max(e.seq or 0 for e in seen)
+        await trio.to_thread.run_sync(flush_redis, redis_engine)
+        node = a.node
+        assert node is not None
+        await a.execute_wire(cmd.SendMessage(session=session, content="two"))
+        await until(lambda: node.owned.get(session) == 2)
+        await a.execute_wire(cmd.SendMessage(session=session, content="three"))
+        await events_until(watcher, lambda e: e.session == session and (e.seq or 0) <= last, seen)
+        async with b.connect() as again:
+            resumed = again.subscribe(session, since=last)
+        assert resumed.replay is None and resumed.seq < last, resumed  # a reset: reload
+        assert b.node is not None and b.node.stats.gone_back == 1
+        # Both nodes list the session as the owner has it, once its turn has ended.
+        await events_until(watcher, turn_ended(session), seen)
+        await until(lambda: listed(b, session) == listed(a, session))
+
+
+def listed(node: Runtime, session: str) -> tuple[int, str]:
+    """What ``listSessions`` on ``node`` says of ``session``: its message count and status."""
+    summaries = {s.session: s for s in node.mirror.summaries()}
+    assert node.node is not None
+    summaries.update({s.session: s for s in node.node.summaries()})
+    summary = summaries[session]
+    return summary.message_count, summary.status

@@ -94,7 +94,7 @@ async def test_the_owner_appends_to_its_stream_and_the_live_stream(a: Streams) -
         assert await a.raise_owner("s", 1)
         assert await a.append([batch("s", 1, 1, 2, 3)]) == set()
         assert await a.replay("s", 0) == [
-            Entry(session="s", seq=q, record=record("s", q)) for q in (1, 2, 3)
+            Entry(session="s", seq=q, record=record("s", q), epoch=1) for q in (1, 2, 3)
         ]
         assert await live(a) == await a.replay("s", 0)
         assert await a.last_seq("s") == 3
