@@ -255,21 +255,29 @@ async def test_a_session_being_made_is_not_taken_again_by_its_own_heartbeat(
 ) -> None:
     """Between the database naming this node the owner of a new session and the node holding
     it, its heartbeat must not take it again (a second epoch, the actor restarted under a
-    command): made slow here by a bus that takes two leases to answer."""
+    command): made slow here by a bus that answers only after three more heartbeats."""
     async with cluster(tmp_path, database_url, bus_url, names=("a",)) as nodes:
         node = nodes["a"].node
         assert node is not None
         streams = type(node.streams)
         raise_owner = streams.raise_owner
 
+        async def renewals(count: int) -> None:
+            """Wait until the heartbeat renewed the lease ``count`` more times: each renewal
+            after the first is a whole heartbeat, its check of the sessions held included,
+            however long the machine takes to get there."""
+            for _ in range(count):
+                renewed = node._last_renewal
+                await until(lambda renewed=renewed: node._last_renewal != renewed)
+
         async def slow_raise_owner(self: Any, session: str, epoch: int) -> bool:
-            await trio.sleep(4.0)  # several heartbeats of a 2 s lease
+            await renewals(3)
             return await raise_owner(self, session, epoch)
 
         monkeypatch.setattr(streams, "raise_owner", slow_raise_owner)
         session = await opened_on(nodes["a"], "p")
         monkeypatch.undo()
-        await trio.sleep(1.0)  # a heartbeat or two more
+        await renewals(2)
         assert node.owned[session] == 1
         assert node.stats.claimed == 0
         assert await nodes["a"].execute(cmd.SendMessage(session=session, content="hi")) is False
