@@ -85,7 +85,6 @@ class Seat:
     store: DatabaseStore
 
     async def make(self, summary: Summary) -> str | None:
-        node = self.node
         payload = snapshot_payload(Dormant(summary=summary, seq=0))
         row = SessionRow(
             session=summary.session,
@@ -95,15 +94,9 @@ class Seat:
             seq=0,
             snapshot=snapshot_bytes(payload),
         )
-        node.making.add(summary.session)
-        try:
-            made = await node.db(node.database.create_session, row)
-            if made.session != summary.session:
-                return made.owner or ""
-            await node.streams.raise_owner(made.session, made.epoch)
-            node.created(made.session, made.epoch)
-        finally:
-            node.making.discard(summary.session)
+        made = await self.node.make(row)
+        if made.session != summary.session:
+            return made.owner or ""
         return None
 
     async def newest_chat(self, project: str) -> tuple[str, int] | None:

@@ -140,10 +140,9 @@ class Node:
     _leaving: dict[str, trio.Event] = attrs.Factory(dict)
     """Sessions lost whose copy is still being stopped."""
     _retaking: set[str] = attrs.Factory(set)
-    making: set[str] = attrs.field(factory=set, init=False)
-    """Sessions this node is making (``openSession`` of a new project): the database names
-    it their owner before :meth:`created` says so here, and the heartbeat must not take them
-    again meanwhile."""
+    _making: set[str] = attrs.field(factory=set, init=False)
+    """Sessions this node is making (:meth:`make`): the database names it their owner before
+    it holds them, and the heartbeat must not take them again meanwhile."""
 
     forwarder: Forwarder = attrs.field(init=False)
 
@@ -327,12 +326,23 @@ class Node:
         finally:
             self._leaving.pop(session).set()
 
-    def created(self, session: str, epoch: int) -> None:
-        """A session this node made (``openSession`` of a new project)."""
-        self.owned[session] = epoch
-        self.released.setdefault(session, 0)
-        self._learn_epoch(session, epoch)
-        self.stats.owned = len(self.owned)
+    async def make(self, row: SessionRow) -> SessionRow:
+        """Make a new session (``openSession`` of a new project) owned by this node, unless
+        its project has one already: the row of the session the project has now (this one,
+        held here from now on, or another node's)."""
+        session = row.session
+        self._making.add(session)
+        try:
+            made = await self.db(self.database.create_session, row)
+            if made.session == session:
+                await self.streams.raise_owner(session, made.epoch)
+                self.owned[session] = made.epoch
+                self.released.setdefault(session, 0)
+                self._learn_epoch(session, made.epoch)
+                self.stats.owned = len(self.owned)
+        finally:
+            self._making.discard(session)
+        return made
 
     def released_now(self, event: Event) -> None:
         """The journal released ``event`` of a session this node owns."""
@@ -390,7 +400,7 @@ class Node:
             # renewal that itself took longer than the lease.
             if not self.lease_held:
                 continue
-            for session in owned.keys() - self.owned.keys() - self._retaking - self.making:
+            for session in owned.keys() - self.owned.keys() - self._retaking - self._making:
                 assert self._nursery is not None
                 self._retaking.add(session)
                 self._nursery.start_soon(self._take_again, session)
