@@ -44,7 +44,7 @@ from greenroom.protocol import commands as cmd
 from greenroom.protocol.commands import Command
 from greenroom.protocol.errors import GreenroomError, NotFound
 from greenroom.protocol.events import Event, SessionCreated, SessionDeleted, SessionUpdated, Summary
-from greenroom.store.journal import decode_payload
+from greenroom.store.journal import CorruptRecord, decode_payload
 from greenroom.store.snapshots import Dormant, dormant_from_payload
 
 logger = logging.getLogger("greenroom.cluster")
@@ -457,16 +457,18 @@ class Node:
         backoff = Backoff()
         while True:
             try:
-                self._cursor, entries = await self.streams.read_live(self._cursor)
+                cursor, entries = await self.streams.read_live(self._cursor)
+                for entry in entries:
+                    await self._deliver(entry)  # which may read a session's stream (a gap)
             except EngineUnavailable as error:
+                # The same entries again once the bus answers: those delivered are repeats.
                 self.stats.bus_ok = False
                 self.stats.last_error = str(error)
                 await backoff.wait()
                 continue
+            self._cursor = cursor
             self.stats.bus_ok = True
             backoff.reset()
-            for entry in entries:
-                await self._deliver(entry)
 
     async def _deliver(self, entry: Entry) -> None:
         """Release one event of the live stream unless this node has (its own, or one it
@@ -499,12 +501,15 @@ class Node:
             self.stats.gone_back += 1
             self.bus.forget(session)
             last = self.released[session] = entry.seq - 1
+        event = _readable(entry)
+        if event is None:
+            return  # the next event fills the gap from the session's stream, if it can
         if entry.seq > last + 1:
             self.stats.gaps_filled += 1
-            for missed in await self._stream_after(session, last):
-                if missed.seq is not None and missed.seq < entry.seq:
-                    await self._release_remote(missed)
-        await self._release_remote(decode_payload(entry.record))
+            for missed in await self.streams.replay(session, last):
+                if missed.seq < entry.seq and (earlier := _readable(missed)) is not None:
+                    await self._release_remote(earlier)
+        await self._release_remote(event)
 
     async def _release_remote(self, event: Event) -> None:
         """Another node's event: this node's summary of its session first (a client that saw
@@ -573,6 +578,22 @@ class Node:
         if session not in self.replicas:
             return None
         return self.released.get(session, 0)
+
+
+def _readable(entry: Entry) -> Event | None:
+    """The entry's event, or None (logged) when this node cannot read it: a record damaged,
+    or written by a newer version of greenroom. Passed over rather than ending the live
+    reader, and with it the node."""
+    try:
+        return decode_payload(entry.record)
+    except CorruptRecord as error:
+        logger.error(
+            "session %s: event %d on the bus cannot be read here; passed over: %s",
+            entry.session,
+            entry.seq,
+            error,
+        )
+        return None
 
 
 def _dormant(row: SessionRow) -> Dormant:

@@ -13,10 +13,13 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
+from greenroom.cluster.errors import EngineUnavailable
 from greenroom.cluster.node import Node
+from greenroom.cluster.streams import Entry
 from greenroom.config import ClusterConfig, Config, SimulatedConfig
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.events import (
@@ -134,6 +137,105 @@ async def test_any_node_serves_any_session(
             assert [s.session for s in listed] == [session]
             projects = await node.execute(cmd.ListProjects())
             assert [(p.project, p.session) for p in projects] == [("p", session)]
+
+
+async def test_a_gap_the_bus_fails_to_fill_is_filled_once_it_answers(
+    tmp_path: Path, database_url: str, bus_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live stream skips an event of a session (trimmed past a node that was behind),
+    and the bus fails the reads of the session's stream that would fill the gap: the node
+    reads the same entries again once the bus answers, and its clients see every event
+    once, in order. (A failed fill used to end the node's live reader, and the server.)"""
+    async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
+        a, b = nodes["a"], nodes["b"]
+        node = b.node
+        assert node is not None
+        session = await opened_on(a, "p")
+        streams = node.streams
+        read_live, replay = streams.read_live, streams.replay
+        skipped: list[int] = []
+        failed: list[int] = []
+
+        async def read_live_skipping(cursor: bytes, **kw: Any) -> tuple[bytes, list[Entry]]:
+            cursor, entries = await read_live(cursor, **kw)
+            for entry in entries:
+                if entry.session == session and not skipped and entry.seq > first + 3:
+                    skipped.append(entry.seq)
+            return cursor, [e for e in entries if (e.session, e.seq) != (session, *skipped)]
+
+        async def replay_failing(of: str, after: int) -> list[Entry]:
+            if of == session and len(failed) < 2:
+                failed.append(after)
+                raise EngineUnavailable("Redis did not answer (a test)")
+            return await replay(of, after)
+
+        monkeypatch.setattr(streams, "read_live", read_live_skipping)
+        monkeypatch.setattr(streams, "replay", replay_failing)
+        async with b.connect() as watcher:
+            first = watcher.subscribe(session).seq
+            await a.execute_wire(cmd.SendMessage(session=session, content="hello"))
+            seen: list[Event] = []
+            await events_until(watcher, turn_ended(session), seen)
+        assert skipped and failed == [skipped[0] - 1] * 2
+        seqs_rise_by_one(seen, session)
+        assert node.stats.gaps_filled >= 1
+
+
+@pytest.mark.parametrize("in_its_stream_too", [False, True])
+async def test_an_event_a_node_cannot_read_is_passed_over(
+    tmp_path: Path,
+    database_url: str,
+    bus_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    in_its_stream_too: bool,
+) -> None:
+    """An event on the bus that this node cannot read (damaged, or written by a newer
+    version) is logged and passed over: the node's clients get it from the session's stream
+    when that copy can be read, and otherwise miss that one event; the node goes on either
+    way. (It used to end the node's live reader, and the server.)"""
+    async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
+        a, b = nodes["a"], nodes["b"]
+        node = b.node
+        assert node is not None
+        session = await opened_on(a, "p")
+        streams = node.streams
+        read_live, replay = streams.read_live, streams.replay
+        damaged: list[int] = []
+
+        def damage(entries: list[Entry]) -> list[Entry]:
+            return [
+                attrs.evolve(e, record=b"\xc1 not msgpack")
+                if (e.session, e.seq) == (session, *damaged)
+                else e
+                for e in entries
+            ]
+
+        async def read_live_damaged(cursor: bytes, **kw: Any) -> tuple[bytes, list[Entry]]:
+            cursor, entries = await read_live(cursor, **kw)
+            for entry in entries:
+                if entry.session == session and not damaged and entry.seq > first + 3:
+                    damaged.append(entry.seq)
+            return cursor, damage(entries)
+
+        async def replay_damaged(of: str, after: int) -> list[Entry]:
+            entries = await replay(of, after)
+            return damage(entries) if in_its_stream_too else entries
+
+        monkeypatch.setattr(streams, "read_live", read_live_damaged)
+        monkeypatch.setattr(streams, "replay", replay_damaged)
+        async with b.connect() as watcher:
+            first = watcher.subscribe(session).seq
+            await a.execute_wire(cmd.SendMessage(session=session, content="hello"))
+            seen: list[Event] = []
+            await events_until(watcher, turn_ended(session), seen)
+        assert damaged
+        if in_its_stream_too:
+            mine = [e.seq for e in seen if e.session == session]
+            assert damaged[0] not in mine
+            assert mine == [*range(first + 1, damaged[0]), *range(damaged[0] + 1, mine[-1] + 1)]
+        else:
+            seqs_rise_by_one(seen, session)
+            assert node.stats.gaps_filled >= 1
 
 
 async def test_a_node_that_leaves_hands_its_sessions_over(
