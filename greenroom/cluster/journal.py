@@ -108,7 +108,7 @@ class StreamJournal:
                 # another node's, whose events its live stream reader may have shown already.
                 # Shown as that reader shows them (once, past the last seq shown); and not
                 # applied here, as whoever takes the session rebuilds it from its stream.
-                await node.show(event)
+                await node.show(event, owned_then[of])
                 bus.discard()
                 continue
             node.released_now(event)

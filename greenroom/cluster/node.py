@@ -221,23 +221,24 @@ class Node:
             return  # no such session, or the live stream got here first
         summary, seq, epoch = replica
         self.replicas[session] = summary
-        self.released.setdefault(session, seq)
-        self._learn_epoch(session, epoch)
+        if session not in self.released:  # else the live stream got here first, and knows
+            self.released[session] = seq
+            self._learn_epoch(session, epoch)
 
     async def _replica(self, row: SessionRow) -> tuple[Summary, int, int] | None:
         """A session another node owns, as this node keeps it: its summary, last seq and
         the epoch that seq was appended under, brought up to date from its stream past the
         snapshot; None once it was deleted."""
         entries = await self.streams.replay(row.session, row.seq)
-        events = [decode_payload(entry.record) for entry in entries]
+        events = [event for entry in entries if (event := _readable(entry)) is not None]
         if events and isinstance(events[-1].data, SessionDeleted):
             return None
-        summary, seq = _dormant(row).summary, row.seq
+        summary = _dormant(row).summary
         for event in events:
             summary = _summary_after(summary, event) or summary
-            seq = event.seq or seq
-        epoch = entries[-1].epoch if entries and entries[-1].epoch else row.epoch
-        return summary, seq, epoch
+        if not entries:
+            return summary, row.seq, row.epoch
+        return summary, entries[-1].seq, entries[-1].epoch or row.epoch
 
     def _learn_epoch(self, session: str, epoch: int) -> None:
         if epoch > self.epochs.get(session, 0):
@@ -245,10 +246,11 @@ class Node:
 
     async def events_after(self, session: str, seq: int) -> list[Event]:
         """The events of ``session``'s stream after ``seq`` (an empty list if the bus is
-        away: the client then reloads, as when they are no longer kept)."""
+        away, or one of them cannot be read: the client then reloads, as when they are no
+        longer kept)."""
         try:
             return await self._stream_after(session, seq)
-        except EngineUnavailable:
+        except (EngineUnavailable, CorruptRecord):
             return []
 
     async def _stream_after(self, session: str, seq: int) -> list[Event]:
@@ -475,32 +477,34 @@ class Node:
         already released); fill a gap first.
 
         Seqs only rise under one owner, and a new owner goes on from the last seq its
-        stream holds, so an event at or below the last seq released comes twice, unless it
-        comes under a newer epoch than the one that seq was released under: then the bus
-        lost the session's events past its snapshot (restarted empty), the owner took the
-        session again from the snapshot, and this node follows it back, as the owner's own
+        stream holds, so an event at or below the last seq released comes twice; unless the
+        bus lost the session's events past its snapshot (restarted empty) and the owner took
+        the session again from there. The first event of a new epoch is checked for that
+        (:meth:`_gone_back_to`); this node then follows the session back, as the owner's own
         clients do: what it retains of the session for resumes is dropped, and the events
-        are released from there."""
+        are released from the new owner's first on."""
         session = entry.session
         if session in self.owned:
             return
         last = self.released.get(session, 0)
         known = self.epochs.get(session, 0)
+        if entry.epoch > known and known and last:
+            back = await self._gone_back_to(session, last, known)
+            if back is not None:
+                logger.warning(
+                    "session %s went back from seq %d to %d under epoch %d: the bus lost its "
+                    "events past the snapshot its owner took it again from",
+                    session,
+                    last,
+                    back + 1,
+                    entry.epoch,
+                )
+                self.stats.gone_back += 1
+                self.bus.forget(session)
+                last = self.released[session] = back
         self._learn_epoch(session, entry.epoch)
         if entry.seq <= last:
-            if entry.epoch <= known:
-                return
-            logger.warning(
-                "session %s went back from seq %d to %d under epoch %d: the bus lost its "
-                "events past the snapshot its owner took it again from",
-                session,
-                last,
-                entry.seq,
-                entry.epoch,
-            )
-            self.stats.gone_back += 1
-            self.bus.forget(session)
-            last = self.released[session] = entry.seq - 1
+            return
         event = _readable(entry)
         if event is None:
             return  # the next event fills the gap from the session's stream, if it can
@@ -510,6 +514,18 @@ class Node:
                 if missed.seq < entry.seq and (earlier := _readable(missed)) is not None:
                     await self._release_remote(earlier)
         await self._release_remote(event)
+
+    async def _gone_back_to(self, session: str, last: int, known: int) -> int | None:
+        """On the first event of a new epoch: None when the new owner went on from the
+        session's stream as this node knows it (the stream holds ``last`` from the epoch
+        this node last saw, or an older one), else the seq to release after: the session
+        went back (``last`` was appended again under a newer epoch, or the stream no longer
+        reaches it), and the new owner's events start after that seq."""
+        entries = await self.streams.replay(session, last - 1)
+        if entries and (entries[0].seq > last or entries[0].epoch <= known):
+            return None  # as this node knows it; or trimmed past it (a gap, filled as ever)
+        newer = [e.seq for e in await self.streams.replay(session, 0) if e.epoch > known]
+        return newer[0] - 1 if newer else None
 
     async def _release_remote(self, event: Event) -> None:
         """Another node's event: this node's summary of its session first (a client that saw
@@ -526,11 +542,14 @@ class Node:
                 self.replicas[session] = summary
         await self.show(event)
 
-    async def show(self, event: Event) -> None:
+    async def show(self, event: Event, epoch: int | None = None) -> None:
         """Release ``event``, published by another node (or by this one before it lost the
-        session), to this node's bus, unless it released that seq or a later one already."""
+        session, at ``epoch``), to this node's bus, unless it released that seq or a later
+        one already, or the session went back since ``epoch`` (see :meth:`_deliver`)."""
         session, seq = event.session, event.seq
         if session is None or seq is None or seq <= self.released.get(session, 0):
+            return
+        if epoch is not None and epoch < self.epochs.get(session, 0):
             return
         self.released[session] = seq
         stopped = self.bus.release_nowait(event, published=False)

@@ -123,8 +123,12 @@ def _seq(identifier: str | bytes) -> int:
 
 
 def _epoch(fields: Mapping[Any, str | bytes]) -> int:
+    """An entry's epoch; 0 (unknown) when it has none (appended by an older version)."""
     epoch = fields.get(b"p")
-    return 0 if epoch is None else int(_bytes(epoch))
+    try:
+        return 0 if epoch is None else int(_bytes(epoch))
+    except ValueError:
+        return 0
 
 
 class Streams:

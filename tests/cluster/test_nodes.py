@@ -28,6 +28,7 @@ from greenroom.protocol.events import (
     MessageAdded,
     Notification,
     SessionRestarted,
+    SessionUpdated,
     StreamingUpdate,
 )
 from greenroom.runtime import Client, Runtime, open_runtime
@@ -87,6 +88,23 @@ async def until(condition: Callable[[], bool]) -> None:
             await trio.sleep(0.05)
 
 
+@asynccontextmanager
+async def watching(node: Runtime, session: str) -> AsyncIterator[tuple[Client, int]]:
+    """A client of ``node`` subscribed to ``session`` (made on another node a moment ago),
+    and the seq it subscribed at."""
+    async with node.connect() as client:
+        await node.prepare_subscribe(session, None)
+        yield client, client.subscribe(session).seq
+
+
+def idle(session: str) -> Any:
+    return lambda e: (
+        e.session == session
+        and isinstance(e.data, SessionUpdated)
+        and e.data.summary.status == "idle"
+    )
+
+
 def turn_ended(session: str) -> Any:
     return lambda e: (
         e.session == session and isinstance(e.data, LoadingChanged) and not e.data.loading
@@ -126,6 +144,7 @@ async def test_any_node_serves_any_session(
             await events_until(watcher, turn_ended(session), seen)
         # Node a saw b's turn live, every event once, in seq order.
         seqs_rise_by_one(seen, session)
+        assert all(n.node is not None and n.node.stats.gone_back == 0 for n in nodes.values())
         assert any(isinstance(e.data, StreamingUpdate) for e in seen)
         assert [e.data.message.role for e in seen if isinstance(e.data, MessageAdded)] == [
             "user",
@@ -148,37 +167,37 @@ async def test_a_gap_the_bus_fails_to_fill_is_filled_once_it_answers(
     once, in order. (A failed fill used to end the node's live reader, and the server.)"""
     async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
         a, b = nodes["a"], nodes["b"]
-        node = b.node
-        assert node is not None
         session = await opened_on(a, "p")
-        streams = node.streams
-        read_live, replay = streams.read_live, streams.replay
-        skipped: list[int] = []
-        failed: list[int] = []
+        async with watching(b, session) as (watcher, first):
+            assert b.node is not None
+            streams = b.node.streams
+            read_live, replay = streams.read_live, streams.replay
+            skipped: list[int] = []
+            failed: list[int] = []
 
-        async def read_live_skipping(cursor: bytes, **kw: Any) -> tuple[bytes, list[Entry]]:
-            cursor, entries = await read_live(cursor, **kw)
-            for entry in entries:
-                if entry.session == session and not skipped and entry.seq > first + 3:
-                    skipped.append(entry.seq)
-            return cursor, [e for e in entries if (e.session, e.seq) != (session, *skipped)]
+            async def read_live_skipping(
+                cursor: bytes, **kw: Any
+            ) -> tuple[bytes, list[Entry]]:
+                cursor, entries = await read_live(cursor, **kw)
+                for entry in entries:
+                    if entry.session == session and not skipped and entry.seq > first + 3:
+                        skipped.append(entry.seq)
+                return cursor, [e for e in entries if (e.session, e.seq) != (session, *skipped)]
 
-        async def replay_failing(of: str, after: int) -> list[Entry]:
-            if of == session and len(failed) < 2:
-                failed.append(after)
-                raise EngineUnavailable("Redis did not answer (a test)")
-            return await replay(of, after)
+            async def replay_failing(of: str, after: int) -> list[Entry]:
+                if of == session and len(failed) < 2:
+                    failed.append(after)
+                    raise EngineUnavailable("Redis did not answer (a test)")
+                return await replay(of, after)
 
-        monkeypatch.setattr(streams, "read_live", read_live_skipping)
-        monkeypatch.setattr(streams, "replay", replay_failing)
-        async with b.connect() as watcher:
-            first = watcher.subscribe(session).seq
+            monkeypatch.setattr(streams, "read_live", read_live_skipping)
+            monkeypatch.setattr(streams, "replay", replay_failing)
             await a.execute_wire(cmd.SendMessage(session=session, content="hello"))
             seen: list[Event] = []
             await events_until(watcher, turn_ended(session), seen)
         assert skipped and failed == [skipped[0] - 1] * 2
         seqs_rise_by_one(seen, session)
-        assert node.stats.gaps_filled >= 1
+        assert b.node.stats.gaps_filled >= 1
 
 
 @pytest.mark.parametrize("in_its_stream_too", [False, True])
@@ -195,36 +214,36 @@ async def test_an_event_a_node_cannot_read_is_passed_over(
     way. (It used to end the node's live reader, and the server.)"""
     async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
         a, b = nodes["a"], nodes["b"]
-        node = b.node
-        assert node is not None
         session = await opened_on(a, "p")
-        streams = node.streams
-        read_live, replay = streams.read_live, streams.replay
-        damaged: list[int] = []
+        async with watching(b, session) as (watcher, first):
+            assert b.node is not None
+            streams = b.node.streams
+            read_live, replay = streams.read_live, streams.replay
+            damaged: list[int] = []
 
-        def damage(entries: list[Entry]) -> list[Entry]:
-            return [
-                attrs.evolve(e, record=b"\xc1 not msgpack")
-                if (e.session, e.seq) == (session, *damaged)
-                else e
-                for e in entries
-            ]
+            def damage(entries: list[Entry]) -> list[Entry]:
+                return [
+                    attrs.evolve(e, record=b"\xc1 not msgpack")
+                    if (e.session, e.seq) == (session, *damaged)
+                    else e
+                    for e in entries
+                ]
 
-        async def read_live_damaged(cursor: bytes, **kw: Any) -> tuple[bytes, list[Entry]]:
-            cursor, entries = await read_live(cursor, **kw)
-            for entry in entries:
-                if entry.session == session and not damaged and entry.seq > first + 3:
-                    damaged.append(entry.seq)
-            return cursor, damage(entries)
+            async def read_live_damaged(
+                cursor: bytes, **kw: Any
+            ) -> tuple[bytes, list[Entry]]:
+                cursor, entries = await read_live(cursor, **kw)
+                for entry in entries:
+                    if entry.session == session and not damaged and entry.seq > first + 3:
+                        damaged.append(entry.seq)
+                return cursor, damage(entries)
 
-        async def replay_damaged(of: str, after: int) -> list[Entry]:
-            entries = await replay(of, after)
-            return damage(entries) if in_its_stream_too else entries
+            async def replay_damaged(of: str, after: int) -> list[Entry]:
+                entries = await replay(of, after)
+                return damage(entries) if in_its_stream_too else entries
 
-        monkeypatch.setattr(streams, "read_live", read_live_damaged)
-        monkeypatch.setattr(streams, "replay", replay_damaged)
-        async with b.connect() as watcher:
-            first = watcher.subscribe(session).seq
+            monkeypatch.setattr(streams, "read_live", read_live_damaged)
+            monkeypatch.setattr(streams, "replay", replay_damaged)
             await a.execute_wire(cmd.SendMessage(session=session, content="hello"))
             seen: list[Event] = []
             await events_until(watcher, turn_ended(session), seen)
@@ -235,7 +254,7 @@ async def test_an_event_a_node_cannot_read_is_passed_over(
             assert mine == [*range(first + 1, damaged[0]), *range(damaged[0] + 1, mine[-1] + 1)]
         else:
             seqs_rise_by_one(seen, session)
-            assert node.stats.gaps_filled >= 1
+            assert b.node.stats.gaps_filled >= 1
 
 
 async def test_a_node_that_leaves_hands_its_sessions_over(
@@ -268,9 +287,49 @@ async def test_a_node_that_leaves_hands_its_sessions_over(
         seqs_rise_by_one(seen, session)
         assert any(isinstance(e.data, SessionRestarted) for e in seen)
         assert a.node is not None and session in a.node.owned
+        assert a.node.stats.gone_back == 0  # a new owner, not a session gone back
         state = await a.get_state(session)
         assert [m.role for m in state.messages][:1] == ["user"]
         assert state.messages[-1].role == "assistant" and not state.messages[-1].stopped
+
+
+async def test_a_new_owner_is_followed_by_the_other_nodes_as_a_new_owner(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> None:
+    """A session handed over mid-turn comes under a newer epoch: the nodes that do not take
+    it check that it went on from where they are (it did), and show the rest of the turn
+    as they showed its start, taking it for no session gone back."""
+    async with AsyncExitStack() as stack:
+        a, c = [
+            await stack.enter_async_context(
+                open_runtime(node_config(tmp_path, name, database_url, bus_url))
+            )
+            for name in ("a", "c")
+        ]
+        b_stack = AsyncExitStack()
+        b = await b_stack.enter_async_context(
+            open_runtime(node_config(tmp_path, "b", database_url, bus_url))
+        )
+        session = await opened_on(b, "p")
+        seen: dict[str, list[Event]] = {"a": [], "c": []}
+        async with a.connect() as on_a, c.connect() as on_c:
+            on_a.subscribe(session)
+            on_c.subscribe(session)
+            await b.execute_wire(cmd.SendMessage(session=session, content="a long one"))
+            await events_until(on_a, lambda e: isinstance(e.data, StreamingUpdate), seen["a"])
+            await b_stack.aclose()
+            for name, watcher in (("a", on_a), ("c", on_c)):
+                await events_until(
+                    watcher,
+                    lambda e: turn_ended(session)(e) and e.data.reason == "completed",
+                    seen[name],
+                )
+        for name, node in (("a", a), ("c", c)):
+            seqs_rise_by_one(seen[name], session)
+            assert any(isinstance(e.data, SessionRestarted) for e in seen[name])
+            assert node.node is not None and node.node.stats.gone_back == 0
+        assert a.node is not None and c.node is not None
+        assert (session in a.node.owned) != (session in c.node.owned)
 
 
 @pytest.mark.parametrize("missing", ["database", "bus"])
@@ -403,8 +462,8 @@ async def test_events_the_live_stream_showed_while_the_session_was_lost_are_not_
         raced: list[int] = []  # the last seq of the append the session was lost during
         shown = trio.Event()  # ... and the reader showed it
 
-        async def show_and_tell(self: Node, event: Event) -> None:
-            await show(self, event)
+        async def show_and_tell(self: Node, event: Event, epoch: int | None = None) -> None:
+            await show(self, event, epoch)
             if raced and self.released.get(session, 0) >= raced[0]:
                 shown.set()
 
@@ -439,6 +498,7 @@ async def test_events_the_live_stream_showed_while_the_session_was_lost_are_not_
             # Taken again at the next heartbeat (the database still names the node its owner).
             await events_until(watcher, lambda e: isinstance(e.data, SessionRestarted), seen)
             await events_until(watcher, turn_ended(session), seen)
+        assert node.stats.gone_back == 0
     assert raced
     seqs_rise_by_one(seen, session)
 
@@ -475,12 +535,20 @@ async def test_a_bus_emptied_under_its_owner_shows_the_session_going_back_to_its
     assert resumed.replay is None and resumed.seq < last, resumed  # a reset: reload
 
 
+@pytest.mark.parametrize("missed", [False, True])
 async def test_a_bus_emptied_under_an_owner_shows_another_node_the_session_going_back(
-    tmp_path: Path, database_url: str, bus_url: str, redis_engine: Engine
+    tmp_path: Path,
+    database_url: str,
+    bus_url: str,
+    redis_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    missed: bool,
 ) -> None:
     """As above, seen from another node: its clients get the owner's events from the
     snapshot's seq on, not nothing until the seqs pass the last one it showed, and a client
-    that subscribes again there is reset rather than given the events the bus lost."""
+    that subscribes again there is reset rather than given the events the bus lost. With
+    ``missed``, the node's live stream does not bring it the new owner's events up to that
+    last seq (trimmed while it was behind): it finds out from the first one it gets."""
     stay = {"flush_interval": 3600.0}  # the snapshot stays the one made with the session
     async with AsyncExitStack() as stack:
         a = await stack.enter_async_context(
@@ -490,26 +558,51 @@ async def test_a_bus_emptied_under_an_owner_shows_another_node_the_session_going
             open_runtime(node_config(tmp_path, "b", database_url, bus_url, **stay))
         )
         session = await opened_on(a, "p")
+        assert b.node is not None
+        streams = b.node.streams
+        read_live = streams.read_live
+        last = 0  # from the flush on, the entries of the session up to this seq are missed
+
+        async def read_live_missing(cursor: bytes, **kw: Any) -> tuple[bytes, list[Entry]]:
+            cursor, entries = await read_live(cursor, **kw)
+            return cursor, [e for e in entries if e.session != session or e.seq > last]
+
+        if missed:  # before any read starts: one under way when the flush comes is filtered
+            monkeypatch.setattr(streams, "read_live", read_live_missing)
         watcher = await stack.enter_async_context(b.connect())
         watcher.subscribe(session)
         seen: list[Event] = []
         await a.execute_wire(cmd.SendMessage(session=session, content="one [[tokens:3]]"))
         await events_until(watcher, turn_ended(session), seen)
+        await events_until(watcher, idle(session), seen)  # the turn's last event
         last = max(e.seq or 0 for e in seen)
         await trio.to_thread.run_sync(flush_redis, redis_engine)
+        before = len(seen)
         node = a.node
         assert node is not None
         await a.execute_wire(cmd.SendMessage(session=session, content="two"))
         await until(lambda: node.owned.get(session) == 2)
         await a.execute_wire(cmd.SendMessage(session=session, content="three"))
         await events_until(watcher, lambda e: e.session == session and (e.seq or 0) <= last, seen)
-        async with b.connect() as again:
-            resumed = again.subscribe(session, since=last)
-        assert resumed.replay is None and resumed.seq < last, resumed  # a reset: reload
-        assert b.node is not None and b.node.stats.gone_back == 1
-        # Both nodes list the session as the owner has it, once its turn has ended.
+        if not missed:  # b shows the session below the client's seq yet: it can tell
+            async with b.connect() as again:
+                resumed = again.subscribe(session, since=last)
+            assert resumed.replay is None and resumed.seq < last, resumed  # a reset: reload
+        assert b.node.stats.gone_back == 1
+        # Both nodes list the session as the owner has it, once its turn has ended; its
+        # events from the snapshot's seq on came once each, in order, and they are all b
+        # keeps of the session for a resume.
         await events_until(watcher, turn_ended(session), seen)
         await until(lambda: listed(b, session) == listed(a, session))
+        back = next(
+            i for i, e in enumerate(seen) if i >= before and e.session == session and e.seq <= last
+        )
+        seqs_rise_by_one(seen[back:], session)
+        async with b.connect() as again:
+            kept = again.subscribe(session, since=0).replay
+        assert kept, kept
+        seqs = [e.seq for e in kept]  # rising; by more than one past a run of merged deltas
+        assert seqs[0] == seen[back].seq and seqs == sorted(set(seqs)), seqs
 
 
 def listed(node: Runtime, session: str) -> tuple[int, str]:
