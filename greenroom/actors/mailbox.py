@@ -310,7 +310,10 @@ class ActorRef(Generic[M]):
         limit = box.ask_timeout if timeout is None else timeout
         try:
             with trio.fail_after(limit):
-                await box._send.send(request)  # type: ignore[arg-type]
+                try:  # no checkpoint while there is room: the wait for the reply is one
+                    box._send.send_nowait(request)  # type: ignore[arg-type]
+                except trio.WouldBlock:
+                    await box._send.send(request)  # type: ignore[arg-type]
                 return await reply.wait()
         except trio.TooSlowError:
             box._asks_failed += 1

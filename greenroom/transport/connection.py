@@ -305,7 +305,7 @@ class _Connection:
                     # trio-websocket counts characters; the limit is in bytes, checked here.
                     self._finish(Closing(code=1009, reason=decoded.message))
                     return
-                await send.send(decoded)
+                await _send(send, decoded)
 
     async def _serve_commands(
         self, receive: trio.MemoryReceiveChannel[Incoming | ErrorReply]
@@ -315,7 +315,10 @@ class _Connection:
         async with receive, trio.open_nursery() as nursery:
             async for incoming in receive:
                 await self.outbox.wait_room()  # a client that does not read stalls here
-                await room.acquire()
+                try:
+                    room.acquire_nowait()  # the usual case: no checkpoint (receive had one)
+                except trio.WouldBlock:
+                    await room.acquire()
                 step = order.next(_scope_of(incoming))
                 nursery.start_soon(self._serve_command, incoming, step, order, room)
 
@@ -324,7 +327,7 @@ class _Connection:
     ) -> None:
         try:
             for earlier in step.start_after:
-                await earlier.wait()
+                await _after(earlier)
             if isinstance(incoming, ErrorReply):
                 reply: Reply | ErrorReply = incoming
             elif isinstance(incoming.command, c.Subscribe):
@@ -337,7 +340,7 @@ class _Connection:
             else:
                 reply = await self._execute(incoming)
             step.executed.set()
-            await step.reply_after.wait()
+            await _after(step.reply_after)
             self.outbox.put(reply)
         finally:
             step.executed.set()
@@ -595,6 +598,24 @@ class _Order:
     def done(self, step: _Step) -> None:
         if self._last.get(step.scope) is step:
             del self._last[step.scope]
+
+
+async def _after(event: trio.Event) -> None:
+    """Wait for ``event``, with no checkpoint if it is set already: a command's task
+    checkpoints in what it runs, and a yield per step that has nothing to wait for was, over
+    a thousand commands, a measurable share of the way through the connection."""
+    if not event.is_set():
+        await event.wait()
+
+
+async def _send(
+    channel: trio.MemorySendChannel[Incoming | ErrorReply], item: Incoming | ErrorReply
+) -> None:
+    """``channel.send(item)``, with no checkpoint while there is room (see :func:`_after`)."""
+    try:
+        channel.send_nowait(item)
+    except trio.WouldBlock:
+        await channel.send(item)
 
 
 def _closed_by_peer(exc: Disconnected) -> Closing:
