@@ -21,13 +21,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Generic, Protocol, TypeGuard, TypeVar
+from typing import Any, Generic, Protocol, TypeGuard, TypeVar, cast
 
 import attrs
 import trio
 
 from greenroom.protocol.commands import Command
 from greenroom.protocol.errors import ActorDied, AskTimeout, MailboxFull
+from greenroom.waits import send
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -310,11 +311,8 @@ class ActorRef(Generic[M]):
         limit = box.ask_timeout if timeout is None else timeout
         try:
             with trio.fail_after(limit):
-                try:  # no checkpoint while there is room: the wait for the reply is one
-                    box._send.send_nowait(request)  # type: ignore[arg-type]
-                except trio.WouldBlock:
-                    await box._send.send(request)  # type: ignore[arg-type]
-                return await reply.wait()
+                await send(box._send, cast(M, request))  # an Asks is also an M
+                return await reply.wait()  # the checkpoint
         except trio.TooSlowError:
             box._asks_failed += 1
             error = AskTimeout(f"{box.name} did not reply within {limit:g} s")

@@ -85,6 +85,7 @@ from greenroom.protocol.errors import GreenroomError
 from greenroom.protocol.events import Event
 from greenroom.runtime import Client, Runtime
 from greenroom.transport.outbox import Outbox, TransportCounters
+from greenroom.waits import after, send
 
 __all__ = [
     "COMMAND_QUEUE",
@@ -291,8 +292,8 @@ class _Connection:
 
     # -- reading and commands -----------------------------------------------------------------
 
-    async def _read(self, send: trio.MemorySendChannel[Incoming | ErrorReply]) -> None:
-        async with send:
+    async def _read(self, commands: trio.MemorySendChannel[Incoming | ErrorReply]) -> None:
+        async with commands:
             while True:
                 try:
                     with websocket_io():
@@ -305,7 +306,7 @@ class _Connection:
                     # trio-websocket counts characters; the limit is in bytes, checked here.
                     self._finish(Closing(code=1009, reason=decoded.message))
                     return
-                await _send(send, decoded)
+                await send(commands, decoded)
 
     async def _serve_commands(
         self, receive: trio.MemoryReceiveChannel[Incoming | ErrorReply]
@@ -327,7 +328,7 @@ class _Connection:
     ) -> None:
         try:
             for earlier in step.start_after:
-                await _after(earlier)
+                await after(earlier)
             if isinstance(incoming, ErrorReply):
                 reply: Reply | ErrorReply = incoming
             elif isinstance(incoming.command, c.Subscribe):
@@ -340,7 +341,7 @@ class _Connection:
             else:
                 reply = await self._execute(incoming)
             step.executed.set()
-            await _after(step.reply_after)
+            await after(step.reply_after)
             self.outbox.put(reply)
         finally:
             step.executed.set()
@@ -598,24 +599,6 @@ class _Order:
     def done(self, step: _Step) -> None:
         if self._last.get(step.scope) is step:
             del self._last[step.scope]
-
-
-async def _after(event: trio.Event) -> None:
-    """Wait for ``event``, with no checkpoint if it is set already: a command's task
-    checkpoints in what it runs, and a yield per step that has nothing to wait for was, over
-    a thousand commands, a measurable share of the way through the connection."""
-    if not event.is_set():
-        await event.wait()
-
-
-async def _send(
-    channel: trio.MemorySendChannel[Incoming | ErrorReply], item: Incoming | ErrorReply
-) -> None:
-    """``channel.send(item)``, with no checkpoint while there is room (see :func:`_after`)."""
-    try:
-        channel.send_nowait(item)
-    except trio.WouldBlock:
-        await channel.send(item)
 
 
 def _closed_by_peer(exc: Disconnected) -> Closing:
