@@ -158,6 +158,35 @@ async def test_any_node_serves_any_session(
             assert [(p.project, p.session) for p in projects] == [("p", session)]
 
 
+@asynccontextmanager
+async def watched_from_b(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> AsyncIterator[tuple[Runtime, Node, str, Client, int]]:
+    """Nodes a and b, a session made on a, and a client of b subscribed to it: a, b's node,
+    the session, the client and the seq it subscribed at."""
+    async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
+        session = await opened_on(nodes["a"], "p")
+        async with watching(nodes["b"], session) as (watcher, first):
+            node = nodes["b"].node
+            assert node is not None
+            yield nodes["a"], node, session, watcher, first
+
+
+def pick(entries: list[Entry], session: str, after: int, picked: list[int]) -> None:
+    """Put in ``picked`` the seq of the first entry of ``session`` past ``after``, once: the
+    one a test of the live stream skips or damages."""
+    for entry in entries:
+        if entry.session == session and not picked and entry.seq > after:
+            picked.append(entry.seq)
+
+
+async def a_turn_seen(owner: Runtime, session: str, watcher: Client) -> list[Event]:
+    await owner.execute_wire(cmd.SendMessage(session=session, content="hello"))
+    seen: list[Event] = []
+    await events_until(watcher, turn_ended(session), seen)
+    return seen
+
+
 async def test_a_gap_the_bus_fails_to_fill_is_filled_once_it_answers(
     tmp_path: Path, database_url: str, bus_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -165,39 +194,28 @@ async def test_a_gap_the_bus_fails_to_fill_is_filled_once_it_answers(
     and the bus fails the reads of the session's stream that would fill the gap: the node
     reads the same entries again once the bus answers, and its clients see every event
     once, in order. (A failed fill used to end the node's live reader, and the server.)"""
-    async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
-        a, b = nodes["a"], nodes["b"]
-        session = await opened_on(a, "p")
-        async with watching(b, session) as (watcher, first):
-            assert b.node is not None
-            streams = b.node.streams
-            read_live, replay = streams.read_live, streams.replay
-            skipped: list[int] = []
-            failed: list[int] = []
+    async with watched_from_b(tmp_path, database_url, bus_url) as (a, b, session, watcher, first):
+        read_live, replay = b.streams.read_live, b.streams.replay
+        skipped: list[int] = []
+        failed: list[int] = []
 
-            async def read_live_skipping(
-                cursor: bytes, **kw: Any
-            ) -> tuple[bytes, list[Entry]]:
-                cursor, entries = await read_live(cursor, **kw)
-                for entry in entries:
-                    if entry.session == session and not skipped and entry.seq > first + 3:
-                        skipped.append(entry.seq)
-                return cursor, [e for e in entries if (e.session, e.seq) != (session, *skipped)]
+        async def read_live_skipping(cursor: bytes, **kw: Any) -> tuple[bytes, list[Entry]]:
+            cursor, entries = await read_live(cursor, **kw)
+            pick(entries, session, first + 3, skipped)
+            return cursor, [e for e in entries if (e.session, e.seq) != (session, *skipped)]
 
-            async def replay_failing(of: str, after: int) -> list[Entry]:
-                if of == session and len(failed) < 2:
-                    failed.append(after)
-                    raise EngineUnavailable("Redis did not answer (a test)")
-                return await replay(of, after)
+        async def replay_failing(of: str, after: int) -> list[Entry]:
+            if of == session and len(failed) < 2:
+                failed.append(after)
+                raise EngineUnavailable("Redis did not answer (a test)")
+            return await replay(of, after)
 
-            monkeypatch.setattr(streams, "read_live", read_live_skipping)
-            monkeypatch.setattr(streams, "replay", replay_failing)
-            await a.execute_wire(cmd.SendMessage(session=session, content="hello"))
-            seen: list[Event] = []
-            await events_until(watcher, turn_ended(session), seen)
+        monkeypatch.setattr(b.streams, "read_live", read_live_skipping)
+        monkeypatch.setattr(b.streams, "replay", replay_failing)
+        seen = await a_turn_seen(a, session, watcher)
         assert skipped and failed == [skipped[0] - 1] * 2
         seqs_rise_by_one(seen, session)
-        assert b.node.stats.gaps_filled >= 1
+        assert b.stats.gaps_filled >= 1
 
 
 @pytest.mark.parametrize("in_its_stream_too", [False, True])
@@ -212,41 +230,30 @@ async def test_an_event_a_node_cannot_read_is_passed_over(
     version) is logged and passed over: the node's clients get it from the session's stream
     when that copy can be read, and otherwise miss that one event; the node goes on either
     way. (It used to end the node's live reader, and the server.)"""
-    async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
-        a, b = nodes["a"], nodes["b"]
-        session = await opened_on(a, "p")
-        async with watching(b, session) as (watcher, first):
-            assert b.node is not None
-            streams = b.node.streams
-            read_live, replay = streams.read_live, streams.replay
-            damaged: list[int] = []
+    async with watched_from_b(tmp_path, database_url, bus_url) as (a, b, session, watcher, first):
+        read_live, replay = b.streams.read_live, b.streams.replay
+        damaged: list[int] = []
 
-            def damage(entries: list[Entry]) -> list[Entry]:
-                return [
-                    attrs.evolve(e, record=b"\xc1 not msgpack")
-                    if (e.session, e.seq) == (session, *damaged)
-                    else e
-                    for e in entries
-                ]
+        def damage(entries: list[Entry]) -> list[Entry]:
+            return [
+                attrs.evolve(e, record=b"\xc1 not msgpack")
+                if (e.session, e.seq) == (session, *damaged)
+                else e
+                for e in entries
+            ]
 
-            async def read_live_damaged(
-                cursor: bytes, **kw: Any
-            ) -> tuple[bytes, list[Entry]]:
-                cursor, entries = await read_live(cursor, **kw)
-                for entry in entries:
-                    if entry.session == session and not damaged and entry.seq > first + 3:
-                        damaged.append(entry.seq)
-                return cursor, damage(entries)
+        async def read_live_damaged(cursor: bytes, **kw: Any) -> tuple[bytes, list[Entry]]:
+            cursor, entries = await read_live(cursor, **kw)
+            pick(entries, session, first + 3, damaged)
+            return cursor, damage(entries)
 
-            async def replay_damaged(of: str, after: int) -> list[Entry]:
-                entries = await replay(of, after)
-                return damage(entries) if in_its_stream_too else entries
+        async def replay_damaged(of: str, after: int) -> list[Entry]:
+            entries = await replay(of, after)
+            return damage(entries) if in_its_stream_too else entries
 
-            monkeypatch.setattr(streams, "read_live", read_live_damaged)
-            monkeypatch.setattr(streams, "replay", replay_damaged)
-            await a.execute_wire(cmd.SendMessage(session=session, content="hello"))
-            seen: list[Event] = []
-            await events_until(watcher, turn_ended(session), seen)
+        monkeypatch.setattr(b.streams, "read_live", read_live_damaged)
+        monkeypatch.setattr(b.streams, "replay", replay_damaged)
+        seen = await a_turn_seen(a, session, watcher)
         assert damaged
         if in_its_stream_too:
             mine = [e.seq for e in seen if e.session == session]
@@ -254,7 +261,7 @@ async def test_an_event_a_node_cannot_read_is_passed_over(
             assert mine == [*range(first + 1, damaged[0]), *range(damaged[0] + 1, mine[-1] + 1)]
         else:
             seqs_rise_by_one(seen, session)
-            assert b.node.stats.gaps_filled >= 1
+            assert b.stats.gaps_filled >= 1
 
 
 async def test_a_node_that_leaves_hands_its_sessions_over(
@@ -503,6 +510,27 @@ async def test_events_the_live_stream_showed_while_the_session_was_lost_are_not_
     seqs_rise_by_one(seen, session)
 
 
+async def empty_the_bus_under(
+    owner: Runtime,
+    session: str,
+    redis_engine: Engine,
+    watcher: Client,
+    seen: list[Event],
+    last: int,
+) -> None:
+    """Empty the bus under the owner of ``session``: its next append is refused (the bus no
+    longer names it the owner), it lets the session go, and its heartbeat takes it again
+    from its snapshot, at epoch 2; then a turn there, until ``watcher`` sees one of the
+    session's events at or below ``last`` (the seqs gone back)."""
+    await trio.to_thread.run_sync(flush_redis, redis_engine)
+    node = owner.node
+    assert node is not None
+    await owner.execute_wire(cmd.SendMessage(session=session, content="two"))
+    await until(lambda: node.owned.get(session) == 2)
+    await owner.execute_wire(cmd.SendMessage(session=session, content="three"))
+    await events_until(watcher, lambda e: e.session == session and (e.seq or 0) <= last, seen)
+
+
 async def test_a_bus_emptied_under_its_owner_shows_the_session_going_back_to_its_snapshot(
     tmp_path: Path, database_url: str, bus_url: str, redis_engine: Engine
 ) -> None:
@@ -519,15 +547,7 @@ async def test_a_bus_emptied_under_its_owner_shows_the_session_going_back_to_its
         await runtime.execute_wire(cmd.SendMessage(session=session, content="one [[tokens:3]]"))
         await events_until(watcher, turn_ended(session), seen)
         last = max(e.seq or 0 for e in seen)
-        await trio.to_thread.run_sync(flush_redis, redis_engine)
-        node = runtime.node
-        assert node is not None
-        # Refused (the bus no longer names the node the owner): the node lets it go, and
-        # its heartbeat takes it again from its snapshot.
-        await runtime.execute_wire(cmd.SendMessage(session=session, content="two"))
-        await until(lambda: node.owned.get(session) == 2)
-        await runtime.execute_wire(cmd.SendMessage(session=session, content="three"))
-        await events_until(watcher, lambda e: e.session == session and (e.seq or 0) <= last, seen)
+        await empty_the_bus_under(runtime, session, redis_engine, watcher, seen, last)
         async with runtime.connect() as again:
             resumed = again.subscribe(session, since=last)
     back = seen[-1]
@@ -576,14 +596,8 @@ async def test_a_bus_emptied_under_an_owner_shows_another_node_the_session_going
         await events_until(watcher, turn_ended(session), seen)
         await events_until(watcher, idle(session), seen)  # the turn's last event
         last = max(e.seq or 0 for e in seen)
-        await trio.to_thread.run_sync(flush_redis, redis_engine)
         before = len(seen)
-        node = a.node
-        assert node is not None
-        await a.execute_wire(cmd.SendMessage(session=session, content="two"))
-        await until(lambda: node.owned.get(session) == 2)
-        await a.execute_wire(cmd.SendMessage(session=session, content="three"))
-        await events_until(watcher, lambda e: e.session == session and (e.seq or 0) <= last, seen)
+        await empty_the_bus_under(a, session, redis_engine, watcher, seen, last)
         if not missed:  # b shows the session below the client's seq yet: it can tell
             async with b.connect() as again:
                 resumed = again.subscribe(session, since=last)
