@@ -6,8 +6,9 @@ other runnable task had its turn. That is right in a loop, which must let others
 way of a command through a connection and into an actor it was a trip through the run
 queue per step, for nothing: a quarter of the time of a thousand ``sendMessage`` (the
 ``bench.ramp`` figures in bench/README.md). These take the no-wait path first, and wait as
-trio does otherwise. Use them where the caller checkpoints soon anyway (in what it runs, or
-in a wait that follows), never as the only checkpoint of a loop.
+trio does otherwise. A caller already cancelled is still told so at once (and sends
+nothing), as by trio's own. Use them where the caller checkpoints soon anyway (in what it
+runs, or in a wait that follows), never as the only checkpoint of a loop.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ T = TypeVar("T")
 
 async def after(event: trio.Event) -> None:
     """``await event.wait()``, with no checkpoint if it is set already."""
-    if not event.is_set():
+    if event.is_set():
+        await trio.lowlevel.checkpoint_if_cancelled()
+    else:
         await event.wait()
 
 
 async def send(channel: trio.MemorySendChannel[T], item: T) -> None:
     """``await channel.send(item)``, with no checkpoint while there is room."""
+    await trio.lowlevel.checkpoint_if_cancelled()
     try:
         channel.send_nowait(item)
     except trio.WouldBlock:
