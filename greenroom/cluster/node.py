@@ -509,10 +509,10 @@ class Node:
         if event is None:
             return  # the next event fills the gap from the session's stream, if it can
         if entry.seq > last + 1:
-            self.stats.gaps_filled += 1
             for missed in await self.streams.replay(session, last):
                 if missed.seq < entry.seq and (earlier := _readable(missed)) is not None:
                     await self._release_remote(earlier)
+            self.stats.gaps_filled += 1  # once filled: not again for a read that failed
         await self._release_remote(event)
 
     async def _gone_back_to(self, session: str, last: int, known: int) -> int | None:

@@ -215,7 +215,7 @@ async def test_a_gap_the_bus_fails_to_fill_is_filled_once_it_answers(
         seen = await a_turn_seen(a, session, watcher)
         assert skipped and failed == [skipped[0] - 1] * 2
         seqs_rise_by_one(seen, session)
-        assert b.stats.gaps_filled >= 1
+        assert b.stats.gaps_filled == 1
 
 
 @pytest.mark.parametrize("in_its_stream_too", [False, True])
