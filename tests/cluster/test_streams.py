@@ -245,3 +245,15 @@ async def test_blocked_readers_do_not_hold_up_an_append(bus_url: str, a: Streams
             await a.send("a", b"wake")
         assert received == [b"wake"]
         assert [(e.session, e.seq) for e in read] == [("s", 1)]
+
+
+async def test_an_entry_without_an_epoch_reads_as_epoch_unknown(a: Streams, bus_url: str) -> None:
+    """Entries appended by a version that wrote no epoch (field ``p``), or a ``p`` that is
+    not a number, read as epoch 0: never newer than any epoch a node knows."""
+    with trio.fail_after(LIMIT):
+        async with coredis.Redis.from_url(bus_url, decode_responses=False) as raw:
+            for seq, fields in ((1, {"e": b"x"}), (2, {"e": b"y", "p": b"not a number"})):
+                await raw.xadd(f"greenroom:session:s{seq}", fields, identifier=f"{seq}-1")
+                await raw.xadd("greenroom:events", {"s": f"s{seq}", "q": str(seq), **fields})
+        assert [(e.seq, e.epoch) for e in await live(a)] == [(1, 0), (2, 0)]
+        assert [e.epoch for e in await a.replay("s1", 0) + await a.replay("s2", 0)] == [0, 0]
