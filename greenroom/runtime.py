@@ -50,7 +50,7 @@ from greenroom.protocol import commands as cmd
 from greenroom.protocol.codec import result_to_wire
 from greenroom.protocol.commands import Command
 from greenroom.protocol.errors import ActorError, GreenroomError, InvalidArgument, NotFound
-from greenroom.protocol.events import LIFECYCLE_EVENTS, Event, Summary
+from greenroom.protocol.events import Event, Summary
 from greenroom.protocol.results import OpenedSession, ProjectInfo, Subscribed
 from greenroom.protocol.state import SessionView
 from greenroom.store.history import history_name
@@ -401,10 +401,10 @@ class Runtime:
         self, name: str, *, capacity: int = DEFAULT_CLIENT_QUEUE
     ) -> AsyncIterator[Subscription]:
         """Every lifecycle event, for an observer inside the server (the serve command's log):
-        not a client, so the notifier never counts it as one that saw a notification."""
-        events = self.bus.subscribe(
-            name, capacity=capacity, accepts=lambda event: event.data.name in LIFECYCLE_EVENTS
-        )
+        not a client, so the notifier never counts it as one that saw a notification.
+        Indexed, watching no session: the bus hands it the lifecycle events alone, rather
+        than asking a filter about every event (every token) of every session."""
+        events = self.bus.subscribe(name, capacity=capacity, indexed=True)
         try:
             yield events
         finally:

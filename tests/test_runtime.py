@@ -14,6 +14,7 @@ from greenroom.protocol import commands as cmd
 from greenroom.protocol.codec import RESULTS, result_to_wire
 from greenroom.protocol.commands import COMMANDS
 from greenroom.protocol.errors import InvalidArgument, NotFound
+from greenroom.protocol.events import LIFECYCLE_EVENTS, LoadingChanged
 from greenroom.runtime import ROUTES, Runtime
 from greenroom.transport.connection import CONNECTION_COMMANDS
 
@@ -109,3 +110,25 @@ def test_execute_is_typed_by_its_command(tmp_path: Path) -> None:
         ["--strict", "--cache-dir", str(tmp_path / "cache"), str(snippet)]
     )
     assert status == 0, out + err
+
+
+async def test_a_watch_gets_the_lifecycle_events_and_nothing_else(
+    runtime: Runtime, autojump_clock: trio.abc.Clock
+) -> None:
+    """The serve command's log watches the runtime: every lifecycle event of every session,
+    and none of the others (a turn's tokens, its messages)."""
+    with trio.fail_after(60):
+        async with runtime.watch("log") as log, runtime.connect() as client:
+            opened = await runtime.execute(cmd.OpenSession(project="site"))
+            session = opened.summary.session
+            client.subscribe(session)
+            await runtime.execute(cmd.SendMessage(session=session, content="hi"))
+            everything: list[str] = []
+            ended = False  # the turn's end, then the summary that says so: its last event
+            while not (ended and everything[-1] == "sessionUpdated"):
+                event = await client.events.receive()
+                everything.append(event.data.name)
+                ended = ended or (isinstance(event.data, LoadingChanged) and not event.data.loading)
+            watched = [event.data.name for event in log.take()]
+    assert "streamingUpdate" in everything and "messageAdded" in everything
+    assert watched == [name for name in everything if name in LIFECYCLE_EVENTS]
