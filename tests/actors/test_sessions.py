@@ -341,6 +341,11 @@ async def test_notifications_go_only_to_clients_viewing_another_project(
     assert note.data.kind == "completed"  # type: ignore[union-attr]
     assert note.data.session == session  # type: ignore[union-attr]
     assert "alpha" in note.data.title  # type: ignore[union-attr]
+    # Its body is the start of the reply the turn ended with.
+    reply = (await runtime.get_state(session)).messages[-1]
+    assert reply.role == "assistant" and reply.content
+    body = note.data.body  # type: ignore[union-attr]
+    assert body and reply.content.startswith(body)
     assert not [e for e in viewer_events if e.name == "notification"]
 
 
