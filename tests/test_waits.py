@@ -1,11 +1,8 @@
 """greenroom.waits: no checkpoint when there is nothing to wait for, trio's wait otherwise.
 
-Whether a call yielded to the scheduler is seen by a task started just before it: it runs
-only if the caller yields."""
+Checkpoints are seen by trio.testing's own assertions, which count them on the task."""
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -14,25 +11,13 @@ import trio.testing
 from greenroom.waits import after, send
 
 
-async def yielded(call: Callable[[], Awaitable[None]]) -> bool:
-    """Whether ``call`` let another task run."""
-    ran: list[bool] = []
-
-    async def other() -> None:
-        ran.append(True)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(other)
-        await call()
-        return bool(ran)
-
-
-async def test_after_a_set_event_goes_on_without_a_yield() -> None:
+async def test_after_a_set_event_goes_on_without_a_checkpoint() -> None:
     event = trio.Event()
     event.set()
-    assert not await yielded(lambda: after(event))
-    wait = event.wait  # what trio's own does, for comparison
-    assert await yielded(wait)
+    with trio.testing.assert_no_checkpoints():
+        await after(event)
+    with trio.testing.assert_checkpoints():  # what trio's own does, for comparison
+        await event.wait()
 
 
 async def test_after_an_unset_event_waits_for_it() -> None:
@@ -40,7 +25,8 @@ async def test_after_an_unset_event_waits_for_it() -> None:
     done: list[bool] = []
 
     async def waiter() -> None:
-        await after(event)
+        with trio.testing.assert_checkpoints():
+            await after(event)
         done.append(True)
 
     async with trio.open_nursery() as nursery:
@@ -51,11 +37,17 @@ async def test_after_an_unset_event_waits_for_it() -> None:
     assert done
 
 
-async def test_send_with_room_goes_on_without_a_yield_and_waits_when_full() -> None:
+async def test_send_with_room_goes_on_without_a_checkpoint_and_waits_when_full() -> None:
     sender, receiver = trio.open_memory_channel[int](1)
-    assert not await yielded(lambda: send(sender, 1))
+    with trio.testing.assert_no_checkpoints():
+        await send(sender, 1)
+
+    async def second() -> None:
+        with trio.testing.assert_checkpoints():
+            await send(sender, 2)  # full: waits until 1 is taken
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(send, sender, 2)  # full: waits until 1 is taken
+        nursery.start_soon(second)
         await trio.testing.wait_all_tasks_blocked()
         assert receiver.receive_nowait() == 1
     assert receiver.receive_nowait() == 2
