@@ -1,14 +1,15 @@
 """Waiting only when there is something to wait for.
 
-trio makes every ``await`` of its own a checkpoint: ``Event.wait`` on a set event and a
-channel's ``send`` with room yield to the scheduler, and the task goes on only after every
-other runnable task had its turn. That is right in a loop, which must let others run. On the
-way of a command through a connection and into an actor it was a trip through the run
-queue per step, for nothing: a quarter of the time of a thousand ``sendMessage`` (the
-``bench.ramp`` figures in bench/README.md). These take the no-wait path first, and wait as
-trio does otherwise. A caller already cancelled is still told so at once (and sends
-nothing), as by trio's own. Use them where the caller checkpoints soon anyway (in what it
-runs, or in a wait that follows), never as the only checkpoint of a loop.
+trio makes every ``await`` of its own a checkpoint: ``Event.wait`` on a set event, a
+channel's ``send`` with room and a semaphore's ``acquire`` with a token to give all yield to
+the scheduler, and the task goes on only after every other runnable task had its turn. That
+is right in a loop, which must let others run. On the way of a command through a connection
+and into an actor it was a trip through the run queue per step, for nothing: a quarter of
+the time of a thousand ``sendMessage`` (the ``bench.ramp`` figures in bench/README.md).
+These take the no-wait path first, and wait as trio does otherwise. A caller already
+cancelled is still told so at once (and takes or sends nothing), as by trio's own. Use them
+where the caller checkpoints soon anyway (in what it runs, or in a wait that follows), never
+as the only checkpoint of a loop.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TypeVar
 
 import trio
 
-__all__ = ["after", "send"]
+__all__ = ["acquire", "after", "send"]
 
 T = TypeVar("T")
 
@@ -38,6 +39,17 @@ async def send(channel: trio.MemorySendChannel[T], item: T) -> None:
         channel.send_nowait(item)
     except trio.WouldBlock:
         await channel.send(item)
+
+
+async def acquire(semaphore: trio.Semaphore) -> None:
+    """``await semaphore.acquire()``, with no checkpoint while it has a token to give."""
+    if _cancelled():
+        await semaphore.acquire()  # which raises Cancelled, and takes nothing
+        return
+    try:
+        semaphore.acquire_nowait()
+    except trio.WouldBlock:
+        await semaphore.acquire()
 
 
 def _cancelled() -> bool:

@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from greenroom.waits import after, send
+from greenroom.waits import acquire, after, send
 
 
 async def test_after_a_set_event_goes_on_without_a_checkpoint() -> None:
@@ -53,14 +53,39 @@ async def test_send_with_room_goes_on_without_a_checkpoint_and_waits_when_full()
     assert receiver.receive_nowait() == 2
 
 
-@pytest.mark.parametrize("which", ["after", "send"])
-async def test_a_cancelled_caller_is_told_at_once_and_sends_nothing(which: str) -> None:
+async def test_acquire_with_a_token_goes_on_without_a_checkpoint_and_waits_without() -> None:
+    room = trio.Semaphore(1)
+    with trio.testing.assert_no_checkpoints():
+        await acquire(room)
+    assert room.value == 0
+
+    async def second() -> None:
+        with trio.testing.assert_checkpoints():
+            await acquire(room)  # none left: waits until one is released
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(second)
+        await trio.testing.wait_all_tasks_blocked()
+        assert room.value == 0
+        room.release()
+    assert room.value == 0  # the second took it
+
+
+@pytest.mark.parametrize("which", ["after", "send", "acquire"])
+async def test_a_cancelled_caller_is_told_at_once_and_takes_or_sends_nothing(which: str) -> None:
     event = trio.Event()
     event.set()
     sender, receiver = trio.open_memory_channel[int](1)
+    room = trio.Semaphore(1)
+    calls = {
+        "after": lambda: after(event),
+        "send": lambda: send(sender, 1),
+        "acquire": lambda: acquire(room),
+    }
     with trio.CancelScope() as scope:
         scope.cancel()
-        await (after(event) if which == "after" else send(sender, 1))
+        await calls[which]()
     assert scope.cancelled_caught
     with pytest.raises(trio.WouldBlock):
         receiver.receive_nowait()
+    assert room.value == 1

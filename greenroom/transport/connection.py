@@ -85,7 +85,7 @@ from greenroom.protocol.errors import GreenroomError
 from greenroom.protocol.events import Event
 from greenroom.runtime import Client, Runtime
 from greenroom.transport.outbox import Outbox, TransportCounters
-from greenroom.waits import after, send
+from greenroom.waits import acquire, after, send
 
 __all__ = [
     "COMMAND_QUEUE",
@@ -316,10 +316,7 @@ class _Connection:
         async with receive, trio.open_nursery() as nursery:
             async for incoming in receive:
                 await self.outbox.wait_room()  # a client that does not read stalls here
-                try:
-                    room.acquire_nowait()  # the usual case: no checkpoint (receive had one)
-                except trio.WouldBlock:
-                    await room.acquire()
+                await acquire(room)  # the receive was this loop's checkpoint
                 step = order.next(_scope_of(incoming))
                 nursery.start_soon(self._serve_command, incoming, step, order, room)
 
