@@ -202,9 +202,7 @@ class Node:
         for row in await self.db(self.database.sessions):
             replica = await self._replica(row)
             if replica is not None:
-                summary, seq, epoch = replica
-                self.replicas[row.session], self.released[row.session] = summary, seq
-                self._learn_epoch(row.session, epoch)
+                self._know(row.session, replica)
 
     async def learn(self, session: str) -> None:
         """Know ``session`` (made by another node, its first events not here yet) from the
@@ -219,9 +217,15 @@ class Node:
             return
         if replica is None or session in self.replicas or session in self.owned:
             return  # no such session, or the live stream got here first
+        self._know(session, replica)
+
+    def _know(self, session: str, replica: tuple[Summary, int, int]) -> None:
+        """Keep a :meth:`_replica` of another node's session: its summary, and its last seq
+        with the epoch that seq came under, unless the live stream told of the session
+        already (it knows a seq as new, and its epoch)."""
         summary, seq, epoch = replica
         self.replicas[session] = summary
-        if session not in self.released:  # else the live stream got here first, and knows
+        if session not in self.released:
             self.released[session] = seq
             self._learn_epoch(session, epoch)
 
@@ -239,6 +243,12 @@ class Node:
         if not entries:
             return summary, row.seq, row.epoch
         return summary, entries[-1].seq, entries[-1].epoch or row.epoch
+
+    def _hold(self, session: str, epoch: int) -> None:
+        """This node owns ``session`` at ``epoch`` from now on (taken, or made here)."""
+        self.owned[session] = epoch
+        self._learn_epoch(session, epoch)
+        self.stats.owned = len(self.owned)
 
     def _learn_epoch(self, session: str, epoch: int) -> None:
         if epoch > self.epochs.get(session, 0):
@@ -291,11 +301,9 @@ class Node:
             logger.error("session %s: a newer claim exists in the bus; not taken", row.session)
             return
         events = await self._stream_after(row.session, row.seq)
-        self.owned[row.session] = row.epoch
-        self._learn_epoch(row.session, row.epoch)
+        self._hold(row.session, row.epoch)
         self.replicas.pop(row.session, None)
         self.stats.claimed += 1
-        self.stats.owned = len(self.owned)
         claim = Claim(row=row, dormant=_dormant(row), events=tuple(events), previous=previous)
         logger.info(
             "node %s took session %s (project %s) at epoch %d",
@@ -338,10 +346,8 @@ class Node:
             made = await self.db(self.database.create_session, row)
             if made.session == session:
                 await self.streams.raise_owner(session, made.epoch)
-                self.owned[session] = made.epoch
+                self._hold(session, made.epoch)
                 self.released.setdefault(session, 0)
-                self._learn_epoch(session, made.epoch)
-                self.stats.owned = len(self.owned)
         finally:
             self._making.discard(session)
         return made
