@@ -88,15 +88,6 @@ async def until(condition: Callable[[], bool]) -> None:
             await trio.sleep(0.05)
 
 
-@asynccontextmanager
-async def watching(node: Runtime, session: str) -> AsyncIterator[tuple[Client, int]]:
-    """A client of ``node`` subscribed to ``session`` (made on another node a moment ago),
-    and the seq it subscribed at."""
-    async with node.connect() as client:
-        await node.prepare_subscribe(session, None)
-        yield client, client.subscribe(session).seq
-
-
 def idle(session: str) -> Any:
     return lambda e: (
         e.session == session
@@ -165,11 +156,12 @@ async def watched_from_b(
     """Nodes a and b, a session made on a, and a client of b subscribed to it: a, b's node,
     the session, the client and the seq it subscribed at."""
     async with cluster(tmp_path, database_url, bus_url, ("a", "b")) as nodes:
-        session = await opened_on(nodes["a"], "p")
-        async with watching(nodes["b"], session) as (watcher, first):
-            node = nodes["b"].node
-            assert node is not None
-            yield nodes["a"], node, session, watcher, first
+        a, b = nodes["a"], nodes["b"]
+        session = await opened_on(a, "p")
+        assert b.node is not None
+        async with b.connect() as watcher:
+            await b.prepare_subscribe(session, None)  # made a moment ago, on a
+            yield a, b.node, session, watcher, watcher.subscribe(session).seq
 
 
 def pick(entries: list[Entry], session: str, after: int, picked: list[int]) -> None:
