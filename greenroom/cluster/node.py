@@ -393,6 +393,10 @@ class Node:
                     self._lose_all("another instance of this node id took its place")
                     continue
                 self._last_renewal = asked
+                # What was held before the database was asked is judged by its answer; a
+                # session taken while it was asked is judged by the next one (the answer may
+                # have been read before the claim, and must not make this node let go of it).
+                held = dict(self.owned)
                 owned = await self.db(self.database.owned)
                 self.live = frozenset(await self.db(self.database.live_nodes))
                 self.stats.live_nodes = len(self.live)
@@ -400,8 +404,8 @@ class Node:
                 if not self.lease_held:
                     self._lose_all(f"the lease could not be renewed: {error}")
                 continue
-            for session, epoch in list(self.owned.items()):
-                if owned.get(session) != epoch:
+            for session, epoch in held.items():
+                if self.owned.get(session) == epoch and owned.get(session) != epoch:
                     self.lose(session, "the database names another owner")
             # Sessions still recorded as this node's but not held (let go while the lease
             # could not be renewed): taken again, at a new epoch, and resumed; not on a

@@ -7,6 +7,8 @@ is for a condition, bounded generously; nothing asserts how long something took.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from itertools import pairwise
@@ -86,6 +88,15 @@ async def until(condition: Callable[[], bool]) -> None:
     with trio.fail_after(WAIT):
         while not condition():  # noqa: ASYNC110
             await trio.sleep(0.05)
+
+
+async def renewals(node: Node, count: int) -> None:
+    """Wait until ``node``'s heartbeat renewed its lease ``count`` more times: each renewal
+    after the first is a whole heartbeat, its check of the sessions held included, however
+    long the machine takes to get there."""
+    for _ in range(count):
+        renewed = node._last_renewal
+        await until(lambda renewed=renewed: node._last_renewal != renewed)
 
 
 def idle(session: str) -> Any:
@@ -422,25 +433,65 @@ async def test_a_session_being_made_is_not_taken_again_by_its_own_heartbeat(
         streams = type(node.streams)
         raise_owner = streams.raise_owner
 
-        async def renewals(count: int) -> None:
-            """Wait until the heartbeat renewed the lease ``count`` more times: each renewal
-            after the first is a whole heartbeat, its check of the sessions held included,
-            however long the machine takes to get there."""
-            for _ in range(count):
-                renewed = node._last_renewal
-                await until(lambda renewed=renewed: node._last_renewal != renewed)
-
         async def slow_raise_owner(self: Any, session: str, epoch: int) -> bool:
-            await renewals(3)
+            await renewals(node, 3)
             return await raise_owner(self, session, epoch)
 
         monkeypatch.setattr(streams, "raise_owner", slow_raise_owner)
         session = await opened_on(nodes["a"], "p")
         monkeypatch.undo()
-        await renewals(2)
+        await renewals(node, 2)
         assert node.owned[session] == 1
         assert node.stats.claimed == 0
         assert await nodes["a"].execute(cmd.SendMessage(session=session, content="hi")) is False
+
+
+async def test_a_session_taken_while_the_heartbeat_asks_is_kept(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> None:
+    """The heartbeat asks the database which sessions are this node's, and the claimer takes
+    one while the answer is on its way: an answer read before the claim, which must not make
+    the node let the session go (and take it again, at another epoch, restarting its turn).
+    Here the claim waits for the question, and the answer for the claim to be held."""
+    async with AsyncExitStack() as stack:
+        config = node_config(tmp_path, "a", database_url, bus_url)
+        assert config.cluster is not None
+        # A longer lease: the heartbeat is held up while the claim is made.
+        cluster = attrs.evolve(config.cluster, lease_seconds=8.0)
+        a = await stack.enter_async_context(open_runtime(attrs.evolve(config, cluster=cluster)))
+        b_stack = AsyncExitStack()
+        b = await b_stack.enter_async_context(
+            open_runtime(node_config(tmp_path, "b", database_url, bus_url))
+        )
+        session = await opened_on(b, "p")
+        node = a.node
+        assert node is not None
+        database = node.database
+        owned, claim_orphans = database.owned, database.claim_orphans
+        asked = threading.Event()
+
+        def owned_read_before_the_claim() -> dict[str, int]:
+            answer = owned()
+            if session not in answer and not asked.is_set():
+                asked.set()
+                waited = time.monotonic() + WAIT
+                while session not in node.owned and time.monotonic() < waited:
+                    time.sleep(0.01)
+            return answer
+
+        def claim_orphans_once_asked(limit: int) -> Any:
+            asked.wait(WAIT)
+            return claim_orphans(limit)
+
+        database.owned = owned_read_before_the_claim  # type: ignore[method-assign]
+        database.claim_orphans = claim_orphans_once_asked  # type: ignore[method-assign]
+        await b_stack.aclose()  # the session's owner leaves: a claims it
+        await until(lambda: session in node.owned)
+        assert asked.is_set()
+        epoch = node.owned[session]
+        await renewals(node, 2)
+        assert (node.stats.claimed, node.stats.lost) == (1, 0)
+        assert node.owned[session] == epoch
 
 
 async def test_events_the_live_stream_showed_while_the_session_was_lost_are_not_shown_again(
