@@ -93,7 +93,9 @@ class StreamJournal:
         self.node.stats.bus_ok = True
         for session in fenced:
             self.node.stats.fenced += 1
-            self.node.lose(session, "its events were refused by a newer owner's epoch")
+            self.node.lose(
+                session, "its events were refused by a newer owner's epoch", owned_then[session]
+            )
         self.stats.batches += 1
         self.stats.records += sum(len(items) for items in entries.values())
         mirror, bus, tally, node = self.mirror, self.bus, self.tally, self.node
@@ -152,7 +154,7 @@ class DatabaseStore:
         fenced = await node.db(node.database.write, owned, snapshots, messages, deleted)
         for session in fenced:
             node.stats.fenced += 1
-            node.lose(session, "its writes were refused by a newer owner's epoch")
+            node.lose(session, "its writes were refused by a newer owner's epoch", owned[session])
         for session in deleted:
             if session not in fenced:
                 node.owned.pop(session, None)

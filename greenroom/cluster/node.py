@@ -140,9 +140,13 @@ class Node:
     _leaving: dict[str, trio.Event] = attrs.Factory(dict)
     """Sessions lost whose copy is still being stopped."""
     _retaking: set[str] = attrs.Factory(set)
-    _making: set[str] = attrs.field(factory=set, init=False)
-    """Sessions this node is making (:meth:`make`): the database names it their owner before
-    it holds them, and the heartbeat must not take them again meanwhile."""
+    _making: dict[str, trio.Event] = attrs.field(factory=dict, init=False)
+    """Sessions this node is making (:meth:`make`), set once held: the database names the
+    node their owner before it holds them, and neither the heartbeat nor a claim (a second
+    ``openSession`` of the project) must take them again meanwhile."""
+    _adopting: dict[str, trio.Event] = attrs.field(factory=dict, init=False)
+    """Sessions being handed to the host (:meth:`_take`), set once it has them: one lost
+    meanwhile is let go only then, or its copy would start after it was let go."""
 
     forwarder: Forwarder = attrs.field(init=False)
 
@@ -270,6 +274,9 @@ class Node:
 
     async def claim(self, session: str) -> bool:
         """Take ``session`` if nobody live owns it; whether this node owns it now."""
+        making = self._making.get(session)
+        if making is not None:
+            await making.wait()
         if session in self.owned:
             return True
         async with self._claiming:
@@ -313,11 +320,24 @@ class Node:
             row.epoch,
         )
         assert self.host is not None
-        await self.host.adopt(claim)  # which releases here what the stream held past ours
+        adopted = self._adopting[row.session] = trio.Event()
+        try:
+            await self.host.adopt(claim)  # which releases here what the stream held past ours
+        except GreenroomError as error:
+            # Held but not running here: let it go, for the heartbeat to take it again.
+            self.lose(row.session, f"it could not be rebuilt here: {error}", row.epoch)
+            raise
+        finally:
+            del self._adopting[row.session]
+            adopted.set()
 
-    def lose(self, session: str, why: str) -> None:
+    def lose(self, session: str, why: str, epoch: int | None = None) -> None:
         """This node no longer owns ``session`` (its write or append was refused, or its lease
-        lapsed): drop the epoch now, so nothing more of it is written, and stop the copy."""
+        lapsed): drop the epoch now, so nothing more of it is written, and stop the copy.
+        With ``epoch``, only if it still holds the session at that epoch (a write refused
+        under an older one says nothing of a newer claim)."""
+        if epoch is not None and self.owned.get(session) != epoch:
+            return
         if self.owned.pop(session, None) is None:
             return
         self.stats.lost += 1
@@ -330,6 +350,9 @@ class Node:
     async def _let_go(self, session: str) -> None:
         assert self.host is not None
         try:
+            adopting = self._adopting.get(session)
+            if adopting is not None:
+                await adopting.wait()
             summary = await self.host.let_go(session)
             if summary is not None and session not in self.owned:
                 self.replicas[session] = summary
@@ -341,7 +364,7 @@ class Node:
         its project has one already: the row of the session the project has now (this one,
         held here from now on, or another node's)."""
         session = row.session
-        self._making.add(session)
+        made_here = self._making[session] = trio.Event()
         try:
             made = await self.db(self.database.create_session, row)
             if made.session == session:
@@ -349,7 +372,8 @@ class Node:
                 self._hold(session, made.epoch)
                 self.released.setdefault(session, 0)
         finally:
-            self._making.discard(session)
+            del self._making[session]
+            made_here.set()
         return made
 
     def released_now(self, event: Event) -> None:
@@ -412,7 +436,7 @@ class Node:
             # renewal that itself took longer than the lease.
             if not self.lease_held:
                 continue
-            for session in owned.keys() - self.owned.keys() - self._retaking - self._making:
+            for session in owned.keys() - self.owned.keys() - self._retaking - self._making.keys():
                 assert self._nursery is not None
                 self._retaking.add(session)
                 self._nursery.start_soon(self._take_again, session)

@@ -446,6 +446,123 @@ async def test_a_session_being_made_is_not_taken_again_by_its_own_heartbeat(
         assert await nodes["a"].execute(cmd.SendMessage(session=session, content="hi")) is False
 
 
+async def test_a_second_open_of_a_project_being_made_waits_for_it(
+    tmp_path: Path, database_url: str, bus_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ``openSession`` of a new project at once on one node: the second finds the
+    database naming this node the owner of a session it does not hold yet (the first is
+    making it). It waits for it rather than claiming it (a second epoch under the first's
+    feet). The first's make goes on only once the second waits, or has claimed."""
+    async with cluster(tmp_path, database_url, bus_url, names=("a",)) as nodes:
+        node = nodes["a"].node
+        assert node is not None
+        database = node.database
+        claim, claims = database.claim, list[str]()
+
+        def counted_claim(session: str) -> Any:
+            claims.append(session)
+            return claim(session)
+
+        streams = type(node.streams)
+        raise_owner = streams.raise_owner
+
+        async def second_open_under_way(self: Any, session: str, epoch: int) -> bool:
+            def second_waits_or_claimed() -> bool:
+                making = node._making.get(session) if isinstance(node._making, dict) else None
+                waiting = making is not None and making.statistics().tasks_waiting > 0
+                return waiting or bool(claims)
+
+            await until(second_waits_or_claimed)
+            return await raise_owner(self, session, epoch)
+
+        database.claim = counted_claim  # type: ignore[method-assign]
+        monkeypatch.setattr(streams, "raise_owner", second_open_under_way)
+        opened: list[str] = []
+
+        async def open_p() -> None:
+            opened.append(await opened_on(nodes["a"], "p"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(open_p)
+            await until(lambda: bool(node._making))
+            nursery.start_soon(open_p)
+        monkeypatch.undo()
+        assert len(opened) == 2 and opened[0] == opened[1]
+        assert claims == [] and node.stats.claimed == 0
+        assert node.owned[opened[0]] == 1
+        assert await nodes["a"].execute(cmd.SendMessage(session=opened[0], content="hi")) is False
+
+
+async def test_a_session_lost_while_it_is_taken_over_is_let_go_once_it_runs(
+    tmp_path: Path, database_url: str, bus_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node loses a session (its lease lapsed, say) while it is still handing it to the
+    runtime: its copy is let go once it runs, not before (to start afterwards, owned by
+    nobody, and stand in the way of the next take-over); the heartbeat takes it again, and
+    it answers."""
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            open_runtime(node_config(tmp_path, "a", database_url, bus_url))
+        )
+        b_stack = AsyncExitStack()
+        b = await b_stack.enter_async_context(
+            open_runtime(node_config(tmp_path, "b", database_url, bus_url))
+        )
+        session = await opened_on(b, "p")
+        node = a.node
+        assert node is not None and node.host is not None
+        host = type(node.host)
+        adopt = host.adopt
+
+        async def lost_while_taken_over(self: Any, claim: Any) -> None:
+            if self.node is node and node.stats.claimed == 1:  # the first take-over only
+                node.lose(claim.row.session, "lost while it was being taken over")
+                # Time for the copy to be let go now, if the node let it go before it runs.
+                with trio.move_on_after(1.0):
+                    await until(lambda: claim.row.session not in node._leaving)
+            await adopt(self, claim)
+
+        monkeypatch.setattr(host, "adopt", lost_while_taken_over)
+        async with a.connect() as watcher:
+            watcher.subscribe(session)
+            await b.execute_wire(cmd.SendMessage(session=session, content="a long one"))
+            seen: list[Event] = []
+            await events_until(watcher, lambda e: isinstance(e.data, StreamingUpdate), seen)
+            # Its owner leaves mid-turn: a takes it over (the turn resumes), loses it, and
+            # takes it again; the turn ends once, and the session answers the next one.
+            await b_stack.aclose()
+            await events_until(
+                watcher,
+                lambda e: turn_ended(session)(e) and e.data.reason == "completed",
+                seen,
+            )
+            assert node.stats.claimed == 2 and session in node.owned
+            assert await a.execute(cmd.SendMessage(session=session, content="hi")) is False
+            await events_until(watcher, turn_ended(session), seen)
+        seqs_rise_by_one(seen, session)
+        assert node.stats.lost == 1
+        state = await a.get_state(session)
+        assert [m.role for m in state.messages][-2:] == ["user", "assistant"]
+        assert [m.role for m in state.messages].count("user") == 2
+
+
+async def test_a_write_refused_under_an_older_epoch_does_not_lose_a_newer_claim(
+    tmp_path: Path, database_url: str, bus_url: str
+) -> None:
+    """A journal append or a snapshot write that waited out an engine away comes back
+    refused under the epoch it was made with; meanwhile the node took the session again, at
+    a newer one. The refusal speaks of the old claim only."""
+    async with cluster(tmp_path, database_url, bus_url, names=("a",)) as nodes:
+        node = nodes["a"].node
+        assert node is not None
+        session = await opened_on(nodes["a"], "p")
+        epoch = node.owned[session]
+        node.lose(session, "refused under an older epoch", epoch - 1)
+        assert node.owned[session] == epoch and node.stats.lost == 0
+        node.lose(session, "refused under the epoch held", epoch)
+        assert session not in node.owned and node.stats.lost == 1
+
+
 async def test_a_session_taken_while_the_heartbeat_asks_is_kept(
     tmp_path: Path, database_url: str, bus_url: str
 ) -> None:
