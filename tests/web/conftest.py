@@ -43,6 +43,9 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = REPO / "tests" / "web" / "artifacts"
 RESUMED = "resumed after an interruption"  # the marker under a reply resumed after a cut
+WAIT_MS = 30_000
+"""The bound on a page's waits (an action, an ``expect``): far above what a loaded machine
+needs, so never the cause of a failure."""
 T = TypeVar("T")
 
 
@@ -153,8 +156,11 @@ def browser() -> Iterator[Any]:
             "(or set GREENROOM_CHROMIUM to its path); .ci/run installs it",
             pytrace=False,
         )
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Every expect() waits as long as every other wait here (Playwright's own default is 5 s,
+    # too short for a busy machine: a server restarted, a page reconnecting after backoff).
+    expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -169,7 +175,7 @@ def open_page(browser: Any, **context: Any) -> Iterator[Any]:
     if the page logged an error."""
     context.setdefault("viewport", {"width": 1200, "height": 760})
     opened_context = browser.new_context(**context)
-    opened_context.set_default_timeout(15_000)  # every wait is bounded
+    opened_context.set_default_timeout(WAIT_MS)  # every wait is bounded
     opened = opened_context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
