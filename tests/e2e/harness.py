@@ -18,6 +18,8 @@ import attrs
 import trio
 
 REPO = Path(__file__).resolve().parents[2]
+WAIT = 60.0
+"""The bound on a process's start, stop or line: far above what a loaded machine needs."""
 
 
 @attrs.frozen(kw_only=True)
@@ -46,7 +48,7 @@ async def start_server(
     *extra: str,
     provider: str = "simulated",
     env: dict[str, str] | None = None,
-    limit: float = 15,
+    limit: float = WAIT,
 ) -> Server:
     """``greenroom serve`` on a free port, with ``extra`` arguments; ``provider`` is the one
     its banner must name. ``env``: the process's environment (a ``GREENROOM_TOKEN`` in it is
@@ -90,7 +92,7 @@ async def stop_server(server: Server, sig: int = signal.SIGTERM) -> int:
     """Signal the server and wait (bounded) for its exit code."""
     if server.process.returncode is None:
         server.process.send_signal(sig)
-    with trio.fail_after(10):
+    with trio.fail_after(WAIT):
         return await server.process.wait()
 
 
@@ -118,8 +120,15 @@ async def kill_server(server: Server) -> None:
     """SIGKILL: no cleanup, no flush, as a crash or the OOM killer would."""
     if server.process.returncode is None:
         server.process.kill()
-    with trio.fail_after(10):
+    with trio.fail_after(WAIT):
         await server.process.wait()
+
+
+async def logged(server: Server, text: str) -> None:
+    """Wait until ``server`` has logged ``text`` (its lifecycle log says what happened)."""
+    with trio.fail_after(WAIT):
+        while text not in server.stderr.read_text(errors="replace"):  # noqa: ASYNC110 - a file
+            await trio.sleep(0.1)
 
 
 def log_tail(log: Path, lines: int = 30) -> str:

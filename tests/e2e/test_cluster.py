@@ -1,7 +1,7 @@
 """Three real ``greenroom serve`` nodes on one PostgreSQL and one Redis (docs/cluster.md).
 
 The nodes share the projects folder and the token; each has its own data folder. Clients
-connect to each node with the real websocket client. The lease is short (2 s) and a turn
+connect to each node with the real websocket client. The lease is short (4 s) and a turn
 lasts seconds, so an owner can be killed (kill -9) or paused (SIGSTOP) mid-stream. Time is
 real: every wait is for a condition, bounded generously; nothing asserts how long something
 took. Every process a test starts is stopped by it (a paused one gets SIGCONT first).
@@ -22,13 +22,13 @@ import pytest
 import trio
 
 from greenroom.transport.client import CommandError, ConnectionLost, GreenroomClient, connect
-from tests.e2e.harness import Server, kill_server, log_tail, start_node
+from tests.e2e.harness import Server, kill_server, log_tail, logged, start_node
 from tests.reliability.resume import LIFECYCLE, Seen
 
 JSON = dict[str, Any]
 WAIT = 60.0
 """The bound on any one wait: far above what a loaded machine needs, so never the cause."""
-LEASE = ("--lease-seconds", "2", "--flush-interval", "0.2")
+LEASE = ("--lease-seconds", "4", "--flush-interval", "0.2")
 NAMES = ("a", "b", "c")
 LONG = "a long one [[tokens:200]] [[rate:25]]"  # about 8 s of streaming
 
@@ -252,15 +252,6 @@ def took(nodes: Cluster, session: str) -> list[str]:
         for name, server in nodes.nodes.items()
         if f"node {name} took session {session}" in server.stderr.read_text()
     ]
-
-
-async def logged(server: Server, text: str) -> None:
-    """Wait until ``server`` has logged ``text``."""
-    with trio.fail_after(WAIT):
-        while True:
-            if text in server.stderr.read_text():
-                return
-            await trio.sleep(0.1)
 
 
 # -- 1. kill -9 of the owner mid-stream ---------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from greenroom.transport.client import connect
-from tests.e2e.harness import REPO, Server, stop_server
+from tests.e2e.harness import REPO, WAIT, Server, logged, stop_server
 
 JSON = dict[str, Any]
 
@@ -41,7 +41,7 @@ async def test_a_second_server_on_the_same_folder_exits_and_touches_nothing(
         # nor its partial text appended by anyone else.
         await client.send_message(session, "long [[tokens:100]] [[rate:100]]")
         before = history_bytes(server)
-        with trio.fail_after(20):
+        with trio.fail_after(WAIT):
             second = await trio.run_process(
                 [sys.executable, "-m", "greenroom", "serve", "--port", "0",
                  "--data-dir", str(server.data_dir),
@@ -76,7 +76,7 @@ async def test_a_notification_made_while_nobody_is_connected_is_kept(server: Ser
         session = (await client.open_session("away"))["session"]["session"]
         await client.send_message(session, "bye [[tokens:30]] [[rate:30]]")
     # The client left with a close frame; the turn ends about a second later.
-    await trio.sleep(2.0)
+    await logged(server, f"session {session} away: turn completed")
     async with connect(server.url, server.token, reconnect=False) as client:
         notes = [n["data"] for n in client.welcome["notifications"]]
         assert [(n["session"], n["kind"]) for n in notes] == [(session, "completed")]
@@ -110,14 +110,15 @@ async def test_a_client_gone_without_a_close_frame_does_not_count(server: Server
     )  # fmt: skip
     try:
         assert process.stdout is not None
-        with trio.fail_after(20):
+        with trio.fail_after(WAIT):
             assert (await process.stdout.receive_some(100)).startswith(b"sent")
     finally:
         process.kill()
         with trio.CancelScope(shield=True), trio.fail_after(10):
             await process.wait()
             await process.stdout.aclose() if process.stdout else None
-    await trio.sleep(3.0)  # the turn (2 s) ends while only the dead client had connected
+    # The turn (2 s) ends while only the dead client had connected.
+    await logged(server, f"session {session} dropped: turn completed")
     async with connect(server.url, server.token, reconnect=False) as client:
         notes = [n["data"] for n in client.welcome["notifications"]]
         assert [(n["session"], n["kind"]) for n in notes] == [(session, "completed")]
