@@ -39,7 +39,7 @@ class Terminal(io.StringIO):
 
 async def test_watch_redraws_on_a_terminal(tmp_path: Path) -> None:
     out = Terminal()
-    with trio.fail_after(10):
+    with trio.fail_after(60):
         async with (
             running_server(tmp_path) as (_, url, _),
             connect(url, TOKEN) as client,
@@ -50,7 +50,8 @@ async def test_watch_redraws_on_a_terminal(tmp_path: Path) -> None:
                 functools.partial(watch, watcher, out, redraw_every=0.01, use_rich=False)
             )
             session = (await client.open_session("blog"))["session"]["session"]
-            await client.send_message(session, "[[tokens:40]] hello")
+            # Four seconds: drawn running, however late a redraw comes.
+            await client.send_message(session, "[[tokens:40]] [[rate:10]] hello")
             await out.shows("running")
             await out.shows("idle")
             nursery.cancel_scope.cancel()

@@ -48,7 +48,7 @@ def node_config(tmp_path: Path, name: str, database_url: str, bus_url: str, **kw
         "flush_interval": 0.2,
         "simulated": SimulatedConfig(seed=1, tokens_per_second=40.0, reply_tokens=30),
         "cluster": ClusterConfig(
-            database_url=database_url, bus_url=bus_url, node_id=name, lease_seconds=2.0
+            database_url=database_url, bus_url=bus_url, node_id=name, lease_seconds=4.0
         ),
     }
     settings.update(kw)
