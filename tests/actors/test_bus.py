@@ -41,7 +41,9 @@ async def test_attached_actors_get_every_event_before_subscriptions() -> None:
     assert subscription.receive_nowait().seq == 1
 
 
-async def test_a_full_subscription_is_closed_and_never_stalls_the_publisher() -> None:
+async def test_a_full_subscription_is_closed_and_never_stalls_the_publisher(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     bus = EventBus()
     slow = bus.subscribe("slow", capacity=2)
     fast = bus.subscribe("fast", capacity=100)
@@ -174,7 +176,9 @@ async def test_backfill_puts_older_events_before_the_retained_ones_once() -> Non
     assert [e.seq for e in replayed] == [3, 4, 5, 6]
 
 
-async def test_events_of_another_node_are_not_waited_for_and_refused_ones_are_not() -> None:
+async def test_events_of_another_node_are_not_waited_for_and_refused_ones_are_not(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     bus = EventBus()
     box = Mailbox[Event]("journal", capacity=10)
     bus.set_gate(box.ref)

@@ -67,7 +67,7 @@ async def test_tell_and_ask(nursery: trio.Nursery) -> None:
     assert (stats.told, stats.asked, stats.asks_failed, stats.serving) == (2, 1, 0, True)
 
 
-async def test_ask_without_a_serving_actor_fails_at_once() -> None:
+async def test_ask_without_a_serving_actor_fails_at_once(autojump_clock: trio.abc.Clock) -> None:
     box = Mailbox[Message]("nobody")
     with trio.fail_after(0.1), pytest.raises(ActorDied, match="not running"):
         await box.ref.ask(Echo(text="hi"))
@@ -135,7 +135,7 @@ async def test_tells_survive_a_restart_and_asks_meanwhile_fail() -> None:
 
 
 async def test_request_stop_ends_the_loop_and_close_refuses_messages(
-    nursery: trio.Nursery,
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
 ) -> None:
     box = Mailbox[Message]("stoppable")
     done = trio.Event()

@@ -18,13 +18,13 @@ import pytest
 import trio
 
 from greenroom.transport.client import GreenroomClient, HandshakeRefused, connect
-from tests.e2e.harness import REPO, Server, start_server, stop_server
+from tests.e2e.harness import REPO, WAIT, Server, start_server, stop_server
 
 JSON = dict[str, Any]
 
 
 async def run_cli(server: Server, *args: str) -> subprocess.CompletedProcess[bytes]:
-    with trio.fail_after(20):
+    with trio.fail_after(WAIT):
         return await trio.run_process(
             [sys.executable, "-m", "greenroom", *args, "--config-dir", str(server.config_dir)],
             capture_stdout=True,
@@ -80,7 +80,7 @@ async def test_discovery_file_and_chat(server: Server) -> None:
     printed = done.stdout.decode()
     assert printed.endswith(".\n") and len(printed.split()) >= 5
 
-    with trio.fail_after(10):
+    with trio.fail_after(WAIT):
         async with connect(server.url, server.token) as client:
             state = (await client.open_session("demo"))["session"]
     assert [m["role"] for m in state["messages"]] == ["user", "assistant"]
@@ -101,7 +101,7 @@ async def test_discovery_file_and_chat(server: Server) -> None:
 
 
 async def test_notification_for_the_project_not_in_view(server: Server) -> None:
-    with trio.fail_after(15):
+    with trio.fail_after(WAIT):
         async with connect(server.url, server.token) as client:
             blog = await open_subscribed(client, "blog")
             await open_subscribed(client, "shop")
@@ -116,7 +116,7 @@ async def test_notification_for_the_project_not_in_view(server: Server) -> None:
 
 
 async def test_stop_mid_stream(server: Server) -> None:
-    with trio.fail_after(15):
+    with trio.fail_after(WAIT):
         async with connect(server.url, server.token) as client:
             session = await open_subscribed(client, "long")
             await client.send_message(session, "[[tokens:2000]] go on")
@@ -132,7 +132,7 @@ async def test_stop_mid_stream(server: Server) -> None:
 
 
 async def test_stop_from_the_command_line(server: Server) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(WAIT):
         async with connect(server.url, server.token) as client:
             session = await open_subscribed(client, "cli")
             await client.send_message(session, "[[tokens:2000]] go on")
@@ -145,7 +145,7 @@ async def test_stop_from_the_command_line(server: Server) -> None:
 
 
 async def test_reconnect_with_since_gets_exactly_the_missed_events(server: Server) -> None:
-    with trio.fail_after(20):
+    with trio.fail_after(WAIT):
         async with connect(server.url, server.token) as watcher:
             session = await open_subscribed(watcher, "resume")
             everything: list[JSON] = []
@@ -177,7 +177,7 @@ async def test_reconnect_with_since_gets_exactly_the_missed_events(server: Serve
 
 
 async def test_handshake_checks(server: Server) -> None:
-    with trio.fail_after(10):
+    with trio.fail_after(WAIT):
         with pytest.raises(HandshakeRefused) as refused:
             async with connect(server.url):
                 pass
@@ -191,7 +191,7 @@ async def test_handshake_checks(server: Server) -> None:
 
 
 async def test_sigterm_exits_zero_and_the_sessions_survive(server: Server, tmp_path: Path) -> None:
-    with trio.fail_after(15):
+    with trio.fail_after(WAIT):
         async with connect(server.url, server.token) as client:
             session = await open_subscribed(client, "keep")
             await client.send_message(session, "remember this")
@@ -205,7 +205,7 @@ async def test_sigterm_exits_zero_and_the_sessions_survive(server: Server, tmp_p
 
     again = await start_server(tmp_path)
     try:
-        with trio.fail_after(15):
+        with trio.fail_after(WAIT):
             async with connect(again.url, again.token) as client:
                 assert again.token == server.token
                 state = (await client.open_session("keep"))["session"]
@@ -241,7 +241,7 @@ async def test_watch_without_a_terminal(server: Server) -> None:
     process = await start_cli(server, "watch")
     try:
         assert process.stdout is not None
-        with trio.fail_after(15):
+        with trio.fail_after(WAIT):
             await read_until(process.stdout, b"SESSION")
             done = await run_cli(server, "chat", "watched", "hello")
             assert done.returncode == 0
