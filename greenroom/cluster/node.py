@@ -323,9 +323,11 @@ class Node:
         adopted = self._adopting[row.session] = trio.Event()
         try:
             await self.host.adopt(claim)  # which releases here what the stream held past ours
-        except GreenroomError as error:
-            # Held but not running here: let it go, for the heartbeat to take it again.
-            self.lose(row.session, f"it could not be rebuilt here: {error}", row.epoch)
+        except BaseException as error:
+            # Held but not running here (an engine away, or the claiming command cancelled):
+            # let it go, for the heartbeat to take it again.
+            why = "cancelled" if isinstance(error, trio.Cancelled) else str(error)
+            self.lose(row.session, f"it could not be rebuilt here: {why}", row.epoch)
             raise
         finally:
             del self._adopting[row.session]
