@@ -458,10 +458,16 @@ async def test_a_second_open_of_a_project_being_made_waits_for_it(
         assert node is not None
         database = node.database
         claim, claims = database.claim, list[str]()
+        create_session, created = database.create_session, threading.Event()
 
         def counted_claim(session: str) -> Any:
             claims.append(session)
             return claim(session)
+
+        def create_session_and_say_so(row: Any) -> Any:
+            made = create_session(row)
+            created.set()
+            return made
 
         streams = type(node.streams)
         raise_owner = streams.raise_owner
@@ -476,6 +482,7 @@ async def test_a_second_open_of_a_project_being_made_waits_for_it(
             return await raise_owner(self, session, epoch)
 
         database.claim = counted_claim  # type: ignore[method-assign]
+        database.create_session = create_session_and_say_so  # type: ignore[method-assign]
         monkeypatch.setattr(streams, "raise_owner", second_open_under_way)
         opened: list[str] = []
 
@@ -484,7 +491,7 @@ async def test_a_second_open_of_a_project_being_made_waits_for_it(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(open_p)
-            await until(lambda: bool(node._making))
+            await until(created.is_set)  # the database names the node the owner now
             nursery.start_soon(open_p)
         monkeypatch.undo()
         assert len(opened) == 2 and opened[0] == opened[1]
@@ -546,21 +553,102 @@ async def test_a_session_lost_while_it_is_taken_over_is_let_go_once_it_runs(
         assert [m.role for m in state.messages].count("user") == 2
 
 
-async def test_a_write_refused_under_an_older_epoch_does_not_lose_a_newer_claim(
-    tmp_path: Path, database_url: str, bus_url: str
+async def test_a_take_over_cancelled_half_way_is_let_go_and_taken_again(
+    tmp_path: Path, database_url: str, bus_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A journal append or a snapshot write that waited out an engine away comes back
-    refused under the epoch it was made with; meanwhile the node took the session again, at
-    a newer one. The refusal speaks of the old claim only."""
+    """The command that claimed a session (its owner gone) is cancelled, its client gone,
+    while the node rebuilds the session: the node lets it go rather than hold it with
+    nothing running, and the heartbeat takes it again; it answers."""
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            open_runtime(node_config(tmp_path, "a", database_url, bus_url))
+        )
+        b_stack = AsyncExitStack()
+        b = await b_stack.enter_async_context(
+            open_runtime(node_config(tmp_path, "b", database_url, bus_url))
+        )
+        session = await opened_on(b, "p")
+        node = a.node
+        assert node is not None and node.host is not None
+        node.database.claim_orphans = lambda limit: []  # type: ignore[method-assign]
+        host = type(node.host)
+        adopt, stuck = host.adopt, trio.Event()
+
+        async def stuck_the_first_time(self: Any, claim: Any) -> None:
+            if self.node is node and not stuck.is_set():
+                stuck.set()
+                await trio.sleep_forever()
+            await adopt(self, claim)
+
+        monkeypatch.setattr(host, "adopt", stuck_the_first_time)
+        await b_stack.aclose()  # the owner leaves; only a command claims the session here
+        async with trio.open_nursery() as nursery:
+            command = trio.CancelScope()
+
+            async def send() -> None:
+                with command:
+                    await a.execute_wire(cmd.SendMessage(session=session, content="hi"))
+
+            nursery.start_soon(send)
+            await stuck.wait()
+            command.cancel()
+        await until(lambda: node.stats.claimed == 2 and session in node.owned)
+        assert node.stats.lost == 1
+        assert await a.execute(cmd.SendMessage(session=session, content="hi")) is False
+
+
+@pytest.mark.parametrize("refused", ["append", "write"])
+async def test_a_write_refused_under_an_older_epoch_does_not_lose_a_newer_claim(
+    tmp_path: Path,
+    database_url: str,
+    bus_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    refused: str,
+) -> None:
+    """A journal append (or a snapshot write) made under one epoch comes back refused,
+    because meanwhile the node took the session again, at a newer one (as after a lease that
+    lapsed while an engine was away): the refusal speaks of the old claim only, and the node
+    keeps the new one. Here the retake is made while the append or the write is on its way."""
     async with cluster(tmp_path, database_url, bus_url, names=("a",)) as nodes:
         node = nodes["a"].node
         assert node is not None
         session = await opened_on(nodes["a"], "p")
         epoch = node.owned[session]
-        node.lose(session, "refused under an older epoch", epoch - 1)
-        assert node.owned[session] == epoch and node.stats.lost == 0
-        node.lose(session, "refused under the epoch held", epoch)
-        assert session not in node.owned and node.stats.lost == 1
+        retaken = trio.Event()
+
+        async def retake() -> None:
+            """What the heartbeat does to a session of its own it no longer holds."""
+            row = await node.db(node.database.claim, session)
+            assert row is not None
+            assert await node.streams.raise_owner(session, row.epoch)
+            node._hold(session, row.epoch)
+            retaken.set()
+
+        if refused == "append":
+            streams = type(node.streams)
+            append = streams.append
+
+            async def append_after_a_retake(self: Any, appends: Any) -> Any:
+                if not retaken.is_set() and any(a.session == session for a in appends):
+                    await retake()
+                return await append(self, appends)
+
+            monkeypatch.setattr(streams, "append", append_after_a_retake)
+        else:
+            database = node.database
+            write = database.write
+
+            def write_after_a_retake(epochs: Any, *rest: Any) -> Any:
+                if session in epochs and not trio.from_thread.run_sync(retaken.is_set):
+                    trio.from_thread.run(retake)
+                return write(epochs, *rest)
+
+            database.write = write_after_a_retake  # type: ignore[method-assign]
+        await nodes["a"].execute(cmd.SendMessage(session=session, content="hi"))
+        await until(lambda: node.stats.fenced >= 1)
+        monkeypatch.undo()
+        assert node.stats.lost == 0
+        assert node.owned[session] == epoch + 1
 
 
 async def test_a_session_taken_while_the_heartbeat_asks_is_kept(
@@ -585,11 +673,11 @@ async def test_a_session_taken_while_the_heartbeat_asks_is_kept(
         assert node is not None
         database = node.database
         owned, claim_orphans = database.owned, database.claim_orphans
-        asked = threading.Event()
+        left, asked = threading.Event(), threading.Event()
 
         def owned_read_before_the_claim() -> dict[str, int]:
             answer = owned()
-            if session not in answer and not asked.is_set():
+            if left.is_set() and session not in answer and not asked.is_set():
                 asked.set()
                 waited = time.monotonic() + WAIT
                 while session not in node.owned and time.monotonic() < waited:
@@ -603,6 +691,7 @@ async def test_a_session_taken_while_the_heartbeat_asks_is_kept(
         database.owned = owned_read_before_the_claim  # type: ignore[method-assign]
         database.claim_orphans = claim_orphans_once_asked  # type: ignore[method-assign]
         await b_stack.aclose()  # the session's owner leaves: a claims it
+        left.set()
         await until(lambda: session in node.owned)
         assert asked.is_set()
         epoch = node.owned[session]
