@@ -144,6 +144,12 @@ class Mailbox(Generic[M]):
     def serving(self) -> bool:
         return self._serving
 
+    @property
+    def accepting(self) -> bool:
+        """Serving, and not asked to stop: a message sent now will be handled (one sent to
+        an actor on its way out fails with :class:`ActorDied`)."""
+        return self._serving and not self._stopping
+
     @contextmanager
     def serve(self) -> Iterator[Inbox[M]]:
         """Mark an incarnation as serving this mailbox for the duration of the block.

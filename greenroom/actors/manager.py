@@ -359,10 +359,11 @@ class SessionManager:
     def serving_ref(self, session: str) -> ActorRef[SessionMessage] | None:
         """The actor of ``session`` when one is running, without a message to the manager:
         the runtime's one-hop route for a session's commands (same thread, so a plain read);
-        None when it must be looked up (unknown, dormant, or given up), as :class:`Lookup`
-        does. Counts as a use, as a lookup does, for the idle sweep."""
+        None when it must be looked up (unknown, dormant, given up, or being stopped: the
+        lookup waits for the stop and starts it again), as :class:`Lookup` does. Counts as a
+        use, as a lookup does, for the idle sweep."""
         entry = self._entries.get(session)
-        if entry is None or not entry.mailbox.serving:
+        if entry is None or not entry.mailbox.accepting:
             return None
         entry.last_used = trio.current_time()
         return entry.mailbox.ref

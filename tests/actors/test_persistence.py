@@ -12,6 +12,7 @@ import attrs
 import pytest
 import trio
 
+from greenroom.actors.mailbox import Mailbox
 from greenroom.actors.persistence import (
     COOL_FLUSHES,
     OWN_FILE_EVERY,
@@ -314,6 +315,36 @@ async def test_an_idle_session_is_unloaded_and_reloaded_transparently(
         assert [m.role for m in state.messages] == ["user", "assistant"]
         await run_turn(runtime, idle, "again")
         assert (await runtime.get_state(idle)).summary.message_count == 4
+
+
+async def test_a_command_that_comes_while_an_idle_session_is_unloaded_starts_it_again(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle sweep has asked the session's actor to stop, and the actor is on its way out,
+    when a ``sendMessage`` comes: the command goes to the manager, which starts the session
+    again once the sweep is done, not to the leaving actor (which would fail it)."""
+    config = make_config(tmp_path, idle_unload_after=60.0)
+    request_stop, armed, replies = Mailbox.request_stop, [True], list[bool]()
+    async with open_test_runtime(config) as runtime, trio.open_nursery() as nursery:
+
+        def stop_then_a_command(self: Mailbox[Any]) -> None:
+            request_stop(self)
+            if self.name == f"session {session}" and armed:
+                armed.clear()
+
+                async def send() -> None:
+                    command = cmd.SendMessage(session=session, content="again")
+                    replies.append(await runtime.execute(command))
+
+                nursery.start_soon(send)
+
+        # Before the session starts: its actor's stop is bound when it is started.
+        monkeypatch.setattr(Mailbox, "request_stop", stop_then_a_command)
+        session = (await runtime.execute(cmd.OpenSession(project="idle"))).summary.session
+        await run_turn(runtime, session, "hello")
+        await trio.sleep(200)  # the sweep unloads the session, and the command comes
+        assert not armed and replies == [False]
+        assert (await runtime.get_state(session)).summary.message_count == 4
 
 
 async def test_a_failing_disk_is_reported_and_retried_with_nothing_lost(
