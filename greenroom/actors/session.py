@@ -230,6 +230,11 @@ class SessionActor:
     # -- commands ---------------------------------------------------------------------------
 
     async def _handle(self, message: SessionMessage) -> None:
+        if self._deleted:
+            # It reached the actor behind the deletion, before the manager stopped it: refused,
+            # and nothing is published after sessionDeleted.
+            message.reply.fail(Conflict(f"session {self.state.session} was deleted"))
+            return
         try:
             match message:
                 case Request(command=command, reply=reply):
@@ -267,8 +272,6 @@ class SessionActor:
 
     async def _send_message(self, content: str) -> bool:
         limits = self.config.limits
-        if self._deleted:
-            raise Conflict(f"session {self.state.session} was deleted")
         if len(content) > limits.max_message_chars:
             raise TooLarge(
                 f"message is {len(content)} characters; the limit is {limits.max_message_chars}"

@@ -11,12 +11,20 @@ import pytest
 import trio
 import trio.testing
 
+from greenroom.actors.mailbox import Request
+from greenroom.actors.session import SetSettings, StartChat
 from greenroom.agent.provider import Chunk, CompletionRequest, TextDelta
 from greenroom.agent.simulated import SimulatedProvider
 from greenroom.config import Config, Limits
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.chat import Message
-from greenroom.protocol.errors import InvalidArgument, LimitReached, NotFound, TooLarge
+from greenroom.protocol.errors import (
+    Conflict,
+    InvalidArgument,
+    LimitReached,
+    NotFound,
+    TooLarge,
+)
 from greenroom.protocol.events import (
     Event,
     LoadingChanged,
@@ -608,3 +616,29 @@ async def test_delete_project_removes_the_folder_for_good(
         await trio.sleep(120)  # every pending flush is done
         for gone in (folder, config.projects_root / "shop"):
             assert not gone.exists(), sorted(str(p) for p in gone.rglob("*"))
+
+
+async def test_what_reaches_a_session_behind_its_deletion_is_refused(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Messages that reached the session's actor behind its deletion (a second client's, in
+    the one hop before the manager stops the actor) are refused, as a ``sendMessage`` to a
+    deleted session is, and publish nothing: the session does not come back in the
+    clients' lists."""
+    async with open_test_runtime(make_config(tmp_path)) as runtime, runtime.connect() as client:
+        session = (await runtime.execute(cmd.OpenSession(project="blog"))).summary.session
+        client.subscribe(session)
+        ref = runtime._registry.serving_ref(session)
+        assert ref is not None
+        deleted = Request.of(cmd.DeleteSession(session=session))
+        late = (StartChat(name="later"), SetSettings(model="other"))
+        for message in (deleted, *late):
+            ref.tell_nowait(message)
+        await deleted.reply.wait()
+        for message in late:
+            with pytest.raises(Conflict, match="was deleted"):
+                await message.reply.wait()
+        await next_event(client, lambda e: e.session == session and e.name == "sessionDeleted")
+        await trio.sleep(10)
+        assert [e.name for e in client.events.take() if e.session == session] == []
+
