@@ -525,9 +525,13 @@ class PersistenceActor:
                     await self.flush()
                 reply.send(None)
             case Unload(session=session, reply=reply):
-                if self.mirror.has_pending(session):
+                # A flush under way may be writing the session's last changes: waited for.
+                if self.mirror.has_pending(session) or self._flush_lock.locked():
                     await self.flush()
-                self.mirror.make_dormant(session)
+                # A write that failed keeps the session in memory, whole: dormant, it would
+                # be woken from a history that lacks what is still to be written.
+                if not self.mirror.has_pending(session):
+                    self.mirror.make_dormant(session)
                 reply.send(None)
 
     async def _load(self, session: str) -> SessionState | None:

@@ -347,6 +347,34 @@ async def test_a_command_that_comes_while_an_idle_session_is_unloaded_starts_it_
         assert (await runtime.get_state(session)).summary.message_count == 4
 
 
+async def test_an_idle_session_whose_history_cannot_be_written_stays_in_memory(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The idle sweep stops a session whose last messages are not written yet (the disk
+    refuses them): it stays in memory, whole, rather than dormant on a history that lacks
+    them; once the disk takes them, they are written."""
+    config = make_config(tmp_path, idle_unload_after=60.0)
+    async with open_test_runtime(config) as runtime:
+        session = (await runtime.execute(cmd.OpenSession(project="idle"))).summary.session
+        await run_turn(runtime, session, "hello")
+        await trio.sleep(5)  # written
+        state = await runtime.get_state(session)
+        path = history_path(config.projects_root / "idle", state.summary.name)
+        folder = path.parent
+        moved = folder.with_name(".ai-away")
+        folder.rename(moved)
+        folder.write_text("not a folder")  # every history append now fails for real
+        await run_turn(runtime, session, "again")
+        await trio.sleep(200)  # the sweep stops the session; its writes keep failing
+        assert runtime.statistics().persistence.write_failures >= 1
+        assert (await runtime.get_state(session)).summary.message_count == 4
+        assert len((await runtime.get_state(session)).messages) == 4
+        folder.unlink()
+        moved.rename(folder)
+        await trio.sleep(5)
+    assert len(read_history(path)) == 4
+
+
 async def test_a_failing_disk_is_reported_and_retried_with_nothing_lost(
     config: Config, autojump_clock: trio.abc.Clock
 ) -> None:
