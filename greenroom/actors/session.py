@@ -232,8 +232,12 @@ class SessionActor:
     async def _handle(self, message: SessionMessage) -> None:
         if self._deleted:
             # It reached the actor behind the deletion, before the manager stopped it: refused,
-            # and nothing is published after sessionDeleted.
-            message.reply.fail(Conflict(f"session {self.state.session} was deleted"))
+            # and nothing is published after sessionDeleted; a deletion again (the manager's,
+            # retried after its first ask timed out) is done already.
+            if isinstance(message, Request) and isinstance(message.command, cmd.DeleteSession):
+                message.reply.send(None)
+            else:
+                message.reply.fail(Conflict(f"session {self.state.session} was deleted"))
             return
         try:
             match message:

@@ -624,17 +624,19 @@ async def test_what_reaches_a_session_behind_its_deletion_is_refused(
     """Messages that reached the session's actor behind its deletion (a second client's, in
     the one hop before the manager stops the actor) are refused, as a ``sendMessage`` to a
     deleted session is, and publish nothing: the session does not come back in the
-    clients' lists."""
+    clients' lists. A deletion again is done already."""
     async with open_test_runtime(make_config(tmp_path)) as runtime, runtime.connect() as client:
         session = (await runtime.execute(cmd.OpenSession(project="blog"))).summary.session
         client.subscribe(session)
         ref = runtime._registry.serving_ref(session)
         assert ref is not None
         deleted = Request.of(cmd.DeleteSession(session=session))
+        again = Request.of(cmd.DeleteSession(session=session))
         late = (StartChat(name="later"), SetSettings(model="other"))
-        for message in (deleted, *late):
+        for message in (deleted, *late, again):
             ref.tell_nowait(message)
         await deleted.reply.wait()
+        await again.reply.wait()
         for message in late:
             with pytest.raises(Conflict, match="was deleted"):
                 await message.reply.wait()
