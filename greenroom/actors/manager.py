@@ -38,6 +38,7 @@ from greenroom.protocol import commands as cmd
 from greenroom.protocol.errors import (
     ActorError,
     Conflict,
+    DiskError,
     GreenroomError,
     InvalidArgument,
     LimitReached,
@@ -193,7 +194,10 @@ class SessionManager:
         self._to_recover.clear()
         async for message in inbox:
             try:
-                await self._handle(message)
+                try:
+                    await self._handle(message)
+                except OSError as error:  # the disk refused: the command fails, not the manager
+                    raise DiskError.of(error) from error
             except GreenroomError as error:
                 if isinstance(message, GivenUp | Sweep):
                     logger.error("%s failed: %s", type(message).__name__, error)
@@ -266,7 +270,10 @@ class SessionManager:
 
         def prepare() -> tuple[str | None, int]:
             """Make the folder; find its newest history file and count its messages."""
-            folder = make_project(root, project, exist_ok=True)
+            try:
+                folder = make_project(root, project, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise Conflict(f"project {project} exists and is not a folder") from None
             if self.seat is not None:
                 return None, 0  # a cluster's chats are in its database
             newest = newest_history(folder)
@@ -324,13 +331,18 @@ class SessionManager:
         folder = self.config.projects_root / entry.project
         persistence, bus, provider, config = self.persistence, self.bus, self.provider, self.config
         turn_slots, mcp = self.turn_slots, self.mcp
+        failures: list[GreenroomError] = []
 
         async def start(
             restart: RestartInfo | None,
             *,
             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
         ) -> None:
-            state = await persistence.ask(LoadState(session=session))
+            try:
+                state = await persistence.ask(LoadState(session=session))
+            except GreenroomError as error:
+                failures.append(error)  # why, if it is given up before it ever started
+                raise
             if state is None:
                 raise NotFound(f"no session {session}")
             actor = SessionActor(
@@ -346,7 +358,7 @@ class SessionManager:
             with mailbox.serve() as inbox:
                 await actor.run(inbox, task_status=task_status)
 
-        await self.sessions.start_child(
+        started = await self.sessions.start_child(
             ChildSpec(
                 id=session,
                 start=start,
@@ -355,6 +367,8 @@ class SessionManager:
                 stop=mailbox.request_stop,
             )
         )
+        if not started and failures:
+            raise failures[-1]  # the command that started it is told why, not "not running"
 
     def serving_ref(self, session: str) -> ActorRef[SessionMessage] | None:
         """The actor of ``session`` when one is running, without a message to the manager:

@@ -40,7 +40,7 @@ from greenroom.actors.bus import EventBus
 from greenroom.actors.mailbox import Inbox, Reply
 from greenroom.actors.tally import Durations
 from greenroom.protocol.chat import Message
-from greenroom.protocol.errors import GreenroomError
+from greenroom.protocol.errors import DiskError, GreenroomError
 from greenroom.protocol.events import (
     Event,
     MessageAdded,
@@ -514,6 +514,8 @@ class PersistenceActor:
                     reply.send(await self._load(session))
                 except GreenroomError as error:
                     reply.fail(error)
+                except OSError as error:  # its history unreadable: this load fails, not the actor
+                    reply.fail(DiskError.of(error))
             case ListSummaries(reply=reply):
                 reply.send(self.mirror.summaries())
             case Flush(project=project, reply=reply):

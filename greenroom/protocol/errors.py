@@ -6,6 +6,7 @@ turns any :class:`GreenroomError` into an error reply without knowing its subcla
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any, ClassVar
 
 
@@ -50,6 +51,16 @@ class LimitReached(GreenroomError, code="limit_reached"):
 
 class TooLarge(GreenroomError, code="too_large"):
     """A message or frame is over its size limit."""
+
+
+class DiskError(GreenroomError):
+    """The disk refused what a command needed: a file where a folder should be, a folder
+    where a file should be, no permission. Named by the file's name, not its host path."""
+
+    @classmethod
+    def of(cls, error: OSError) -> DiskError:
+        name = PurePath(str(error.filename)).name if error.filename is not None else "a file"
+        return cls(f"cannot use {name}: {error.strerror or type(error).__name__}")
 
 
 class ActorError(GreenroomError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from greenroom.actors.persistence import (
 from greenroom.config import Config, SimulatedConfig
 from greenroom.protocol import commands as cmd
 from greenroom.protocol.convert import unstructure
+from greenroom.protocol.errors import Conflict, DiskError
 from greenroom.protocol.events import Event, LoadingChanged, Summary
 from greenroom.protocol.state import SessionState, Streaming
 from greenroom.runtime import Runtime, restore_mirror
@@ -373,6 +375,38 @@ async def test_an_idle_session_whose_history_cannot_be_written_stays_in_memory(
         moved.rename(folder)
         await trio.sleep(5)
     assert len(read_history(path)) == 4
+
+
+async def test_a_project_name_taken_by_a_file_or_an_unreadable_history_fails_the_command_only(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A file where a project's folder should be, and a folder where a dormant session's
+    history should be: the commands that need them fail with a clear error, as often as
+    they are tried, and the manager and the persistence actor (and every other session)
+    go on."""
+    config = make_config(tmp_path, idle_unload_after=60.0)
+    async with open_test_runtime(config) as runtime:
+        config.projects_root.mkdir(parents=True, exist_ok=True)
+        (config.projects_root / "notes.txt").write_text("a stray file")
+        for _ in range(6):  # more than the supervisor's restart intensity
+            with pytest.raises(Conflict, match=r"notes\.txt exists and is not a folder"):
+                await runtime.execute(cmd.OpenSession(project="notes.txt"))
+        session = (await runtime.execute(cmd.OpenSession(project="kept"))).summary.session
+        await run_turn(runtime, session, "hello")
+        await trio.sleep(200)  # unloaded: dormant
+        assert session in runtime.mirror.dormant
+        name = runtime.mirror.dormant[session].summary.name
+        path = history_path(config.projects_root / "kept", name)
+        path.unlink()
+        path.mkdir()  # the history is a folder now
+        for _ in range(6):
+            unreadable = re.escape(f"cannot use {name}.jsonl: Is a directory")
+            with pytest.raises(DiskError, match=unreadable):
+                await runtime.get_state(session)
+        path.rmdir()
+        other = (await runtime.execute(cmd.OpenSession(project="other"))).summary.session
+        await run_turn(runtime, other, "still here")
+        assert (await runtime.get_state(other)).summary.message_count == 2
 
 
 async def test_a_failing_disk_is_reported_and_retried_with_nothing_lost(
