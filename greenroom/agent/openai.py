@@ -14,6 +14,7 @@ The HTTP side (retries before the first chunk, errors, timeouts, the key) is
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Final
 
 from greenroom.agent.provider import (
@@ -171,12 +172,22 @@ def _usage(usage: dict[str, Any]) -> Usage:
         value = usage.get(key)
         return value if isinstance(value, int) and value >= 0 else 0
 
-    cost = usage.get("cost")
     return Usage(
         prompt_tokens=count("prompt_tokens"),
         completion_tokens=count("completion_tokens"),
-        cost=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+        cost=_cost(usage.get("cost")),
     )
+
+
+def _cost(value: object) -> float | None:
+    """A usage's cost, when it is a finite number (an integer too large for a float is not)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        cost = float(value)
+    except OverflowError:
+        return None
+    return cost if math.isfinite(cost) else None
 
 
 class OpenAIProvider(StreamingProvider):

@@ -62,7 +62,7 @@ def event_json(event: ServerSentEvent, secret: str | None) -> object:
     """The JSON value an event carries, or a ``bad_response``."""
     try:
         return json.loads(event.data)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past what Python parses
         quoted = quote(event.data, secret)
         raise ProviderError(
             "bad_response", f"the model server sent a chunk that is not JSON: {quoted}"
@@ -389,7 +389,7 @@ class StreamingProvider:
         text = raw[:MAX_ERROR_BODY].decode("utf-8", errors="replace")
         try:
             body: object = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             body = text
         error = classify_error(
             response.status_code, body, model=model, secret=self._api_key, key_hint=self.KEY_HINT

@@ -16,7 +16,12 @@ import httpx2
 import pytest
 import trio
 
-from greenroom.agent.anthropic import API_VERSION, DEFAULT_MAX_TOKENS, AnthropicProvider
+from greenroom.agent.anthropic import (
+    API_VERSION,
+    DEFAULT_MAX_TOKENS,
+    AnthropicProvider,
+    request_body,
+)
 from greenroom.agent.provider import (
     Chunk,
     CompletionRequest,
@@ -434,3 +439,20 @@ async def test_the_key_is_in_no_repr(fake: FakeOpenAI) -> None:
         assert provider.name == "anthropic"
     finally:
         await provider.aclose()
+
+
+def test_tool_call_arguments_that_are_no_object_go_as_an_empty_input() -> None:
+    """A call in the history whose arguments are not a JSON object (the model's mistake,
+    answered with an error then), nested past what Python parses included: ``{}``."""
+    for arguments in ("not json", "[1, 2]", "[" * 5000):
+        call = ToolCall(id="c1", name="read_file", arguments=arguments)
+        request = CompletionRequest(
+            messages=(
+                Message(role="user", content="hi"),
+                Message(role="assistant", content=None, tool_calls=(call,)),
+                Message(role="tool", content="an error", tool_call_id="c1"),
+            )
+        )
+        body = request_body(request, "claude")
+        uses = [b for m in body["messages"] for b in m["content"] if b.get("type") == "tool_use"]
+        assert [u["input"] for u in uses] == [{}]

@@ -465,6 +465,8 @@ async def test_a_stalled_server_times_out(
         (Reply(parts=sse([chunk(tool_calls=[tool_delta(0, id="c", arguments="{}")]),
                           chunk(finish="tool_calls")])), "no function name"),
         (Reply(parts=sse(["[1, 2]"])), "not a JSON object"),
+        # Nested past what Python's parser takes: a RecursionError, not a crash.
+        (Reply(parts=sse([chunk(content="a"), "[" * 5000, chunk(finish="stop")])), "not JSON"),
     ],
 )  # fmt: skip
 async def test_bad_responses(
@@ -473,6 +475,23 @@ async def test_bad_responses(
     fake.script(reply)
     error = await failure(make())
     assert error.kind == "bad_response" and expected in error.message
+
+
+async def test_an_error_body_nested_past_the_parser_is_a_server_error(
+    fake: FakeOpenAI, make: Callable[..., OpenAIProvider]
+) -> None:
+    fake.script(*[Reply(status=500, parts=(b"[" * 5000,))] * 5)
+    error = await failure(make())
+    assert error.kind == "server"
+
+
+async def test_a_cost_too_large_for_a_float_is_no_cost(
+    fake: FakeOpenAI, make: Callable[..., OpenAIProvider]
+) -> None:
+    huge = chunk(no_choices=True, usage={**usage(), "cost": 10**400})  # an integer in JSON
+    fake.script(Reply(parts=sse([chunk(content="hi"), chunk(finish="stop"), huge])))
+    chunks = await collect(make())
+    assert Usage(prompt_tokens=10, completion_tokens=5, cost=None) in chunks
 
 
 async def test_an_error_inside_the_stream(
