@@ -33,6 +33,7 @@ from greenroom.protocol.convert import structure, summary_to_record, unstructure
 from greenroom.protocol.errors import GreenroomError, InvalidArgument
 from greenroom.protocol.events import PartialToolCall, Summary
 from greenroom.protocol.state import SessionState, Streaming
+from greenroom.protocol.values import validate_project_name
 from greenroom.store import atomic
 
 FORMAT_VERSION = 1
@@ -454,6 +455,10 @@ def dormant_from_payload(session: str, payload: Mapping[str, Any]) -> Dormant:
         raise GreenroomError(f"snapshot of {session} is malformed: {exc}") from exc
     if summary.session != session or not isinstance(seq, int):
         raise GreenroomError(f"snapshot of {session} is malformed")
+    try:  # its project names a folder under the projects folder: never one outside it
+        validate_project_name(summary.project)
+    except InvalidArgument as exc:
+        raise GreenroomError(f"snapshot of {session} is malformed: {exc}") from None
     if partial is not None and not isinstance(partial, str):
         raise GreenroomError(f"snapshot of {session} has a bad partial text")
     preview = partial[:50] if partial else None

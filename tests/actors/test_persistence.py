@@ -564,6 +564,24 @@ async def test_a_corrupt_partials_file_is_moved_aside_and_the_own_files_serve(
     assert not store.partials_path.exists()
 
 
+@pytest.mark.parametrize("project", ["../escaped", "a/b", ".."])
+async def test_a_snapshot_naming_a_project_outside_the_projects_folder_is_moved_aside(
+    tmp_path: Path, project: str
+) -> None:
+    """A snapshot (damaged, or written by hand) whose project is no project name would have
+    the session's history read and cut, and its tools work, outside the projects folder: it
+    is set aside at restore, as any malformed snapshot is."""
+    config = make_config(tmp_path)
+    store = SnapshotStore(config.data_dir)
+    good = Dormant(summary=SUMMARY, seq=3)
+    bad = Dormant(summary=attrs.evolve(SUMMARY, session="s-2", project=project), seq=3)
+    store.write({d.summary.session: snapshot_payload(d) for d in (good, bad)})
+    mirror, quarantined = await restore_mirror(config)
+    assert set(mirror.dormant) == {"s-1"}
+    assert [q.name for q in quarantined] == ["s-2.msgpack"]
+    assert "invalid project name" in quarantined[0].reason
+
+
 async def test_a_stale_partial_never_brings_a_deleted_session_back(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
