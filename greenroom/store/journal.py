@@ -160,14 +160,21 @@ def read_journal(folder: Path) -> JournalRead:
     return JournalRead(events=tuple(events), segments=tuple(kept), moved=tuple(moved))
 
 
-def _corrupt_folder(folder: Path) -> Path:
+def _aside(folder: Path, name: str) -> Path:
+    """A path in the journal's ``corrupt/`` for ``name`` that holds nothing yet: segment
+    numbers are used again after a hole, and what an earlier incident set aside under the
+    same name is never overwritten."""
     corrupt = folder / "corrupt"
     corrupt.mkdir(exist_ok=True)
-    return corrupt
+    target, counter = corrupt / name, 0
+    while target.exists():
+        counter += 1
+        target = corrupt / f"{name}.{counter}"
+    return target
 
 
 def _move_tail(folder: Path, path: Path, keep: int, tail: bytes, reason: str) -> MovedAside:
-    target = _corrupt_folder(folder) / f"{path.name}.{keep}"
+    target = _aside(folder, f"{path.name}.{keep}")
     target.write_bytes(tail)
     with open(target, "rb") as kept:
         os.fsync(kept.fileno())
@@ -177,7 +184,7 @@ def _move_tail(folder: Path, path: Path, keep: int, tail: bytes, reason: str) ->
 
 
 def _move_whole(folder: Path, path: Path, reason: str) -> MovedAside:
-    target = _corrupt_folder(folder) / path.name
+    target = _aside(folder, path.name)
     os.replace(path, target)
     fsync_folder(target.parent)
     fsync_folder(folder)

@@ -115,6 +115,23 @@ def test_a_corrupt_record_in_the_middle_ends_what_is_read(tmp_path: Path) -> Non
     assert read.moved and "corrupt" in read.moved[0].reason
 
 
+def test_what_a_second_incident_sets_aside_keeps_what_the_first_did(tmp_path: Path) -> None:
+    """Segment numbers are used again after a hole: the same segment torn twice, and the same
+    later segment moved aside twice, leave four files aside, none overwritten."""
+    folder = tmp_path / "journal"
+    aside: list[bytes] = []
+    for first in (1, 100):
+        write_segment(folder, 1, [delta(first), delta(first + 1)])
+        segment_path(folder, 1).write_bytes(segment_path(folder, 1).read_bytes()[:-5])
+        write_segment(folder, 2, [delta(first + 2)])
+        read = read_journal(folder)
+        assert [e.seq for e in read.events] == [first] and len(read.moved) == 2
+        aside += [moved.path.read_bytes() for moved in read.moved]
+        segment_path(folder, 1).unlink()  # the next incident starts from segment 1 again
+    kept = [path.read_bytes() for path in (folder / "corrupt").iterdir()]
+    assert sorted(kept) == sorted(aside) and len(set(aside)) == 4
+
+
 def test_segments_roll_over_and_only_checkpointed_ones_beyond_the_budget_go(
     tmp_path: Path,
 ) -> None:
