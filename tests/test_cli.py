@@ -49,6 +49,20 @@ def test_bad_port_from_the_environment(
     assert "bad port 'eighty'" in capsys.readouterr().err
 
 
+def test_a_data_folder_that_cannot_be_used_is_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A file where the snapshots' folder should be: the error names it, not the port."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sessions").write_text("a file where a folder should be")
+    argv = ["serve", "--config-dir", str(tmp_path / "config"), "--data-dir", str(data)]
+    assert cli.main([*argv, "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot use" in err and "sessions" in err and "Not a directory" in err
+    assert "cannot listen" not in err
+
+
 def test_token_is_created_once_and_private(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
