@@ -137,7 +137,7 @@ def _object(raw: object, text: bool) -> dict[str, Any]:
     if text and isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past what Python parses
             raise ValueError from None
     if not isinstance(raw, dict) or not all(isinstance(key, str) for key in raw):
         raise ValueError
@@ -219,7 +219,17 @@ ORIGINS = Kind(
     "in a flag or the environment)",
     convert=_origins,
 )
-PATH = Kind(expect="a path", convert=lambda raw, text: Path(_string(raw, text)).expanduser())
+def _path(raw: object, text: bool) -> Path:
+    path = _string(raw, text)
+    if "\0" in path:
+        raise ValueError
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise ValueError from None
+
+
+PATH = Kind(expect="a path", convert=_path)
 POSITIVE = Kind(expect="a number above 0 (inf for no limit)", convert=_positive)
 
 
@@ -446,6 +456,10 @@ def load_file(path: Path) -> dict[str, Any]:
         raise SettingsError(f"{path}: cannot read it: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"{path}: not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: not valid TOML: not UTF-8 text") from None
+    except RecursionError:
+        raise SettingsError(f"{path}: not valid TOML: nested too deeply") from None
     flat: dict[str, Any] = {}
     for key, value in document.items():
         if key in _TABLES and isinstance(value, dict):

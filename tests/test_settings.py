@@ -117,6 +117,8 @@ def test_mask() -> None:
         ("model = 3\n", "bad model 3: give a string"),
         ("api_key = 3\n", "bad api_key ***"),
         ("model = \n", "not valid TOML"),
+        ("extra_body = " + "[" * 5000 + "]" * 5000 + "\n", "not valid TOML"),
+        ("data_dir = '~no-such-user-here/x'\n", "bad data_dir"),
     ],
 )
 def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
@@ -126,6 +128,13 @@ def test_bad_files(tmp_path: Path, text: str, message: str) -> None:
     assert str(path) in caught.value.message and message in caught.value.message
 
 
+def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    path.write_bytes("model = 'café'\n".encode("latin-1"))
+    with pytest.raises(SettingsError, match="not valid TOML: not UTF-8 text"):
+        load_file(path)
+
+
 def test_a_missing_file_is_no_settings(tmp_path: Path) -> None:
     assert load_file(tmp_path / "config.toml") == {}
 
@@ -133,6 +142,13 @@ def test_a_missing_file_is_no_settings(tmp_path: Path) -> None:
 def test_bad_environment_value(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="GREENROOM_MAX_STEPS: bad max_steps 'lots'"):
         resolve(file=None, env={"GREENROOM_MAX_STEPS": "lots"}, flags={})
+    for name, value in (
+        ("GREENROOM_DATA_DIR", "~no-such-user-here/x"),
+        ("GREENROOM_DATA_DIR", "a\0b"),
+        ("GREENROOM_EXTRA_BODY", "[" * 5000),
+    ):
+        with pytest.raises(SettingsError, match=f"{name}: bad "):
+            resolve(file=None, env={name: value}, flags={})
 
 
 def test_bad_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
