@@ -473,16 +473,20 @@ async def restore(config: Config) -> Restored:
     partials, bad_partials = await trio.to_thread.run_sync(store.load_partials)
     if bad_partials is not None:
         quarantined.append(bad_partials)
+    unusable: list[str] = []
     for session, payload in partials.items():
         # Streamed text newer than the session's own file (see greenroom.store.snapshots).
         own = mirror.dormant.get(session)
         try:
             newer = dormant_from_payload(session, payload)
         except GreenroomError as error:
-            logger.error("a partial snapshot of %s is unusable: %s", session, error)
+            unusable.append(f"{session}: {error}")
             continue
         if own is None or newer.seq > own.seq:
             mirror.restore(session, newer, dirty=True)
+    if unusable:  # kept aside as it is: the file is written again without them
+        why = "unusable entries: " + "; ".join(unusable)
+        quarantined.append(await trio.to_thread.run_sync(store.quarantine_partials, why))
     if partials:
         mirror.rewrite_partials()
     for bad in quarantined:

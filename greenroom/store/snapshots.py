@@ -253,9 +253,13 @@ class SnapshotStore:
                 return decode_partials(data), None
             except CorruptSnapshot as exc:
                 reason = exc.reason
+        return {}, self.quarantine_partials(reason)
+
+    def quarantine_partials(self, reason: str) -> QuarantinedFile:
+        """Move the partials file aside (it is written again from what could be used)."""
         moved = self._quarantine(PARTIALS_NAME, reason)
         self._sync_after_quarantine()
-        return {}, moved
+        return moved
 
     def encode(
         self, batch: Mapping[str, dict[str, Any]]

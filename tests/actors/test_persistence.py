@@ -32,6 +32,8 @@ from greenroom.store.snapshots import (
     Dormant,
     SnapshotStore,
     dormant_from_payload,
+    encode_partial,
+    join_partials,
     snapshot_payload,
 )
 from tests.actors.test_state import SUMMARY
@@ -580,6 +582,28 @@ async def test_a_snapshot_naming_a_project_outside_the_projects_folder_is_moved_
     assert set(mirror.dormant) == {"s-1"}
     assert [q.name for q in quarantined] == ["s-2.msgpack"]
     assert "invalid project name" in quarantined[0].reason
+
+
+async def test_an_unusable_entry_of_the_partials_file_is_kept_aside(tmp_path: Path) -> None:
+    """The partials file is written again from what could be used; the file as it was, the
+    unusable entry in it, is moved aside first rather than lost."""
+    config = make_config(tmp_path)
+    store = SnapshotStore(config.data_dir)
+    good = Dormant(summary=SUMMARY, seq=3, partial="kept")
+    bad = Dormant(summary=attrs.evolve(SUMMARY, session="s-2", project="../x"), seq=3)
+    store.write({"s-1": snapshot_payload(attrs.evolve(good, partial=None, seq=2))})
+    original = join_partials(
+        {d.summary.session: encode_partial(d.summary.session, snapshot_payload(d))
+         for d in (good, bad)}
+    )  # fmt: skip
+    store.partials_path.parent.mkdir(parents=True, exist_ok=True)
+    store.partials_path.write_bytes(original)
+    mirror, quarantined = await restore_mirror(config)
+    assert mirror.dormant["s-1"].partial == "kept" and "s-2" not in mirror.dormant
+    assert [q.name for q in quarantined] == ["streaming.msgpack"]
+    assert "s-2" in quarantined[0].reason and "invalid project name" in quarantined[0].reason
+    assert quarantined[0].moved_to is not None
+    assert quarantined[0].moved_to.read_bytes() == original
 
 
 async def test_a_stale_partial_never_brings_a_deleted_session_back(
