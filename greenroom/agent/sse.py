@@ -16,11 +16,13 @@ import codecs
 import attrs
 
 MAX_LINE_CHARS = 16 * 1024 * 1024
-"""A line longer than this is refused: a stream that never ends a line would fill memory."""
+"""A line longer than this is refused: a stream that never ends a line would fill memory. The
+same bound holds for one event's data lines together (a stream that never ends an event)."""
 
 
 class SSEError(ValueError):
-    """The stream is not server-sent events a client can read (a line over the limit)."""
+    """The stream is not server-sent events a client can read (a line, or an event, over the
+    limit)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -41,6 +43,7 @@ class SSEDecoder:
         self._buffer = ""
         self._started = False
         self._data: list[str] = []
+        self._data_chars = 0
         self._event = ""
         self._id: str | None = None
 
@@ -82,6 +85,9 @@ class SSEDecoder:
         if colon and value.startswith(" "):
             value = value[1:]
         if field == "data":
+            self._data_chars += len(value) + 1
+            if self._data_chars > self._max_line:
+                raise SSEError(f"an event's data is over {self._max_line} characters")
             self._data.append(value)
         elif field == "event":
             self._event = value
@@ -92,7 +98,7 @@ class SSEDecoder:
 
     def _dispatch(self) -> ServerSentEvent | None:
         data, event = self._data, self._event
-        self._data, self._event = [], ""
+        self._data, self._data_chars, self._event = [], 0, ""
         if not data:
             return None
         return ServerSentEvent(data="\n".join(data), event=event or "message", id=self._id)

@@ -85,3 +85,12 @@ def test_a_line_over_the_limit_is_refused() -> None:
     assert decoder.feed(b"data: 1234\n") == []
     with pytest.raises(SSEError):
         decoder.feed(b"data: 12345678901")
+
+
+def test_an_event_whose_data_lines_together_are_over_the_limit_is_refused() -> None:
+    """Short lines that never end the event (no blank line) would fill memory as well."""
+    decoder = SSEDecoder(max_line_chars=10)
+    assert decoder.feed(b"data: 1234\n\n") == [ServerSentEvent(data="1234")]
+    assert decoder.feed(b"data: 1234\n") == []  # a new event: its count starts again
+    with pytest.raises(SSEError, match="event's data"):
+        decoder.feed(b"data: 1234\ndata: 1234\n")
