@@ -81,6 +81,10 @@ function report(err) {
 // -- server events
 
 async function welcome(data) {
+  // The shown session's events wait until the subscribe of resume() answers: lifecycle events
+  // (sent to every connection) come before it, and applied now they would move the chat's seq
+  // past events the replay has yet to bring (a reply cut by a restart would lose its start).
+  if (state.chat?.session) state.chat.replayUntil = undefined;
   state.provider = data.provider;
   state.sessions = new Map(data.sessions.map((s) => [s.session, s]));
   for (const s of data.sessions) state.projects.add(s.project);
@@ -163,10 +167,10 @@ async function subscribe(chat, attempts) {
   render();
 }
 
-// After a reconnect: everything since the last seq shown, and the focus again.
+// After a reconnect: everything since the last seq shown, and the focus again (the chat's
+// events are held from the welcome on: see welcome()).
 async function resume(chat) {
   await call("focusProject", { project: chat.project });
-  chat.replayUntil = undefined;
   await subscribe(chat, 3);
 }
 
