@@ -67,6 +67,19 @@ async def cluster(
         yield nodes
 
 
+async def owner_that_leaves(
+    stack: AsyncExitStack, tmp_path: Path, database_url: str, bus_url: str
+) -> tuple[Runtime, str, AsyncExitStack]:
+    """Node b, and the session of project ``p`` made on it; b leaves (gracefully) when the
+    test closes the stack returned, or at the latest with ``stack``."""
+    b_stack = AsyncExitStack()
+    stack.push_async_callback(b_stack.aclose)  # a test that fails first still stops b
+    b = await b_stack.enter_async_context(
+        open_runtime(node_config(tmp_path, "b", database_url, bus_url))
+    )
+    return b, await opened_on(b, "p"), b_stack
+
+
 async def opened_on(node: Runtime, project: str) -> str:
     """``openSession`` of ``project`` through ``node`` (as a connection runs it); the session."""
     opened = await node.execute_wire(cmd.OpenSession(project=project))
@@ -274,11 +287,7 @@ async def test_a_node_that_leaves_hands_its_sessions_over(
         a = await stack.enter_async_context(
             open_runtime(node_config(tmp_path, "a", database_url, bus_url))
         )
-        b_stack = AsyncExitStack()
-        b = await b_stack.enter_async_context(
-            open_runtime(node_config(tmp_path, "b", database_url, bus_url))
-        )
-        session = await opened_on(b, "p")
+        _, session, b_stack = await owner_that_leaves(stack, tmp_path, database_url, bus_url)
         async with a.connect() as watcher:
             watcher.subscribe(session)
             await a.execute_wire(cmd.SendMessage(session=session, content="a long one"))
@@ -316,11 +325,7 @@ async def test_a_new_owner_is_followed_by_the_other_nodes_as_a_new_owner(
             )
             for name in ("a", "c")
         ]
-        b_stack = AsyncExitStack()
-        b = await b_stack.enter_async_context(
-            open_runtime(node_config(tmp_path, "b", database_url, bus_url))
-        )
-        session = await opened_on(b, "p")
+        b, session, b_stack = await owner_that_leaves(stack, tmp_path, database_url, bus_url)
         seen: dict[str, list[Event]] = {"a": [], "c": []}
         async with a.connect() as on_a, c.connect() as on_c:
             on_a.subscribe(session)
@@ -511,11 +516,7 @@ async def test_a_session_lost_while_it_is_taken_over_is_let_go_once_it_runs(
         a = await stack.enter_async_context(
             open_runtime(node_config(tmp_path, "a", database_url, bus_url))
         )
-        b_stack = AsyncExitStack()
-        b = await b_stack.enter_async_context(
-            open_runtime(node_config(tmp_path, "b", database_url, bus_url))
-        )
-        session = await opened_on(b, "p")
+        b, session, b_stack = await owner_that_leaves(stack, tmp_path, database_url, bus_url)
         node = a.node
         assert node is not None and node.host is not None
         host = type(node.host)
@@ -563,11 +564,7 @@ async def test_a_take_over_cancelled_half_way_is_let_go_and_taken_again(
         a = await stack.enter_async_context(
             open_runtime(node_config(tmp_path, "a", database_url, bus_url))
         )
-        b_stack = AsyncExitStack()
-        b = await b_stack.enter_async_context(
-            open_runtime(node_config(tmp_path, "b", database_url, bus_url))
-        )
-        session = await opened_on(b, "p")
+        _, session, b_stack = await owner_that_leaves(stack, tmp_path, database_url, bus_url)
         node = a.node
         assert node is not None and node.host is not None
         node.database.claim_orphans = lambda limit: []  # type: ignore[method-assign]
@@ -664,11 +661,7 @@ async def test_a_session_taken_while_the_heartbeat_asks_is_kept(
         # A longer lease: the heartbeat is held up while the claim is made.
         cluster = attrs.evolve(config.cluster, lease_seconds=8.0)
         a = await stack.enter_async_context(open_runtime(attrs.evolve(config, cluster=cluster)))
-        b_stack = AsyncExitStack()
-        b = await b_stack.enter_async_context(
-            open_runtime(node_config(tmp_path, "b", database_url, bus_url))
-        )
-        session = await opened_on(b, "p")
+        _, session, b_stack = await owner_that_leaves(stack, tmp_path, database_url, bus_url)
         node = a.node
         assert node is not None
         database = node.database
