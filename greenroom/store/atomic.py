@@ -246,6 +246,16 @@ def is_temp_name(name: str) -> bool:
     return _TEMP_MARK in name and _TEMP_NAME.fullmatch(name) is not None
 
 
+def unused_path(folder: Path, name: str) -> Path:
+    """``folder/name``, or else ``name.1``, ``name.2``, ...: the first that holds nothing, so
+    that what is set aside never replaces what an earlier incident set aside."""
+    target, counter = folder / name, 0
+    while target.exists():
+        counter += 1
+        target = folder / f"{name}.{counter}"
+    return target
+
+
 def fsync_folder(folder: Path) -> None:
     """Make the creation, renaming and removal of entries in ``folder`` durable."""
     _fsync_folders([folder])

@@ -33,7 +33,7 @@ import msgpack  # type: ignore[import-untyped]  # no stubs, no py.typed
 from greenroom.protocol.convert import event_from_record, event_to_record
 from greenroom.protocol.errors import GreenroomError
 from greenroom.protocol.events import Event, StreamingUpdate
-from greenroom.store.atomic import fsync_folder
+from greenroom.store.atomic import fsync_folder, unused_path
 
 HEADER: Final = struct.Struct("<II")
 MAX_RECORD_BYTES: Final = 64 << 20
@@ -161,16 +161,11 @@ def read_journal(folder: Path) -> JournalRead:
 
 
 def _aside(folder: Path, name: str) -> Path:
-    """A path in the journal's ``corrupt/`` for ``name`` that holds nothing yet: segment
-    numbers are used again after a hole, and what an earlier incident set aside under the
-    same name is never overwritten."""
+    """A path in the journal's ``corrupt/`` for ``name`` that holds nothing yet (segment
+    numbers are used again after a hole)."""
     corrupt = folder / "corrupt"
     corrupt.mkdir(exist_ok=True)
-    target, counter = corrupt / name, 0
-    while target.exists():
-        counter += 1
-        target = corrupt / f"{name}.{counter}"
-    return target
+    return unused_path(corrupt, name)
 
 
 def _move_tail(folder: Path, path: Path, keep: int, tail: bytes, reason: str) -> MovedAside:

@@ -363,15 +363,11 @@ class SnapshotStore:
         return moved
 
     def _quarantine(self, name: str, reason: str) -> QuarantinedFile:
-        """Move ``sessions/<name>`` to ``sessions/corrupt/<name>.<unix time>``."""
+        """Move ``sessions/<name>`` to ``sessions/corrupt/<name>.<unix time>`` (with a counter
+        after it when that is taken)."""
         try:
             os.makedirs(self.corrupt_folder, exist_ok=True)
-            stamp = int(time.time())
-            target = self.corrupt_folder / f"{name}.{stamp}"
-            counter = 0
-            while target.exists():
-                counter += 1
-                target = self.corrupt_folder / f"{name}.{stamp}-{counter}"
+            target = atomic.unused_path(self.corrupt_folder, f"{name}.{int(time.time())}")
             os.rename(self.folder / name, target)
         except OSError as exc:
             why = exc.strerror or str(exc)
