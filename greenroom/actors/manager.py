@@ -331,17 +331,18 @@ class SessionManager:
         folder = self.config.projects_root / entry.project
         persistence, bus, provider, config = self.persistence, self.bus, self.provider, self.config
         turn_slots, mcp = self.turn_slots, self.mcp
-        failures: list[GreenroomError] = []
+        failure: GreenroomError | None = None  # why, if it is given up before it ever started
 
         async def start(
             restart: RestartInfo | None,
             *,
             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
         ) -> None:
+            nonlocal failure
             try:
                 state = await persistence.ask(LoadState(session=session))
             except GreenroomError as error:
-                failures.append(error)  # why, if it is given up before it ever started
+                failure = error
                 raise
             if state is None:
                 raise NotFound(f"no session {session}")
@@ -367,8 +368,8 @@ class SessionManager:
                 stop=mailbox.request_stop,
             )
         )
-        if not started and failures:
-            raise failures[-1]  # the command that started it is told why, not "not running"
+        if not started and failure is not None:
+            raise failure  # the command that started it is told why, not "not running"
 
     def serving_ref(self, session: str) -> ActorRef[SessionMessage] | None:
         """The actor of ``session`` when one is running, without a message to the manager:

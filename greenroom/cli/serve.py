@@ -57,9 +57,9 @@ def serve(args: argparse.Namespace) -> int:
     except BaseExceptionGroup as group:
         # Starting failed inside the task tree: report the one cause plainly.
         cause = only_leaf(group)
-        if isinstance(cause, OSError) and cause.filename is not None:  # a file, not the port
-            raise UsageError(f"cannot use {cause.filename}: {cause.strerror}") from None
         if isinstance(cause, OSError):
+            if cause.filename is not None:  # a file that cannot be used, not the port
+                raise UsageError(f"cannot use {cause.filename}: {cause.strerror}") from None
             raise UsageError(f"cannot listen on {host}:{port}: {cause.strerror}") from None
         if isinstance(cause, GreenroomError | KeyboardInterrupt):
             raise cause from None
